@@ -1,0 +1,17 @@
+//! Drover's wire contract: the worker protocol (protobuf over gRPC), the REST types, and the
+//! error kinds with their one mapping to HTTP and gRPC codes.
+//!
+//! Boundary: only this crate knows the wire formats; conversions to and from core types live here.
+
+pub mod convert;
+pub mod error;
+pub mod limits;
+pub mod rest;
+
+/// Generated from `proto/drover/v1/worker.proto`.
+pub mod proto {
+    #![allow(clippy::all)]
+    tonic::include_proto!("drover.v1");
+}
+
+pub use error::{ApiError, ErrorCode};

@@ -1,0 +1,448 @@
+//! REST types: the JSON bodies of `/v1/...`, their validation, and conversions from core records.
+
+use std::collections::BTreeMap;
+
+use drover_core::{AttemptRecord, Micros, TaskDef, TaskRecord, TaskSpec};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::limits;
+
+/// A task to submit. Durations are strings such as `"30s"`, `"500ms"` or `"2m"`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// Queue name (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Task kind; workers accept kinds. `noop` completes in the worker without a process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Higher runs first (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// The command and its arguments, run without a shell. Required unless kind is `noop`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Retries after a failed or timed-out attempt (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Base of the exponential retry backoff (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// Per-attempt timeout; the worker kills the process group when it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Hold the task this long before it may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Worker labels the task requires, all of them (`{"zone": "a"}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_selector: BTreeMap<String, String>,
+}
+
+/// A validated submit: the task definition and how long to hold it.
+#[derive(Clone, Debug)]
+pub struct ValidSubmit {
+    pub def: TaskDef,
+    pub delay_ms: u64,
+}
+
+impl SubmitRequest {
+    /// Checks every field and bound; the error names the field and what to do.
+    pub fn validate(&self) -> Result<ValidSubmit, ApiError> {
+        let queue = self.queue.clone().unwrap_or_else(|| "default".into());
+        check_name("queue", &queue)?;
+        let kind = self.kind.clone().unwrap_or_else(|| "default".into());
+        check_name("kind", &kind)?;
+        let spec = if kind == "noop" {
+            if !self.argv.is_empty() {
+                return Err(ApiError::invalid("argv", "a noop task takes no argv"));
+            }
+            TaskSpec::Noop
+        } else {
+            if self.argv.is_empty() {
+                return Err(ApiError::invalid(
+                    "argv",
+                    "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"]",
+                ));
+            }
+            if self.argv[0].is_empty() {
+                return Err(ApiError::invalid("argv", "argv[0], the program, is empty"));
+            }
+            if self.argv.len() > limits::MAX_ARGV {
+                return Err(ApiError::invalid(
+                    "argv",
+                    format!(
+                        "argv has {} entries; at most {}",
+                        self.argv.len(),
+                        limits::MAX_ARGV
+                    ),
+                ));
+            }
+            let bytes: usize = self.argv.iter().map(|a| a.len()).sum::<usize>()
+                + self
+                    .env
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            if bytes > limits::MAX_SPEC_BYTES {
+                return Err(ApiError::invalid(
+                    "argv",
+                    format!(
+                        "argv and env total {bytes} bytes; at most {}",
+                        limits::MAX_SPEC_BYTES
+                    ),
+                ));
+            }
+            if self.argv.iter().any(|a| a.contains('\0')) {
+                return Err(ApiError::invalid("argv", "an argument contains a NUL byte"));
+            }
+            for (k, v) in &self.env {
+                if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                    return Err(ApiError::invalid(
+                        "env",
+                        format!("bad environment variable name or value: '{k}'"),
+                    ));
+                }
+            }
+            if self.env.len() > limits::MAX_ENV {
+                return Err(ApiError::invalid(
+                    "env",
+                    format!("at most {} variables", limits::MAX_ENV),
+                ));
+            }
+            TaskSpec::Exec {
+                argv: self.argv.clone(),
+                env: self.env.clone().into_iter().collect(),
+                cwd: self.cwd.clone(),
+            }
+        };
+        let retries = self.retries.unwrap_or(0);
+        if retries > limits::MAX_RETRIES {
+            return Err(ApiError::invalid(
+                "retries",
+                format!("at most {} retries", limits::MAX_RETRIES),
+            ));
+        }
+        let backoff_ms = opt_duration("backoff", self.backoff.as_deref())?.unwrap_or(1000);
+        let timeout_ms = opt_duration("timeout", self.timeout.as_deref())?;
+        if timeout_ms == Some(0) {
+            return Err(ApiError::invalid(
+                "timeout",
+                "timeout must be positive, e.g. \"30s\"",
+            ));
+        }
+        let delay_ms = opt_duration("delay", self.delay.as_deref())?.unwrap_or(0);
+        if let Some(k) = &self.idempotency_key {
+            if k.is_empty() || k.len() > limits::MAX_NAME {
+                return Err(ApiError::invalid(
+                    "idempotency_key",
+                    format!("1 to {} bytes", limits::MAX_NAME),
+                ));
+            }
+        }
+        for (k, v) in &self.label_selector {
+            check_name("label_selector", k)?;
+            if v.len() > limits::MAX_NAME {
+                return Err(ApiError::invalid("label_selector", "label value too long"));
+            }
+        }
+        Ok(ValidSubmit {
+            def: TaskDef {
+                queue,
+                kind,
+                priority: self.priority.unwrap_or(0),
+                spec,
+                max_attempts: retries + 1,
+                backoff_ms,
+                timeout_ms,
+                idempotency_key: self.idempotency_key.clone(),
+                label_selector: self.label_selector.clone(),
+            },
+            delay_ms,
+        })
+    }
+}
+
+fn check_name(field: &str, v: &str) -> Result<(), ApiError> {
+    let ok = !v.is_empty()
+        && v.len() <= limits::MAX_NAME
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!(
+                "'{v}' is not a valid {field}: 1 to {} characters of A-Z a-z 0-9 - _ . / :",
+                limits::MAX_NAME
+            ),
+        ))
+    }
+}
+
+/// Parses a duration such as `"30s"`, `"1m30s"`, `"250ms"` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!(
+            "'{s}' is negative; durations are positive, e.g. \"30s\""
+        ));
+    }
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("'{s}' is not a duration ({e}); write e.g. \"30s\", \"500ms\", \"2m\"")
+    })?;
+    let ms = d.as_millis();
+    if ms > limits::MAX_DURATION_MS as u128 {
+        return Err(format!("'{s}' is too long; at most 365 days"));
+    }
+    Ok(ms as u64)
+}
+
+fn opt_duration(field: &str, v: Option<&str>) -> Result<Option<u64>, ApiError> {
+    v.map(|s| parse_duration_ms(s).map_err(|m| ApiError::invalid(field, m)))
+        .transpose()
+}
+
+/// Several tasks in one request and one commit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSubmitRequest {
+    pub tasks: Vec<SubmitRequest>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchSubmitResponse {
+    /// The new tasks' ids, in request order.
+    pub ids: Vec<String>,
+}
+
+/// What a task runs.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SpecView {
+    Exec {
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<String>,
+    },
+    Noop,
+}
+
+/// A task as the API shows it. Times are RFC 3339 with microseconds.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    pub id: String,
+    pub state: String,
+    pub queue: String,
+    pub kind: String,
+    pub priority: i32,
+    /// Current (or last) attempt number; 0 before the first.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// The worker of the current or last attempt.
+    pub worker: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// When a pending task may run (delay or retry backoff).
+    pub not_before: Option<String>,
+    pub spec: SpecView,
+    pub timeout_ms: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub label_selector: BTreeMap<String, String>,
+    /// Attempts that lost their worker.
+    pub lost: u32,
+    /// Every attempt, oldest first (only on `GET /v1/tasks/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptView>,
+}
+
+impl TaskView {
+    pub fn from_record(r: &TaskRecord, attempts: &[AttemptRecord]) -> Self {
+        let d = &r.def;
+        TaskView {
+            id: r.id.to_string(),
+            state: r.state.as_str().into(),
+            queue: d.queue.clone(),
+            kind: d.kind.clone(),
+            priority: d.priority,
+            attempt: r.attempt,
+            max_attempts: d.max_attempts,
+            exit_code: r.exit_code,
+            error: r.error.clone(),
+            worker: r.worker.clone(),
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+            started_at: r.started_at.map(rfc3339),
+            finished_at: r.finished_at.map(rfc3339),
+            not_before: r.not_before.map(rfc3339),
+            spec: match &d.spec {
+                TaskSpec::Exec { argv, env, cwd } => SpecView::Exec {
+                    argv: argv.clone(),
+                    env: env.iter().cloned().collect(),
+                    cwd: cwd.clone(),
+                },
+                TaskSpec::Noop => SpecView::Noop,
+            },
+            timeout_ms: d.timeout_ms,
+            idempotency_key: d.idempotency_key.clone(),
+            label_selector: d.label_selector.clone(),
+            lost: r.lost,
+            attempts: attempts.iter().map(AttemptView::from_record).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub worker: String,
+    pub assigned_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// succeeded, failed, timed_out, cancelled or lost; null while it runs.
+    pub outcome: Option<String>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+impl AttemptView {
+    pub fn from_record(a: &AttemptRecord) -> Self {
+        AttemptView {
+            attempt: a.attempt,
+            worker: a.worker.clone(),
+            assigned_at: rfc3339(a.assigned_at),
+            started_at: a.started_at.map(rfc3339),
+            finished_at: a.finished_at.map(rfc3339),
+            outcome: a.outcome.map(|o| o.as_str().into()),
+            exit_code: a.exit_code,
+            error: a.error.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Output of one attempt. Bytes that are not UTF-8 are shown as U+FFFD.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogsView {
+    pub task_id: String,
+    pub attempt: u32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    pub name: String,
+    /// alive or draining.
+    pub state: String,
+    pub slots: u32,
+    pub prefetch: u32,
+    /// Assignments it holds (running plus prefetched).
+    pub held: u32,
+    pub running: u32,
+    pub labels: BTreeMap<String, String>,
+    pub kinds: Vec<String>,
+    pub resources: BTreeMap<String, u64>,
+    pub joined_at: String,
+    pub last_heartbeat: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    pub workers: Vec<WorkerView>,
+}
+
+/// Task counts by state.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsView {
+    pub tasks_by_state: BTreeMap<String, u64>,
+    pub workers: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Formats microseconds since the epoch as RFC 3339 (UTC, microsecond precision).
+pub fn rfc3339(us: Micros) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// Parses an RFC 3339 time back to microseconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Result<Micros, String> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))?;
+    Ok((t.unix_timestamp_nanos() / 1000) as Micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(argv: &[&str]) -> SubmitRequest {
+        SubmitRequest {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validates_and_names_the_field() {
+        assert!(exec(&["true"]).validate().is_ok());
+        let e = exec(&[]).validate().unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("argv"));
+        let mut r = exec(&["true"]);
+        r.timeout = Some("-5s".into());
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("timeout"));
+        r.timeout = Some("0s".into());
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("timeout"));
+        let mut r = exec(&["true"]);
+        r.queue = Some("bad queue".into());
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("queue"));
+        let r = SubmitRequest {
+            kind: Some("noop".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.validate().unwrap().def.spec, TaskSpec::Noop);
+    }
+
+    #[test]
+    fn times_round_trip_with_microseconds() {
+        let us = 1_790_000_000_123_456;
+        assert_eq!(parse_rfc3339(&rfc3339(us)).unwrap(), us);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("1m30s").unwrap(), 90_000);
+        assert_eq!(parse_duration_ms("250ms").unwrap(), 250);
+        assert!(parse_duration_ms("-1s").is_err());
+        assert!(parse_duration_ms("soon").is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! A test bench around the coordinator: a controllable clock, a model store that applies every
+//! committed write, and the messages sent to each worker session.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use drover_core::*;
+
+pub const LEASE_MS: u64 = 1_000;
+pub const GRACE_MS: u64 = 2_000;
+
+pub fn config() -> CoreConfig {
+    CoreConfig {
+        lease_ms: LEASE_MS,
+        restart_grace_ms: GRACE_MS,
+        max_lost: 3,
+        backoff_cap_ms: 10_000,
+        ..CoreConfig::default()
+    }
+}
+
+pub fn exec_def(queue: &str) -> TaskDef {
+    TaskDef {
+        queue: queue.into(),
+        kind: "default".into(),
+        priority: 0,
+        spec: TaskSpec::Exec {
+            argv: vec!["true".into()],
+            env: vec![],
+            cwd: None,
+        },
+        max_attempts: 1,
+        backoff_ms: 100,
+        timeout_ms: None,
+        idempotency_key: None,
+        label_selector: BTreeMap::new(),
+    }
+}
+
+pub fn worker(name: &str, slots: u32, prefetch: u32) -> WorkerInfo {
+    WorkerInfo {
+        name: name.into(),
+        slots,
+        prefetch,
+        ..WorkerInfo::default()
+    }
+}
+
+pub struct Bench {
+    pub core: Coordinator,
+    pub now: Micros,
+    /// The model store: every committed task record, attempt and event.
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    pub attempts: BTreeMap<(TaskId, u32), AttemptRecord>,
+    pub events: Vec<Event>,
+    /// Everything sent to workers, in order.
+    pub sent: Vec<(SessionId, ToWorker)>,
+    pub replies: Vec<(RequestId, Reply)>,
+    pub stale_rejected: u64,
+    next_id: u128,
+    next_req: u64,
+}
+
+impl Bench {
+    pub fn new(seed: u8) -> Self {
+        Self::from_snapshot(seed, 1_000_000, Snapshot::default())
+    }
+
+    pub fn from_snapshot(seed: u8, now: Micros, snapshot: Snapshot) -> Self {
+        Bench {
+            core: Coordinator::new(config(), [seed; 32], now, snapshot),
+            now,
+            tasks: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            events: Vec::new(),
+            sent: Vec::new(),
+            replies: Vec::new(),
+            stale_rejected: 0,
+            next_id: 1,
+            next_req: 1,
+        }
+    }
+
+    /// What `Store::load_snapshot` would return from the model store.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            tasks: self
+                .tasks
+                .values()
+                .filter(|t| !t.state.is_terminal())
+                .map(|t| (t.clone(), self.attempts.get(&(t.id, t.attempt)).cloned()))
+                .collect(),
+            next_task_seq: self.tasks.values().map(|t| t.seq + 1).max().unwrap_or(0),
+            next_event_seq: self.events.last().map(|e| e.seq + 1).unwrap_or(1),
+        }
+    }
+
+    fn apply(&mut self, fx: Effects) {
+        for w in fx.writes {
+            match w {
+                Write::Task { record, is_new } => {
+                    assert_eq!(is_new, !self.tasks.contains_key(&record.id), "is_new flag");
+                    self.tasks.insert(record.id, record);
+                }
+                Write::Attempt(a) => {
+                    self.attempts.insert((a.task_id, a.attempt), a);
+                }
+                Write::Event(e) => {
+                    if let Some(last) = self.events.last() {
+                        assert_eq!(e.seq, last.seq + 1, "event seqs are gapless");
+                    }
+                    self.events.push(e);
+                }
+                Write::Log(_) => {}
+            }
+        }
+        self.sent.extend(fx.sends);
+        self.replies.extend(fx.replies);
+        self.stale_rejected += fx.stale_rejected;
+        if let Err(e) = self.core.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+        self.check_credit();
+    }
+
+    /// CAPACITY: no worker holds more live assignments than its slots plus prefetch.
+    fn check_credit(&self) {
+        let ws = self.core.workers();
+        for w in ws {
+            let live = self
+                .tasks
+                .values()
+                .filter(|t| {
+                    t.state.is_leased() && t.worker.as_deref() == Some(w.info.name.as_str())
+                })
+                .count();
+            assert!(
+                live <= w.info.credit_limit(),
+                "{} holds {live} > {}",
+                w.info.name,
+                w.info.credit_limit()
+            );
+        }
+    }
+
+    pub fn input(&mut self, input: Input) {
+        let mut fx = Effects::default();
+        self.core.handle(self.now, input, &mut fx);
+        self.core.dispatch(self.now, &mut fx);
+        self.apply(fx);
+    }
+
+    pub fn advance_ms(&mut self, ms: i64) {
+        self.now += ms * 1000;
+        let mut fx = Effects::default();
+        self.core.handle_timeout(self.now, &mut fx);
+        self.apply(fx);
+    }
+
+    pub fn submit_def(&mut self, def: TaskDef) -> TaskId {
+        self.submit_with(def, None)
+    }
+
+    pub fn submit_with(&mut self, def: TaskDef, not_before: Option<Micros>) -> TaskId {
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        let req = self.next_req;
+        self.next_req += 1;
+        self.input(Input::Submit {
+            req,
+            tasks: vec![NewTask {
+                id,
+                def,
+                not_before,
+            }],
+        });
+        id
+    }
+
+    pub fn submit(&mut self, n: usize) -> Vec<TaskId> {
+        (0..n).map(|_| self.submit_def(exec_def("q"))).collect()
+    }
+
+    pub fn join(&mut self, session: SessionId, info: WorkerInfo) {
+        self.input(Input::WorkerJoin {
+            session,
+            info,
+            held: vec![],
+        });
+    }
+
+    pub fn state(&self, id: TaskId) -> TaskState {
+        self.tasks[&id].state
+    }
+
+    pub fn attempt_ref(&self, id: TaskId) -> AttemptRef {
+        let t = &self.tasks[&id];
+        AttemptRef {
+            task_id: id,
+            attempt: t.attempt,
+            lease: t.lease.expect("leased"),
+        }
+    }
+
+    /// Assignments sent to `session` so far.
+    pub fn assigned_to(&self, session: SessionId) -> Vec<Assignment> {
+        self.sent
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .filter_map(|(_, m)| match m {
+                ToWorker::Assign(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn finish(
+        &mut self,
+        session: SessionId,
+        r: AttemptRef,
+        kind: AttemptOutcome,
+        code: Option<i32>,
+    ) {
+        self.input(Input::Finished {
+            session,
+            attempt: r,
+            outcome: Outcome {
+                kind,
+                exit_code: code,
+                error: None,
+            },
+        });
+    }
+
+    pub fn run_ok(&mut self, session: SessionId, id: TaskId) {
+        let r = self.attempt_ref(id);
+        self.input(Input::Started {
+            session,
+            attempt: r,
+        });
+        self.finish(session, r, AttemptOutcome::Succeeded, Some(0));
+    }
+
+    /// Task states in the order their events were committed.
+    pub fn history(&self, id: TaskId) -> Vec<TaskState> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Task { task_id, state, .. } if *task_id == id => Some(*state),
+                _ => None,
+            })
+            .collect()
+    }
+}

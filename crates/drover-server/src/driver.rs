@@ -1,0 +1,228 @@
+//! The driver: the one actor that owns the `Coordinator`.
+//!
+//! Loop: wait for a command or the core's next timer; drain everything else that arrived (the
+//! batch); feed it to the core; commit the core's writes in one transaction (group commit);
+//! only then send assignments to workers and replies to clients. While a commit is in flight,
+//! new commands queue up in the inbox and become the next, larger batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_api::proto::{self, server_message::Body};
+use drover_core::{
+    Coordinator, Effects, Input, Reply, RequestId, SessionId, ToWorker, WorkerSummary,
+};
+use drover_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_micros;
+use crate::metrics::Metrics;
+
+/// Most commands folded into one batch; bounds a commit's size and latency.
+const MAX_BATCH: usize = 50_000;
+
+pub type Outbox = mpsc::UnboundedSender<Result<proto::ServerMessage, tonic::Status>>;
+
+pub enum Command {
+    /// A core input; a reply, if any, goes to `reply`.
+    Input(Input, Option<oneshot::Sender<Reply>>),
+    /// A worker connection opened: where to send its messages. Precedes its `WorkerJoin`.
+    Attach(SessionId, Outbox),
+    Workers(oneshot::Sender<Vec<WorkerSummary>>),
+}
+
+/// A cheap, cloneable handle for the protocol adapters.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the scheduler is shutting down")]
+pub struct DriverGone;
+
+impl DriverHandle {
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn send(&self, cmd: Command) -> Result<(), DriverGone> {
+        self.tx.send(cmd).map_err(|_| DriverGone)
+    }
+
+    /// Sends an input and waits for its reply, which comes only after the commit.
+    pub async fn request(
+        &self,
+        make: impl FnOnce(RequestId) -> Input,
+    ) -> Result<Reply, DriverGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Input(make(self.next_id()), Some(tx)))?;
+        rx.await.map_err(|_| DriverGone)
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerSummary>, DriverGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Workers(tx))?;
+        rx.await.map_err(|_| DriverGone)
+    }
+}
+
+pub struct Driver {
+    core: Coordinator,
+    store: Arc<dyn Store>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    outboxes: HashMap<SessionId, Outbox>,
+    waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Driver {
+    pub fn new(
+        core: Coordinator,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> (Driver, DriverHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = DriverHandle {
+            tx,
+            next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        };
+        let driver = Driver {
+            core,
+            store,
+            rx,
+            outboxes: HashMap::new(),
+            waiting: HashMap::new(),
+            metrics,
+        };
+        (driver, handle)
+    }
+
+    /// Runs until every handle is dropped. A failed commit is fatal: the process must restart
+    /// from the store rather than continue on state the store does not have.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let mut batch = Vec::new();
+        loop {
+            let timeout = self.core.poll_timeout().map(|at| {
+                let wait_us = (at - now_micros()).max(0) as u64;
+                tokio::time::Instant::now() + Duration::from_micros(wait_us)
+            });
+            let first = match timeout {
+                Some(deadline) => tokio::select! {
+                    c = self.rx.recv() => Some(c),
+                    _ = tokio::time::sleep_until(deadline) => None,
+                },
+                None => Some(self.rx.recv().await),
+            };
+            match first {
+                Some(None) => return Ok(()),
+                Some(Some(c)) => batch.push(c),
+                None => {}
+            }
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.step(&mut batch).await?;
+        }
+    }
+
+    async fn step(&mut self, batch: &mut Vec<Command>) -> anyhow::Result<()> {
+        let now = now_micros();
+        let mut fx = Effects::default();
+        for cmd in batch.drain(..) {
+            match cmd {
+                Command::Input(input, reply) => {
+                    if let Input::WorkerLeave { session } = &input {
+                        self.outboxes.remove(session);
+                    }
+                    if let (Some(tx), Some(req)) = (reply, request_id(&input)) {
+                        self.waiting.insert(req, tx);
+                    }
+                    self.core.handle(now, input, &mut fx);
+                }
+                Command::Attach(session, outbox) => {
+                    self.outboxes.insert(session, outbox);
+                }
+                Command::Workers(tx) => {
+                    let _ = tx.send(self.core.workers());
+                }
+            }
+        }
+        self.core.handle_timeout(now, &mut fx);
+        self.metrics.record_effects(&fx);
+        if !fx.writes.is_empty() {
+            let n = fx.writes.len();
+            let started = std::time::Instant::now();
+            let writes = std::mem::take(&mut fx.writes);
+            self.store.commit(writes).await.map_err(|e| {
+                tracing::error!(error = %e, "commit failed; stopping the scheduler");
+                anyhow::anyhow!("commit failed: {e}")
+            })?;
+            self.metrics.record_commit(n, started.elapsed());
+        }
+        self.deliver(fx);
+        Ok(())
+    }
+
+    /// Carries out sends and replies of a committed batch, one message per worker per kind.
+    fn deliver(&mut self, fx: Effects) {
+        let mut assigns: HashMap<SessionId, Vec<proto::Assignment>> = HashMap::new();
+        let mut cancels: HashMap<SessionId, Vec<proto::AttemptRef>> = HashMap::new();
+        for (session, msg) in fx.sends {
+            match msg {
+                ToWorker::Assign(a) => assigns.entry(session).or_default().push((&a).into()),
+                ToWorker::Cancel(r) => cancels.entry(session).or_default().push(r.into()),
+                ToWorker::Reject { attempt, reason } => {
+                    tracing::warn!(task_id = %attempt.task_id, attempt = attempt.attempt, %reason, "rejected a stale result");
+                    self.push(
+                        session,
+                        Body::Rejected(proto::Rejected {
+                            attempt: Some(attempt.into()),
+                            reason,
+                        }),
+                    );
+                }
+            }
+        }
+        for (session, attempts) in cancels {
+            self.push(session, Body::Cancel(proto::Cancel { attempts }));
+        }
+        for (session, assignments) in assigns {
+            self.push(
+                session,
+                Body::Assignments(proto::Assignments { assignments }),
+            );
+        }
+        for (req, reply) in fx.replies {
+            if let Some(tx) = self.waiting.remove(&req) {
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    fn push(&mut self, session: SessionId, body: Body) {
+        let gone = match self.outboxes.get(&session) {
+            Some(out) => out
+                .send(Ok(proto::ServerMessage { body: Some(body) }))
+                .is_err(),
+            None => false,
+        };
+        if gone {
+            // The connection closed; its leave input is on its way. Leases cover the rest.
+            self.outboxes.remove(&session);
+        }
+    }
+}
+
+fn request_id(input: &Input) -> Option<RequestId> {
+    match input {
+        Input::Submit { req, .. } | Input::Cancel { req, .. } => Some(*req),
+        _ => None,
+    }
+}

@@ -1,0 +1,423 @@
+//! The REST adapter: decode, ask the driver or read the store, encode. No scheduling logic.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_api::rest::*;
+use drover_api::{limits, ApiError, ErrorCode};
+use drover_core::{CancelError, Input, NewTask, Reply, TaskId, TaskState};
+use drover_store::{Store, TaskQuery};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+
+use crate::clock::now_micros;
+use crate::driver::DriverHandle;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub driver: DriverHandle,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/tasks", post(submit).get(list))
+        .route("/v1/tasks:batch", post(submit_batch))
+        .route("/v1/tasks/{id}", get(task))
+        .route("/v1/tasks/{id}/cancel", post(cancel))
+        .route("/v1/tasks/{id}/logs", get(logs))
+        .route("/v1/workers", get(workers))
+        .route("/v1/stats", get(stats))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// An `ApiError` as an HTTP response: its status and the JSON body.
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, HttpError>;
+
+fn store_err(e: drover_store::StoreError) -> HttpError {
+    tracing::error!(error = %e, "store read failed");
+    HttpError(ApiError::new(
+        ErrorCode::Unavailable,
+        format!("{e}; retry shortly"),
+    ))
+}
+
+fn gone() -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::Unavailable,
+        "the scheduler is shutting down; retry against another server",
+    ))
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    match body {
+        Ok(Json(v)) => Ok(v),
+        Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request body over {} bytes; split it",
+                    limits::MAX_BODY_BYTES
+                ),
+            )
+            .into())
+        }
+        Err(e) => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("bad JSON body: {}", e.body_text()),
+        )
+        .into()),
+    }
+}
+
+fn parse_id(id: &str) -> ApiResult<TaskId> {
+    id.parse::<TaskId>()
+        .map_err(|m| HttpError(ApiError::invalid("id", m)))
+}
+
+fn new_task(req: &SubmitRequest, now: i64) -> ApiResult<NewTask> {
+    let v = req.validate()?;
+    Ok(NewTask {
+        id: TaskId(uuid::Uuid::now_v7().as_u128()),
+        def: v.def,
+        not_before: (v.delay_ms > 0).then(|| now + v.delay_ms as i64 * 1000),
+    })
+}
+
+async fn submit_tasks(s: &AppState, tasks: Vec<NewTask>) -> ApiResult<Vec<TaskId>> {
+    let n = tasks.len();
+    match s
+        .driver
+        .request(|req| Input::Submit { req, tasks })
+        .await
+        .map_err(|_| gone())?
+    {
+        Reply::Submitted(ids) if ids.len() == n => Ok(ids),
+        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
+    }
+}
+
+async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
+    let rec = s
+        .store
+        .task(id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| HttpError(ApiError::not_found(format!("no task with id {id}"))))?;
+    let attempts = s.store.attempts(id).await.map_err(store_err)?;
+    Ok(TaskView::from_record(&rec, &attempts))
+}
+
+#[utoipa::path(post, path = "/v1/tasks", request_body = SubmitRequest,
+    responses((status = 201, body = TaskView), (status = 400, body = ApiError)))]
+async fn submit(
+    State(s): State<AppState>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<TaskView>)> {
+    let req = json_body(body)?;
+    let task = new_task(&req, now_micros())?;
+    let ids = submit_tasks(&s, vec![task]).await?;
+    Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
+}
+
+#[utoipa::path(post, path = "/v1/tasks:batch", request_body = BatchSubmitRequest,
+    responses((status = 201, body = BatchSubmitResponse), (status = 400, body = ApiError)))]
+async fn submit_batch(
+    State(s): State<AppState>,
+    body: Result<Json<BatchSubmitRequest>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<BatchSubmitResponse>)> {
+    let req = json_body(body)?;
+    if req.tasks.is_empty() || req.tasks.len() > limits::MAX_BATCH {
+        return Err(ApiError::invalid(
+            "tasks",
+            format!(
+                "a batch holds 1 to {} tasks, not {}",
+                limits::MAX_BATCH,
+                req.tasks.len()
+            ),
+        )
+        .into());
+    }
+    let now = now_micros();
+    let mut tasks = Vec::with_capacity(req.tasks.len());
+    for (i, t) in req.tasks.iter().enumerate() {
+        // Validate everything before anything is stored: one bad task refuses the batch.
+        tasks.push(new_task(t, now).map_err(|HttpError(mut e)| {
+            e.message = format!("tasks[{i}].{}", e.message);
+            e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
+            HttpError(e)
+        })?);
+    }
+    let ids = submit_tasks(&s, tasks).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchSubmitResponse {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only tasks in this state.
+    state: Option<String>,
+    /// Only tasks of this queue.
+    queue: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tasks", params(ListParams),
+    responses((status = 200, body = TaskList), (status = 400, body = ApiError)))]
+async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<TaskList>> {
+    let Query(p) =
+        q.map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))?;
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > limits::MAX_PAGE {
+        return Err(ApiError::invalid("limit", format!("1 to {}", limits::MAX_PAGE)).into());
+    }
+    let state = p
+        .state
+        .as_deref()
+        .map(|st| {
+            st.parse::<TaskState>()
+                .map_err(|m| HttpError(ApiError::invalid("state", m)))
+        })
+        .transpose()?;
+    let before = p
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<TaskId>()
+                .map_err(|m| HttpError(ApiError::invalid("cursor", m)))
+        })
+        .transpose()?;
+    let recs = s
+        .store
+        .list_tasks(&TaskQuery {
+            state,
+            queue: p.queue,
+            before,
+            limit,
+        })
+        .await
+        .map_err(store_err)?;
+    let next_cursor = (recs.len() == limit)
+        .then(|| recs.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(TaskList {
+        tasks: recs.iter().map(|r| TaskView::from_record(r, &[])).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ApiError)))]
+async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
+    Ok(Json(load_view(&s, parse_id(&id)?).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
+    let id = parse_id(&id)?;
+    let reply = s
+        .driver
+        .request(|req| Input::Cancel { req, task_id: id })
+        .await
+        .map_err(|_| gone())?;
+    match reply {
+        Reply::Cancelled(Ok(())) => Ok(Json(load_view(&s, id).await?)),
+        Reply::Cancelled(Err(CancelError::NotActive)) => {
+            let view = load_view(&s, id).await?;
+            Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "task {id} already ended ({}); nothing to cancel",
+                    view.state
+                ),
+            )
+            .into())
+        }
+        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Attempt number (default: the latest).
+    attempt: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "task id"), LogParams),
+    responses((status = 200, body = LogsView), (status = 404, body = ApiError)))]
+async fn logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<LogParams>, QueryRejection>,
+) -> ApiResult<Json<LogsView>> {
+    let Query(p) =
+        q.map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))?;
+    let id = parse_id(&id)?;
+    let rec = s
+        .store
+        .task(id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| HttpError(ApiError::not_found(format!("no task with id {id}"))))?;
+    let attempt = p.attempt.unwrap_or(rec.attempt);
+    if attempt > rec.attempt {
+        return Err(ApiError::invalid(
+            "attempt",
+            format!("task {id} has {} attempt(s) so far", rec.attempt),
+        )
+        .into());
+    }
+    let chunks = s.store.logs(id, attempt).await.map_err(store_err)?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for c in chunks {
+        match c.stream {
+            drover_core::LogStream::Stdout => out.extend_from_slice(&c.data),
+            drover_core::LogStream::Stderr => err.extend_from_slice(&c.data),
+        }
+    }
+    Ok(Json(LogsView {
+        task_id: id.to_string(),
+        attempt,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/workers", responses((status = 200, body = WorkerList)))]
+async fn workers(State(s): State<AppState>) -> ApiResult<Json<WorkerList>> {
+    let list = s.driver.workers().await.map_err(|_| gone())?;
+    Ok(Json(WorkerList {
+        workers: list
+            .into_iter()
+            .map(|w| WorkerView {
+                name: w.info.name.clone(),
+                state: if w.draining { "draining" } else { "alive" }.into(),
+                slots: w.info.slots,
+                prefetch: w.info.prefetch,
+                held: w.held as u32,
+                running: w.running as u32,
+                labels: w.info.labels.clone(),
+                kinds: w.info.kinds.clone(),
+                resources: w.info.resources.clone(),
+                joined_at: rfc3339(w.joined_at),
+                last_heartbeat: rfc3339(w.last_seen),
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = StatsView)))]
+async fn stats(State(s): State<AppState>) -> ApiResult<Json<StatsView>> {
+    let counts = s.store.count_by_state().await.map_err(store_err)?;
+    let workers = s.driver.workers().await.map_err(|_| gone())?.len() as u32;
+    Ok(Json(StatsView {
+        tasks_by_state: counts
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_string(), v))
+            .collect(),
+        workers,
+    }))
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> HttpError {
+    HttpError(ApiError::not_found(format!(
+        "no such endpoint {}; see /openapi.json",
+        uri.path()
+    )))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Drover", description = "Distributed task scheduler REST API"),
+    paths(
+        submit,
+        submit_batch,
+        list,
+        task,
+        cancel,
+        logs,
+        workers,
+        stats,
+        healthz
+    ),
+    components(schemas(
+        ApiError,
+        ErrorCode,
+        SubmitRequest,
+        BatchSubmitRequest,
+        BatchSubmitResponse,
+        TaskView,
+        AttemptView,
+        SpecView,
+        TaskList,
+        LogsView,
+        WorkerView,
+        WorkerList,
+        StatsView,
+        Health
+    ))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,146 @@
+//! Drover's scheduler service: the driver actor around the pure core, the commit pipeline, and
+//! thin adapters for the worker protocol (gRPC) and the REST API, served on one port.
+//!
+//! Boundary: no scheduling decision is made here; every decision is the core's. This crate
+//! moves inputs to the core and carries out its effects (commit first, then send).
+
+mod clock;
+pub mod driver;
+mod grpc;
+pub mod http;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use drover_api::proto::worker_service_server::WorkerServiceServer;
+use drover_core::{Coordinator, CoreConfig};
+use drover_store::{SqliteStore, Store};
+use rand::TryRngCore;
+
+pub use http::ApiDoc;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (relative) or `sqlite:///abs/path`.
+    pub store: String,
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+    pub restart_grace_ms: u64,
+    pub max_lost: u32,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, store: String) -> Self {
+        ServerConfig {
+            listen,
+            store,
+            lease_ms: 15_000,
+            heartbeat_ms: 1_000,
+            restart_grace_ms: 20_000,
+            max_lost: 3,
+        }
+    }
+}
+
+/// Where a `sqlite://` URL points.
+pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        anyhow::ensure!(
+            !path.is_empty(),
+            "--store sqlite:// needs a path, e.g. sqlite://drover-data/drover.db"
+        );
+        return Ok(PathBuf::from(path));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!("the PostgreSQL store is not available in this build yet; use sqlite://PATH");
+    }
+    anyhow::bail!("unknown store URL '{url}'; use sqlite://PATH")
+}
+
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    serve: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ServerHandle {
+    /// Stops accepting requests, lets the driver finish its batch, and returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.serve.await.context("server task panicked")?
+    }
+
+    /// Waits until the server stops by itself (a fatal store error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.serve).await.context("server task panicked")?
+    }
+}
+
+/// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
+pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
+    let path = sqlite_path(&cfg.store)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&path)
+            .with_context(|| format!("opening the store at {}", path.display()))?,
+    );
+    let snapshot = store
+        .load_snapshot()
+        .await
+        .context("loading the active tasks")?;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut seed)
+        .context("reading OS randomness")?;
+    let core_cfg = CoreConfig {
+        lease_ms: cfg.lease_ms,
+        restart_grace_ms: cfg.restart_grace_ms,
+        max_lost: cfg.max_lost,
+        ..CoreConfig::default()
+    };
+    let active = snapshot.tasks.len();
+    let core = Coordinator::new(core_cfg, seed, clock::now_micros(), snapshot);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (driver, handle) = driver::Driver::new(core, store.clone(), metrics.clone());
+    let driver_task = tokio::spawn(driver.run());
+
+    let grpc = tonic::service::Routes::new(WorkerServiceServer::new(grpc::WorkerGrpc {
+        driver: handle.clone(),
+        heartbeat_ms: cfg.heartbeat_ms,
+        lease_ms: cfg.lease_ms,
+    }))
+    .into_axum_router();
+    let app = http::router(http::AppState {
+        driver: handle,
+        store,
+        metrics,
+    })
+    .merge(grpc);
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, active_tasks = active, "drover server listening");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
+        tokio::select! {
+            r = server => r.context("serving")?,
+            r = driver_task => {
+                r.context("driver panicked")??;
+            }
+        }
+        Ok(())
+    });
+    Ok(ServerHandle {
+        addr,
+        shutdown: tx,
+        serve,
+    })
+}
