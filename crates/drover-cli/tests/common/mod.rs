@@ -1,0 +1,253 @@
+//! Test harness: real `drover` processes on ephemeral loopback ports, polled with deadlines.
+//! Each test ends only the processes it started, by pid.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_drover");
+
+/// A child process killed (by its pid) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    pub fn kill9(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A free loopback port (bound then released) for a server that must come back on the same one.
+pub fn free_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Starts a process and waits for a stdout line containing `marker`; returns the line.
+fn spawn_until(name: &str, args: &[&str], marker: &str) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn drover");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut found = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !found && line.contains(&marker) {
+                found = true;
+                let _ = tx.send(line.clone());
+            }
+        }
+    });
+    let proc = Proc {
+        child,
+        name: name.into(),
+    };
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{name} did not print '{marker}' within 30s"));
+    (proc, line)
+}
+
+pub struct Server {
+    pub proc: Proc,
+    pub url: String,
+    pub addr: String,
+    pub data: PathBuf,
+}
+
+/// Short lease settings so expiry-driven tests finish quickly.
+pub const LEASE: &str = "2s";
+pub const HEARTBEAT: &str = "200ms";
+pub const GRACE: &str = "4s";
+
+pub fn start_server(data: &Path, addr: &str) -> Server {
+    let store = format!("sqlite://{}", data.join("drover.db").display());
+    let (proc, line) = spawn_until(
+        "server",
+        &[
+            "server",
+            "--listen",
+            addr,
+            "--store",
+            &store,
+            "--lease",
+            LEASE,
+            "--heartbeat",
+            HEARTBEAT,
+            "--restart-grace",
+            GRACE,
+        ],
+        "listening on",
+    );
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("url in the listening line")
+        .to_string();
+    Server {
+        addr: url.trim_start_matches("http://").to_string(),
+        proc,
+        url,
+        data: data.to_path_buf(),
+    }
+}
+
+pub fn start_worker(url: &str, name: &str, slots: u32, extra: &[&str]) -> Proc {
+    let slots = slots.to_string();
+    let mut args = vec!["worker", "--server", url, "--name", name, "--slots", &slots];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn worker");
+    let _ = child.stdin.take();
+    let proc = Proc {
+        child,
+        name: name.into(),
+    };
+    wait_for(Duration::from_secs(30), &format!("worker {name} to register"), || {
+        let ws = cli_json(url, &["workers"]);
+        ws["workers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|w| w["name"] == name))
+            .then_some(())
+    });
+    proc
+}
+
+/// Runs the CLI against a server.
+pub fn cli(url: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("DROVER_SERVER", url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run drover")
+}
+
+/// Runs the CLI with `-o json` and parses its stdout; panics with stderr on failure.
+pub fn cli_json(url: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["-o", "json"]);
+    let out = cli(url, &a);
+    assert!(
+        out.status.success(),
+        "drover {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drover {args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+pub fn submit(url: &str, args: &[&str]) -> String {
+    let mut a = vec!["submit"];
+    a.extend_from_slice(args);
+    let v = cli_json(url, &a);
+    v["id"].as_str().expect("id").to_string()
+}
+
+pub fn task(url: &str, id: &str) -> Value {
+    cli_json(url, &["status", id])
+}
+
+/// Polls `f` until it yields a value or the deadline passes.
+pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+pub fn wait_state(url: &str, id: &str, states: &[&str], within: Duration) -> Value {
+    wait_for(within, &format!("task {id} to reach {states:?}"), || {
+        let t = task(url, id);
+        states.contains(&t["state"].as_str().unwrap_or("")).then_some(t)
+    })
+}
+
+/// Raw HTTP for the REST tests.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn stats(url: &str) -> Value {
+    http()
+        .get(format!("{url}/v1/stats"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+pub fn count(stats: &Value, state: &str) -> u64 {
+    stats["tasks_by_state"][state].as_u64().unwrap_or(0)
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}
