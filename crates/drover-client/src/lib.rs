@@ -1,1 +1,448 @@
+//! Drover's Rust SDK: a typed async client over the REST API (`/v1/...`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), drover_client::ClientError> {
+//! use drover_client::{Client, SubmitRequest};
+//! let client = Client::new("http://127.0.0.1:7070", None)?;
+//! let task = client
+//!     .submit(&SubmitRequest { argv: vec!["echo".into(), "hi".into()], ..Default::default() })
+//!     .await?;
+//! let done = client.wait(&task.id, |_| {}).await?;
+//! println!("{} ended {}", done.id, done.state);
+//! # Ok(()) }
+//! ```
+//!
+//! Every error is a [`ClientError`]: either the server's own `{code, message, field}` or a
+//! transport problem phrased for humans. Several server URLs may be given (comma-separated);
+//! a request that cannot connect to one tries the next.
 
+mod error;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use drover_api::rest::{
+    AttemptView, BatchSubmitRequest, BatchSubmitResponse, Health, LogsView, SpecView, StatsView,
+    SubmitRequest, TaskList, TaskView, WorkerList, WorkerView,
+};
+pub use drover_api::{ApiError, ErrorCode};
+pub use error::ClientError;
+
+/// The server address used when none is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+/// Default bound on one request, connection included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Filters and paging of `GET /v1/tasks`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub queue: Option<String>,
+    /// Page size (server default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A handle on one Drover server (or a list to fail over across). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bases: Vec<String>,
+    /// Index into `bases` of the server that answered last.
+    current: AtomicUsize,
+    http: reqwest::Client,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Client {
+    /// A client for `base_url` (`http://host:port`; `http://` is assumed without a scheme;
+    /// several URLs may be separated by commas), sending `token` as a bearer token if given.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Self> {
+        Self::with_timeout(base_url, token, DEFAULT_TIMEOUT)
+    }
+
+    /// Like [`Client::new`] with a bound on each request other than [`DEFAULT_TIMEOUT`].
+    pub fn with_timeout(base_url: &str, token: Option<String>, timeout: Duration) -> Result<Self> {
+        let bases = base_url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(normalize_base)
+            .collect::<Result<Vec<_>>>()?;
+        if bases.is_empty() {
+            return Err(ClientError::InvalidUrl {
+                url: base_url.into(),
+                reason: format!("no URL given; e.g. {DEFAULT_SERVER}"),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .user_agent(concat!("drover-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::InvalidUrl {
+                url: base_url.into(),
+                reason: error::root_cause(&e),
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                bases,
+                current: AtomicUsize::new(0),
+                http,
+                token: token.filter(|t| !t.is_empty()),
+                timeout,
+            }),
+        })
+    }
+
+    /// The server URL requests go to now.
+    pub fn base_url(&self) -> &str {
+        let i = self.inner.current.load(Ordering::Relaxed);
+        &self.inner.bases[i % self.inner.bases.len()]
+    }
+
+    /// `POST /v1/tasks`: submits one task; answered once it is committed.
+    pub async fn submit(&self, req: &SubmitRequest) -> Result<TaskView> {
+        self.send(Method::POST, "/v1/tasks", &[], Some(req)).await
+    }
+
+    /// `POST /v1/tasks:batch`: submits up to 10,000 tasks in one commit; ids in request order.
+    pub async fn submit_batch(&self, tasks: &[SubmitRequest]) -> Result<BatchSubmitResponse> {
+        #[derive(Serialize)]
+        struct Batch<'a> {
+            tasks: &'a [SubmitRequest],
+        }
+        self.send(Method::POST, "/v1/tasks:batch", &[], Some(&Batch { tasks }))
+            .await
+    }
+
+    /// `GET /v1/tasks/{id}`: the task with all its attempts.
+    pub async fn task(&self, id: &str) -> Result<TaskView> {
+        self.get(&format!("/v1/tasks/{}", segment(id)), &[]).await
+    }
+
+    /// `GET /v1/tasks`: one page, newest first.
+    pub async fn list(&self, q: &ListQuery) -> Result<TaskList> {
+        let mut query = Vec::new();
+        if let Some(s) = &q.state {
+            query.push(("state", s.clone()));
+        }
+        if let Some(s) = &q.queue {
+            query.push(("queue", s.clone()));
+        }
+        if let Some(n) = q.limit {
+            query.push(("limit", n.to_string()));
+        }
+        if let Some(c) = &q.cursor {
+            query.push(("cursor", c.clone()));
+        }
+        self.get("/v1/tasks", &query).await
+    }
+
+    /// `POST /v1/tasks/{id}/cancel`: the task as it is after the cancellation.
+    pub async fn cancel(&self, id: &str) -> Result<TaskView> {
+        let path = format!("/v1/tasks/{}/cancel", segment(id));
+        self.send::<(), _>(Method::POST, &path, &[], None).await
+    }
+
+    /// `GET /v1/tasks/{id}/logs`: output of one attempt (default: the latest).
+    pub async fn logs(&self, id: &str, attempt: Option<u32>) -> Result<LogsView> {
+        let query: Vec<_> = attempt.map(|a| ("attempt", a.to_string())).into_iter().collect();
+        self.get(&format!("/v1/tasks/{}/logs", segment(id)), &query)
+            .await
+    }
+
+    /// `GET /v1/workers`: the connected workers.
+    pub async fn workers(&self) -> Result<WorkerList> {
+        self.get("/v1/workers", &[]).await
+    }
+
+    /// `GET /v1/stats`: task counts by state and the number of workers.
+    pub async fn stats(&self) -> Result<StatsView> {
+        self.get("/v1/stats", &[]).await
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<Health> {
+        self.get("/healthz", &[]).await
+    }
+
+    /// Polls `GET /v1/tasks/{id}` until the task is terminal (backoff 20 ms growing to 500 ms),
+    /// calling `on_change` with the first view and each time the state changes.
+    pub async fn wait(&self, id: &str, mut on_change: impl FnMut(&TaskView)) -> Result<TaskView> {
+        let mut pause = Duration::from_millis(20);
+        let mut last: Option<(String, u32)> = None;
+        loop {
+            let t = self.task(id).await?;
+            let now = (t.state.clone(), t.attempt);
+            if last.as_ref() != Some(&now) {
+                on_change(&t);
+                last = Some(now);
+                pause = Duration::from_millis(20);
+            }
+            if is_terminal(&t.state) {
+                return Ok(t);
+            }
+            tokio::time::sleep(pause).await;
+            pause = next_pause(pause);
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+        self.send::<(), T>(Method::GET, path, query, None).await
+    }
+
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Protocol {
+                url: self.base_url().into(),
+                status: 0,
+                detail: format!("cannot encode the request: {e}"),
+            })?;
+        let n = self.inner.bases.len();
+        let start = self.inner.current.load(Ordering::Relaxed);
+        let mut unreachable = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let base = &self.inner.bases[i];
+            let mut rb = self
+                .inner
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .timeout(self.inner.timeout);
+            if !query.is_empty() {
+                rb = rb.query(query);
+            }
+            if let Some(t) = &self.inner.token {
+                rb = rb.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                rb = rb
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
+            match rb.send().await {
+                Ok(resp) => {
+                    if k > 0 {
+                        self.inner.current.store(i, Ordering::Relaxed);
+                    }
+                    return decode(base, resp).await;
+                }
+                // Nothing was sent: safe to try the next server, even for a POST.
+                Err(e) if e.is_connect() => {
+                    unreachable = Some(ClientError::Unreachable {
+                        url: base.clone(),
+                        detail: error::root_cause(&e),
+                    });
+                }
+                Err(e) => return Err(transport(base, &e, self.inner.timeout)),
+            }
+        }
+        Err(unreachable.expect("at least one server URL"))
+    }
+}
+
+async fn decode<T: DeserializeOwned>(base: &str, resp: reqwest::Response) -> Result<T> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| transport(base, &e, DEFAULT_TIMEOUT))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            url: base.into(),
+            status: status.as_u16(),
+            detail: format!("the body is not the expected JSON ({e}); is this a Drover server?"),
+        });
+    }
+    match serde_json::from_slice::<ApiError>(&bytes) {
+        Ok(error) => Err(ClientError::Api {
+            status: status.as_u16(),
+            error,
+        }),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let snippet: String = snippet.chars().take(200).collect();
+            Err(ClientError::Protocol {
+                url: base.into(),
+                status: status.as_u16(),
+                detail: if snippet.is_empty() {
+                    "no error body; is this a Drover server?".into()
+                } else {
+                    snippet
+                },
+            })
+        }
+    }
+}
+
+fn transport(base: &str, e: &reqwest::Error, timeout: Duration) -> ClientError {
+    let detail = if e.is_timeout() {
+        format!("no answer within {}s", timeout.as_secs_f64())
+    } else {
+        error::root_cause(e)
+    };
+    ClientError::Transport {
+        url: base.into(),
+        detail,
+    }
+}
+
+/// Whether a task in this state will not change any more.
+pub fn is_terminal(state: &str) -> bool {
+    state
+        .parse::<drover_core::TaskState>()
+        .map(|s| s.is_terminal())
+        .unwrap_or(false)
+}
+
+/// The polling backoff: ×1.5, at most 500 ms.
+fn next_pause(p: Duration) -> Duration {
+    (p * 3 / 2).min(Duration::from_millis(500))
+}
+
+/// `http://host:port` without a trailing slash; `http://` is assumed without a scheme.
+fn normalize_base(url: &str) -> Result<String> {
+    let bad = |reason: String| ClientError::InvalidUrl {
+        url: url.into(),
+        reason,
+    };
+    let with_scheme = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let parsed = reqwest::Url::parse(&with_scheme).map_err(|e| bad(e.to_string()))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(bad(
+                "this build's client speaks plain http only; use http://".into(),
+            ))
+        }
+        s => return Err(bad(format!("unsupported scheme '{s}'; use http://HOST:PORT"))),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host; e.g. http://127.0.0.1:7070".into()));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("a server URL has no query or fragment".into()));
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+/// Percent-encodes one path segment (task ids are UUIDs, but input is input).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_normalized() {
+        assert_eq!(
+            normalize_base("127.0.0.1:7070").unwrap(),
+            "http://127.0.0.1:7070"
+        );
+        assert_eq!(
+            normalize_base("http://localhost:7070/").unwrap(),
+            "http://localhost:7070"
+        );
+        assert_eq!(
+            normalize_base("http://h:1/prefix/").unwrap(),
+            "http://h:1/prefix"
+        );
+        assert!(normalize_base("https://h:1").is_err());
+        assert!(normalize_base("ftp://h").is_err());
+        assert!(normalize_base("http://").is_err());
+    }
+
+    #[test]
+    fn several_servers_and_empty_lists() {
+        let c = Client::new("a:1, b:2", None).unwrap();
+        assert_eq!(c.inner.bases, ["http://a:1", "http://b:2"]);
+        assert_eq!(c.base_url(), "http://a:1");
+        assert!(Client::new(" , ", None).is_err());
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(
+            segment("0190c0de-0000-7000-8000-000000000000"),
+            "0190c0de-0000-7000-8000-000000000000"
+        );
+        assert_eq!(segment("a/b?c d"), "a%2Fb%3Fc%20d");
+    }
+
+    #[test]
+    fn terminal_states() {
+        for s in ["succeeded", "failed", "cancelled", "timed_out", "dead"] {
+            assert!(is_terminal(s), "{s}");
+        }
+        for s in ["pending", "queued", "assigned", "running", "whatever"] {
+            assert!(!is_terminal(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn polling_backs_off_to_half_a_second() {
+        let mut p = Duration::from_millis(20);
+        let mut seen = vec![];
+        for _ in 0..12 {
+            seen.push(p.as_millis());
+            p = next_pause(p);
+        }
+        assert_eq!(seen[..3], [20, 30, 45]);
+        assert_eq!(*seen.last().unwrap(), 500);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_human_error() {
+        // A port that was free a moment ago.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = Client::new(&format!("127.0.0.1:{port}"), None).unwrap();
+        let e = c.health().await.unwrap_err();
+        assert!(e.is_unreachable(), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("cannot reach the Drover server"), "{msg}");
+        assert!(msg.contains("drover up"), "{msg}");
+    }
+}

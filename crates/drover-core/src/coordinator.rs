@@ -391,15 +391,15 @@ impl Coordinator {
                 })
                 .collect();
             let strategy = self.cfg.default_strategy;
-            let Some(i) = placement::place(strategy, &def, &views, &mut self.cursor, &mut self.rng)
-            else {
-                misses += 1;
-                continue;
-            };
-            let name = names[i].clone();
-            self.ready.remove(&key);
-            self.assign(now, id, &name, fx);
-            budget -= 1;
+            match placement::place(strategy, &def, &views, &mut self.cursor, &mut self.rng) {
+                Some(i) => {
+                    let name = names[i].clone();
+                    self.ready.remove(&key);
+                    self.assign(now, id, &name, fx);
+                    budget -= 1;
+                }
+                None => misses += 1,
+            }
         }
     }
 

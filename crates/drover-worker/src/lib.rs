@@ -1,1 +1,69 @@
+//! Drover's worker agent: connects to a Drover server over gRPC (`WorkerService/Session`, one
+//! bidirectional stream), registers, heartbeats, runs the attempts it is assigned and reports
+//! what happened, batched.
+//!
+//! Map of the crate:
+//! - `session`: the connection loop (connect, register, reconnect with backoff and failover,
+//!   heartbeats, shutdown), the only task that owns the agent state;
+//! - `agent`: the state that survives reconnects: held attempts, slots, the queue, the outbox;
+//! - `outbox`: pending updates, cut into bounded `Updates` messages;
+//! - `exec`: one attempt as a child process (argv, env, cwd, process group, timeout, output);
+//! - `sys`: the one `unsafe` hook (parent-death signal for children).
 
+use std::collections::BTreeMap;
+use std::future::Future;
+
+mod agent;
+mod exec;
+mod outbox;
+mod session;
+mod sys;
+
+/// Default bound on each output stream of one attempt.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// How a worker presents itself and how much it takes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Server URLs, e.g. `http://127.0.0.1:7070` (`http://` is assumed without a scheme); tried
+    /// in turn when a connection fails.
+    pub servers: Vec<String>,
+    pub name: String,
+    /// Attempts run concurrently.
+    pub slots: u32,
+    /// Extra assignments the worker may hold waiting for a slot.
+    pub prefetch: u32,
+    pub labels: BTreeMap<String, String>,
+    /// Kinds of task accepted; empty accepts every kind.
+    pub kinds: Vec<String>,
+    pub resources: BTreeMap<String, u64>,
+    /// Output kept per stream per attempt; beyond it the worker sends one marker line
+    /// `[drover: stdout truncated after N bytes]` and drops the rest.
+    pub max_output_bytes: usize,
+}
+
+impl WorkerConfig {
+    /// 4 slots, a prefetch of 2, 1 MiB of output per stream, every kind, no labels.
+    pub fn new(servers: Vec<String>, name: String) -> Self {
+        WorkerConfig {
+            servers,
+            name,
+            slots: 4,
+            prefetch: 2,
+            labels: BTreeMap::new(),
+            kinds: Vec::new(),
+            resources: BTreeMap::new(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// Runs the worker until `shutdown` resolves, then gives back what it has not started, kills
+/// what is running (reporting both as cancelled), closes the stream and returns, within about
+/// two seconds. Connection failures are retried forever; only a bad configuration is an error.
+pub async fn run(
+    cfg: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    session::run(cfg, shutdown).await
+}

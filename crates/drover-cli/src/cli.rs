@@ -1,0 +1,324 @@
+//! The command line: every command, flag and default of `drover` (design section 2).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+use crate::parse;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "drover",
+    version,
+    about = "Drover: a distributed task scheduler in one binary",
+    after_help = "Start everything on this machine with `drover up`, then in another terminal:\n  \
+                  drover submit --wait -- echo hello"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run everything on this machine: the store, a server and local workers.
+    Up(UpArgs),
+    /// Run the scheduler service (REST and gRPC on one port).
+    Server(ServerArgs),
+    /// Run a worker agent that connects to one or more servers and runs tasks.
+    Worker(WorkerArgs),
+    /// Submit a task: `drover submit [flags] -- CMD ARGS...`.
+    Submit(SubmitArgs),
+    /// Show a task and its attempts.
+    Status(StatusArgs),
+    /// List tasks, newest first.
+    List(ListArgs),
+    /// Cancel a task (a running process is killed).
+    Cancel(IdArgs),
+    /// Print a task's output: its stdout to stdout, its stderr to stderr.
+    Logs(LogsArgs),
+    /// List the connected workers.
+    Workers(ClientOpts),
+    /// Measure throughput and latency of the real path (server, gRPC workers, durable store).
+    Bench(BenchArgs),
+}
+
+/// How client commands reach the server, and how they print.
+#[derive(Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// Server URL (several, comma-separated, to fail over).
+    #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+    /// API token, sent as a bearer token.
+    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Directory of the embedded store (one SQLite file, drover.db).
+    #[arg(long, default_value = "./drover-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Number of local workers.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub workers: u32,
+    /// Address of the REST and gRPC listener.
+    #[arg(long, default_value = "127.0.0.1:7070", value_parser = parse::listen_addr, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Slots (concurrent tasks) of each local worker [default: the worker's default, 4].
+    #[arg(long, value_name = "N")]
+    pub slots: Option<u32>,
+    /// Extra assignments each local worker may hold waiting for a slot.
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address of the REST and gRPC listener (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7070", value_parser = parse::listen_addr, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The store: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH.
+    #[arg(long, default_value = "sqlite://drover-data/drover.db", value_name = "URL")]
+    pub store: String,
+    /// Lease of an attempt; a worker silent this long loses its tasks.
+    #[arg(long, default_value = "15s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub lease: u64,
+    /// How often workers heartbeat.
+    #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub heartbeat: u64,
+    /// After a restart, how long running tasks wait for their workers to re-attach.
+    #[arg(long, default_value = "20s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub restart_grace: u64,
+    /// Times a task may lose its worker before it is declared dead.
+    #[arg(long, value_name = "N")]
+    pub max_lost: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Server URL(s), comma-separated; tried in turn when a connection fails.
+    #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL[,URL...]")]
+    pub server: String,
+    /// Worker name [default: HOSTNAME-PID].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Tasks run at the same time [default: 4].
+    #[arg(long, value_name = "N")]
+    pub slots: Option<u32>,
+    /// Extra assignments held waiting for a slot [default: 2].
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<u32>,
+    /// Labels tasks can select on: k=v,..
+    #[arg(long, value_name = "K=V,..")]
+    pub labels: Vec<String>,
+    /// Kinds of task accepted: a,b [default: every kind].
+    #[arg(long, value_name = "A,B")]
+    pub kinds: Vec<String>,
+    /// Resources offered: cpu=4,mem=8GiB,gpu=1 (sizes in bytes).
+    #[arg(long, value_name = "K=N,..")]
+    pub resources: Vec<String>,
+    /// Output kept per stream of each attempt, e.g. 1MiB.
+    #[arg(long, value_parser = parse::quantity, value_name = "SIZE")]
+    pub max_output: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Queue [default: default].
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    /// Task kind; `noop` completes on the worker without a process (no CMD).
+    #[arg(long, value_name = "K")]
+    pub kind: Option<String>,
+    /// Higher runs first [default: 0].
+    #[arg(long, allow_hyphen_values = true, value_name = "P")]
+    pub priority: Option<i32>,
+    /// Retries after a failed or timed-out attempt [default: 0].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Base of the exponential retry backoff, e.g. 1s.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse::duration_text, value_name = "DURATION")]
+    pub backoff: Option<String>,
+    /// Per-attempt timeout, e.g. 30s; the process group is killed when it passes.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse::duration_text, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Hold the task this long before it may run, e.g. 10s.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse::duration_text, value_name = "DURATION")]
+    pub delay: Option<String>,
+    /// A second submit with the same key returns the first task instead of a new one.
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Worker labels required: k=v,..
+    #[arg(long, value_name = "K=V,..")]
+    pub label_selector: Vec<String>,
+    /// Environment variable for the task (repeatable): NAME=VALUE.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory of the task, on the worker.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Wait for the end, print the task's output and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// The command and its arguments, passed exactly (no shell). Put them after `--`.
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Task id.
+    pub id: String,
+    /// Keep polling until the task ends, printing each change.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Only tasks in this state (queued, running, succeeded, failed, ...).
+    #[arg(long, value_parser = parse::state, value_name = "S")]
+    pub state: Option<String>,
+    /// Only tasks of this queue.
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    /// Page size (1 to 1000) [default: 100].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Continue after a previous page (its next_cursor).
+    #[arg(long, value_name = "C")]
+    pub cursor: Option<String>,
+    /// Follow the pages to the end.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Task id.
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Task id.
+    pub id: String,
+    /// Attempt number [default: the latest].
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Tasks per run.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub tasks: usize,
+    /// In-process workers (ignored with --server).
+    #[arg(long, default_value_t = 4, value_name = "W")]
+    pub workers: u32,
+    /// Slots of each worker.
+    #[arg(long, default_value_t = 64, value_name = "S")]
+    pub slots: u32,
+    /// Prefetch of each worker [default: equal to --slots].
+    #[arg(long, value_name = "P")]
+    pub prefetch: Option<u32>,
+    /// Run `true` processes instead of no-op tasks.
+    #[arg(long)]
+    pub exec: bool,
+    /// Target this running server (and its workers) instead of starting one in-process.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// API token for --server.
+    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Tasks per submit request.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub batch: usize,
+    /// Submit requests in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Repeat the run K times (a fresh in-process server each time) and report the median.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub runs: u32,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("drover").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn submit_keeps_everything_after_the_separator() {
+        let Command::Submit(s) = parse(&[
+            "submit", "--queue", "q", "--priority", "-5", "--wait", "-o", "json", "--", "sh",
+            "-c", "x", "--", "-o", "json",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not submit")
+        };
+        assert_eq!(s.queue.as_deref(), Some("q"));
+        assert_eq!(s.priority, Some(-5));
+        assert!(s.wait);
+        assert_eq!(s.client.output, Format::Json);
+        assert_eq!(s.command, ["sh", "-c", "x", "--", "-o", "json"]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(parse(&["submit", "--timeout", "-3s", "--", "true"]).is_err());
+        assert!(parse(&["submit", "--priority", "high", "--", "true"]).is_err());
+        assert!(parse(&["list", "--state", "nonsense"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["server", "--listen", "nowhere"]).is_err());
+        assert!(parse(&["worker", "--max-output", "lots"]).is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let Command::Up(u) = parse(&["up"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(u.workers, 2);
+        assert_eq!(u.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(u.data_dir, PathBuf::from("./drover-data"));
+        let Command::Server(s) = parse(&["server", "--lease", "2s"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((s.lease, s.heartbeat, s.restart_grace), (2000, 1000, 20_000));
+        let Command::Bench(b) = parse(&["bench"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((b.tasks, b.workers, b.slots, b.batch), (20_000, 4, 64, 1000));
+    }
+}

@@ -1,0 +1,147 @@
+//! `drover submit [flags] -- CMD ARGS...` and its `--wait`.
+
+use drover_client::{Client, SubmitRequest, TaskView};
+
+use crate::cli::SubmitArgs;
+use crate::exit::{self, usage};
+use crate::output::{self, Format};
+use crate::parse;
+
+pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
+    let req = request(&args)?;
+    let client = super::client(&args.client)?;
+    let task = client.submit(&req).await?;
+    if !args.wait {
+        match args.client.output {
+            Format::Json => output::json(&task)?,
+            Format::Text => output::text(&format!("{}\n", task.id))?,
+        }
+        return Ok(0);
+    }
+    let done = client.wait(&task.id, |_| {}).await?;
+    let code = exit::for_task(&done.state, done.exit_code);
+    match args.client.output {
+        Format::Json => output::json(&done)?,
+        Format::Text => {
+            print_output(&client, &done).await?;
+            if code != 0 {
+                output::text_err(&format!("drover: {}\n", ending(&done)))?;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The request for the flags, checked here with the server's own rules so that bad input
+/// fails before anything is sent.
+pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
+    let argv = parse::argv(&args.command).map_err(usage)?;
+    let noop = args.kind.as_deref() == Some("noop");
+    if argv.is_empty() && !noop {
+        return Err(usage(
+            "no command given: put it after `--`, e.g. drover submit -- echo hello",
+        ));
+    }
+    let req = SubmitRequest {
+        queue: args.queue.clone(),
+        kind: args.kind.clone(),
+        priority: args.priority,
+        argv,
+        env: parse::env_pairs(&args.env).map_err(usage)?,
+        cwd: args.cwd.clone(),
+        retries: args.retries,
+        backoff: args.backoff.clone(),
+        timeout: args.timeout.clone(),
+        delay: args.delay.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+        label_selector: parse::kv_list(&args.label_selector, "label-selector").map_err(usage)?,
+    };
+    req.validate().map_err(|e| usage(e.message))?;
+    Ok(req)
+}
+
+/// The task's output of its last attempt: stdout to stdout, stderr to stderr.
+async fn print_output(client: &Client, t: &TaskView) -> anyhow::Result<()> {
+    if t.attempt == 0 {
+        return Ok(());
+    }
+    match client.logs(&t.id, None).await {
+        Ok(logs) => {
+            output::text(&logs.stdout)?;
+            output::text_err(&logs.stderr)?;
+            Ok(())
+        }
+        // Nothing was kept for it; the ending line still says what happened.
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One line on how a task that did not succeed ended.
+pub fn ending(t: &TaskView) -> String {
+    let mut s = format!("task {} {}", t.id, t.state.replace('_', " "));
+    if let Some(c) = t.exit_code {
+        s.push_str(&format!(" with exit code {c}"));
+    }
+    if let Some(e) = t.error.as_deref().filter(|e| !e.is_empty()) {
+        s.push_str(": ");
+        s.push_str(&e.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(a: &[&str]) -> SubmitArgs {
+        match Cli::try_parse_from(["drover", "submit"].iter().chain(a)).unwrap().command {
+            Command::Submit(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_become_the_request() {
+        let r = request(&args(&[
+            "--queue",
+            "q",
+            "--retries",
+            "2",
+            "--timeout",
+            "30s",
+            "--env",
+            "X=a=b",
+            "--label-selector",
+            "zone=a",
+            "--",
+            "echo",
+            "hi there",
+        ]))
+        .unwrap();
+        assert_eq!(r.queue.as_deref(), Some("q"));
+        assert_eq!(r.retries, Some(2));
+        assert_eq!(r.timeout.as_deref(), Some("30s"));
+        assert_eq!(r.env["X"], "a=b");
+        assert_eq!(r.label_selector["zone"], "a");
+        assert_eq!(r.argv, ["echo", "hi there"]);
+    }
+
+    #[test]
+    fn bad_requests_are_usage_errors() {
+        for a in [
+            &[][..],
+            &["--queue", "bad queue", "--", "true"][..],
+            &["--kind", "noop", "--", "true"][..],
+            &["--env", "NOEQUALS", "--", "true"][..],
+            &["--retries", "1000", "--", "true"][..],
+        ] {
+            let e = request(&args(a)).unwrap_err();
+            assert_eq!(exit::for_error(&e), 2, "{a:?}: {e}");
+        }
+        let noop = request(&args(&["--kind", "noop"])).unwrap();
+        assert!(noop.argv.is_empty());
+    }
+}

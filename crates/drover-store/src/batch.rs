@@ -1,0 +1,53 @@
+//! The in-batch dedup every backend applies before writing (see `Store::commit`).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use drover_core::{AttemptRecord, Event, LogChunk, TaskId, TaskRecord, Write};
+
+/// A batch of writes with later writes of the same task or attempt folded into earlier ones.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// The last record per task id, in order of first appearance, with `is_new` OR'd over
+    /// every write of that task in the batch.
+    pub tasks: Vec<(TaskRecord, bool)>,
+    /// The last record per (task id, attempt), in order of first appearance.
+    pub attempts: Vec<AttemptRecord>,
+    /// In batch order.
+    pub events: Vec<Event>,
+    /// In batch order.
+    pub logs: Vec<LogChunk>,
+}
+
+impl Batch {
+    pub fn new(writes: Vec<Write>) -> Batch {
+        let mut b = Batch::default();
+        let mut task_ix: HashMap<TaskId, usize> = HashMap::new();
+        let mut attempt_ix: HashMap<(TaskId, u32), usize> = HashMap::new();
+        for w in writes {
+            match w {
+                Write::Task { record, is_new } => match task_ix.entry(record.id) {
+                    Entry::Occupied(e) => {
+                        let slot = &mut b.tasks[*e.get()];
+                        slot.0 = record;
+                        slot.1 |= is_new;
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(b.tasks.len());
+                        b.tasks.push((record, is_new));
+                    }
+                },
+                Write::Attempt(a) => match attempt_ix.entry((a.task_id, a.attempt)) {
+                    Entry::Occupied(e) => b.attempts[*e.get()] = a,
+                    Entry::Vacant(e) => {
+                        e.insert(b.attempts.len());
+                        b.attempts.push(a);
+                    }
+                },
+                Write::Event(e) => b.events.push(e),
+                Write::Log(l) => b.logs.push(l),
+            }
+        }
+        b
+    }
+}

@@ -1,0 +1,586 @@
+//! `SqliteStore`: the embedded, default backend.
+//!
+//! One writer connection (behind a mutex, used from `spawn_blocking`) applies each batch in
+//! one `BEGIN IMMEDIATE` transaction; a small pool of read connections serves the API. The
+//! database runs in WAL mode, so readers see the last committed state and never wait for a
+//! commit in progress; `synchronous=FULL` makes every commit durable before it returns.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use drover_core::{
+    AttemptRecord, Event, LogChunk, Snapshot, TaskId, TaskRecord, TaskState, Write,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use tokio::sync::Semaphore;
+
+use crate::batch::Batch;
+use crate::{Store, StoreError, TaskQuery};
+
+mod codec;
+
+use codec::{
+    attempt_from_row, event_from_row, event_to_row, id_bytes, labels_to_json, lease_to_sql,
+    log_from_row, outcome_to_sql, spec_to_json, stream_to_sql, task_from_row,
+    task_with_attempt_from_row, u64_to_sql, ATTEMPT_COLS, EVENT_COLS, TASK_COLS,
+};
+
+/// The schema, one script per version; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("sqlite/migrations/0001_init.sql")];
+
+/// How long a statement waits on a lock held by another connection before giving up with
+/// `StoreError::Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most read connections open at once (and reads running at once).
+const MAX_READERS: usize = 4;
+/// Page cache per connection, in KiB (SQLite's negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+const READER_CACHE_KIB: i64 = 16 * 1024;
+const STATEMENT_CACHE: usize = 64;
+
+const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
+     max_attempts, backoff_ms, timeout_ms, idempotency_key, label_selector, state, attempt, \
+     lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
+     exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+     ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+
+/// Only the mutable state: the definition is written once, by the insert.
+const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
+     not_before = ?5, worker = ?6, lease = ?7, updated_at = ?8, started_at = ?9, \
+     finished_at = ?10, exit_code = ?11, error = ?12 WHERE id = ?1";
+
+const UPSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, worker, assigned_at, \
+     started_at, finished_at, outcome, exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+     ?8, ?9) ON CONFLICT (task_id, attempt) DO UPDATE SET worker = excluded.worker, \
+     assigned_at = excluded.assigned_at, started_at = excluded.started_at, \
+     finished_at = excluded.finished_at, outcome = excluded.outcome, \
+     exit_code = excluded.exit_code, error = excluded.error";
+
+const INSERT_EVENT: &str = "INSERT INTO events (seq, at, type, task_id, queue, state, attempt, \
+     worker, reason, worker_name, worker_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+     ?10, ?11)";
+
+const INSERT_LOG: &str =
+    "INSERT INTO logs (task_id, attempt, stream, data) VALUES (?1, ?2, ?3, ?4)";
+
+/// Maps a SQLite error to the store's error kinds.
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match &e {
+        E::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Unavailable(e.to_string())
+            }
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        },
+        E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::InvalidColumnType(..)
+        | E::Utf8Error(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Backend(format!("store task failed: {e}"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic inside a transaction rolls it back when the transaction is dropped, so the
+    // connection behind a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The SQLite store. Cheap to share: wrap it in an `Arc`.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    /// Idle read connections; at most `MAX_READERS` exist, one per read permit.
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Arc<Semaphore>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) the database at `path` and
+    /// brings its schema up to date. Synchronous: call it before serving.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Backend(format!("creating {}: {e}", parent.display()))
+            })?;
+        }
+        let mut writer = Connection::open(&path).map_err(db_err)?;
+        writer.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{}: could not enable WAL (journal_mode is {mode})",
+                path.display()
+            )));
+        }
+        writer
+            .execute_batch(&format!(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
+                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+            ))
+            .map_err(db_err)?;
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        migrate(&mut writer)?;
+        // One reader now, so a database readers cannot open fails here rather than later.
+        let reader = open_reader(&path)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(vec![reader]),
+                read_permits: Arc::new(Semaphore::new(MAX_READERS)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer connection, off the async threads.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
+            .await
+            .map_err(join_err)?
+    }
+
+    /// Runs `f` on a read connection, off the async threads. Waits (asynchronously) while
+    /// `MAX_READERS` reads are running.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let permit = inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Backend("store closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let pooled = lock(&inner.readers).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let out = f(&conn);
+            // A connection left inside a transaction (an error midway) is dropped, not reused.
+            if conn.is_autocommit() {
+                lock(&inner.readers).push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+    conn.execute_batch(&format!(
+        "PRAGMA query_only = ON; PRAGMA cache_size = -{READER_CACHE_KIB};"
+    ))
+    .map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Applies the migrations this database has not seen, all in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err)?;
+    let known = MIGRATIONS.len();
+    let applied = usize::try_from(version)
+        .map_err(|_| StoreError::Corrupt(format!("schema version {version}")))?;
+    if applied > known {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {applied} but this build knows only up to \
+             {known}: it was written by a newer drover"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::Backend(format!("migration {}: {}", i + 1, db_err(e)))
+        })?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)
+}
+
+/// The commit hot path: one transaction, cached statements, no reads.
+fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let t0 = std::time::Instant::now();
+    {
+        let mut insert = tx.prepare_cached(INSERT_TASK).map_err(db_err)?;
+        let mut update = tx.prepare_cached(UPDATE_TASK).map_err(db_err)?;
+        for (t, is_new) in &batch.tasks {
+            let id = id_bytes(t.id);
+            let lease = lease_to_sql(t.lease);
+            let state = t.state.as_str();
+            if *is_new {
+                let d = &t.def;
+                insert
+                    .execute(params![
+                        &id[..],
+                        u64_to_sql(t.seq),
+                        d.queue,
+                        d.kind,
+                        d.priority,
+                        spec_to_json(&d.spec),
+                        d.max_attempts,
+                        u64_to_sql(d.backoff_ms),
+                        d.timeout_ms.map(u64_to_sql),
+                        d.idempotency_key,
+                        labels_to_json(&d.label_selector),
+                        state,
+                        t.attempt,
+                        t.lost,
+                        t.not_before,
+                        t.worker,
+                        lease,
+                        t.created_at,
+                        t.updated_at,
+                        t.started_at,
+                        t.finished_at,
+                        t.exit_code,
+                        t.error,
+                    ])
+                    .map_err(|e| match db_err(e) {
+                        StoreError::Backend(m) => {
+                            StoreError::Backend(format!("inserting task {}: {m}", t.id))
+                        }
+                        other => other,
+                    })?;
+            } else {
+                let n = update
+                    .execute(params![
+                        &id[..],
+                        state,
+                        t.attempt,
+                        t.lost,
+                        t.not_before,
+                        t.worker,
+                        lease,
+                        t.updated_at,
+                        t.started_at,
+                        t.finished_at,
+                        t.exit_code,
+                        t.error,
+                    ])
+                    .map_err(db_err)?;
+                if n != 1 {
+                    return Err(StoreError::Backend(format!(
+                        "update of unknown task {}",
+                        t.id
+                    )));
+                }
+            }
+        }
+    }
+    let t1 = t0.elapsed();
+    if !batch.attempts.is_empty() {
+        let mut upsert = tx.prepare_cached(UPSERT_ATTEMPT).map_err(db_err)?;
+        for a in &batch.attempts {
+            upsert
+                .execute(params![
+                    &id_bytes(a.task_id)[..],
+                    a.attempt,
+                    a.worker,
+                    a.assigned_at,
+                    a.started_at,
+                    a.finished_at,
+                    outcome_to_sql(a.outcome),
+                    a.exit_code,
+                    a.error,
+                ])
+                .map_err(db_err)?;
+        }
+    }
+    let t2 = t0.elapsed();
+    if !batch.events.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(db_err)?;
+        for e in &batch.events {
+            let r = event_to_row(e);
+            insert
+                .execute(params![
+                    r.seq,
+                    r.at,
+                    r.kind,
+                    r.task_id.as_ref().map(|b| &b[..]),
+                    r.queue,
+                    r.state,
+                    r.attempt,
+                    r.worker,
+                    r.reason,
+                    r.worker_name,
+                    r.worker_state,
+                ])
+                .map_err(|e| match db_err(e) {
+                    StoreError::Backend(m) => {
+                        StoreError::Backend(format!("inserting event {}: {m}", r.seq))
+                    }
+                    other => other,
+                })?;
+        }
+    }
+    if !batch.logs.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_LOG).map_err(db_err)?;
+        for l in &batch.logs {
+            insert
+                .execute(params![
+                    &id_bytes(l.task_id)[..],
+                    l.attempt,
+                    stream_to_sql(l.stream),
+                    l.data,
+                ])
+                .map_err(db_err)?;
+        }
+    }
+    let t3 = t0.elapsed();
+    let r = tx.commit().map_err(db_err);
+    let t4 = t0.elapsed();
+    if std::env::var_os("DROVER_TRACE").is_some() { eprintln!("tasks {:?} attempts {:?} events+logs {:?} commit {:?}", t1, t2-t1, t3-t2, t4-t3); }
+    r
+}
+
+fn prefixed(cols: &str, prefix: &str) -> String {
+    cols.split(',')
+        .map(|c| format!("{prefix}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
+    // One read transaction, so the tasks and the sequence numbers agree.
+    let tx = conn.unchecked_transaction().map_err(db_err)?;
+    let active = TaskState::ALL
+        .iter()
+        .filter(|s| !s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {}, {} FROM tasks t LEFT JOIN attempts a \
+         ON a.task_id = t.id AND a.attempt = t.attempt WHERE t.state IN ({active})",
+        prefixed(TASK_COLS, "t."),
+        prefixed(ATTEMPT_COLS, "a."),
+    );
+    let mut tasks = Vec::new();
+    {
+        let mut stmt = tx.prepare(&sql).map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            tasks.push(task_with_attempt_from_row(row)?);
+        }
+    }
+    let max_task: Option<i64> = tx
+        .query_row("SELECT max(seq) FROM tasks", [], |r| r.get(0))
+        .map_err(db_err)?;
+    let max_event: Option<i64> = tx
+        .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
+        .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(Snapshot {
+        tasks,
+        next_task_seq: max_task.map_or(0, |m| m as u64 + 1),
+        next_event_seq: max_event.map_or(1, |m| m as u64 + 1),
+    })
+}
+
+fn list_tasks(conn: &Connection, q: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+    if q.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    if let Some(s) = q.state {
+        conds.push("state = ?");
+        args.push(Value::Text(s.as_str().to_owned()));
+    }
+    if let Some(queue) = &q.queue {
+        conds.push("queue = ?");
+        args.push(Value::Text(queue.clone()));
+    }
+    if let Some(b) = q.before {
+        conds.push("id < ?");
+        args.push(Value::Blob(id_bytes(b).to_vec()));
+    }
+    args.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!("SELECT {TASK_COLS} FROM tasks {filter} ORDER BY id DESC LIMIT ?");
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(task_from_row(row)?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.read(|c| load_snapshot(c)).await
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| commit_batch(c, Batch::new(writes)))
+            .await
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))
+                .map_err(db_err)?;
+            let mut rows = stmt.query([&id_bytes(id)[..]]).map_err(db_err)?;
+            match rows.next().map_err(db_err)? {
+                Some(row) => task_from_row(row).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn attempts(&self, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 ORDER BY attempt"
+                ))
+                .map_err(db_err)?;
+            let mut rows = stmt.query([&id_bytes(id)[..]]).map_err(db_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                out.push(attempt_from_row(row, 0)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let q = query.clone();
+        self.read(move |c| list_tasks(c, &q)).await
+    }
+
+    async fn logs(&self, id: TaskId, attempt: u32) -> Result<Vec<LogChunk>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT task_id, attempt, stream, data FROM logs \
+                     WHERE task_id = ?1 AND attempt = ?2 ORDER BY id",
+                )
+                .map_err(db_err)?;
+            let mut rows = stmt
+                .query(params![&id_bytes(id)[..], attempt])
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                out.push(log_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(db_err)?;
+            let mut rows = stmt.query(params![after, limit]).map_err(db_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                out.push(event_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT state, n FROM state_counts WHERE n > 0")
+                .map_err(db_err)?;
+            let mut rows = stmt.query([]).map_err(db_err)?;
+            let mut out = BTreeMap::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let state: String = row.get(0).map_err(db_err)?;
+                let n: i64 = row.get(1).map_err(db_err)?;
+                let state = state.parse::<TaskState>().map_err(StoreError::Corrupt)?;
+                let n = u64::try_from(n)
+                    .map_err(|_| StoreError::Corrupt(format!("{n} tasks {state}")))?;
+                out.insert(state, n);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

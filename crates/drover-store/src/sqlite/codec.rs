@@ -1,0 +1,332 @@
+//! Rows <-> core records. The core has no serde, so the spec and the label selector are
+//! encoded to JSON here by hand; everything else is a plain column.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drover_core::{
+    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream, TaskDef,
+    TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
+};
+use rusqlite::types::ValueRef;
+use rusqlite::Row;
+use serde_json::{json, Map, Value};
+
+use super::db_err;
+use crate::StoreError;
+
+/// The columns of `tasks`, in the order `task_from_row` reads them.
+pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
+     backoff_ms, timeout_ms, idempotency_key, label_selector, state, attempt, lost, not_before, \
+     worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error";
+pub(super) const TASK_NCOLS: usize = 23;
+
+/// The columns of `attempts`, in the order `attempt_from_row` reads them.
+pub(super) const ATTEMPT_COLS: &str =
+    "task_id, attempt, worker, assigned_at, started_at, finished_at, outcome, exit_code, error";
+
+pub(super) const EVENT_COLS: &str =
+    "seq, at, type, task_id, queue, state, attempt, worker, reason, worker_name, worker_state";
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+// ---- scalars ----
+
+pub(super) fn id_bytes(id: TaskId) -> [u8; 16] {
+    id.0.to_be_bytes()
+}
+
+/// u64 values are stored bit-for-bit: any value round-trips, and every realistic one
+/// (below 2^63) also compares correctly in SQL.
+pub(super) fn u64_to_sql(v: u64) -> i64 {
+    v as i64
+}
+
+fn u64_from_sql(v: i64) -> u64 {
+    v as u64
+}
+
+pub(super) fn lease_to_sql(l: Option<LeaseToken>) -> Option<String> {
+    l.map(|l| l.to_string())
+}
+
+pub(super) fn outcome_to_sql(o: Option<AttemptOutcome>) -> Option<&'static str> {
+    o.map(AttemptOutcome::as_str)
+}
+
+fn get_id(row: &Row<'_>, i: usize) -> Result<TaskId, StoreError> {
+    match row.get_ref(i).map_err(db_err)? {
+        ValueRef::Blob(b) => <[u8; 16]>::try_from(b)
+            .map(|a| TaskId(u128::from_be_bytes(a)))
+            .map_err(|_| corrupt(format!("task id of {} bytes, expected 16", b.len()))),
+        other => Err(corrupt(format!(
+            "task id stored as {:?}, expected a blob",
+            other.data_type()
+        ))),
+    }
+}
+
+fn get_u32(row: &Row<'_>, i: usize) -> Result<u32, StoreError> {
+    let v: i64 = row.get(i).map_err(db_err)?;
+    u32::try_from(v).map_err(|_| corrupt(format!("column {i}: {v} is not a u32")))
+}
+
+fn get_state(row: &Row<'_>, i: usize) -> Result<TaskState, StoreError> {
+    let s: String = row.get(i).map_err(db_err)?;
+    s.parse().map_err(corrupt)
+}
+
+fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, StoreError> {
+    row.get(i).map_err(db_err)
+}
+
+// ---- spec and label selector (JSON) ----
+
+pub(super) fn spec_to_json(spec: &TaskSpec) -> String {
+    let v = match spec {
+        TaskSpec::Exec { argv, env, cwd } => json!({
+            "type": "exec",
+            "argv": argv,
+            "env": env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "cwd": cwd,
+        }),
+        TaskSpec::Noop => json!({ "type": "noop" }),
+    };
+    v.to_string()
+}
+
+fn str_list(v: &Value, what: &str) -> Result<Vec<String>, StoreError> {
+    v.as_array()
+        .ok_or_else(|| corrupt(format!("spec: {what} is not an array")))?
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| corrupt(format!("spec: {what} holds a non-string")))
+        })
+        .collect()
+}
+
+pub(super) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
+    let v: Value = serde_json::from_str(s).map_err(|e| corrupt(format!("spec JSON: {e}")))?;
+    match v.get("type").and_then(Value::as_str) {
+        Some("exec") => {
+            let argv = str_list(v.get("argv").unwrap_or(&Value::Null), "argv")?;
+            let env = v
+                .get("env")
+                .and_then(Value::as_array)
+                .ok_or_else(|| corrupt("spec: env is not an array"))?
+                .iter()
+                .map(|pair| match str_list(pair, "env entry")?.as_slice() {
+                    [k, v] => Ok((k.clone(), v.clone())),
+                    _ => Err(corrupt("spec: env entry is not a [key, value] pair")),
+                })
+                .collect::<Result<_, _>>()?;
+            let cwd = match v.get("cwd") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) => Some(c.clone()),
+                Some(_) => return Err(corrupt("spec: cwd is not a string")),
+            };
+            Ok(TaskSpec::Exec { argv, env, cwd })
+        }
+        Some("noop") => Ok(TaskSpec::Noop),
+        other => Err(corrupt(format!("spec of unknown type {other:?}"))),
+    }
+}
+
+pub(super) fn labels_to_json(labels: &BTreeMap<String, String>) -> String {
+    let m: Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    Value::Object(m).to_string()
+}
+
+fn labels_from_json(s: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    let v: Value =
+        serde_json::from_str(s).map_err(|e| corrupt(format!("label selector JSON: {e}")))?;
+    v.as_object()
+        .ok_or_else(|| corrupt("label selector is not an object"))?
+        .iter()
+        .map(|(k, v)| {
+            v.as_str()
+                .map(|v| (k.clone(), v.to_owned()))
+                .ok_or_else(|| corrupt("label selector holds a non-string value"))
+        })
+        .collect()
+}
+
+// ---- rows ----
+
+/// Reads a task from `TASK_COLS` starting at column 0.
+pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
+    let spec: String = get(row, 5)?;
+    let labels: String = get(row, 10)?;
+    let lease: Option<String> = get(row, 16)?;
+    let def = TaskDef {
+        queue: get(row, 2)?,
+        kind: get(row, 3)?,
+        priority: get(row, 4)?,
+        spec: spec_from_json(&spec)?,
+        max_attempts: get_u32(row, 6)?,
+        backoff_ms: u64_from_sql(get(row, 7)?),
+        timeout_ms: get::<Option<i64>>(row, 8)?.map(u64_from_sql),
+        idempotency_key: get(row, 9)?,
+        label_selector: labels_from_json(&labels)?,
+    };
+    Ok(TaskRecord {
+        id: get_id(row, 0)?,
+        seq: u64_from_sql(get(row, 1)?),
+        def: Arc::new(def),
+        state: get_state(row, 11)?,
+        attempt: get_u32(row, 12)?,
+        lost: get_u32(row, 13)?,
+        not_before: get(row, 14)?,
+        worker: get(row, 15)?,
+        lease: lease
+            .map(|l| l.parse::<LeaseToken>().map_err(corrupt))
+            .transpose()?,
+        created_at: get(row, 17)?,
+        updated_at: get(row, 18)?,
+        started_at: get(row, 19)?,
+        finished_at: get(row, 20)?,
+        exit_code: get(row, 21)?,
+        error: get(row, 22)?,
+    })
+}
+
+/// Reads an attempt from `ATTEMPT_COLS` starting at column `at`.
+pub(super) fn attempt_from_row(row: &Row<'_>, at: usize) -> Result<AttemptRecord, StoreError> {
+    let outcome: Option<String> = get(row, at + 6)?;
+    Ok(AttemptRecord {
+        task_id: get_id(row, at)?,
+        attempt: get_u32(row, at + 1)?,
+        worker: get(row, at + 2)?,
+        assigned_at: get(row, at + 3)?,
+        started_at: get(row, at + 4)?,
+        finished_at: get(row, at + 5)?,
+        outcome: outcome
+            .map(|o| o.parse::<AttemptOutcome>().map_err(corrupt))
+            .transpose()?,
+        exit_code: get(row, at + 7)?,
+        error: get(row, at + 8)?,
+    })
+}
+
+/// Reads a task and, if the joined attempt columns are not NULL, its attempt.
+pub(super) fn task_with_attempt_from_row(
+    row: &Row<'_>,
+) -> Result<(TaskRecord, Option<AttemptRecord>), StoreError> {
+    let task = task_from_row(row)?;
+    let attempt = match row.get_ref(TASK_NCOLS).map_err(db_err)? {
+        ValueRef::Null => None,
+        _ => Some(attempt_from_row(row, TASK_NCOLS)?),
+    };
+    Ok((task, attempt))
+}
+
+/// The columns of one event row, for binding (`EVENT_COLS` order).
+pub(super) struct EventRow<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: &'static str,
+    pub task_id: Option<[u8; 16]>,
+    pub queue: Option<&'a str>,
+    pub state: Option<&'static str>,
+    pub attempt: Option<u32>,
+    pub worker: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub worker_name: Option<&'a str>,
+    pub worker_state: Option<&'static str>,
+}
+
+pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
+    let mut r = EventRow {
+        seq: u64_to_sql(e.seq),
+        at: e.at,
+        kind: "task",
+        task_id: None,
+        queue: None,
+        state: None,
+        attempt: None,
+        worker: None,
+        reason: None,
+        worker_name: None,
+        worker_state: None,
+    };
+    match &e.kind {
+        EventKind::Task {
+            task_id,
+            queue,
+            state,
+            attempt,
+            worker,
+            reason,
+        } => {
+            r.task_id = Some(id_bytes(*task_id));
+            r.queue = Some(queue);
+            r.state = Some(state.as_str());
+            r.attempt = Some(*attempt);
+            r.worker = worker.as_deref();
+            r.reason = reason.as_deref();
+        }
+        EventKind::Worker { name, state } => {
+            r.kind = "worker";
+            r.worker_name = Some(name);
+            r.worker_state = Some(state.as_str());
+        }
+    }
+    r
+}
+
+pub(super) fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
+    let kind: String = get(row, 2)?;
+    let kind = match kind.as_str() {
+        "task" => EventKind::Task {
+            task_id: get_id(row, 3)?,
+            queue: get(row, 4)?,
+            state: get_state(row, 5)?,
+            attempt: get_u32(row, 6)?,
+            worker: get(row, 7)?,
+            reason: get(row, 8)?,
+        },
+        "worker" => {
+            let state: String = get(row, 10)?;
+            EventKind::Worker {
+                name: get(row, 9)?,
+                state: match state.as_str() {
+                    "joined" => WorkerEventState::Joined,
+                    "left" => WorkerEventState::Left,
+                    other => return Err(corrupt(format!("unknown worker event state '{other}'"))),
+                },
+            }
+        }
+        other => return Err(corrupt(format!("unknown event type '{other}'"))),
+    };
+    Ok(Event {
+        seq: u64_from_sql(get(row, 0)?),
+        at: get(row, 1)?,
+        kind,
+    })
+}
+
+pub(super) fn stream_to_sql(s: LogStream) -> &'static str {
+    s.as_str()
+}
+
+/// Reads `task_id, attempt, stream, data`.
+pub(super) fn log_from_row(row: &Row<'_>) -> Result<LogChunk, StoreError> {
+    let stream: String = get(row, 2)?;
+    Ok(LogChunk {
+        task_id: get_id(row, 0)?,
+        attempt: get_u32(row, 1)?,
+        stream: match stream.as_str() {
+            "stdout" => LogStream::Stdout,
+            "stderr" => LogStream::Stderr,
+            other => return Err(corrupt(format!("unknown log stream '{other}'"))),
+        },
+        data: get(row, 3)?,
+    })
+}

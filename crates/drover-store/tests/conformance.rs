@@ -1,0 +1,973 @@
+//! The conformance suite: every case is written once, generic over `Store`, and instantiated
+//! for each backend by `suite!`. A backend passes only if it behaves exactly like the others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drover_core::{
+    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream, TaskDef,
+    TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState, Write,
+};
+use drover_store::{MemStore, SqliteStore, Store, StoreError, TaskQuery};
+
+// ---- fixtures ----
+
+pub struct Fixture<S> {
+    pub store: S,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn mem_store() -> Fixture<MemStore> {
+    Fixture {
+        store: MemStore::new(),
+        _dir: None,
+    }
+}
+
+pub fn sqlite_store() -> Fixture<SqliteStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("nested/dir/drover.db")).unwrap();
+    Fixture {
+        store,
+        _dir: Some(dir),
+    }
+}
+
+macro_rules! suite {
+    ($backend:ident, $make:path) => {
+        mod $backend {
+            suite!(@cases $make;
+                task_round_trip,
+                update_keeps_definition,
+                attempts_round_trip_and_upsert,
+                dedup_within_batch,
+                is_new_is_ored_within_batch,
+                snapshot_holds_exactly_the_active_tasks,
+                empty_snapshot,
+                list_filters_and_pages,
+                logs_in_write_order,
+                events_after,
+                count_by_state,
+                failed_batch_changes_nothing,
+                empty_commit,
+            );
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_reads_and_commits() {
+                let f = $make();
+                super::cases::concurrent_reads_and_commits(Arc::new(f.store)).await;
+            }
+
+            use std::sync::Arc;
+        }
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let f = $make();
+                super::cases::$case(&f.store).await;
+            }
+        )*
+    };
+}
+
+suite!(mem, super::mem_store);
+suite!(sqlite, super::sqlite_store);
+
+// ---- builders ----
+
+pub fn tid(n: u128) -> TaskId {
+    // Shaped like a UUIDv7: a time-ish high part, so ordering covers the whole u128.
+    TaskId((n << 80) | 0x7000_8000_0000_0000_0000 | n)
+}
+
+pub fn exec_def(queue: &str) -> TaskDef {
+    TaskDef {
+        queue: queue.into(),
+        kind: "build".into(),
+        priority: -7,
+        spec: TaskSpec::Exec {
+            argv: vec!["sh".into(), "-c".into(), "echo \"héllo\" 'wörld' \\ $X".into()],
+            // Order and duplicates are kept.
+            env: vec![
+                ("Z".into(), "last".into()),
+                ("A".into(), "=x=".into()),
+                ("Z".into(), "again".into()),
+                ("EMPTY".into(), String::new()),
+            ],
+            cwd: Some("/tmp/work dir".into()),
+        },
+        max_attempts: 5,
+        backoff_ms: u64::MAX,
+        timeout_ms: Some(30_000),
+        idempotency_key: Some("key-1".into()),
+        label_selector: BTreeMap::from([
+            ("region".to_string(), "eu".to_string()),
+            ("gpu".to_string(), "a100".to_string()),
+        ]),
+    }
+}
+
+pub fn noop_def(queue: &str) -> TaskDef {
+    TaskDef {
+        queue: queue.into(),
+        kind: "noop".into(),
+        priority: 0,
+        spec: TaskSpec::Noop,
+        max_attempts: 1,
+        backoff_ms: 0,
+        timeout_ms: None,
+        idempotency_key: None,
+        label_selector: BTreeMap::new(),
+    }
+}
+
+pub fn task(id: TaskId, seq: u64, def: TaskDef, state: TaskState) -> TaskRecord {
+    TaskRecord {
+        id,
+        seq,
+        def: Arc::new(def),
+        state,
+        attempt: 0,
+        lost: 0,
+        not_before: None,
+        worker: None,
+        lease: None,
+        created_at: 1_000 + seq as i64,
+        updated_at: 1_000 + seq as i64,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        error: None,
+    }
+}
+
+pub fn attempt(id: TaskId, n: u32, worker: &str) -> AttemptRecord {
+    AttemptRecord {
+        task_id: id,
+        attempt: n,
+        worker: worker.into(),
+        assigned_at: 10 * n as i64,
+        started_at: None,
+        finished_at: None,
+        outcome: None,
+        exit_code: None,
+        error: None,
+    }
+}
+
+pub fn task_event(seq: u64, t: &TaskRecord, reason: Option<&str>) -> Event {
+    Event {
+        seq,
+        at: 5_000 + seq as i64,
+        kind: EventKind::Task {
+            task_id: t.id,
+            queue: t.def.queue.clone(),
+            state: t.state,
+            attempt: t.attempt,
+            worker: t.worker.clone(),
+            reason: reason.map(str::to_owned),
+        },
+    }
+}
+
+pub fn new(t: &TaskRecord) -> Write {
+    Write::Task {
+        record: t.clone(),
+        is_new: true,
+    }
+}
+
+pub fn upd(t: &TaskRecord) -> Write {
+    Write::Task {
+        record: t.clone(),
+        is_new: false,
+    }
+}
+
+pub fn log(id: TaskId, attempt: u32, stream: LogStream, data: &[u8]) -> Write {
+    Write::Log(LogChunk {
+        task_id: id,
+        attempt,
+        stream,
+        data: data.to_vec(),
+    })
+}
+
+/// A leased, running task with every nullable field set.
+pub fn full_running(id: TaskId, seq: u64) -> TaskRecord {
+    TaskRecord {
+        state: TaskState::Running,
+        attempt: 3,
+        lost: 2,
+        not_before: Some(-42),
+        worker: Some("worker-ü".into()),
+        lease: Some(LeaseToken(u128::MAX - 12345)),
+        started_at: Some(i64::MAX),
+        finished_at: Some(i64::MIN),
+        exit_code: Some(-9),
+        error: Some("boom\nline 2".into()),
+        ..task(id, seq, exec_def("q-exec"), TaskState::Running)
+    }
+}
+
+// ---- cases ----
+
+pub mod cases {
+    use super::*;
+
+    pub async fn task_round_trip<S: Store>(s: &S) {
+        let a = full_running(tid(1), 0);
+        let b = task(tid(2), 1, noop_def(""), TaskState::Queued);
+        let mut c = task(tid(3), 2, exec_def("q"), TaskState::Pending);
+        c.def = Arc::new(TaskDef {
+            spec: TaskSpec::Exec {
+                argv: vec![],
+                env: vec![],
+                cwd: None,
+            },
+            timeout_ms: Some(0),
+            ..exec_def("q")
+        });
+        c.lease = Some(LeaseToken(0));
+        s.commit(vec![new(&a), new(&b), new(&c)]).await.unwrap();
+        assert_eq!(s.task(a.id).await.unwrap(), Some(a));
+        assert_eq!(s.task(b.id).await.unwrap(), Some(b));
+        assert_eq!(s.task(c.id).await.unwrap(), Some(c));
+        assert_eq!(s.task(tid(4)).await.unwrap(), None);
+        assert_eq!(s.task(TaskId(0)).await.unwrap(), None);
+    }
+
+    pub async fn update_keeps_definition<S: Store>(s: &S) {
+        let t = task(tid(1), 7, exec_def("q"), TaskState::Queued);
+        s.commit(vec![new(&t)]).await.unwrap();
+
+        // An update carries the whole record, but only the state is written.
+        let mut u = full_running(t.id, 99);
+        u.def = Arc::new(noop_def("other"));
+        u.created_at = -1;
+        s.commit(vec![upd(&u)]).await.unwrap();
+
+        let got = s.task(t.id).await.unwrap().unwrap();
+        let want = TaskRecord {
+            seq: t.seq,
+            def: t.def.clone(),
+            created_at: t.created_at,
+            ..u
+        };
+        assert_eq!(got, want);
+
+        // And back to nulls.
+        let back = TaskRecord {
+            updated_at: 77,
+            ..t.clone()
+        };
+        s.commit(vec![upd(&back)]).await.unwrap();
+        assert_eq!(s.task(t.id).await.unwrap(), Some(back));
+    }
+
+    pub async fn attempts_round_trip_and_upsert<S: Store>(s: &S) {
+        let id = tid(1);
+        let other = tid(2);
+        let mut t = task(id, 0, noop_def("q"), TaskState::Running);
+        t.attempt = 10;
+        let a10 = AttemptRecord {
+            started_at: Some(101),
+            finished_at: Some(102),
+            outcome: Some(AttemptOutcome::TimedOut),
+            exit_code: Some(137),
+            error: Some("timed out".into()),
+            ..attempt(id, 10, "w1")
+        };
+        let a2 = attempt(id, 2, "w2");
+        let a9 = AttemptRecord {
+            outcome: Some(AttemptOutcome::Lost),
+            ..attempt(id, 9, "w9")
+        };
+        s.commit(vec![
+            new(&t),
+            Write::Attempt(a10.clone()),
+            Write::Attempt(a2.clone()),
+            Write::Attempt(attempt(other, 1, "x")),
+            Write::Attempt(a9.clone()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            s.attempts(id).await.unwrap(),
+            vec![a2.clone(), a9.clone(), a10.clone()],
+            "oldest first, numerically"
+        );
+
+        // Upsert: the later record replaces the earlier one, nulls included.
+        let a2b = AttemptRecord {
+            worker: "w2b".into(),
+            assigned_at: 20,
+            started_at: Some(21),
+            finished_at: Some(22),
+            outcome: Some(AttemptOutcome::Succeeded),
+            exit_code: Some(0),
+            error: None,
+            ..a2.clone()
+        };
+        let a10b = attempt(id, 10, "w1");
+        s.commit(vec![
+            Write::Attempt(a2b.clone()),
+            Write::Attempt(a10b.clone()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.attempts(id).await.unwrap(), vec![a2b, a9, a10b]);
+        assert_eq!(s.attempts(other).await.unwrap(), vec![attempt(other, 1, "x")]);
+        assert!(s.attempts(tid(3)).await.unwrap().is_empty());
+
+        for outcome in [
+            AttemptOutcome::Succeeded,
+            AttemptOutcome::Failed,
+            AttemptOutcome::TimedOut,
+            AttemptOutcome::Cancelled,
+            AttemptOutcome::Lost,
+        ] {
+            let a = AttemptRecord {
+                outcome: Some(outcome),
+                ..attempt(tid(4), 1, "w")
+            };
+            s.commit(vec![Write::Attempt(a.clone())]).await.unwrap();
+            assert_eq!(s.attempts(tid(4)).await.unwrap(), vec![a]);
+        }
+    }
+
+    pub async fn dedup_within_batch<S: Store>(s: &S) {
+        let id = tid(1);
+        let queued = task(id, 0, exec_def("q"), TaskState::Queued);
+        let assigned = TaskRecord {
+            state: TaskState::Assigned,
+            attempt: 1,
+            worker: Some("w".into()),
+            lease: Some(LeaseToken(5)),
+            updated_at: 2_000,
+            ..queued.clone()
+        };
+        let running = TaskRecord {
+            state: TaskState::Running,
+            started_at: Some(2_100),
+            updated_at: 2_100,
+            ..assigned.clone()
+        };
+        let a1 = attempt(id, 1, "w");
+        let a1_started = AttemptRecord {
+            started_at: Some(2_100),
+            ..a1.clone()
+        };
+        s.commit(vec![
+            new(&queued),
+            Write::Event(task_event(1, &queued, None)),
+            upd(&assigned),
+            Write::Attempt(a1.clone()),
+            Write::Event(task_event(2, &assigned, None)),
+            upd(&running),
+            Write::Attempt(a1_started.clone()),
+            Write::Event(task_event(3, &running, None)),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.task(id).await.unwrap(), Some(running.clone()));
+        assert_eq!(s.attempts(id).await.unwrap(), vec![a1_started.clone()]);
+        assert_eq!(s.events_after(0, 10).await.unwrap().len(), 3);
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            BTreeMap::from([(TaskState::Running, 1)])
+        );
+        let snap = s.load_snapshot().await.unwrap();
+        assert_eq!(snap.tasks, vec![(running.clone(), Some(a1_started))]);
+
+        // Several updates of an existing task in one batch: the last wins.
+        let done = TaskRecord {
+            state: TaskState::Succeeded,
+            lease: None,
+            finished_at: Some(3_000),
+            exit_code: Some(0),
+            updated_at: 3_000,
+            ..running.clone()
+        };
+        s.commit(vec![upd(&running), upd(&done)]).await.unwrap();
+        assert_eq!(s.task(id).await.unwrap(), Some(done));
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            BTreeMap::from([(TaskState::Succeeded, 1)])
+        );
+    }
+
+    pub async fn is_new_is_ored_within_batch<S: Store>(s: &S) {
+        // The insert comes first, then an update: one insert of the final record.
+        let a = task(tid(1), 0, exec_def("q"), TaskState::Queued);
+        let a2 = TaskRecord {
+            state: TaskState::Cancelled,
+            ..a.clone()
+        };
+        // An update comes first (the flag is set by a later write of the same task).
+        let b = task(tid(2), 1, noop_def("q"), TaskState::Pending);
+        let b2 = TaskRecord {
+            state: TaskState::Queued,
+            ..b.clone()
+        };
+        s.commit(vec![new(&a), upd(&b), upd(&a2), new(&b2)])
+            .await
+            .unwrap();
+        assert_eq!(s.task(a.id).await.unwrap(), Some(a2));
+        assert_eq!(s.task(b.id).await.unwrap(), Some(b2.clone()));
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            BTreeMap::from([(TaskState::Queued, 1), (TaskState::Cancelled, 1)])
+        );
+        // Now it exists: inserting it again fails.
+        assert!(s.commit(vec![new(&b2)]).await.is_err());
+    }
+
+    pub async fn snapshot_holds_exactly_the_active_tasks<S: Store>(s: &S) {
+        let mut writes = Vec::new();
+        let mut want = Vec::new();
+        for (i, state) in TaskState::ALL.into_iter().enumerate() {
+            let id = tid(100 - i as u128);
+            let mut t = task(id, 10 * i as u64 + 3, exec_def("q"), state);
+            let mut current = None;
+            if i % 2 == 0 {
+                // Two attempts; the current one is the second.
+                t.attempt = 2;
+                writes.push(Write::Attempt(AttemptRecord {
+                    outcome: Some(AttemptOutcome::Failed),
+                    ..attempt(id, 1, "old")
+                }));
+                let a2 = attempt(id, 2, "w");
+                writes.push(Write::Attempt(a2.clone()));
+                current = Some(a2);
+            } else if i % 3 == 0 {
+                // Its attempt number points at an attempt that was never written.
+                t.attempt = 1;
+            }
+            writes.push(new(&t));
+            if !state.is_terminal() {
+                want.push((t, current));
+            }
+        }
+        let extra = attempt(tid(999), 1, "stray");
+        writes.push(Write::Attempt(extra));
+        for seq in [4, 5, 6] {
+            writes.push(Write::Event(Event {
+                seq,
+                at: 0,
+                kind: EventKind::Worker {
+                    name: "w".into(),
+                    state: WorkerEventState::Joined,
+                },
+            }));
+        }
+        s.commit(writes).await.unwrap();
+
+        let mut snap = s.load_snapshot().await.unwrap();
+        snap.tasks.sort_by_key(|(t, _)| t.id);
+        want.sort_by_key(|(t, _)| t.id);
+        assert_eq!(snap.tasks, want);
+        assert_eq!(want.len(), 4);
+        assert_eq!(snap.next_task_seq, 10 * 10 + 3 + 1);
+        assert_eq!(snap.next_event_seq, 7);
+    }
+
+    pub async fn empty_snapshot<S: Store>(s: &S) {
+        let snap = s.load_snapshot().await.unwrap();
+        assert!(snap.tasks.is_empty());
+        assert_eq!(snap.next_task_seq, 0);
+        assert_eq!(snap.next_event_seq, 1);
+        assert!(s.count_by_state().await.unwrap().is_empty());
+        assert!(s.events_after(0, 10).await.unwrap().is_empty());
+        let all = TaskQuery {
+            limit: 10,
+            ..TaskQuery::default()
+        };
+        assert!(s.list_tasks(&all).await.unwrap().is_empty());
+
+        // Only the seq of the first task counts, even when it is terminal.
+        let t = task(tid(1), 0, noop_def("q"), TaskState::Succeeded);
+        s.commit(vec![new(&t)]).await.unwrap();
+        let snap = s.load_snapshot().await.unwrap();
+        assert!(snap.tasks.is_empty());
+        assert_eq!(snap.next_task_seq, 1);
+        assert_eq!(snap.next_event_seq, 1);
+    }
+
+    pub async fn list_filters_and_pages<S: Store>(s: &S) {
+        let states = [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+        ];
+        let mut all = Vec::new();
+        // Ids deliberately not in seq order, and spread over the whole u128 range.
+        for i in 0..53u128 {
+            let id = TaskId((i * 7919 % 53) << 100 | i);
+            let queue = ["alpha", "beta", "gamma"][(i % 3) as usize];
+            let state = states[(i % 4) as usize];
+            all.push(task(id, i as u64, noop_def(queue), state));
+        }
+        // Across several batches, with later state changes.
+        for chunk in all.chunks(10) {
+            s.commit(chunk.iter().map(new).collect()).await.unwrap();
+        }
+        for t in all.iter_mut().filter(|t| t.seq % 5 == 0) {
+            t.state = TaskState::Cancelled;
+            t.updated_at += 1;
+            s.commit(vec![upd(t)]).await.unwrap();
+        }
+        all.sort_by_key(|t| std::cmp::Reverse(t.id));
+
+        let filters: Vec<(Option<TaskState>, Option<&str>)> = vec![
+            (None, None),
+            (Some(TaskState::Queued), None),
+            (Some(TaskState::Cancelled), None),
+            (None, Some("beta")),
+            (Some(TaskState::Succeeded), Some("gamma")),
+            (Some(TaskState::Dead), None),
+            (None, Some("nope")),
+        ];
+        for (state, queue) in filters {
+            let want: Vec<TaskRecord> = all
+                .iter()
+                .filter(|t| state.is_none_or(|st| t.state == st))
+                .filter(|t| queue.is_none_or(|q| t.def.queue == q))
+                .cloned()
+                .collect();
+            for limit in [1, 4, 7, 100] {
+                let mut got = Vec::new();
+                let mut before = None;
+                loop {
+                    let page = s
+                        .list_tasks(&TaskQuery {
+                            state,
+                            queue: queue.map(str::to_owned),
+                            before,
+                            limit,
+                        })
+                        .await
+                        .unwrap();
+                    assert!(page.len() <= limit);
+                    let full = page.len() == limit;
+                    before = page.last().map(|t| t.id);
+                    got.extend(page);
+                    if !full {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "state {state:?} queue {queue:?} limit {limit}");
+            }
+            let none = TaskQuery {
+                state,
+                queue: queue.map(str::to_owned),
+                before: None,
+                limit: 0,
+            };
+            assert!(s.list_tasks(&none).await.unwrap().is_empty());
+        }
+        // A cursor that is not an existing id still pages by id.
+        let mid = TaskId(all[10].id.0 + 1);
+        let page = s
+            .list_tasks(&TaskQuery {
+                before: Some(mid),
+                limit: 3,
+                ..TaskQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page, all[10..13].to_vec());
+    }
+
+    pub async fn logs_in_write_order<S: Store>(s: &S) {
+        let id = tid(1);
+        let other = tid(2);
+        let out = LogStream::Stdout;
+        let err = LogStream::Stderr;
+        s.commit(vec![
+            log(id, 1, out, b"one "),
+            log(id, 2, out, b"second attempt"),
+            log(id, 1, err, &[0xff, 0x00, 0xfe]),
+            log(other, 1, out, b"other"),
+            log(id, 1, out, b"two "),
+        ])
+        .await
+        .unwrap();
+        s.commit(vec![log(id, 1, out, b""), log(id, 1, err, b"three")])
+            .await
+            .unwrap();
+        let got: Vec<(LogStream, Vec<u8>)> = s
+            .logs(id, 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| {
+                assert_eq!((c.task_id, c.attempt), (id, 1));
+                (c.stream, c.data)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (out, b"one ".to_vec()),
+                (err, vec![0xff, 0x00, 0xfe]),
+                (out, b"two ".to_vec()),
+                (out, b"".to_vec()),
+                (err, b"three".to_vec()),
+            ]
+        );
+        assert_eq!(s.logs(id, 2).await.unwrap().len(), 1);
+        assert_eq!(s.logs(other, 1).await.unwrap()[0].data, b"other");
+        assert!(s.logs(id, 3).await.unwrap().is_empty());
+        assert!(s.logs(tid(3), 1).await.unwrap().is_empty());
+    }
+
+    pub async fn events_after<S: Store>(s: &S) {
+        let t = full_running(tid(1), 0);
+        let q = task(tid(2), 1, noop_def("q"), TaskState::Queued);
+        let events = vec![
+            task_event(1, &q, None),
+            task_event(2, &t, Some("reason ✓")),
+            Event {
+                seq: 3,
+                at: -5,
+                kind: EventKind::Worker {
+                    name: "w-1".into(),
+                    state: WorkerEventState::Joined,
+                },
+            },
+            Event {
+                seq: 4,
+                at: i64::MAX,
+                kind: EventKind::Worker {
+                    name: String::new(),
+                    state: WorkerEventState::Left,
+                },
+            },
+            task_event(5, &q, Some("")),
+        ];
+        s.commit(events[..2].iter().cloned().map(Write::Event).collect())
+            .await
+            .unwrap();
+        s.commit(events[2..].iter().cloned().map(Write::Event).collect())
+            .await
+            .unwrap();
+        assert_eq!(s.events_after(0, 100).await.unwrap(), events);
+        assert_eq!(s.events_after(1, 2).await.unwrap(), events[1..3].to_vec());
+        assert_eq!(s.events_after(4, 100).await.unwrap(), events[4..].to_vec());
+        assert!(s.events_after(5, 100).await.unwrap().is_empty());
+        assert!(s.events_after(0, 0).await.unwrap().is_empty());
+        assert!(s.events_after(u64::MAX, 10).await.unwrap().is_empty());
+        assert_eq!(s.load_snapshot().await.unwrap().next_event_seq, 6);
+    }
+
+    pub async fn count_by_state<S: Store>(s: &S) {
+        let mut tasks: Vec<TaskRecord> = (0..20u128)
+            .map(|i| task(tid(i + 1), i as u64, noop_def("q"), TaskState::Queued))
+            .collect();
+        s.commit(tasks.iter().map(new).collect()).await.unwrap();
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            BTreeMap::from([(TaskState::Queued, 20)])
+        );
+        // Walk them through different paths, in several batches.
+        for (i, t) in tasks.iter_mut().enumerate() {
+            let path: &[TaskState] = match i % 4 {
+                0 => &[TaskState::Assigned, TaskState::Running, TaskState::Succeeded],
+                1 => &[TaskState::Assigned, TaskState::Running],
+                2 => &[TaskState::Cancelled],
+                _ => &[],
+            };
+            for (step, st) in path.iter().enumerate() {
+                t.state = *st;
+                if step % 2 == 0 {
+                    s.commit(vec![upd(t)]).await.unwrap();
+                } else {
+                    // The same state written twice is not counted twice.
+                    s.commit(vec![upd(t), upd(t)]).await.unwrap();
+                }
+            }
+        }
+        let mut want = BTreeMap::new();
+        for t in &tasks {
+            *want.entry(t.state).or_insert(0u64) += 1;
+        }
+        assert_eq!(s.count_by_state().await.unwrap(), want);
+        assert_eq!(
+            want,
+            BTreeMap::from([
+                (TaskState::Queued, 5),
+                (TaskState::Running, 5),
+                (TaskState::Succeeded, 5),
+                (TaskState::Cancelled, 5)
+            ])
+        );
+    }
+
+    /// Everything a batch would change, to compare before and after a failed commit.
+    async fn dump<S: Store>(s: &S, ids: &[TaskId]) -> String {
+        let mut out = String::new();
+        for id in ids {
+            out += &format!(
+                "{:?}\n{:?}\n{:?}\n",
+                s.task(*id).await.unwrap(),
+                s.attempts(*id).await.unwrap(),
+                s.logs(*id, 1).await.unwrap()
+            );
+        }
+        let all = TaskQuery {
+            limit: 1000,
+            ..TaskQuery::default()
+        };
+        out += &format!(
+            "{:?}\n{:?}\n{:?}\n",
+            s.list_tasks(&all).await.unwrap(),
+            s.events_after(0, 1000).await.unwrap(),
+            s.count_by_state().await.unwrap()
+        );
+        let snap = s.load_snapshot().await.unwrap();
+        out += &format!(
+            "{:?} {} {}",
+            snap.tasks, snap.next_task_seq, snap.next_event_seq
+        );
+        out
+    }
+
+    pub async fn failed_batch_changes_nothing<S: Store>(s: &S) {
+        let x = task(tid(1), 0, noop_def("q"), TaskState::Queued);
+        s.commit(vec![new(&x), Write::Event(task_event(1, &x, None))])
+            .await
+            .unwrap();
+        let y = task(tid(2), 1, exec_def("q"), TaskState::Queued);
+        let x_running = TaskRecord {
+            state: TaskState::Running,
+            attempt: 1,
+            ..x.clone()
+        };
+        let ids = [x.id, y.id, tid(3)];
+        let before = dump(s, &ids).await;
+
+        // Every write comes before the failing one, and several kinds follow it.
+        let failing: Vec<Vec<Write>> = vec![
+            // Insert of a task that exists.
+            vec![
+                new(&y),
+                upd(&x_running),
+                Write::Attempt(attempt(x.id, 1, "w")),
+                Write::Event(task_event(2, &y, None)),
+                log(x.id, 1, LogStream::Stdout, b"lost"),
+                new(&x),
+                Write::Event(task_event(3, &x, None)),
+            ],
+            // Update of a task that does not exist.
+            vec![
+                new(&y),
+                Write::Attempt(attempt(y.id, 1, "w")),
+                Write::Event(task_event(2, &y, None)),
+                upd(&task(tid(3), 2, noop_def("q"), TaskState::Running)),
+                log(y.id, 1, LogStream::Stdout, b"lost"),
+            ],
+            // An event sequence number already used.
+            vec![
+                new(&y),
+                upd(&x_running),
+                Write::Event(task_event(2, &y, None)),
+                Write::Event(task_event(1, &y, None)),
+            ],
+            // The same one twice in the batch.
+            vec![
+                new(&y),
+                Write::Event(task_event(2, &y, None)),
+                Write::Event(task_event(2, &y, None)),
+            ],
+        ];
+        for (i, batch) in failing.into_iter().enumerate() {
+            let err = s.commit(batch).await.expect_err("the batch must fail");
+            assert!(
+                matches!(err, StoreError::Backend(_)),
+                "batch {i}: unexpected error {err:?}"
+            );
+            assert_eq!(dump(s, &ids).await, before, "batch {i} left something behind");
+        }
+
+        // The store is still usable afterwards.
+        s.commit(vec![new(&y), Write::Event(task_event(2, &y, None))])
+            .await
+            .unwrap();
+        assert_eq!(s.task(y.id).await.unwrap(), Some(y));
+    }
+
+    pub async fn empty_commit<S: Store>(s: &S) {
+        s.commit(Vec::new()).await.unwrap();
+        assert!(s.load_snapshot().await.unwrap().tasks.is_empty());
+    }
+
+    pub async fn concurrent_reads_and_commits<S: Store>(s: Arc<S>) {
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for b in 0..50u128 {
+                    let batch: Vec<Write> = (0..20u128)
+                        .map(|i| {
+                            let n = b * 20 + i + 1;
+                            new(&task(tid(n), n as u64, noop_def("q"), TaskState::Queued))
+                        })
+                        .collect();
+                    s.commit(batch).await.unwrap();
+                }
+            })
+        };
+        let mut readers = Vec::new();
+        for r in 0..16 {
+            let s = s.clone();
+            readers.push(tokio::spawn(async move {
+                let mut last = 0;
+                for _ in 0..30 {
+                    let q = TaskQuery {
+                        limit: 5,
+                        ..TaskQuery::default()
+                    };
+                    let page = s.list_tasks(&q).await.unwrap();
+                    assert!(page.windows(2).all(|w| w[0].id > w[1].id));
+                    // Commits are atomic: counts only ever move by whole batches.
+                    let n = s
+                        .count_by_state()
+                        .await
+                        .unwrap()
+                        .get(&TaskState::Queued)
+                        .copied()
+                        .unwrap_or(0);
+                    assert_eq!(n % 20, 0, "reader {r} saw a partial batch");
+                    assert!(n >= last, "reader {r} went back in time");
+                    last = n;
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        writer.await.unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            BTreeMap::from([(TaskState::Queued, 1000)])
+        );
+    }
+}
+
+// ---- SQLite only ----
+
+mod sqlite_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn durable_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        let t = full_running(tid(1), 41);
+        let done = task(tid(2), 42, exec_def("q"), TaskState::Failed);
+        let a = AttemptRecord {
+            outcome: None,
+            ..attempt(t.id, 3, "w")
+        };
+        let ev = task_event(9, &t, Some("why"));
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.commit(vec![
+                new(&t),
+                new(&done),
+                Write::Attempt(a.clone()),
+                Write::Event(ev.clone()),
+                log(t.id, 3, LogStream::Stderr, b"err"),
+            ])
+            .await
+            .unwrap();
+        }
+        // Reopen twice: migrations are idempotent.
+        for _ in 0..2 {
+            let s = SqliteStore::open(&path).unwrap();
+            let snap = s.load_snapshot().await.unwrap();
+            assert_eq!(snap.tasks, vec![(t.clone(), Some(a.clone()))]);
+            assert_eq!(snap.next_task_seq, 43);
+            assert_eq!(snap.next_event_seq, 10);
+            assert_eq!(s.task(done.id).await.unwrap(), Some(done.clone()));
+            assert_eq!(s.events_after(0, 10).await.unwrap(), vec![ev.clone()]);
+            assert_eq!(s.logs(t.id, 3).await.unwrap().len(), 1);
+            assert_eq!(
+                s.count_by_state().await.unwrap(),
+                BTreeMap::from([(TaskState::Running, 1), (TaskState::Failed, 1)])
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pragmas_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = c
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+
+        // A database from a newer build is refused, not silently used.
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn undecodable_rows_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let t = task(tid(1), 0, exec_def("q"), TaskState::Queued);
+        let u = task(tid(2), 1, exec_def("q"), TaskState::Queued);
+        s.commit(vec![new(&t), new(&u)]).await.unwrap();
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute(
+            "UPDATE tasks SET state = 'sleeping' WHERE id = ?1",
+            [&t.id.0.to_be_bytes()[..]],
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE tasks SET spec = '{\"type\":\"shell\"}' WHERE id = ?1",
+            [&u.id.0.to_be_bytes()[..]],
+        )
+        .unwrap();
+        for id in [t.id, u.id] {
+            let err = s.task(id).await.unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        }
+        assert!(matches!(
+            s.load_snapshot().await.unwrap_err(),
+            StoreError::Corrupt(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn reads_do_not_wait_for_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let t = task(tid(1), 0, noop_def("q"), TaskState::Queued);
+        s.commit(vec![new(&t)]).await.unwrap();
+        // Another connection holds the write lock: a commit would have to wait, reads not.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE; UPDATE tasks SET attempt = 5;")
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(s.task(t.id).await.unwrap(), Some(t.clone()));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        c.execute_batch("ROLLBACK").unwrap();
+    }
+}

@@ -1,0 +1,620 @@
+//! Runs one `ExecSpec` attempt as a child process: argv without a shell, in its own process
+//! group, output streamed in bounded chunks, and the whole group killed on timeout, cancel,
+//! shutdown, or once the task's main process has exited.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_api::proto::Outcome;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::sys;
+
+pub(crate) const STDOUT: u32 = 1;
+pub(crate) const STDERR: u32 = 2;
+
+/// Size of one read from a pipe, so the largest log chunk the executor produces.
+const READ_CHUNK: usize = 32 << 10;
+/// How long output may keep draining once the process group is gone (a descendant that left
+/// the group could hold a pipe open forever).
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Everything needed to run one attempt, taken out of the assignment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExecRequest {
+    pub argv: Vec<String>,
+    pub env: HashMap<String, String>,
+    pub cwd: Option<String>,
+    pub timeout: Option<Duration>,
+    pub task_id: String,
+    pub attempt: u32,
+    pub idempotency_key: Option<String>,
+    /// Per stream, per attempt.
+    pub max_output_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExecEvent {
+    /// The process was spawned; `pid` is also its process group id.
+    Started { pid: u32 },
+    /// A piece of output: `stream` is [`STDOUT`] or [`STDERR`].
+    Output { stream: u32, data: Vec<u8> },
+}
+
+/// Why the agent stops a running attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// The server cancelled it.
+    Cancel,
+    /// The worker is shutting down and gives it back.
+    Shutdown,
+    /// Nobody wants its result any more (the server refused it, or the agent is gone).
+    Abandon,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExecResult {
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+impl ExecResult {
+    fn failed(error: String) -> Self {
+        ExecResult {
+            outcome: Outcome::Failed,
+            exit_code: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// Receives the executor's events. Called from several tasks; must not block.
+pub(crate) type Sink = Arc<dyn Fn(ExecEvent) + Send + Sync>;
+
+/// Runs the attempt to its end and returns how it ended. Every `Output` event is delivered to
+/// `sink` before this returns. If `kill` fires, or its sender is dropped, the process group is
+/// killed at once.
+pub(crate) async fn execute(
+    req: ExecRequest,
+    mut kill: oneshot::Receiver<Kill>,
+    sink: Sink,
+) -> ExecResult {
+    let Some(program) = req.argv.first() else {
+        return ExecResult::failed("exec spec has an empty argv".into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(&req.argv[1..])
+        .envs(&req.env)
+        .env("DROVER_TASK_ID", &req.task_id)
+        .env("DROVER_ATTEMPT", req.attempt.to_string());
+    match &req.idempotency_key {
+        Some(key) => cmd.env("DROVER_IDEMPOTENCY_KEY", key),
+        // Never leak the worker's own value (a worker started from inside a task).
+        None => cmd.env_remove("DROVER_IDEMPOTENCY_KEY"),
+    };
+    if let Some(cwd) = &req.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    sys::die_with_worker(&mut cmd);
+
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return ExecResult::failed(spawn_error(&req, &e)),
+    };
+    let Some(pid) = child.id() else {
+        // Only possible once reaped, which nobody did yet.
+        return ExecResult::failed("spawned process has no pid".into());
+    };
+    // Kills the group if this future is dropped half-way (runtime shutting down).
+    let group = GroupGuard(Pid::from_raw(pid as i32));
+    sink(ExecEvent::Started { pid });
+
+    let mut pumps: Vec<JoinHandle<()>> = [
+        child
+            .stdout
+            .take()
+            .map(|out| pump(out, STDOUT, &req, &sink)),
+        child
+            .stderr
+            .take()
+            .map(|err| pump(err, STDERR, &req, &sink)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    let timeout = async {
+        match req.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        status = child.wait() => from_status(status),
+        () = timeout => {
+            group.kill();
+            let _ = child.wait().await;
+            let ms = req.timeout.unwrap_or_default().as_millis();
+            ExecResult {
+                outcome: Outcome::TimedOut,
+                exit_code: None,
+                error: Some(format!("timed out after {ms}ms")),
+            }
+        }
+        why = &mut kill => {
+            group.kill();
+            let _ = child.wait().await;
+            let error = match why {
+                Ok(Kill::Cancel) => "cancelled",
+                Ok(Kill::Shutdown) => "worker shutting down",
+                Ok(Kill::Abandon) | Err(_) => "abandoned by the worker",
+            };
+            ExecResult {
+                outcome: Outcome::Cancelled,
+                exit_code: None,
+                error: Some(error.into()),
+            }
+        }
+    };
+    // A task's process group does not outlive the task: background children it left behind go
+    // too (and then the pipes they held reach end of file). Dropping the guard kills the group.
+    drop(group);
+
+    let drain = futures::future::join_all(pumps.iter_mut());
+    if tokio::time::timeout(DRAIN_GRACE, drain).await.is_err() {
+        tracing::debug!(task_id = %req.task_id, "output still open after the process group ended");
+        for p in &pumps {
+            p.abort();
+        }
+    }
+    result
+}
+
+/// Kills a process group with SIGKILL: on `kill` (any number of times) and when dropped.
+struct GroupGuard(Pid);
+
+impl GroupGuard {
+    fn kill(&self) {
+        // ESRCH (group already empty) is the common, harmless case.
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_error(req: &ExecRequest, e: &io::Error) -> String {
+    if let Some(cwd) = &req.cwd {
+        if let Err(ce) = std::fs::metadata(cwd).and_then(|m| {
+            if m.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::other("not a directory"))
+            }
+        }) {
+            return format!("cannot use working directory {cwd:?}: {ce}");
+        }
+    }
+    format!("failed to start {:?}: {e}", req.argv[0])
+}
+
+fn from_status(status: io::Result<ExitStatus>) -> ExecResult {
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return ExecResult::failed(format!("waiting for the process failed: {e}")),
+    };
+    if let Some(code) = status.code() {
+        ExecResult {
+            outcome: if code == 0 {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            },
+            exit_code: Some(code),
+            error: None,
+        }
+    } else if let Some(sig) = status.signal() {
+        ExecResult {
+            outcome: Outcome::Failed,
+            exit_code: Some(128 + sig),
+            error: Some(format!("killed by signal {sig}")),
+        }
+    } else {
+        ExecResult::failed(format!("process ended with {status}"))
+    }
+}
+
+/// Forwards one pipe to the sink until end of file: at most `max_output_bytes`, then one marker
+/// line, then it keeps reading (and discarding) so the process never blocks on a full pipe.
+fn pump<R>(mut pipe: R, stream: u32, req: &ExecRequest, sink: &Sink) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let limit = req.max_output_bytes;
+    let sink = sink.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut sent = 0usize;
+        let mut truncated = false;
+        let mut at_line_start = true;
+        loop {
+            let n = match pipe.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if truncated {
+                continue;
+            }
+            let room = limit - sent;
+            let take = n.min(room);
+            if take > 0 {
+                sink(ExecEvent::Output {
+                    stream,
+                    data: buf[..take].to_vec(),
+                });
+                sent += take;
+                at_line_start = buf[take - 1] == b'\n';
+            }
+            if n > room {
+                truncated = true;
+                let name = if stream == STDERR { "stderr" } else { "stdout" };
+                let sep = if at_line_start { "" } else { "\n" };
+                let marker = format!("{sep}[drover: {name} truncated after {limit} bytes]\n");
+                sink(ExecEvent::Output {
+                    stream,
+                    data: marker.into_bytes(),
+                });
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    fn req(argv: &[&str]) -> ExecRequest {
+        ExecRequest {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            task_id: "0190a1b2-task".into(),
+            attempt: 3,
+            max_output_bytes: 1 << 20,
+            ..Default::default()
+        }
+    }
+
+    fn sink() -> (Sink, mpsc::UnboundedReceiver<ExecEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(move |e| {
+                let _ = tx.send(e);
+            }),
+            rx,
+        )
+    }
+
+    /// Runs to the end (the kill sender stays alive) and returns the result and every event.
+    async fn run(req: ExecRequest) -> (ExecResult, Vec<ExecEvent>) {
+        let (sink, mut rx) = sink();
+        let (_keep, kill) = oneshot::channel();
+        let result = tokio::time::timeout(LIMIT, execute(req, kill, sink))
+            .await
+            .expect("the process did not end");
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (result, events)
+    }
+
+    fn output(events: &[ExecEvent], which: u32) -> Vec<u8> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ExecEvent::Output { stream, data } if *stream == which => Some(data.as_slice()),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    fn stdout(events: &[ExecEvent]) -> String {
+        String::from_utf8(output(events, STDOUT)).unwrap()
+    }
+
+    fn succeeded() -> ExecResult {
+        ExecResult {
+            outcome: Outcome::Succeeded,
+            exit_code: Some(0),
+            error: None,
+        }
+    }
+
+    /// Whether a process is gone: no such pid, or a zombie nobody has reaped yet.
+    fn gone(pid: i32) -> bool {
+        if nix::sys::signal::kill(Pid::from_raw(pid), None).is_err() {
+            return true;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
+    async fn wait_gone(pids: &[i32]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !pids.iter().all(|&p| gone(p)) {
+            assert!(Instant::now() < deadline, "still alive: {pids:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn started_pid(events: &[ExecEvent]) -> i32 {
+        events
+            .iter()
+            .find_map(|e| match e {
+                ExecEvent::Started { pid } => Some(*pid as i32),
+                _ => None,
+            })
+            .expect("no started event")
+    }
+
+    #[tokio::test]
+    async fn argv_reaches_the_program_byte_for_byte() {
+        let args = [
+            "two words",
+            "it's \"quoted\"",
+            "line one\nline two",
+            "$HOME",
+            "",
+            "ünïcødé ✓ 日本語",
+            "*",
+            "a;b|c && d > /dev/null",
+            "back\\slash \\n",
+            "%d %s",
+            "-n",
+            "  padded  ",
+        ];
+        let mut argv = vec!["printf", "[%s]\\n"];
+        argv.extend(args);
+        let (result, events) = run(req(&argv)).await;
+        assert_eq!(result, succeeded());
+        let want: String = args.iter().map(|a| format!("[{a}]\n")).collect();
+        assert_eq!(stdout(&events), want);
+        assert!(matches!(events[0], ExecEvent::Started { .. }));
+    }
+
+    #[tokio::test]
+    async fn environment_has_the_task_identity_and_the_spec_env() {
+        let script = r#"printf '%s|%s|%s|%s|%s' "$DROVER_TASK_ID" "$DROVER_ATTEMPT" "${DROVER_IDEMPOTENCY_KEY-unset}" "$GREETING" "${PATH:+inherited}""#;
+        let mut r = req(&["sh", "-c", script]);
+        r.env.insert("GREETING".into(), "hello $HOME 'x'".into());
+        // The task's identity cannot be overridden by the spec.
+        r.env.insert("DROVER_TASK_ID".into(), "forged".into());
+        r.idempotency_key = Some("order-42".into());
+        let (result, events) = run(r.clone()).await;
+        assert_eq!(result, succeeded());
+        assert_eq!(
+            stdout(&events),
+            "0190a1b2-task|3|order-42|hello $HOME 'x'|inherited"
+        );
+
+        r.idempotency_key = None;
+        let (_, events) = run(r).await;
+        assert_eq!(
+            stdout(&events),
+            "0190a1b2-task|3|unset|hello $HOME 'x'|inherited"
+        );
+    }
+
+    #[tokio::test]
+    async fn cwd_is_used_and_a_missing_one_is_a_clear_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = req(&["pwd"]);
+        r.cwd = Some(dir.path().to_str().unwrap().into());
+        let (result, events) = run(r).await;
+        assert_eq!(result, succeeded());
+        let want = dir.path().canonicalize().unwrap();
+        assert_eq!(stdout(&events).trim_end(), want.to_str().unwrap());
+
+        let mut r = req(&["pwd"]);
+        r.cwd = Some("/nonexistent/drover-cwd".into());
+        let (result, events) = run(r).await;
+        assert_eq!(result.outcome, Outcome::Failed);
+        assert_eq!(result.exit_code, None);
+        let error = result.error.unwrap();
+        assert!(
+            error.contains("working directory") && error.contains("/nonexistent/drover-cwd"),
+            "{error}"
+        );
+        assert!(events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_signals_map_to_outcomes() {
+        assert_eq!(run(req(&["true"])).await.0, succeeded());
+        assert_eq!(
+            run(req(&["sh", "-c", "exit 3"])).await.0,
+            ExecResult {
+                outcome: Outcome::Failed,
+                exit_code: Some(3),
+                error: None
+            }
+        );
+        assert_eq!(
+            run(req(&["sh", "-c", "kill -TERM $$"])).await.0,
+            ExecResult {
+                outcome: Outcome::Failed,
+                exit_code: Some(143),
+                error: Some("killed by signal 15".into())
+            }
+        );
+        assert_eq!(
+            run(req(&["sh", "-c", "kill -KILL $$"])).await.0.exit_code,
+            Some(137)
+        );
+    }
+
+    #[tokio::test]
+    async fn spawn_failures_say_what_failed() {
+        let (result, events) = run(req(&["/nonexistent/drover-no-such-program", "x"])).await;
+        assert_eq!(result.outcome, Outcome::Failed);
+        assert_eq!(result.exit_code, None);
+        let error = result.error.unwrap();
+        assert!(
+            error.contains("/nonexistent/drover-no-such-program") && error.contains("No such file"),
+            "{error}"
+        );
+        assert!(events.is_empty(), "no started event for a failed spawn");
+
+        let (result, _) = run(req(&[])).await;
+        assert_eq!(result.outcome, Outcome::Failed);
+        assert!(result.error.unwrap().contains("empty argv"));
+
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let (result, _) = run(req(&[file.path().to_str().unwrap()])).await;
+        assert_eq!(result.outcome, Outcome::Failed);
+        assert!(result.error.unwrap().contains("Permission denied"));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let started = Instant::now();
+        let mut r = req(&["sh", "-c", "sleep 30 & echo $!; sleep 30 & echo $!; wait"]);
+        r.timeout = Some(Duration::from_millis(300));
+        let (result, events) = run(r).await;
+        assert_eq!(
+            result,
+            ExecResult {
+                outcome: Outcome::TimedOut,
+                exit_code: None,
+                error: Some("timed out after 300ms".into())
+            }
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let mut pids: Vec<i32> = stdout(&events)
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2, "{events:?}");
+        pids.push(started_pid(&events));
+        wait_gone(&pids).await;
+    }
+
+    #[tokio::test]
+    async fn background_children_do_not_outlive_the_task() {
+        let started = Instant::now();
+        let (result, events) = run(req(&["sh", "-c", "sleep 30 & echo $!"])).await;
+        assert_eq!(result, succeeded());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid: i32 = stdout(&events).trim().parse().unwrap();
+        wait_gone(&[pid]).await;
+    }
+
+    #[tokio::test]
+    async fn output_streams_while_running_and_cancel_kills_at_once() {
+        let (sink, mut rx) = sink();
+        let (kill_tx, kill) = oneshot::channel();
+        let task = tokio::spawn(execute(
+            req(&["sh", "-c", "echo early; echo err >&2; sleep 30 & wait"]),
+            kill,
+            sink,
+        ));
+        let mut events = Vec::new();
+        let deadline = Instant::now() + LIMIT;
+        while output(&events, STDOUT) != b"early\n" || output(&events, STDERR) != b"err\n" {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = tokio::time::timeout(left, rx.recv())
+                .await
+                .expect("no output");
+            events.push(e.unwrap());
+        }
+        let pid = started_pid(&events);
+        let cancelled = Instant::now();
+        kill_tx.send(Kill::Cancel).unwrap();
+        let result = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        assert!(cancelled.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            result,
+            ExecResult {
+                outcome: Outcome::Cancelled,
+                exit_code: None,
+                error: Some("cancelled".into())
+            }
+        );
+        wait_gone(&[pid]).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_kill_sender_abandons_the_attempt() {
+        let (sink, _rx) = sink();
+        let (kill_tx, kill) = oneshot::channel::<Kill>();
+        drop(kill_tx);
+        let result = tokio::time::timeout(LIMIT, execute(req(&["sleep", "30"]), kill, sink))
+            .await
+            .unwrap();
+        assert_eq!(result.outcome, Outcome::Cancelled);
+        assert_eq!(result.error.as_deref(), Some("abandoned by the worker"));
+    }
+
+    #[tokio::test]
+    async fn output_is_truncated_per_stream_with_one_marker() {
+        let mut r = req(&[
+            "sh",
+            "-c",
+            "head -c 5000 /dev/zero | tr '\\0' a; head -c 3000 /dev/zero | tr '\\0' b >&2; \
+             head -c 20000000 /dev/zero",
+        ]);
+        r.max_output_bytes = 1000;
+        let (result, events) = run(r).await;
+        assert_eq!(result, succeeded());
+        let want_out = format!(
+            "{}\n[drover: stdout truncated after 1000 bytes]\n",
+            "a".repeat(1000)
+        );
+        let want_err = format!(
+            "{}\n[drover: stderr truncated after 1000 bytes]\n",
+            "b".repeat(1000)
+        );
+        assert_eq!(stdout(&events), want_out);
+        assert_eq!(
+            String::from_utf8(output(&events, STDERR)).unwrap(),
+            want_err
+        );
+    }
+
+    #[tokio::test]
+    async fn output_of_exactly_the_limit_is_not_marked() {
+        let mut r = req(&["printf", "abcd\n"]);
+        r.max_output_bytes = 5;
+        let (_, events) = run(r).await;
+        assert_eq!(stdout(&events), "abcd\n");
+    }
+}

@@ -1,0 +1,468 @@
+//! The connection loop: connect to a server, register, then multiplex the server's messages,
+//! the executors' events, heartbeats and shutdown over one `WorkerService/Session` stream;
+//! reconnect with backoff (cycling through the servers) whenever the stream fails.
+//!
+//! One task owns the [`Agent`]; nothing else touches it. After every step, whatever the agent
+//! has pending is sent at once as one message per `Updates` batch (see `outbox.rs`), as long as
+//! the bounded outbound channel has room; when it is full, updates keep accumulating and go
+//! out together as soon as there is room.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use drover_api::proto::{
+    server_message, worker_message, worker_service_client::WorkerServiceClient, ServerMessage,
+    WorkerMessage,
+};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tonic::{Status, Streaming};
+
+use crate::agent::{Agent, Event};
+use crate::WorkerConfig;
+
+/// Messages queued towards the server. Small: each one is a batch.
+const OUTBOUND_CAPACITY: usize = 16;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// From starting to connect until `Registered` arrives.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Used if the server announces a heartbeat interval of 0.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+const MAX_INBOUND_MESSAGE: usize = 64 << 20;
+/// Most executor events handled before the next send.
+const EVENT_BATCH: usize = 4096;
+/// After shutdown begins: how long running processes get to be killed and reported...
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+/// ...and how long until `run` returns, whatever happened.
+const STOP_LIMIT: Duration = Duration::from_millis(1900);
+
+type Connecting = Pin<Box<dyn Future<Output = anyhow::Result<Box<Conn>>> + Send>>;
+
+struct Conn {
+    server: String,
+    tx: mpsc::Sender<WorkerMessage>,
+    inbound: Streaming<ServerMessage>,
+    heartbeat: Interval,
+}
+
+enum Link {
+    Down {
+        retry_at: Instant,
+    },
+    Connecting {
+        server: String,
+        fut: Connecting,
+    },
+    Up(Box<Conn>),
+    /// Shutting down: no more connecting.
+    Off,
+}
+
+enum Step {
+    Continue,
+    Shutdown,
+    StopDeadline,
+    Server(ServerMessage),
+    Connected(anyhow::Result<Box<Conn>>),
+    Retry,
+    Lost(String),
+}
+
+pub(crate) async fn run(
+    cfg: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let servers = check(&cfg)?;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let mut agent = Agent::new(Arc::new(cfg), events_tx);
+    let mut shutdown = Box::pin(shutdown);
+    let mut backoff = Backoff::new();
+    let mut next_server = 0usize;
+    let mut link = Link::Down {
+        retry_at: Instant::now(),
+    };
+    let mut heartbeat_due = false;
+    let mut stop: Option<Instant> = None;
+
+    loop {
+        // Send what is pending, while the channel has room.
+        if let Link::Up(conn) = &link {
+            if let Err(why) = flush(&mut agent, &mut heartbeat_due, &conn.tx) {
+                link = lost(&mut backoff, &mut next_server, stop, conn, why);
+                continue;
+            }
+        }
+        if stop.is_some()
+            && agent.running() == 0
+            && (agent.outbox.is_empty() || !matches!(link, Link::Up(_)))
+        {
+            break;
+        }
+
+        let want_room = heartbeat_due || !agent.outbox.is_empty();
+        let step = {
+            let (tx, inbound, heartbeat, connecting, retry_at) = match &mut link {
+                Link::Up(c) => (
+                    Some(&c.tx),
+                    Some(&mut c.inbound),
+                    Some(&mut c.heartbeat),
+                    None,
+                    None,
+                ),
+                Link::Connecting { fut, .. } => (None, None, None, Some(fut), None),
+                Link::Down { retry_at } => (None, None, None, None, Some(*retry_at)),
+                Link::Off => (None, None, None, None, None),
+            };
+            tokio::select! {
+                () = &mut shutdown, if stop.is_none() => Step::Shutdown,
+                () = sleep_until(stop.map(|s| s + STOP_GRACE)) => Step::StopDeadline,
+                room = has_room(tx), if want_room => {
+                    if room { Step::Continue } else { Step::Lost("outbound stream closed".into()) }
+                }
+                msg = next_message(inbound) => match msg {
+                    Some(Ok(msg)) => Step::Server(msg),
+                    Some(Err(status)) => Step::Lost(format!("stream failed: {status}")),
+                    None => Step::Lost("server closed the stream".into()),
+                },
+                Some(ev) = events_rx.recv() => {
+                    agent.on_event(ev);
+                    for _ in 0..EVENT_BATCH {
+                        match events_rx.try_recv() {
+                            Ok(ev) => agent.on_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    Step::Continue
+                }
+                () = tick(heartbeat) => {
+                    heartbeat_due = true;
+                    Step::Continue
+                }
+                res = poll(connecting) => Step::Connected(res),
+                () = sleep_until(retry_at) => Step::Retry,
+            }
+        };
+
+        match step {
+            Step::Continue => {}
+            Step::Shutdown => {
+                tracing::info!(running = agent.running(), "worker shutting down");
+                stop = Some(Instant::now());
+                agent.begin_shutdown();
+                if !matches!(link, Link::Up(_)) {
+                    link = Link::Off;
+                }
+            }
+            Step::StopDeadline => {
+                tracing::warn!(
+                    running = agent.running(),
+                    "worker shutdown: attempts still running after the grace period"
+                );
+                break;
+            }
+            Step::Server(msg) => agent.on_server(msg),
+            Step::Lost(why) => {
+                if let Link::Up(conn) = &link {
+                    link = lost(&mut backoff, &mut next_server, stop, conn, &why);
+                }
+            }
+            Step::Connected(Ok(conn)) => {
+                backoff.reset();
+                heartbeat_due = false;
+                link = Link::Up(conn);
+            }
+            Step::Connected(Err(e)) => {
+                if let Link::Connecting { server, .. } = &link {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        %server,
+                        error = format!("{e:#}"),
+                        retry_in = ?delay,
+                        "cannot connect to the server"
+                    );
+                    next_server += 1;
+                    link = Link::Down {
+                        retry_at: Instant::now() + delay,
+                    };
+                }
+            }
+            Step::Retry => {
+                let server = servers[next_server % servers.len()].clone();
+                tracing::debug!(%server, "connecting");
+                let fut = Box::pin(connect(server.clone(), agent.register()));
+                link = Link::Connecting { server, fut };
+            }
+        }
+    }
+
+    if let Link::Up(conn) = link {
+        close(*conn, stop.unwrap_or_else(Instant::now) + STOP_LIMIT).await;
+    }
+    Ok(())
+}
+
+/// Checks the configuration and returns the server URLs, `http://` added where no scheme is.
+fn check(cfg: &WorkerConfig) -> anyhow::Result<Vec<String>> {
+    if cfg.servers.is_empty() {
+        bail!("no server address given");
+    }
+    if cfg.name.is_empty() || cfg.name.len() > drover_api::limits::MAX_NAME {
+        bail!(
+            "the worker name must be 1 to {} bytes",
+            drover_api::limits::MAX_NAME
+        );
+    }
+    if cfg.slots == 0 {
+        bail!("a worker needs at least one slot");
+    }
+    cfg.servers
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            let url = if s.contains("://") {
+                s.to_string()
+            } else {
+                format!("http://{s}")
+            };
+            Endpoint::from_shared(url.clone())
+                .with_context(|| format!("invalid server address {s:?}"))?;
+            Ok(url)
+        })
+        .collect()
+}
+
+/// Sends pending updates (then a due heartbeat) while the channel has room. Updates go first,
+/// so a heartbeat never lists an attempt whose result is already queued.
+fn flush(
+    agent: &mut Agent,
+    heartbeat_due: &mut bool,
+    tx: &mpsc::Sender<WorkerMessage>,
+) -> Result<(), &'static str> {
+    while *heartbeat_due || !agent.outbox.is_empty() {
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            // Full: updates keep accumulating; `has_room` wakes the loop when there is room.
+            Err(TrySendError::Full(())) => return Ok(()),
+            Err(TrySendError::Closed(())) => return Err("outbound stream closed"),
+        };
+        permit.send(if agent.outbox.is_empty() {
+            *heartbeat_due = false;
+            agent.heartbeat()
+        } else {
+            WorkerMessage {
+                body: Some(worker_message::Body::Updates(agent.outbox.take_message())),
+            }
+        });
+    }
+    Ok(())
+}
+
+fn lost(
+    backoff: &mut Backoff,
+    next_server: &mut usize,
+    stop: Option<Instant>,
+    conn: &Conn,
+    why: &str,
+) -> Link {
+    if stop.is_some() {
+        tracing::warn!(server = %conn.server, "lost the server while shutting down: {why}");
+        return Link::Off;
+    }
+    let delay = backoff.next_delay();
+    tracing::warn!(server = %conn.server, retry_in = ?delay, "lost the server: {why}; reconnecting");
+    *next_server += 1;
+    Link::Down {
+        retry_at: Instant::now() + delay,
+    }
+}
+
+/// Opens a session and waits for `Registered`.
+async fn connect(server: String, register: WorkerMessage) -> anyhow::Result<Box<Conn>> {
+    let held = match &register.body {
+        Some(worker_message::Body::Register(r)) => r.held.len(),
+        _ => 0,
+    };
+    let open = async {
+        let endpoint = Endpoint::from_shared(server.clone())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect().await?;
+        let mut client =
+            WorkerServiceClient::new(channel).max_decoding_message_size(MAX_INBOUND_MESSAGE);
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        tx.try_send(register)
+            .map_err(|_| anyhow!("outbound channel unusable"))?;
+        let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| anyhow!("the server closed the stream before registering"))?;
+        let Some(server_message::Body::Registered(reg)) = first.body else {
+            bail!("the server's first message was not registered");
+        };
+        let every = match reg.heartbeat_interval_ms {
+            0 => DEFAULT_HEARTBEAT,
+            ms => Duration::from_millis(ms).max(MIN_HEARTBEAT),
+        };
+        tracing::info!(
+            %server,
+            worker = %reg.worker,
+            heartbeat_ms = every.as_millis() as u64,
+            lease_ms = reg.lease_ms,
+            held,
+            "registered with the server"
+        );
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Box::new(Conn {
+            server: server.clone(),
+            tx,
+            inbound,
+            heartbeat,
+        }))
+    };
+    tokio::time::timeout(REGISTER_TIMEOUT, open)
+        .await
+        .map_err(|_| anyhow!("no registered reply within {REGISTER_TIMEOUT:?}"))?
+}
+
+/// Ends the session: closes our half (the server then sees every update sent before) and waits,
+/// until `until`, for the server to close its half, so nothing queued is cut off.
+async fn close(conn: Conn, until: Instant) {
+    let Conn {
+        tx, mut inbound, ..
+    } = conn;
+    drop(tx);
+    let drained = tokio::time::timeout_at(until, async {
+        while let Ok(Some(msg)) = inbound.message().await {
+            if let Some(server_message::Body::Assignments(a)) = msg.body {
+                tracing::debug!(
+                    count = a.assignments.len(),
+                    "assignments after shutdown; the server reclaims them"
+                );
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!("the server did not close the stream in time");
+    }
+}
+
+async fn has_room(tx: Option<&mpsc::Sender<WorkerMessage>>) -> bool {
+    match tx {
+        // The permit is given back at once: `flush` takes it again synchronously.
+        Some(tx) => tx.reserve().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_message(
+    inbound: Option<&mut Streaming<ServerMessage>>,
+) -> Option<Result<ServerMessage, Status>> {
+    match inbound {
+        Some(s) => s.message().await.transpose(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: Option<&mut Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll(connecting: Option<&mut Connecting>) -> anyhow::Result<Box<Conn>> {
+    match connecting {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Exponential backoff, 100 ms doubling to 5 s, each delay jittered to 50-100 % of its value.
+struct Backoff {
+    next: Duration,
+    rng: StdRng,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            next: BACKOFF_MIN,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(BACKOFF_MAX);
+        let half = d / 2;
+        half + half.mul_f64(self.rng.random::<f64>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::new();
+        let mut nominal = BACKOFF_MIN;
+        for _ in 0..12 {
+            let d = b.next_delay();
+            assert!(d >= nominal / 2 && d <= nominal, "{d:?} vs {nominal:?}");
+            nominal = (nominal * 2).min(BACKOFF_MAX);
+        }
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+
+    #[test]
+    fn server_addresses_get_a_scheme_and_bad_ones_are_refused() {
+        let mut cfg = WorkerConfig::new(
+            vec!["127.0.0.1:7070".into(), "https://a.example:7070".into()],
+            "w".into(),
+        );
+        assert_eq!(
+            check(&cfg).unwrap(),
+            vec!["http://127.0.0.1:7070", "https://a.example:7070"]
+        );
+        cfg.servers = vec!["http://bad host".into()];
+        assert!(check(&cfg).is_err());
+        cfg.servers = vec![];
+        assert!(check(&cfg).is_err());
+        let mut cfg = WorkerConfig::new(vec!["x:1".into()], "w".into());
+        cfg.slots = 0;
+        assert!(check(&cfg).is_err());
+    }
+}
