@@ -53,7 +53,12 @@ pub struct ClientOpts {
     #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
     /// API token, sent as a bearer token.
-    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "DROVER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
@@ -85,7 +90,11 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:7070", value_parser = parse::listen_addr, value_name = "ADDR")]
     pub listen: SocketAddr,
     /// The store: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH.
-    #[arg(long, default_value = "sqlite://drover-data/drover.db", value_name = "URL")]
+    #[arg(
+        long,
+        default_value = "sqlite://drover-data/drover.db",
+        value_name = "URL"
+    )]
     pub store: String,
     /// Lease of an attempt; a worker silent this long loses its tasks.
     #[arg(long, default_value = "15s", value_parser = parse::duration_ms, value_name = "DURATION")]
@@ -246,7 +255,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// API token for --server.
-    #[arg(long, env = "DROVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "DROVER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Tasks per submit request.
     #[arg(long, default_value_t = 1000, value_name = "N")]
@@ -279,8 +293,21 @@ mod tests {
     #[test]
     fn submit_keeps_everything_after_the_separator() {
         let Command::Submit(s) = parse(&[
-            "submit", "--queue", "q", "--priority", "-5", "--wait", "-o", "json", "--", "sh",
-            "-c", "x", "--", "-o", "json",
+            "submit",
+            "--queue",
+            "q",
+            "--priority",
+            "-5",
+            "--wait",
+            "-o",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            "x",
+            "--",
+            "-o",
+            "json",
         ])
         .unwrap()
         .command
@@ -315,10 +342,16 @@ mod tests {
         let Command::Server(s) = parse(&["server", "--lease", "2s"]).unwrap().command else {
             panic!()
         };
-        assert_eq!((s.lease, s.heartbeat, s.restart_grace), (2000, 1000, 20_000));
+        assert_eq!(
+            (s.lease, s.heartbeat, s.restart_grace),
+            (2000, 1000, 20_000)
+        );
         let Command::Bench(b) = parse(&["bench"]).unwrap().command else {
             panic!()
         };
-        assert_eq!((b.tasks, b.workers, b.slots, b.batch), (20_000, 4, 64, 1000));
+        assert_eq!(
+            (b.tasks, b.workers, b.slots, b.batch),
+            (20_000, 4, 64, 1000)
+        );
     }
 }

@@ -24,7 +24,9 @@ pub fn kv_list(items: &[String], flag: &str) -> Result<BTreeMap<String, String>,
         }
         if let Some(old) = out.insert(k.to_string(), v.to_string()) {
             if old != v {
-                return Err(format!("--{flag}: '{k}' is given twice ('{old}' and '{v}')"));
+                return Err(format!(
+                    "--{flag}: '{k}' is given twice ('{old}' and '{v}')"
+                ));
             }
         }
     }
@@ -99,7 +101,7 @@ pub fn quantity(s: &str) -> Result<u64, String> {
         frac.parse().map_err(|_| too_big())?
     };
     let frac_part = frac * mult;
-    if frac_part % scale != 0 {
+    if !frac_part.is_multiple_of(scale) {
         return Err(format!("'{s}' is not a whole number"));
     }
     let total = int

@@ -29,7 +29,13 @@ fn submit_logging_tasks(url: &str, n: usize, log: &std::path::Path, sleep: &str)
             .unwrap()
             .json()
             .unwrap();
-        ids.extend(r["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
+        ids.extend(
+            r["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
     }
     assert_eq!(ids.len(), n);
     ids
@@ -40,17 +46,27 @@ fn runs_per_task(log: &std::path::Path) -> BTreeMap<String, Vec<u32>> {
     for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
         let mut it = line.split_whitespace();
         if let (Some(id), Some(a)) = (it.next(), it.next()) {
-            m.entry(id.to_string()).or_default().push(a.parse().unwrap());
+            m.entry(id.to_string())
+                .or_default()
+                .push(a.parse().unwrap());
         }
     }
     m
 }
 
 fn terminal(stats: &Value) -> u64 {
-    ["succeeded", "failed", "cancelled", "timed_out", "skipped", "expired", "dead"]
-        .iter()
-        .map(|s| count(stats, s))
-        .sum()
+    [
+        "succeeded",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "skipped",
+        "expired",
+        "dead",
+    ]
+    .iter()
+    .map(|s| count(stats, s))
+    .sum()
 }
 
 #[test]
@@ -71,7 +87,10 @@ fn kill_9_of_the_server_loses_nothing_and_runs_nothing_twice() {
         (count(&stats(&url), "succeeded") >= 200).then_some(())
     });
     let before = stats(&url);
-    assert!(count(&before, "queued") > 1000, "still queued at the kill: {before}");
+    assert!(
+        count(&before, "queued") > 1000,
+        "still queued at the kill: {before}"
+    );
     server.proc.kill9();
 
     let server = start_server(dir.path(), &addr);
@@ -103,7 +122,11 @@ fn kill_9_of_the_server_loses_nothing_and_runs_nothing_twice() {
                 .iter()
                 .filter(|a| a["outcome"] == "lost")
                 .count();
-            assert!(lost >= r.len() - 1, "{id} ran {} times without an expired lease: {t}", r.len());
+            assert!(
+                lost >= r.len() - 1,
+                "{id} ran {} times without an expired lease: {t}",
+                r.len()
+            );
         }
     }
 }
@@ -122,7 +145,12 @@ fn kill_9_of_a_worker_moves_its_task_after_the_lease_expires() {
     let _survivor = start_worker(url, "survivor", 1, &[]);
     doomed.kill9();
 
-    let t = wait_state(url, &id, &["succeeded", "failed", "dead"], Duration::from_secs(30));
+    let t = wait_state(
+        url,
+        &id,
+        &["succeeded", "failed", "dead"],
+        Duration::from_secs(30),
+    );
     assert_eq!(t["state"], "succeeded", "{t}");
     assert_eq!(t["worker"], "survivor");
     assert_eq!(t["attempt"], 2);
@@ -143,23 +171,39 @@ fn a_late_result_from_a_reclaimed_attempt_is_rejected() {
     // Freeze the worker (not its task): no heartbeats, so the lease expires.
     stalled.signal(Signal::SIGSTOP);
     let _other = start_worker(url, "other", 1, &[]);
-    let t = wait_for(Duration::from_secs(30), "the task to move to the other worker", || {
-        let t = task(url, &id);
-        (t["worker"] == "other").then_some(t)
-    });
+    let t = wait_for(
+        Duration::from_secs(30),
+        "the task to move to the other worker",
+        || {
+            let t = task(url, &id);
+            (t["worker"] == "other").then_some(t)
+        },
+    );
     assert_eq!(t["attempt"], 2);
     // The stalled worker wakes up with a result for attempt 1 (its process has finished).
     stalled.signal(Signal::SIGCONT);
-    wait_for(Duration::from_secs(30), "the stale result to be rejected", || {
-        let m = http().get(format!("{url}/metrics")).send().unwrap().text().unwrap();
-        m.lines()
-            .find(|l| l.starts_with("drover_stale_results_rejected_total"))
-            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .filter(|&v| v >= 1.0)
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the stale result to be rejected",
+        || {
+            let m = http()
+                .get(format!("{url}/metrics"))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+            m.lines()
+                .find(|l| l.starts_with("drover_stale_results_rejected_total"))
+                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .filter(|&v| v >= 1.0)
+        },
+    );
     let t = wait_state(url, &id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(t["attempt"], 2);
     assert_eq!(t["worker"], "other");
     let a = t["attempts"].as_array().unwrap();
-    assert_eq!(a[0]["outcome"], "lost", "attempt 1 keeps its lost outcome: {t}");
+    assert_eq!(
+        a[0]["outcome"], "lost",
+        "attempt 1 keeps its lost outcome: {t}"
+    );
 }

@@ -43,7 +43,9 @@ fn argv_env_cwd_and_output_are_exact() {
         "*",
     ];
     let script = "import json,os,sys; print(json.dumps({'argv': sys.argv[1:], 'id': os.environ['DROVER_TASK_ID'], 'attempt': os.environ['DROVER_ATTEMPT'], 'x': os.environ.get('X'), 'cwd': os.getcwd()}))";
-    let mut args = vec!["--env", "X=a b=c", "--cwd", cwd_s, "--", "python3", "-c", script];
+    let mut args = vec![
+        "--env", "X=a b=c", "--cwd", cwd_s, "--", "python3", "-c", script,
+    ];
     args.extend_from_slice(&tricky);
     let id = submit(url, &args);
     let t = wait_state(url, &id, &["succeeded", "failed"], Duration::from_secs(30));
@@ -60,7 +62,17 @@ fn argv_env_cwd_and_output_are_exact() {
         std::fs::canonicalize(v["cwd"].as_str().unwrap()).unwrap(),
         std::fs::canonicalize(cwd.path()).unwrap()
     );
-    for key in ["id", "state", "queue", "kind", "attempt", "exit_code", "worker", "created_at", "finished_at"] {
+    for key in [
+        "id",
+        "state",
+        "queue",
+        "kind",
+        "attempt",
+        "exit_code",
+        "worker",
+        "created_at",
+        "finished_at",
+    ] {
         assert!(t.get(key).is_some(), "task JSON lacks {key}: {t}");
     }
     assert_eq!(t["worker"], "w0");
@@ -70,7 +82,17 @@ fn argv_env_cwd_and_output_are_exact() {
 fn wait_prints_output_and_exits_with_the_task_code() {
     let c = cluster(1);
     let url = &c.server.url;
-    let ok = cli(url, &["submit", "--wait", "--", "sh", "-c", "echo hello; echo oops >&2"]);
+    let ok = cli(
+        url,
+        &[
+            "submit",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2",
+        ],
+    );
     assert!(ok.status.success());
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "hello\n");
     assert_eq!(String::from_utf8_lossy(&ok.stderr), "oops\n");
@@ -85,7 +107,10 @@ fn output_is_bounded_and_the_cut_is_marked() {
     let c = cluster(1);
     let url = &c.server.url;
     // 3 MiB of output against a 1 MiB cap per stream.
-    let id = submit(url, &["--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x"]);
+    let id = submit(
+        url,
+        &["--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x"],
+    );
     wait_state(url, &id, &["succeeded"], Duration::from_secs(60));
     let out = cli(url, &["logs", &id]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -105,7 +130,12 @@ fn a_timeout_kills_the_whole_process_group() {
         p = pids.display()
     );
     let id = submit(url, &["--timeout", "1s", "--", "sh", "-c", &script]);
-    let t = wait_state(url, &id, &["timed_out", "failed", "succeeded"], Duration::from_secs(30));
+    let t = wait_state(
+        url,
+        &id,
+        &["timed_out", "failed", "succeeded"],
+        Duration::from_secs(30),
+    );
     assert_eq!(t["state"], "timed_out", "{t}");
     let pids: Vec<i32> = std::fs::read_to_string(&pids)
         .unwrap()
@@ -113,10 +143,23 @@ fn a_timeout_kills_the_whole_process_group() {
         .map(|l| l.trim().parse().unwrap())
         .collect();
     assert_eq!(pids.len(), 2);
-    wait_for(Duration::from_secs(5), "the group's processes to die", || {
-        pids.iter().all(|&p| !pid_alive(p)).then_some(())
-    });
-    let code = cli(url, &["submit", "--wait", "--timeout", "500ms", "--", "sleep", "30"]);
+    wait_for(
+        Duration::from_secs(5),
+        "the group's processes to die",
+        || pids.iter().all(|&p| !pid_alive(p)).then_some(()),
+    );
+    let code = cli(
+        url,
+        &[
+            "submit",
+            "--wait",
+            "--timeout",
+            "500ms",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
     assert!(!code.status.success(), "--wait exits non-zero on timed_out");
 }
 
@@ -131,12 +174,27 @@ fn retries_back_off_and_record_every_attempt() {
         "n=$(cat {m} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {m}; [ $n -ge 3 ]",
         m = marker.display()
     );
-    let id = submit(url, &["--retries", "3", "--backoff", "100ms", "--", "sh", "-c", &script]);
+    let id = submit(
+        url,
+        &[
+            "--retries",
+            "3",
+            "--backoff",
+            "100ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
     let t = wait_state(url, &id, &["succeeded", "failed"], Duration::from_secs(30));
     assert_eq!(t["state"], "succeeded");
     assert_eq!(t["attempt"], 3);
     let attempts = t["attempts"].as_array().unwrap();
-    let outcomes: Vec<&str> = attempts.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["failed", "failed", "succeeded"]);
     for a in attempts {
         assert!(a["worker"].as_str().unwrap().starts_with('w'));
@@ -164,9 +222,11 @@ fn cancel_reaches_the_running_process() {
     assert!(pid_alive(pid));
     let out = cli_json(url, &["cancel", &id]);
     assert_eq!(out["state"], "cancelled");
-    wait_for(Duration::from_secs(2), "the cancelled process to die", || {
-        (!pid_alive(pid)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(2),
+        "the cancelled process to die",
+        || (!pid_alive(pid)).then_some(()),
+    );
     assert_eq!(task(url, &id)["state"], "cancelled");
     // Cancelling again is a clear error, not a change.
     let again = cli(url, &["cancel", &id]);
@@ -194,14 +254,19 @@ fn cli_errors_are_one_line_and_non_zero() {
         assert!(!err.contains("panicked"), "drover {args:?} panicked: {err}");
     }
     // Nothing was stored by the bad submits.
-    assert_eq!(cli_json(url, &["list"])["tasks"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        cli_json(url, &["list"])["tasks"].as_array().unwrap().len(),
+        0
+    );
 }
 
 #[test]
 fn list_filters_and_pages() {
     let c = cluster(0);
     let url = &c.server.url;
-    let mut ids: Vec<String> = (0..7).map(|_| submit(url, &["--queue", "pages", "--", "true"])).collect();
+    let mut ids: Vec<String> = (0..7)
+        .map(|_| submit(url, &["--queue", "pages", "--", "true"]))
+        .collect();
     submit(url, &["--queue", "other", "--", "true"]);
     let mut seen = vec![];
     let mut cursor: Option<String> = None;

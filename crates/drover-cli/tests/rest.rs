@@ -31,10 +31,17 @@ fn submit_batch_and_read_back() {
     assert_eq!(t["max_attempts"], 3);
     assert_eq!(t["timeout_ms"], 30_000);
     let id = t["id"].as_str().unwrap();
-    let got: Value = h.get(format!("{}/v1/tasks/{id}", s.url)).send().unwrap().json().unwrap();
+    let got: Value = h
+        .get(format!("{}/v1/tasks/{id}", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(got["id"], id);
 
-    let tasks: Vec<Value> = (0..500).map(|i| json!({"argv": ["echo", i.to_string()], "queue": "batch"})).collect();
+    let tasks: Vec<Value> = (0..500)
+        .map(|i| json!({"argv": ["echo", i.to_string()], "queue": "batch"}))
+        .collect();
     let r = h
         .post(format!("{}/v1/tasks:batch", s.url))
         .json(&json!({ "tasks": tasks }))
@@ -55,16 +62,66 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
         ("/v1/tasks", "{not json".into(), 400, None),
         ("/v1/tasks", json!({}).to_string(), 400, Some("argv")),
-        ("/v1/tasks", json!({"argv": []}).to_string(), 400, Some("argv")),
-        ("/v1/tasks", json!({"argv": ["x"], "timeout": "-5s"}).to_string(), 400, Some("timeout")),
-        ("/v1/tasks", json!({"argv": ["x"], "timeout": -5}).to_string(), 400, None),
-        ("/v1/tasks", json!({"argv": ["x"], "delay": "soon"}).to_string(), 400, Some("delay")),
-        ("/v1/tasks", json!({"argv": ["x"], "queue": "no spaces"}).to_string(), 400, Some("queue")),
-        ("/v1/tasks", json!({"argv": ["x"], "unknown_field": 1}).to_string(), 400, None),
-        ("/v1/tasks", json!({"argv": ["x"], "retries": 100000}).to_string(), 400, Some("retries")),
-        ("/v1/tasks", json!({"argv": vec!["a"; 5000]}).to_string(), 400, Some("argv")),
-        ("/v1/tasks", json!({"argv": ["x".repeat(20 << 20)]}).to_string(), 413, None),
-        ("/v1/tasks:batch", json!({"tasks": []}).to_string(), 400, Some("tasks")),
+        (
+            "/v1/tasks",
+            json!({"argv": []}).to_string(),
+            400,
+            Some("argv"),
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x"], "timeout": "-5s"}).to_string(),
+            400,
+            Some("timeout"),
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x"], "timeout": -5}).to_string(),
+            400,
+            None,
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x"], "delay": "soon"}).to_string(),
+            400,
+            Some("delay"),
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x"], "queue": "no spaces"}).to_string(),
+            400,
+            Some("queue"),
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x"], "unknown_field": 1}).to_string(),
+            400,
+            None,
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x"], "retries": 100000}).to_string(),
+            400,
+            Some("retries"),
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": vec!["a"; 5000]}).to_string(),
+            400,
+            Some("argv"),
+        ),
+        (
+            "/v1/tasks",
+            json!({"argv": ["x".repeat(20 << 20)]}).to_string(),
+            413,
+            None,
+        ),
+        (
+            "/v1/tasks:batch",
+            json!({"tasks": []}).to_string(),
+            400,
+            Some("tasks"),
+        ),
         (
             "/v1/tasks:batch",
             json!({"tasks": [{"argv": ["ok"]}, {"argv": []}]}).to_string(),
@@ -81,7 +138,9 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             .unwrap();
         let short: String = body.chars().take(60).collect();
         assert_eq!(r.status().as_u16(), status, "{path} {short}");
-        let e: Value = r.json().unwrap_or_else(|_| panic!("{path} {short}: body is not JSON"));
+        let e: Value = r
+            .json()
+            .unwrap_or_else(|_| panic!("{path} {short}: body is not JSON"));
         assert!(e["code"].is_string() && e["message"].is_string(), "{e}");
         if let Some(f) = field {
             assert_eq!(e["field"], f, "{e}");
@@ -101,7 +160,12 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     }
     assert_eq!(total(url), 0, "nothing was stored");
     assert!(s.proc.child.id() > 0);
-    let health: Value = h.get(format!("{url}/healthz")).send().unwrap().json().unwrap();
+    let health: Value = h
+        .get(format!("{url}/healthz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(health["status"], "ok");
 }
 
@@ -109,7 +173,12 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
 fn openapi_describes_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_server(dir.path(), "127.0.0.1:0");
-    let doc: Value = http().get(format!("{}/openapi.json", s.url)).send().unwrap().json().unwrap();
+    let doc: Value = http()
+        .get(format!("{}/openapi.json", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/v1/tasks",

@@ -14,7 +14,14 @@ fn up_runs_tasks_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut child = Command::new(BIN)
-        .args(["up", "--workers", "2", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -30,19 +37,33 @@ fn up_runs_tasks_and_stops_cleanly_on_sigterm() {
             }
         }
     });
-    let mut up = Proc { child, name: "up".into() };
-    let url = rx.recv_timeout(Duration::from_secs(30)).expect("up prints its URL");
+    let mut up = Proc {
+        child,
+        name: "up".into(),
+    };
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("up prints its URL");
 
     wait_for(Duration::from_secs(30), "two local workers", || {
         let ws = cli_json(&url, &["workers"]);
         (ws["workers"].as_array()?.len() == 2).then_some(())
     });
     let out = cli(&url, &["submit", "--wait", "--", "echo", "from up"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from up\n");
-    assert!(data.join("drover.db").exists(), "the store is one file under the data dir");
+    assert!(
+        data.join("drover.db").exists(),
+        "the store is one file under the data dir"
+    );
 
     up.signal(Signal::SIGTERM);
-    let status = up.wait_exit(Duration::from_secs(15)).expect("up exits on SIGTERM");
+    let status = up
+        .wait_exit(Duration::from_secs(15))
+        .expect("up exits on SIGTERM");
     assert!(status.success(), "{status:?}");
 }

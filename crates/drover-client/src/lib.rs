@@ -162,7 +162,10 @@ impl Client {
 
     /// `GET /v1/tasks/{id}/logs`: output of one attempt (default: the latest).
     pub async fn logs(&self, id: &str, attempt: Option<u32>) -> Result<LogsView> {
-        let query: Vec<_> = attempt.map(|a| ("attempt", a.to_string())).into_iter().collect();
+        let query: Vec<_> = attempt
+            .map(|a| ("attempt", a.to_string()))
+            .into_iter()
+            .collect();
         self.get(&format!("/v1/tasks/{}/logs", segment(id)), &query)
             .await
     }
@@ -344,7 +347,11 @@ fn normalize_base(url: &str) -> Result<String> {
                 "this build's client speaks plain http only; use http://".into(),
             ))
         }
-        s => return Err(bad(format!("unsupported scheme '{s}'; use http://HOST:PORT"))),
+        s => {
+            return Err(bad(format!(
+                "unsupported scheme '{s}'; use http://HOST:PORT"
+            )))
+        }
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host; e.g. http://127.0.0.1:7070".into()));

@@ -107,18 +107,18 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let (driver, handle) = driver::Driver::new(core, store.clone(), metrics.clone());
     let driver_task = tokio::spawn(driver.run());
 
-    let grpc = tonic::service::Routes::new(WorkerServiceServer::new(grpc::WorkerGrpc {
+    let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
         driver: handle.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
-    }))
-    .into_axum_router();
+    });
+    // gRPC and REST share one port: the worker service's paths go to tonic.
     let app = http::router(http::AppState {
         driver: handle,
         store,
         metrics,
     })
-    .merge(grpc);
+    .route_service("/drover.v1.WorkerService/{*method}", grpc);
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

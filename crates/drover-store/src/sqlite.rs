@@ -65,6 +65,9 @@ const INSERT_EVENT: &str = "INSERT INTO events (seq, at, type, task_id, queue, s
      worker, reason, worker_name, worker_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
      ?10, ?11)";
 
+const BUMP_TASK_SEQ: &str =
+    "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_task_seq'";
+
 const INSERT_LOG: &str =
     "INSERT INTO logs (task_id, attempt, stream, data) VALUES (?1, ?2, ?3, ?4)";
 
@@ -144,7 +147,7 @@ impl SqliteStore {
         writer
             .execute_batch(&format!(
                 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
-                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+                 PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
             ))
             .map_err(db_err)?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -259,6 +262,8 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
     let t0 = std::time::Instant::now();
+    let cpu0 = cpu_ns();
+    let mut next_task_seq: Option<u64> = None;
     {
         let mut insert = tx.prepare_cached(INSERT_TASK).map_err(db_err)?;
         let mut update = tx.prepare_cached(UPDATE_TASK).map_err(db_err)?;
@@ -267,6 +272,7 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
             let lease = lease_to_sql(t.lease);
             let state = t.state.as_str();
             if *is_new {
+                next_task_seq = next_task_seq.max(Some(t.seq.saturating_add(1)));
                 let d = &t.def;
                 insert
                     .execute(params![
@@ -325,6 +331,11 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                 }
             }
         }
+    }
+    if let Some(next) = next_task_seq {
+        tx.prepare_cached(BUMP_TASK_SEQ)
+            .and_then(|mut st| st.execute([u64_to_sql(next)]))
+            .map_err(db_err)?;
     }
     let t1 = t0.elapsed();
     if !batch.attempts.is_empty() {
@@ -388,7 +399,8 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
     let t3 = t0.elapsed();
     let r = tx.commit().map_err(db_err);
     let t4 = t0.elapsed();
-    if std::env::var_os("DROVER_TRACE").is_some() { eprintln!("tasks {:?} attempts {:?} events+logs {:?} commit {:?}", t1, t2-t1, t3-t2, t4-t3); }
+    let cpu = (cpu_ns() - cpu0) as f64 / 1e6;
+    if std::env::var_os("DROVER_TRACE").is_some() { eprintln!("CPU {cpu:.1} ms tasks {:?} attempts {:?} events+logs {:?} commit {:?}", t1, t2-t1, t3-t2, t4-t3); }
     r
 }
 
@@ -422,8 +434,12 @@ fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             tasks.push(task_with_attempt_from_row(row)?);
         }
     }
-    let max_task: Option<i64> = tx
-        .query_row("SELECT max(seq) FROM tasks", [], |r| r.get(0))
+    let next_task: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'next_task_seq'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(db_err)?;
     let max_event: Option<i64> = tx
         .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
@@ -431,7 +447,7 @@ fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
     tx.commit().map_err(db_err)?;
     Ok(Snapshot {
         tasks,
-        next_task_seq: max_task.map_or(0, |m| m as u64 + 1),
+        next_task_seq: next_task as u64,
         next_event_seq: max_event.map_or(1, |m| m as u64 + 1),
     })
 }
@@ -583,4 +599,8 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok().and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())).unwrap_or(0)
 }

@@ -17,7 +17,7 @@ use drover_store::{SqliteStore, Store};
 
 /// Tasks per lifecycle stage per batch: 11 writes each, so ~10,000 writes per batch.
 const GROUP: u64 = 910;
-const BATCHES: u64 = 14;
+const BATCHES: u64 = 34;
 /// The first batches do not hold all four stages yet.
 const WARMUP: u64 = 4;
 

@@ -244,7 +244,10 @@ async fn one_run(client: &Client, args: &BenchArgs, run: u32) -> anyhow::Result<
                     return Ok::<_, anyhow::Error>(last);
                 };
                 let r = client.submit_batch(batch).await?;
-                anyhow::ensure!(r.ids.len() == batch.len(), "the server returned too few ids");
+                anyhow::ensure!(
+                    r.ids.len() == batch.len(),
+                    "the server returned too few ids"
+                );
                 last = Instant::now();
             }
         });

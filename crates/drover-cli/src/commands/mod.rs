@@ -10,5 +10,8 @@ use crate::cli::ClientOpts;
 
 /// The SDK client for a client command's `--server` and `--token`.
 pub fn client(opts: &ClientOpts) -> anyhow::Result<drover_client::Client> {
-    Ok(drover_client::Client::new(&opts.server, opts.token.clone())?)
+    Ok(drover_client::Client::new(
+        &opts.server,
+        opts.token.clone(),
+    )?)
 }

@@ -97,7 +97,10 @@ mod tests {
     use clap::Parser;
 
     fn args(a: &[&str]) -> SubmitArgs {
-        match Cli::try_parse_from(["drover", "submit"].iter().chain(a)).unwrap().command {
+        match Cli::try_parse_from(["drover", "submit"].iter().chain(a))
+            .unwrap()
+            .command
+        {
             Command::Submit(s) => s,
             _ => unreachable!(),
         }

@@ -87,7 +87,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
             args.heartbeat, args.lease
         )));
     }
-    let path = drover_server::sqlite_path(&args.store).map_err(|e| usage(format!("--store: {e}")))?;
+    let path =
+        drover_server::sqlite_path(&args.store).map_err(|e| usage(format!("--store: {e}")))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating the store directory {}", parent.display()))?;
@@ -128,7 +129,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         .map(str::to_string)
         .collect();
     if servers.is_empty() {
-        return Err(usage("--server needs at least one URL, e.g. http://127.0.0.1:7070"));
+        return Err(usage(
+            "--server needs at least one URL, e.g. http://127.0.0.1:7070",
+        ));
     }
     let name = args.name.clone().unwrap_or_else(default_name);
     let mut cfg = WorkerConfig::new(servers, name);
@@ -142,7 +145,8 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     cfg.kinds = parse::name_list(&args.kinds);
     cfg.resources = parse::resources(&args.resources).map_err(usage)?;
     if let Some(m) = args.max_output {
-        cfg.max_output_bytes = usize::try_from(m).map_err(|_| usage("--max-output is too large"))?;
+        cfg.max_output_bytes =
+            usize::try_from(m).map_err(|_| usage("--max-output is too large"))?;
     }
     if cfg.slots == 0 {
         return Err(usage("--slots must be at least 1"));

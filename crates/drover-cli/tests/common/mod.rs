@@ -73,11 +73,11 @@ fn spawn_until(name: &str, args: &[&str], marker: &str) -> (Proc, String) {
         .expect("spawn drover");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let marker = marker.to_string();
+    let wanted = marker.to_string();
     std::thread::spawn(move || {
         let mut found = false;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !found && line.contains(&marker) {
+            if !found && line.contains(&wanted) {
                 found = true;
                 let _ = tx.send(line.clone());
             }
@@ -154,13 +154,17 @@ pub fn start_worker(url: &str, name: &str, slots: u32, extra: &[&str]) -> Proc {
         child,
         name: name.into(),
     };
-    wait_for(Duration::from_secs(30), &format!("worker {name} to register"), || {
-        let ws = cli_json(url, &["workers"]);
-        ws["workers"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|w| w["name"] == name))
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        &format!("worker {name} to register"),
+        || {
+            let ws = cli_json(url, &["workers"]);
+            ws["workers"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|w| w["name"] == name))
+                .then_some(())
+        },
+    );
     proc
 }
 
@@ -176,8 +180,9 @@ pub fn cli(url: &str, args: &[&str]) -> Output {
 
 /// Runs the CLI with `-o json` and parses its stdout; panics with stderr on failure.
 pub fn cli_json(url: &str, args: &[&str]) -> Value {
+    // Right after the subcommand, so it never lands in a task's argv after `--`.
     let mut a = args.to_vec();
-    a.extend_from_slice(&["-o", "json"]);
+    a.splice(1..1, ["-o", "json"]);
     let out = cli(url, &a);
     assert!(
         out.status.success(),
@@ -220,7 +225,9 @@ pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T
 pub fn wait_state(url: &str, id: &str, states: &[&str], within: Duration) -> Value {
     wait_for(within, &format!("task {id} to reach {states:?}"), || {
         let t = task(url, id);
-        states.contains(&t["state"].as_str().unwrap_or("")).then_some(t)
+        states
+            .contains(&t["state"].as_str().unwrap_or(""))
+            .then_some(t)
     })
 }
 

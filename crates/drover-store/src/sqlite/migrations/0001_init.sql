@@ -33,13 +33,11 @@ CREATE TABLE tasks (
     error           TEXT
 ) WITHOUT ROWID;
 
--- Listing by state (newest first) and the snapshot load (state IN the non-terminal ones).
+-- Listing by state, newest first, and the snapshot load (state IN the non-terminal ones).
 CREATE INDEX tasks_by_state ON tasks (state, id);
--- Listing by queue, and by queue and state, newest first.
+-- Listing by queue, newest first. (Listing by queue and state uses one of the two: a third
+-- index costs every state change two more b-tree writes.)
 CREATE INDEX tasks_by_queue ON tasks (queue, id);
-CREATE INDEX tasks_by_queue_state ON tasks (queue, state, id);
--- max(seq) at startup.
-CREATE INDEX tasks_by_seq ON tasks (seq);
 
 CREATE TABLE attempts (
     task_id     BLOB    NOT NULL,
@@ -80,6 +78,14 @@ CREATE TABLE logs (
     data    BLOB    NOT NULL
 );
 CREATE INDEX logs_by_attempt ON logs (task_id, attempt);
+
+-- Counters kept by the commit, so startup never scans a table.
+-- next_task_seq: max(tasks.seq) + 1.
+CREATE TABLE meta (
+    key   TEXT    NOT NULL PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('next_task_seq', 0);
 
 -- Tasks per state, kept exact by triggers so counting never scans the table.
 CREATE TABLE state_counts (
