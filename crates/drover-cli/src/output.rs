@@ -14,26 +14,27 @@ pub enum Format {
 
 /// Prints a value as pretty JSON and a newline.
 pub fn json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
+    let mut buf = serde_json::to_vec_pretty(v)?;
+    buf.push(b'\n');
+    write_out(&buf)
 }
 
 /// Prints a value as one compact JSON line (for streams of changes).
 pub fn json_line<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, v)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
+    let mut buf = serde_json::to_vec(v)?;
+    buf.push(b'\n');
+    write_out(&buf)
 }
 
 /// Prints text as is to stdout.
 pub fn text(s: &str) -> anyhow::Result<()> {
+    write_out(s.as_bytes())
+}
+
+/// Writes to stdout; a closed pipe surfaces as an `io::Error` (main exits quietly on it).
+fn write_out(b: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(s.as_bytes())?;
+    out.write_all(b)?;
     out.flush()?;
     Ok(())
 }

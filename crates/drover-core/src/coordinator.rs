@@ -13,8 +13,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::model::*;
-use crate::placement::{self, Strategy, WorkerView};
+use crate::placement::{AdaptiveConfig, PlacementSpec, Strategy};
 use crate::retry;
+
+mod dispatch;
+pub use dispatch::DrainError;
 
 /// A connection of a worker, numbered by the driver.
 pub type SessionId = u64;
@@ -31,10 +34,19 @@ pub struct CoreConfig {
     pub max_lost: u32,
     pub backoff_cap_ms: u64,
     pub default_strategy: Strategy,
+    /// A worker silent this long (no heartbeat or update) gets no new assignments.
+    pub suspect_after_ms: u64,
     /// Output kept per attempt and stream; the rest is dropped with a marker.
     pub max_log_bytes: usize,
     /// Unplaceable tasks looked at per dispatch round before giving up (head-of-line bound).
     pub dispatch_scan_limit: usize,
+    /// Default strategy per queue (`drover queue set Q --strategy S`); a task's own
+    /// override wins, `default_strategy` applies to other queues.
+    pub queue_strategies: BTreeMap<String, Strategy>,
+    /// Tuning of the `adaptive` strategy's model.
+    pub adaptive: AdaptiveConfig,
+    /// Virtual nodes per worker on the `consistent_hash` ring.
+    pub hash_vnodes: u32,
 }
 
 impl Default for CoreConfig {
@@ -45,8 +57,12 @@ impl Default for CoreConfig {
             max_lost: 3,
             backoff_cap_ms: 300_000,
             default_strategy: Strategy::default(),
+            suspect_after_ms: 3_000,
             max_log_bytes: 1 << 20,
             dispatch_scan_limit: 1024,
+            queue_strategies: BTreeMap::new(),
+            adaptive: AdaptiveConfig::default(),
+            hash_vnodes: crate::placement::hash::DEFAULT_VNODES,
         }
     }
 }
@@ -72,6 +88,22 @@ pub enum Input {
     Submit {
         req: RequestId,
         tasks: Vec<NewTask>,
+    },
+    /// Submit with placement specs (strategy override, routing key, resources, selector)
+    /// until `TaskDef` carries its own. Replies like `Submit`.
+    SubmitPlaced {
+        req: RequestId,
+        tasks: Vec<(NewTask, PlacementSpec)>,
+    },
+    /// Take nothing new; what it holds runs to the end. Replies `Reply::Drain`.
+    DrainWorker {
+        req: RequestId,
+        name: String,
+    },
+    /// Undo `DrainWorker`. Replies `Reply::Drain`.
+    ResumeWorker {
+        req: RequestId,
+        name: String,
     },
     Cancel {
         req: RequestId,
@@ -131,6 +163,7 @@ pub enum ToWorker {
 pub enum Reply {
     Submitted(Vec<TaskId>),
     Cancelled(Result<(), CancelError>),
+    Drain(Result<(), DrainError>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +256,8 @@ pub struct Coordinator {
     leases: BTreeSet<(Micros, TaskId)>,
     workers: BTreeMap<String, WorkerState>,
     sessions: BTreeMap<SessionId, String>,
-    cursor: usize,
+    /// Strategy state, placement specs, pending reasons, drained names.
+    pl: dispatch::Placer,
     next_task_seq: u64,
     next_event_seq: u64,
 }
@@ -240,7 +274,7 @@ impl Coordinator {
             leases: BTreeSet::new(),
             workers: BTreeMap::new(),
             sessions: BTreeMap::new(),
-            cursor: 0,
+            pl: dispatch::Placer::new(&cfg),
             next_task_seq: snapshot.next_task_seq,
             next_event_seq: snapshot.next_event_seq,
             cfg,
@@ -288,8 +322,23 @@ impl Coordinator {
     }
 
     pub fn handle(&mut self, now: Micros, input: Input, fx: &mut Effects) {
+        if let Input::Started { session, .. }
+        | Input::Finished { session, .. }
+        | Input::Log { session, .. } = &input
+        {
+            self.touch(now, *session);
+        }
         match input {
-            Input::Submit { req, tasks } => self.submit(now, req, tasks, fx),
+            Input::Submit { req, tasks } => self.submit_and_fan_out(now, req, tasks, fx),
+            Input::SubmitPlaced { req, tasks } => self.submit_placed(now, req, tasks, fx),
+            Input::DrainWorker { req, name } => {
+                let r = self.set_draining(&name, true);
+                fx.replies.push((req, Reply::Drain(r)));
+            }
+            Input::ResumeWorker { req, name } => {
+                let r = self.set_draining(&name, false);
+                fx.replies.push((req, Reply::Drain(r)));
+            }
             Input::Cancel { req, task_id } => {
                 let r = self.cancel(now, task_id, fx);
                 fx.replies.push((req, Reply::Cancelled(r)));
@@ -352,55 +401,6 @@ impl Coordinator {
             self.reclaim(now, id, fx);
         }
         self.dispatch(now, fx);
-    }
-
-    /// Places queued tasks on workers with free credit. Call after a batch of inputs.
-    pub fn dispatch(&mut self, now: Micros, fx: &mut Effects) {
-        let mut budget: usize = self
-            .workers
-            .values()
-            .filter(|w| !w.draining)
-            .map(|w| w.info.credit_limit().saturating_sub(w.held.len()))
-            .sum();
-        if budget == 0 || self.ready.is_empty() {
-            return;
-        }
-        let names: Vec<String> = self.workers.keys().cloned().collect();
-        let mut misses = 0;
-        let candidates: Vec<_> = self
-            .ready
-            .iter()
-            .take(budget + self.cfg.dispatch_scan_limit)
-            .copied()
-            .collect();
-        for key in candidates {
-            if budget == 0 || misses > self.cfg.dispatch_scan_limit {
-                break;
-            }
-            let id = key.2;
-            let def = self.tasks[&id].rec.def.clone();
-            let views: Vec<WorkerView<'_>> = names
-                .iter()
-                .map(|n| {
-                    let w = &self.workers[n];
-                    WorkerView {
-                        info: &w.info,
-                        held: w.held.len(),
-                        draining: w.draining,
-                    }
-                })
-                .collect();
-            let strategy = self.cfg.default_strategy;
-            match placement::place(strategy, &def, &views, &mut self.cursor, &mut self.rng) {
-                Some(i) => {
-                    let name = names[i].clone();
-                    self.ready.remove(&key);
-                    self.assign(now, id, &name, fx);
-                    budget -= 1;
-                }
-                None => misses += 1,
-            }
-        }
     }
 
     /// Connected workers, for the API.
@@ -615,7 +615,7 @@ impl Coordinator {
                 info,
                 session,
                 held: BTreeMap::new(),
-                draining: false,
+                draining: self.pl.is_drained(&name),
                 joined_at: now,
                 last_seen: now,
             },
@@ -770,6 +770,10 @@ impl Coordinator {
         }
         let id = r.task_id;
         let t = self.tasks.get_mut(&id).expect("owned");
+        if let (Some(w), Some(a)) = (t.rec.worker.as_deref(), t.attempt.as_ref()) {
+            let ran = a.started_at.map(|s| now - s);
+            self.pl.learn(w, &t.rec.def.kind, ran, o.kind);
+        }
         if t.rec.started_at.is_none() {
             t.rec.started_at = Some(now);
         }
@@ -870,6 +874,16 @@ impl Coordinator {
 
     // ---- internals ----
 
+    fn touch(&mut self, now: Micros, session: SessionId) {
+        if let Some(w) = self
+            .sessions
+            .get(&session)
+            .and_then(|n| self.workers.get_mut(n))
+        {
+            w.last_seen = now;
+        }
+    }
+
     fn owns(&self, session: SessionId, r: &AttemptRef) -> bool {
         let Some(name) = self.sessions.get(&session) else {
             return false;
@@ -929,6 +943,10 @@ impl Coordinator {
     fn reclaim(&mut self, now: Micros, id: TaskId, fx: &mut Effects) {
         fx.reclaimed += 1;
         let t = self.tasks.get_mut(&id).expect("checked by caller");
+        if let Some(w) = t.rec.worker.as_deref() {
+            self.pl
+                .learn(w, &t.rec.def.kind, None, AttemptOutcome::Lost);
+        }
         let r = attempt_ref(&t.rec);
         if let Some(w) = t.rec.worker.as_ref().and_then(|n| self.workers.get_mut(n)) {
             // If it is alive but stalled, stop the old attempt so it does not run twice.
@@ -967,6 +985,7 @@ impl Coordinator {
     ) {
         debug_assert!(state.is_terminal());
         let mut t = self.tasks.remove(&id).expect("finishing an active task");
+        self.pl.forget(id);
         t.rec.lease = None;
         t.rec.not_before = None;
         t.rec.finished_at = Some(now);

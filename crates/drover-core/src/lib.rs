@@ -11,4 +11,4 @@ pub mod retry;
 
 pub use coordinator::*;
 pub use model::*;
-pub use placement::Strategy;
+pub use placement::{PlacementSpec, ResourceRequest, Selector, Shard, Strategy};

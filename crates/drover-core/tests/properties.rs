@@ -161,7 +161,15 @@ impl World {
                         AttemptOutcome::TimedOut,
                         AttemptOutcome::Cancelled,
                     ][outcome as usize];
-                    self.b.finish(s, r, kind, Some(outcome as i32));
+                    self.b.input_only(Input::Finished {
+                        session: s,
+                        attempt: r,
+                        outcome: Outcome {
+                            kind,
+                            exit_code: Some(outcome as i32),
+                            error: None,
+                        },
+                    });
                     if !current {
                         assert_eq!(
                             self.b.tasks[&r.task_id], before,
@@ -208,6 +216,10 @@ impl World {
             for id in mine {
                 self.b.run_ok(s, id);
             }
+            self.b.input(Input::Heartbeat {
+                session: s,
+                held: vec![],
+            });
             self.b.advance_ms(500);
         }
         panic!(

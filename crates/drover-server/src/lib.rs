@@ -99,6 +99,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
         max_lost: cfg.max_lost,
+        // Three missed heartbeats make a worker suspect; never longer than half a lease.
+        suspect_after_ms: (cfg.heartbeat_ms * 3).min(cfg.lease_ms / 2).max(1),
         ..CoreConfig::default()
     };
     let active = snapshot.tasks.len();

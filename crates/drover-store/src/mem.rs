@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use drover_core::{
-    AttemptRecord, Event, LogChunk, Snapshot, TaskId, TaskRecord, TaskState, Write,
-};
+use drover_core::{AttemptRecord, Event, LogChunk, Snapshot, TaskId, TaskRecord, TaskState, Write};
 
 use crate::batch::Batch;
 use crate::{Store, StoreError, TaskQuery};

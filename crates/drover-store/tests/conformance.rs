@@ -88,7 +88,11 @@ pub fn exec_def(queue: &str) -> TaskDef {
         kind: "build".into(),
         priority: -7,
         spec: TaskSpec::Exec {
-            argv: vec!["sh".into(), "-c".into(), "echo \"héllo\" 'wörld' \\ $X".into()],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo \"héllo\" 'wörld' \\ $X".into(),
+            ],
             // Order and duplicates are kept.
             env: vec![
                 ("Z".into(), "last".into()),
@@ -319,7 +323,10 @@ pub mod cases {
         .await
         .unwrap();
         assert_eq!(s.attempts(id).await.unwrap(), vec![a2b, a9, a10b]);
-        assert_eq!(s.attempts(other).await.unwrap(), vec![attempt(other, 1, "x")]);
+        assert_eq!(
+            s.attempts(other).await.unwrap(),
+            vec![attempt(other, 1, "x")]
+        );
         assert!(s.attempts(tid(3)).await.unwrap().is_empty());
 
         for outcome in [
@@ -676,7 +683,11 @@ pub mod cases {
         // Walk them through different paths, in several batches.
         for (i, t) in tasks.iter_mut().enumerate() {
             let path: &[TaskState] = match i % 4 {
-                0 => &[TaskState::Assigned, TaskState::Running, TaskState::Succeeded],
+                0 => &[
+                    TaskState::Assigned,
+                    TaskState::Running,
+                    TaskState::Succeeded,
+                ],
                 1 => &[TaskState::Assigned, TaskState::Running],
                 2 => &[TaskState::Cancelled],
                 _ => &[],
@@ -790,7 +801,11 @@ pub mod cases {
                 matches!(err, StoreError::Backend(_)),
                 "batch {i}: unexpected error {err:?}"
             );
-            assert_eq!(dump(s, &ids).await, before, "batch {i} left something behind");
+            assert_eq!(
+                dump(s, &ids).await,
+                before,
+                "batch {i} left something behind"
+            );
         }
 
         // The store is still usable afterwards.

@@ -239,6 +239,8 @@ pub struct WorkerView<'a> {
     /// Assignments it holds now (running or prefetched); bounded by `info.credit_limit()`.
     pub held: usize,
     pub draining: bool,
+    /// Silent for too long: eligible (it keeps its hash-ring keys) but given nothing now.
+    pub suspect: bool,
     /// Resources held by the attempts it holds (sum of their requests).
     pub used: BTreeMap<String, u64>,
 }
@@ -249,6 +251,7 @@ impl<'a> WorkerView<'a> {
             info,
             held,
             draining,
+            suspect: false,
             used: BTreeMap::new(),
         }
     }
@@ -296,8 +299,7 @@ impl PlacementState {
     /// Call before placing a batch of tasks on `workers` (the same slice, updated in place,
     /// for the whole round): syncs the hash ring to the worker set, clears reservations.
     pub fn begin_round(&mut self, workers: &[WorkerView<'_>]) {
-        self.ring
-            .sync(workers.iter().map(|w| w.info.name.as_str()));
+        self.ring.sync(workers.iter().map(|w| w.info.name.as_str()));
         self.reserved.clear();
         self.reserved.resize(workers.len(), 0);
     }
@@ -340,7 +342,11 @@ pub fn place<R: Rng>(
 
 /// The workers a broadcast task fans out to: every worker that could take it but for its
 /// current load (kind, labels, total resources, not draining), in `workers` order.
-pub fn broadcast_targets(spec: &PlacementSpec, kind: &str, workers: &[WorkerView<'_>]) -> Vec<usize> {
+pub fn broadcast_targets(
+    spec: &PlacementSpec,
+    kind: &str,
+    workers: &[WorkerView<'_>],
+) -> Vec<usize> {
     let unpinned = PlacementSpec {
         shard: None,
         ..spec.clone()

@@ -144,6 +144,13 @@ impl Bench {
         }
     }
 
+    /// One input without the dispatch round that normally follows it.
+    pub fn input_only(&mut self, input: Input) {
+        let mut fx = Effects::default();
+        self.core.handle(self.now, input, &mut fx);
+        self.apply(fx);
+    }
+
     pub fn input(&mut self, input: Input) {
         let mut fx = Effects::default();
         self.core.handle(self.now, input, &mut fx);

@@ -1,0 +1,266 @@
+//! Feasibility: which workers may take a task, and why the others may not.
+//!
+//! Checks run cheapest and most permanent first, and a worker is counted under the first
+//! check it fails: kind, label selector, total resources, draining, free credit, free
+//! resources. The first three can only change when workers join or leave; the last three
+//! change as work finishes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{PlacementSpec, WorkerView};
+
+/// Why one worker was not feasible. Indices refer to the task's spec: `Label(i)` to
+/// `spec.selector.0[i]`, resource indices to `spec.resources.iter()`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum Rejection {
+    /// A broadcast copy pinned to another worker.
+    Pinned,
+    /// Does not accept the task's kind.
+    Kind,
+    /// Fails the selector requirement with this index.
+    Label(u16),
+    /// Declares less of this resource in total than requested: it never fits.
+    Capacity(u16),
+    Draining,
+    /// Silent for longer than `suspect_after_ms`: may be stalled, so nothing new for now.
+    Unresponsive,
+    /// Holds `slots + prefetch` attempts already.
+    NoCredit,
+    /// Has the resource, but not enough of it free now.
+    Resource(u16),
+}
+
+impl Rejection {
+    /// Permanent while the worker set stays the same.
+    pub fn is_static(self) -> bool {
+        matches!(
+            self,
+            Rejection::Pinned | Rejection::Kind | Rejection::Label(_) | Rejection::Capacity(_)
+        )
+    }
+}
+
+/// A note a strategy adds when it chose to wait although some worker was eligible.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum WaitNote {
+    /// `consistent_hash`: the key's owner on the ring has no room now.
+    KeyOwnerBusy { worker: String },
+    /// `adaptive`: waiting for this worker is expected to finish sooner than any free one.
+    WaitingForFaster { worker: String },
+}
+
+/// A failed placement, as data: how many workers were looked at and how many were rejected
+/// for each reason.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Unplaced {
+    pub workers: u32,
+    /// Counts by reason, in `Rejection` order.
+    pub rejected: Vec<(Rejection, u32)>,
+    pub note: Option<WaitNote>,
+}
+
+impl Unplaced {
+    pub fn count(&self, r: Rejection) -> u32 {
+        self.rejected
+            .iter()
+            .find(|(x, _)| *x == r)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    }
+
+    /// True when no worker connected now could ever take the task (only static reasons).
+    pub fn never_fits(&self) -> bool {
+        self.note.is_none() && self.rejected.iter().all(|(r, _)| r.is_static())
+    }
+
+    /// A sentence for `drover status`: "no worker has kind gpu-render", "2 workers lack label
+    /// zone=b; 1 worker has no free slot", ...
+    pub fn explain(&self, spec: &PlacementSpec, kind: &str) -> String {
+        if self.workers == 0 {
+            return "no workers are connected".into();
+        }
+        let resource = |i: u16| {
+            spec.resources
+                .iter()
+                .nth(i as usize)
+                .map(|(k, v)| format!("{k}={v}"))
+                .unwrap_or_else(|| "?".into())
+        };
+        let requirement = |i: u16| spec.selector.0.get(i as usize);
+        if let Some(sh) = &spec.shard {
+            if self.count(Rejection::Pinned) == self.workers {
+                return format!(
+                    "shard {} of {} waits for worker {}, which is not connected",
+                    sh.index, sh.count, sh.worker
+                );
+            }
+        }
+        // One static reason for every worker: say it as a fact about the cluster.
+        if let [(r, n)] = self.rejected.as_slice() {
+            if *n == self.workers && self.note.is_none() {
+                match r {
+                    Rejection::Kind => return format!("no worker has kind {kind}"),
+                    Rejection::Label(i) => {
+                        if let Some(req) = requirement(*i) {
+                            return format!("no worker matches label {req}");
+                        }
+                    }
+                    Rejection::Capacity(i) => {
+                        return format!("no worker has {} in total", resource(*i))
+                    }
+                    Rejection::Draining => {
+                        return format!("all {} workers are draining", self.workers)
+                    }
+                    Rejection::NoCredit => {
+                        return format!(
+                            "waiting for a free slot: all {} workers are busy",
+                            self.workers
+                        )
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut parts: Vec<(u32, String)> = Vec::new();
+        for &(r, n) in &self.rejected {
+            let w = if n == 1 { "worker" } else { "workers" };
+            let (has, lacks, is) = if n == 1 {
+                ("has", "lacks", "is")
+            } else {
+                ("have", "lack", "are")
+            };
+            let text = match r {
+                Rejection::Pinned => continue,
+                Rejection::Kind => format!("{n} {w} {lacks} kind {kind}"),
+                Rejection::Label(i) => match requirement(i) {
+                    Some(req @ super::Requirement::Eq(..))
+                    | Some(req @ super::Requirement::Exists(..))
+                    | Some(req @ super::Requirement::In(..)) => {
+                        format!("{n} {w} {lacks} label {req}")
+                    }
+                    Some(req) => format!("{n} {w} do not match {req}"),
+                    None => format!("{n} {w} fail the label selector"),
+                },
+                Rejection::Capacity(i) => {
+                    format!("{n} {w} {has} less than {} in total", resource(i))
+                }
+                Rejection::Draining => format!("{n} {w} {is} draining"),
+                Rejection::Unresponsive => format!("{n} {w} {is} not responding"),
+                Rejection::NoCredit => format!("{n} {w} {has} no free slot"),
+                Rejection::Resource(i) => format!("{n} {w} {lacks} free {}", resource(i)),
+            };
+            parts.push((n, text));
+        }
+        // Most common reason first; ties keep the check order.
+        parts.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut out = parts
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>()
+            .join("; ");
+        match &self.note {
+            Some(WaitNote::KeyOwnerBusy { worker }) => {
+                let key = spec.key.as_deref().unwrap_or("");
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                let _ = write!(
+                    out,
+                    "waiting for worker {worker}, the owner of key '{key}' on the hash ring, to have room"
+                );
+            }
+            Some(WaitNote::WaitingForFaster { worker }) => {
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                let _ = write!(
+                    out,
+                    "waiting for worker {worker}: expected to finish sooner there than on a free worker (adaptive)"
+                );
+            }
+            None => {}
+        }
+        if out.is_empty() {
+            out = "waiting for a free slot".into();
+        }
+        out
+    }
+}
+
+/// The result of the feasibility pass over every worker.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    /// Feasible now, in `workers` order.
+    pub ok: Vec<usize>,
+    /// Feasible but for current load (no credit, resources held by others, or a late
+    /// heartbeat): `ok` plus the busy ones, in `workers` order.
+    pub eligible: Vec<usize>,
+    pub unplaced: Unplaced,
+}
+
+/// Checks one worker; `Ok` when it can take the task now.
+pub fn check(spec: &PlacementSpec, kind: &str, w: &WorkerView<'_>) -> Result<(), Rejection> {
+    if let Some(sh) = &spec.shard {
+        if sh.worker != w.info.name {
+            return Err(Rejection::Pinned);
+        }
+    }
+    if !w.info.accepts_kind(kind) {
+        return Err(Rejection::Kind);
+    }
+    if let Some(i) = spec.selector.first_failure(&w.info.labels) {
+        return Err(Rejection::Label(i.min(u16::MAX as usize) as u16));
+    }
+    for (i, (name, amount)) in spec.resources.iter().enumerate() {
+        if w.total(name) < amount {
+            return Err(Rejection::Capacity(i as u16));
+        }
+    }
+    if w.draining {
+        return Err(Rejection::Draining);
+    }
+    if w.suspect {
+        return Err(Rejection::Unresponsive);
+    }
+    if w.held >= w.info.credit_limit() {
+        return Err(Rejection::NoCredit);
+    }
+    for (i, (name, amount)) in spec.resources.iter().enumerate() {
+        if w.free(name) < amount {
+            return Err(Rejection::Resource(i as u16));
+        }
+    }
+    Ok(())
+}
+
+/// The feasibility pass: O(workers × requirements).
+pub fn candidates(spec: &PlacementSpec, kind: &str, workers: &[WorkerView<'_>]) -> Candidates {
+    let mut c = Candidates {
+        unplaced: Unplaced {
+            workers: workers.len() as u32,
+            ..Unplaced::default()
+        },
+        ..Candidates::default()
+    };
+    let mut counts: BTreeMap<Rejection, u32> = BTreeMap::new();
+    for (i, w) in workers.iter().enumerate() {
+        match check(spec, kind, w) {
+            Ok(()) => {
+                c.ok.push(i);
+                c.eligible.push(i);
+            }
+            Err(r) => {
+                if matches!(
+                    r,
+                    Rejection::Unresponsive | Rejection::NoCredit | Rejection::Resource(_)
+                ) {
+                    c.eligible.push(i);
+                }
+                *counts.entry(r).or_default() += 1;
+            }
+        }
+    }
+    c.unplaced.rejected = counts.into_iter().collect();
+    c
+}
