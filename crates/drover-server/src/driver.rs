@@ -13,7 +13,7 @@ use drover_api::proto::{self, server_message::Body};
 use drover_core::{
     Coordinator, Effects, Input, Reply, RequestId, SessionId, ToWorker, WorkerSummary,
 };
-use drover_store::Store;
+use drover_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_micros;
@@ -103,24 +103,35 @@ impl Driver {
 
     /// Runs until every handle is dropped. A failed commit is fatal: the process must restart
     /// from the store rather than continue on state the store does not have.
+    ///
+    /// Pipelined: while batch N commits (on the store's thread), the core already decides
+    /// batch N+1; its writes commit after N's, and nothing of N+1 is sent before that.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut batch = Vec::new();
+        let mut pending = Effects::default();
+        let mut inflight: Option<InFlight> = None;
         loop {
-            let timeout = self.core.poll_timeout().map(|at| {
+            let deadline = self.core.poll_timeout().map(|at| {
                 let wait_us = (at - now_micros()).max(0) as u64;
                 tokio::time::Instant::now() + Duration::from_micros(wait_us)
             });
-            let first = match timeout {
-                Some(deadline) => tokio::select! {
-                    c = self.rx.recv() => Some(c),
-                    _ = tokio::time::sleep_until(deadline) => None,
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                c = self.rx.recv() => match c {
+                    Some(c) => batch.push(c),
+                    None => {
+                        if let Some(f) = inflight.take() {
+                            self.complete(f).await?;
+                        }
+                        self.commit_now(std::mem::take(&mut pending)).await?;
+                        return Ok(());
+                    }
                 },
-                None => Some(self.rx.recv().await),
-            };
-            match first {
-                Some(None) => return Ok(()),
-                Some(Some(c)) => batch.push(c),
-                None => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {}
+                r = async { (&mut inflight.as_mut().expect("guarded").commit).await }, if inflight.is_some() => {
+                    let f = inflight.take().expect("guarded");
+                    self.finish(f, r)?;
+                }
             }
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
@@ -128,13 +139,28 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            self.step(&mut batch).await?;
+            self.decide(&mut batch, &mut pending);
+            if inflight.is_none() && !pending.is_empty() {
+                let mut fx = std::mem::take(&mut pending);
+                let writes = std::mem::take(&mut fx.writes);
+                if writes.is_empty() {
+                    self.deliver(fx);
+                } else {
+                    let store = self.store.clone();
+                    inflight = Some(InFlight {
+                        writes: writes.len(),
+                        started: std::time::Instant::now(),
+                        commit: tokio::spawn(async move { store.commit(writes).await }),
+                        fx,
+                    });
+                }
+            }
         }
     }
 
-    async fn step(&mut self, batch: &mut Vec<Command>) -> anyhow::Result<()> {
+    /// Feeds a batch of commands to the core; its effects accumulate in `fx`.
+    fn decide(&mut self, batch: &mut Vec<Command>, fx: &mut Effects) {
         let now = now_micros();
-        let mut fx = Effects::default();
         for cmd in batch.drain(..) {
             match cmd {
                 Command::Input(input, reply) => {
@@ -144,7 +170,7 @@ impl Driver {
                     if let (Some(tx), Some(req)) = (reply, request_id(&input)) {
                         self.waiting.insert(req, tx);
                     }
-                    self.core.handle(now, input, &mut fx);
+                    self.core.handle(now, input, fx);
                 }
                 Command::Attach(session, outbox) => {
                     self.outboxes.insert(session, outbox);
@@ -154,17 +180,40 @@ impl Driver {
                 }
             }
         }
-        self.core.handle_timeout(now, &mut fx);
-        self.metrics.record_effects(&fx);
-        if !fx.writes.is_empty() {
-            let n = fx.writes.len();
-            let started = std::time::Instant::now();
-            let writes = std::mem::take(&mut fx.writes);
-            self.store.commit(writes).await.map_err(|e| {
-                tracing::error!(error = %e, "commit failed; stopping the scheduler");
-                anyhow::anyhow!("commit failed: {e}")
-            })?;
-            self.metrics.record_commit(n, started.elapsed());
+        self.core.handle_timeout(now, fx);
+        self.metrics.record_effects(fx);
+        fx.reclaimed = 0;
+        fx.stale_rejected = 0;
+    }
+
+    async fn complete(&mut self, mut f: InFlight) -> anyhow::Result<()> {
+        let r = (&mut f.commit).await;
+        self.finish(f, r)
+    }
+
+    /// A commit ended: on success its effects may now be seen by workers and clients.
+    fn finish(
+        &mut self,
+        f: InFlight,
+        r: Result<Result<(), StoreError>, tokio::task::JoinError>,
+    ) -> anyhow::Result<()> {
+        let r = r.map_err(|e| anyhow::anyhow!("commit task failed: {e}"))?;
+        r.map_err(|e| {
+            tracing::error!(error = %e, "commit failed; stopping the scheduler");
+            anyhow::anyhow!("commit failed: {e}")
+        })?;
+        self.metrics.record_commit(f.writes, f.started.elapsed());
+        self.deliver(f.fx);
+        Ok(())
+    }
+
+    async fn commit_now(&mut self, mut fx: Effects) -> anyhow::Result<()> {
+        let writes = std::mem::take(&mut fx.writes);
+        if !writes.is_empty() {
+            self.store
+                .commit(writes)
+                .await
+                .map_err(|e| anyhow::anyhow!("commit failed: {e}"))?;
         }
         self.deliver(fx);
         Ok(())
@@ -218,6 +267,14 @@ impl Driver {
             self.outboxes.remove(&session);
         }
     }
+}
+
+/// A batch whose writes are being committed, and what to deliver once they are.
+struct InFlight {
+    commit: tokio::task::JoinHandle<Result<(), StoreError>>,
+    fx: Effects,
+    writes: usize,
+    started: std::time::Instant,
 }
 
 fn request_id(input: &Input) -> Option<RequestId> {

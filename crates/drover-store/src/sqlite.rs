@@ -40,6 +40,9 @@ const MAX_READERS: usize = 4;
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 const READER_CACHE_KIB: i64 = 8 * 1024;
 const STATEMENT_CACHE: usize = 64;
+/// The WAL file is truncated back to this size after a checkpoint (it is reused, not grown,
+/// in between; SQLite checkpoints every ~1000 pages by default).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 // `OR FAIL` on the task statements: any error rolls back the whole transaction anyway, so a
 // statement need not be undoable on its own. That spares SQLite a statement journal per
@@ -147,7 +150,8 @@ impl SqliteStore {
         writer
             .execute_batch(&format!(
                 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
-                 PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{WRITER_CACHE_KIB}; \
+                 PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
             ))
             .map_err(db_err)?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

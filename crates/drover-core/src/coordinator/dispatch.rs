@@ -231,6 +231,7 @@ impl Coordinator {
             fan_out: Vec::new(),
         };
         let mut used_known = false;
+        let mut cached: Option<(String, Arc<PlacementSpec>, crate::placement::Candidates)> = None;
         let mut misses = 0;
         for key in ready.iter() {
             if budget == 0 || misses > cfg.dispatch_scan_limit {
@@ -259,7 +260,19 @@ impl Coordinator {
                 }
                 used_known = true;
             }
-            let cands = candidates(&spec, &def.kind, &views);
+            // Tasks of one placement class see the same candidates until a decision
+            // changes the views: evaluate feasibility once per class, not once per task.
+            let same_class = cached.as_ref().is_some_and(|(k, s, _)| {
+                k == &def.kind
+                    && s.selector == spec.selector
+                    && s.resources == spec.resources
+                    && s.shard == spec.shard
+            });
+            if !same_class {
+                let c = candidates(&spec, &def.kind, &views);
+                cached = Some((def.kind.clone(), spec.clone(), c));
+            }
+            let cands = &cached.as_ref().expect("just set").2;
             let choice = match ranker.as_deref_mut() {
                 Some(r) => r
                     .choose(&def.kind, &spec, &views, &cands.ok, &cands.eligible)
@@ -270,20 +283,21 @@ impl Coordinator {
                     &spec,
                     &def.kind,
                     &views,
-                    &cands,
+                    cands,
                     &mut pl.state,
                     rng,
                 ),
             };
             match choice {
                 Ok(i) => {
+                    cached = None;
                     views[i].take(&spec.resources);
                     round.place.push((*key, views[i].info.name.clone()));
                     budget -= 1;
                 }
                 Err(note) => {
                     misses += 1;
-                    let mut u = cands.unplaced;
+                    let mut u = cands.unplaced.clone();
                     u.note = note;
                     pl.why.insert(id, u);
                 }

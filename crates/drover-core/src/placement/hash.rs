@@ -75,6 +75,11 @@ impl HashRing {
         let h = hash_str(key);
         let start = self.points.partition_point(|&(p, _)| p < h);
         let n = self.points.len();
+        // The common case, without allocating: the owner itself is acceptable.
+        let first = self.points[start % n].1 as usize;
+        if accept(first) {
+            return Some(first);
+        }
         let mut tried = vec![false; self.names.len()];
         let mut distinct = 0;
         for j in 0..n {

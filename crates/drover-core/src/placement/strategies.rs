@@ -82,9 +82,11 @@ pub fn rank<R: Rng>(
         Strategy::ConsistentHash => match &spec.key {
             None => rotated(ok, n, state.cursor).next(),
             Some(key) => {
-                state
-                    .ring
-                    .sync(workers.iter().map(|w| w.info.name.as_str()));
+                if state.ring.names().len() != n {
+                    state
+                        .ring
+                        .sync(workers.iter().map(|w| w.info.name.as_str()));
+                }
                 let owner = state
                     .ring
                     .lookup(key, |i| cands.eligible.binary_search(&i).is_ok());
