@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use drover_api::proto::{self, server_message::Body};
 use drover_core::{
-    Coordinator, Effects, Input, Reply, RequestId, SessionId, ToWorker, WorkerSummary,
+    Coordinator, Effects, Event, Input, Reply, RequestId, SessionId, ToWorker, WorkerSummary, Write,
 };
 use drover_store::{Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::now_micros;
 use crate::metrics::Metrics;
@@ -77,6 +77,7 @@ pub struct Driver {
     outboxes: HashMap<SessionId, Outbox>,
     waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
     metrics: Arc<Metrics>,
+    events: broadcast::Sender<Arc<Event>>,
 }
 
 impl Driver {
@@ -84,6 +85,7 @@ impl Driver {
         core: Coordinator,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        events: broadcast::Sender<Arc<Event>>,
     ) -> (Driver, DriverHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = DriverHandle {
@@ -97,6 +99,7 @@ impl Driver {
             outboxes: HashMap::new(),
             waiting: HashMap::new(),
             metrics,
+            events,
         };
         (driver, handle)
     }
@@ -147,7 +150,9 @@ impl Driver {
                     self.deliver(fx);
                 } else {
                     let store = self.store.clone();
+                    let events = committed_events(&writes);
                     inflight = Some(InFlight {
+                        events,
                         writes: writes.len(),
                         started: std::time::Instant::now(),
                         commit: tokio::spawn(async move { store.commit(writes).await }),
@@ -203,17 +208,27 @@ impl Driver {
             anyhow::anyhow!("commit failed: {e}")
         })?;
         self.metrics.record_commit(f.writes, f.started.elapsed());
+        self.publish(f.events);
         self.deliver(f.fx);
         Ok(())
+    }
+
+    /// Hands committed events to live subscribers (SSE, watch, webhooks). Nobody listening is fine.
+    fn publish(&self, events: Vec<Event>) {
+        for e in events {
+            let _ = self.events.send(Arc::new(e));
+        }
     }
 
     async fn commit_now(&mut self, mut fx: Effects) -> anyhow::Result<()> {
         let writes = std::mem::take(&mut fx.writes);
         if !writes.is_empty() {
+            let events = committed_events(&writes);
             self.store
                 .commit(writes)
                 .await
                 .map_err(|e| anyhow::anyhow!("commit failed: {e}"))?;
+            self.publish(events);
         }
         self.deliver(fx);
         Ok(())
@@ -271,10 +286,21 @@ impl Driver {
 
 /// A batch whose writes are being committed, and what to deliver once they are.
 struct InFlight {
+    events: Vec<Event>,
     commit: tokio::task::JoinHandle<Result<(), StoreError>>,
     fx: Effects,
     writes: usize,
     started: std::time::Instant,
+}
+
+fn committed_events(writes: &[Write]) -> Vec<Event> {
+    writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn request_id(input: &Input) -> Option<RequestId> {

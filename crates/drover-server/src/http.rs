@@ -24,6 +24,8 @@ pub struct AppState {
     pub driver: DriverHandle,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// Committed events, in sequence order, as they commit.
+    pub events: tokio::sync::broadcast::Sender<Arc<drover_core::Event>>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -22,6 +22,9 @@ use rand::TryRngCore;
 
 pub use http::ApiDoc;
 
+/// Committed events kept in memory for live subscribers before they must re-read the store.
+const EVENT_BUFFER: usize = 65_536;
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -106,7 +109,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let active = snapshot.tasks.len();
     let core = Coordinator::new(core_cfg, seed, clock::now_micros(), snapshot);
     let metrics = Arc::new(metrics::Metrics::new());
-    let (driver, handle) = driver::Driver::new(core, store.clone(), metrics.clone());
+    // Committed events, for live subscribers; a slow one lags and re-reads from the store.
+    let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let (driver, handle) =
+        driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
     let driver_task = tokio::spawn(driver.run());
 
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
@@ -119,6 +125,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         driver: handle,
         store,
         metrics,
+        events,
     })
     .route_service("/drover.v1.WorkerService/{*method}", grpc);
 

@@ -4,10 +4,10 @@
 //!
 //! A child module of `coordinator`, so it sees the private state without widening it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::placement::hash::{fnv1a, mix};
+use crate::placement::hash::{fnv1a, mix, FixedState};
 use crate::placement::{
     broadcast_targets, candidates, rank, PlacementSpec, PlacementState, Ranker, Shard, Strategy,
     Unplaced, WorkerView,
@@ -29,9 +29,9 @@ pub(super) struct Placer {
     pub(super) state: PlacementState,
     /// Specs of tasks that differ from the default (submitted with `SubmitPlaced`, derived
     /// from the def, or a broadcast copy). In memory; see `spec_from_def`.
-    specs: BTreeMap<TaskId, Arc<PlacementSpec>>,
+    specs: HashMap<TaskId, Arc<PlacementSpec>, FixedState>,
     /// The last reason dispatch recorded for a queued task it could not place.
-    why: BTreeMap<TaskId, Unplaced>,
+    why: HashMap<TaskId, Unplaced, FixedState>,
     /// Names of drained workers; kept across reconnects.
     drain_set: BTreeSet<String>,
     default_spec: Arc<PlacementSpec>,
@@ -49,8 +49,8 @@ impl Placer {
         Placer {
             external: None,
             state: PlacementState::new(cfg.adaptive.clone(), cfg.hash_vnodes),
-            specs: BTreeMap::new(),
-            why: BTreeMap::new(),
+            specs: HashMap::default(),
+            why: HashMap::default(),
             drain_set: BTreeSet::new(),
             default_spec: Arc::new(PlacementSpec::default()),
         }

@@ -24,6 +24,32 @@ pub fn hash_str(s: &str) -> u64 {
     mix(fnv1a(s.as_bytes()))
 }
 
+/// A fixed hasher for in-memory maps keyed by ids (no `RandomState`: runs are reproducible
+/// even in iteration-free lookups, and it is cheaper than SipHash for 16-byte keys).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct FixedHasher(u64);
+
+impl std::hash::Hasher for FixedHasher {
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = mix(self.0 ^ u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = mix(self.0 ^ v);
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = mix(self.0 ^ v as u64) ^ (v >> 64) as u64;
+    }
+}
+
+pub type FixedState = std::hash::BuildHasherDefault<FixedHasher>;
+
 /// A ring of `vnodes` points per worker name. A key belongs to the first point clockwise
 /// from its hash; when a worker leaves only the keys it owned move.
 #[derive(Clone, Debug)]
