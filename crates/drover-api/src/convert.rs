@@ -48,9 +48,15 @@ impl From<&core::Assignment> for proto::Assignment {
             queue: d.queue.clone(),
             spec: Some(match &d.spec {
                 core::TaskSpec::Exec { argv, env, cwd } => {
+                    let mut env: std::collections::HashMap<String, String> =
+                        env.iter().cloned().collect();
+                    if let Some(s) = &d.placement.shard {
+                        env.insert("DROVER_SHARD_INDEX".into(), s.index.to_string());
+                        env.insert("DROVER_SHARD_COUNT".into(), s.count.to_string());
+                    }
                     proto::assignment::Spec::Exec(proto::ExecSpec {
                         argv: argv.clone(),
-                        env: env.iter().cloned().collect(),
+                        env,
                         cwd: cwd.clone(),
                     })
                 }
@@ -58,6 +64,8 @@ impl From<&core::Assignment> for proto::Assignment {
             }),
             timeout_ms: d.timeout_ms,
             idempotency_key: d.idempotency_key.clone(),
+            shard_index: d.placement.shard.as_ref().map(|s| s.index),
+            shard_count: d.placement.shard.as_ref().map(|s| s.count),
         }
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod convert;
 pub mod error;
+pub mod events;
+pub mod flow;
 pub mod limits;
 pub mod rest;
 
-/// Generated from `proto/drover/v1/worker.proto`.
+/// Generated from `proto/drover/v1/worker.proto` and `events.proto`.
 pub mod proto {
     #![allow(clippy::all)]
     tonic::include_proto!("drover.v1");

@@ -2,7 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use drover_core::{AttemptRecord, Micros, TaskDef, TaskRecord, TaskSpec};
+use drover_core::placement::SelectorError;
+use drover_core::{
+    AttemptRecord, Micros, PlacementSpec, ResourceRequest, Selector, Strategy, TaskDef, TaskRecord,
+    TaskSpec,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -43,9 +47,40 @@ pub struct SubmitRequest {
     pub delay: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-    /// Worker labels the task requires, all of them (`{"zone": "a"}`).
+    /// Worker labels required: `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`,
+    /// comma separated, all must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// Placement strategy, overriding the queue's default: round_robin, random, least_loaded,
+    /// power_of_two, consistent_hash, bin_pack, spread, adaptive, broadcast, failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// Routing key (`consistent_hash` keeps a key on one worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Resources the task needs while it runs: `{"cpu": 2, "mem": 1073741824, "gpu": 1}`
+    /// (mem in bytes; other names are custom resources).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub label_selector: BTreeMap<String, String>,
+    pub resources: BTreeMap<String, u64>,
+    /// The label `spread` balances over (default `zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_label: Option<String>,
+    /// Upstream task ids: the task stays pending until they all succeed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// When an upstream fails, is cancelled, skipped, ...: `skip` (default) or `run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_upstream_failure: Option<String>,
+    /// With `key`: tasks with the same key run one at a time, in submission order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<bool>,
+    /// Hold the task until this RFC 3339 time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Expire the task (`expired`) if it has not started by then: a duration from now
+    /// (`"10m"`) or an RFC 3339 time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 /// A validated submit: the task definition and how long to hold it.
@@ -149,12 +184,7 @@ impl SubmitRequest {
                 ));
             }
         }
-        for (k, v) in &self.label_selector {
-            check_name("label_selector", k)?;
-            if v.len() > limits::MAX_NAME {
-                return Err(ApiError::invalid("label_selector", "label value too long"));
-            }
-        }
+        let placement = self.placement()?;
         Ok(ValidSubmit {
             def: TaskDef {
                 queue,
@@ -165,14 +195,56 @@ impl SubmitRequest {
                 backoff_ms,
                 timeout_ms,
                 idempotency_key: self.idempotency_key.clone(),
-                label_selector: self.label_selector.clone(),
+                placement,
             },
             delay_ms,
         })
     }
 }
 
-fn check_name(field: &str, v: &str) -> Result<(), ApiError> {
+impl SubmitRequest {
+    fn placement(&self) -> Result<PlacementSpec, ApiError> {
+        let selector = match self.label_selector.as_deref().map(str::trim) {
+            None | Some("") => Selector::default(),
+            Some(s) if s.len() > limits::MAX_SPEC_BYTES => {
+                return Err(ApiError::invalid("label_selector", "too long"))
+            }
+            Some(s) => s
+                .parse()
+                .map_err(|e: SelectorError| ApiError::invalid("label_selector", e.to_string()))?,
+        };
+        let strategy = self
+            .strategy
+            .as_deref()
+            .map(|s| s.parse::<Strategy>())
+            .transpose()
+            .map_err(|e| ApiError::invalid("strategy", e))?;
+        if let Some(k) = &self.key {
+            if k.is_empty() || k.len() > limits::MAX_NAME {
+                return Err(ApiError::invalid(
+                    "key",
+                    format!("1 to {} bytes", limits::MAX_NAME),
+                ));
+            }
+        }
+        for k in self.resources.keys() {
+            check_name("resources", k)?;
+        }
+        if let Some(l) = &self.spread_label {
+            check_name("spread_label", l)?;
+        }
+        Ok(PlacementSpec {
+            strategy,
+            key: self.key.clone(),
+            resources: ResourceRequest::from_map(&self.resources),
+            selector,
+            spread_label: self.spread_label.clone(),
+            shard: None,
+        })
+    }
+}
+
+pub(crate) fn check_name(field: &str, v: &str) -> Result<(), ApiError> {
     let ok = !v.is_empty()
         && v.len() <= limits::MAX_NAME
         && v.chars()
@@ -262,7 +334,19 @@ pub struct TaskView {
     pub spec: SpecView,
     pub timeout_ms: Option<u64>,
     pub idempotency_key: Option<String>,
-    pub label_selector: BTreeMap<String, String>,
+    /// The label selector in its text form (empty: any worker).
+    pub label_selector: String,
+    /// The strategy override, if any (else the queue's default).
+    pub strategy: Option<String>,
+    /// Routing key.
+    pub key: Option<String>,
+    pub resources: BTreeMap<String, u64>,
+    /// For a copy of a broadcast task: its index and the number of copies.
+    pub shard_index: Option<u32>,
+    pub shard_count: Option<u32>,
+    /// Why a queued task is not placed yet (e.g. "no worker has kind gpu").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
     /// Attempts that lost their worker.
     pub lost: u32,
     /// Every attempt, oldest first (only on `GET /v1/tasks/{id}`).
@@ -299,7 +383,13 @@ impl TaskView {
             },
             timeout_ms: d.timeout_ms,
             idempotency_key: d.idempotency_key.clone(),
-            label_selector: d.label_selector.clone(),
+            label_selector: d.placement.selector.to_string(),
+            strategy: d.placement.strategy.map(|s| s.as_str().to_string()),
+            key: d.placement.key.clone(),
+            resources: d.placement.resources.to_map(),
+            shard_index: d.placement.shard.as_ref().map(|s| s.index),
+            shard_count: d.placement.shard.as_ref().map(|s| s.count),
+            waiting_reason: None,
             lost: r.lost,
             attempts: attempts.iter().map(AttemptView::from_record).collect(),
         }
@@ -348,13 +438,23 @@ pub struct LogsView {
     pub attempt: u32,
     pub stdout: String,
     pub stderr: String,
+    /// Byte offsets to pass as `stdout_from` / `stderr_from` to get only what follows (`drover
+    /// logs -f`). A trailing partial UTF-8 character is held back until it is complete.
+    #[serde(default)]
+    pub stdout_next: u64,
+    #[serde(default)]
+    pub stderr_next: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkerView {
     pub name: String,
-    /// alive or draining.
+    /// `alive`; `suspect` (no heartbeat for over two intervals); `lost` (disconnected, or
+    /// silent for longer than a lease; listed for a while after); `draining` or `drained`.
     pub state: String,
+    /// Milliseconds since its last heartbeat (or message).
+    #[serde(default)]
+    pub last_heartbeat_age_ms: u64,
     pub slots: u32,
     pub prefetch: u32,
     /// Assignments it holds (running plus prefetched).

@@ -40,10 +40,85 @@ pub enum Command {
     Cancel(IdArgs),
     /// Print a task's output: its stdout to stdout, its stderr to stderr.
     Logs(LogsArgs),
-    /// List the connected workers.
+    /// List the workers: alive, suspect (missed heartbeats), lost (gone), draining.
     Workers(ClientOpts),
+    /// Print state changes (task and worker events), or follow them live with --follow.
+    Events(EventsArgs),
+    /// Manage webhooks: HMAC-signed POSTs of matching events, retried with backoff.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Measure throughput and latency of the real path (server, gRPC workers, durable store).
     Bench(BenchArgs),
+    /// Queues: concurrency limits, pause and resume, depth and running counts.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Workflows (DAGs submitted with `drover submit --file`): show, list, rerun.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// List queues with depth (pending + queued), running, concurrency and pause.
+    List(ClientOpts),
+    /// Set a queue's concurrency limit (0: none) and/or default strategy.
+    Set(QueueSetArgs),
+    /// Stop starting tasks of a queue (running ones finish).
+    Pause(QueueNameArgs),
+    /// Start tasks of a paused queue again.
+    Resume(QueueNameArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct QueueSetArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Queue name.
+    pub name: String,
+    /// Most tasks of the queue running at once; 0 removes the limit.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Default placement strategy of the queue ("" to remove).
+    #[arg(long, value_name = "S")]
+    pub strategy: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct QueueNameArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Queue name.
+    pub name: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkflowCommand {
+    /// Show a workflow and each node's state.
+    Show(WorkflowIdArgs),
+    /// List the newest workflows.
+    List(ClientOpts),
+    /// Rerun a finished workflow's failed, skipped, cancelled, timed-out, dead and expired
+    /// nodes (succeeded nodes are kept).
+    Rerun(WorkflowRerunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowIdArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Workflow id.
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowRerunArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Workflow id.
+    pub id: String,
+    /// Rerun only the nodes that did not succeed (required).
+    #[arg(long)]
+    pub from_failed: bool,
 }
 
 /// How client commands reach the server, and how they print.
@@ -108,6 +183,18 @@ pub struct ServerArgs {
     /// Times a task may lose its worker before it is declared dead.
     #[arg(long, value_name = "N")]
     pub max_lost: Option<u32>,
+    /// How long events (and webhook delivery attempts) are kept, e.g. 7d.
+    #[arg(long, default_value = "7d", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub event_retention: u64,
+    /// Bound on one webhook POST.
+    #[arg(long, default_value = "10s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub webhook_timeout: u64,
+    /// Tries per event and webhook before it is marked failed.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub webhook_attempts: u32,
+    /// Pause after a failed webhook POST; doubles after each (with jitter).
+    #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub webhook_backoff: u64,
 }
 
 #[derive(Args, Debug)]
@@ -166,9 +253,42 @@ pub struct SubmitArgs {
     /// A second submit with the same key returns the first task instead of a new one.
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
-    /// Worker labels required: k=v,..
-    #[arg(long, value_name = "K=V,..")]
-    pub label_selector: Vec<String>,
+    /// Worker labels required: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k (comma separated).
+    #[arg(long, value_name = "SELECTOR")]
+    pub label_selector: Option<String>,
+    /// Placement strategy: round_robin, random, least_loaded, power_of_two, consistent_hash,
+    /// bin_pack, spread, adaptive, broadcast, failover [default: the queue's].
+    #[arg(long, value_name = "S")]
+    pub strategy: Option<String>,
+    /// Routing key: consistent_hash keeps one key on one worker.
+    #[arg(long, value_name = "K")]
+    pub key: Option<String>,
+    /// Resources the task needs: cpu=2,mem=1GiB,gpu=1,NAME=N.
+    #[arg(long, value_name = "K=N,..")]
+    pub resources: Vec<String>,
+    /// The label `spread` balances over [default: zone].
+    #[arg(long, value_name = "LABEL")]
+    pub spread_label: Option<String>,
+    /// Run after these tasks succeed (comma-separated ids); pending until then.
+    #[arg(long, value_delimiter = ',', value_name = "ID,..")]
+    pub after: Vec<String>,
+    /// When an upstream task fails (or is cancelled, skipped, ...): skip this one, or run it
+    /// anyway [default: skip].
+    #[arg(long, value_name = "skip|run")]
+    pub on_upstream_failure: Option<String>,
+    /// With --key: tasks with the same key run one at a time, in submission order.
+    #[arg(long)]
+    pub serial: bool,
+    /// Hold the task until this time (RFC 3339, e.g. 2026-01-31T09:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Expire the task if it has not started in time: a duration (10m) or an RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub deadline: Option<String>,
+    /// Submit a workflow (YAML or JSON: {name, tasks: [{name, argv, after: [names], ..}]})
+    /// instead of one task.
+    #[arg(long, short = 'f', value_name = "PATH", conflicts_with = "command")]
+    pub file: Option<PathBuf>,
     /// Environment variable for the task (repeatable): NAME=VALUE.
     #[arg(long, value_name = "NAME=VALUE")]
     pub env: Vec<String>,
@@ -189,7 +309,7 @@ pub struct StatusArgs {
     pub client: ClientOpts,
     /// Task id.
     pub id: String,
-    /// Keep polling until the task ends, printing each change.
+    /// Follow the task (listening to its events) until it ends, printing each change.
     #[arg(long)]
     pub watch: bool,
 }
@@ -232,6 +352,83 @@ pub struct LogsArgs {
     /// Attempt number [default: the latest].
     #[arg(long, value_name = "N")]
     pub attempt: Option<u32>,
+    /// Follow the output live until the task ends.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Keep printing new events as they happen (reconnects if the server restarts).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only this task's events.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Only task events of this queue.
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    /// Only these states: task states, or joined/left (comma-separated).
+    #[arg(long, value_name = "S,..")]
+    pub state: Option<String>,
+    /// Only these kinds of event: task, worker (comma-separated).
+    #[arg(long = "type", value_name = "T,..")]
+    pub kind: Option<String>,
+    /// Start after this sequence number [default: the newest 100, or now with --follow].
+    #[arg(long, value_name = "SEQ")]
+    pub after: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookCommand {
+    /// Add a webhook: matching events are POSTed to URL as JSON.
+    Add(WebhookAddArgs),
+    /// List the webhooks.
+    List(ClientOpts),
+    /// Remove a webhook.
+    Rm(WebhookIdArgs),
+    /// Show a webhook's delivery attempts, newest first.
+    Deliveries(WebhookDeliveriesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WebhookAddArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Where to POST: http:// or https://.
+    pub url: String,
+    /// Events to send: task.succeeded,task.failed,... or task.*, worker.*, * [default: *].
+    #[arg(long, value_name = "E,..")]
+    pub events: Vec<String>,
+    /// Key of the X-Drover-Signature HMAC (8 to 256 characters) [default: generated, shown once].
+    #[arg(
+        long,
+        value_name = "S",
+        env = "DROVER_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WebhookIdArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Webhook id.
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct WebhookDeliveriesArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Webhook id.
+    pub id: String,
+    /// Most attempts shown (1 to 1000) [default: 100].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -329,6 +526,8 @@ mod tests {
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["server", "--listen", "nowhere"]).is_err());
         assert!(parse(&["worker", "--max-output", "lots"]).is_err());
+        assert!(parse(&["server", "--event-retention", "forever"]).is_err());
+        assert!(parse(&["webhook", "add"]).is_err());
     }
 
     #[test]

@@ -91,7 +91,11 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Cancel(a) => tasks::cancel(a).await,
         Command::Logs(a) => tasks::logs(a).await,
         Command::Workers(a) => tasks::workers(a).await,
+        Command::Events(a) => events::events(a).await,
+        Command::Webhook(c) => events::webhook(c).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Queue(c) => flow::queue(c).await,
+        Command::Workflow(c) => flow::workflow(c).await,
     }
 }
 

@@ -17,6 +17,8 @@
 //! a request that cannot connect to one tries the next.
 
 mod error;
+mod events;
+mod flow;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,12 +28,17 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use drover_api::events::{
+    DeliveryList, DeliveryView, EventView, WebhookCreate, WebhookList, WebhookView,
+};
 pub use drover_api::rest::{
     AttemptView, BatchSubmitRequest, BatchSubmitResponse, Health, LogsView, SpecView, StatsView,
     SubmitRequest, TaskList, TaskView, WorkerList, WorkerView,
 };
 pub use drover_api::{ApiError, ErrorCode};
 pub use error::ClientError;
+pub use events::{EventQuery, EventStream};
+pub use flow::*;
 
 /// The server address used when none is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -170,6 +177,53 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/tasks/{id}/logs` from byte offsets: only the output after `stdout_from` and
+    /// `stderr_from` (the previous answer's `stdout_next` and `stderr_next`).
+    pub async fn logs_from(
+        &self,
+        id: &str,
+        attempt: Option<u32>,
+        stdout_from: u64,
+        stderr_from: u64,
+    ) -> Result<LogsView> {
+        let mut query = vec![
+            ("stdout_from", stdout_from.to_string()),
+            ("stderr_from", stderr_from.to_string()),
+        ];
+        if let Some(a) = attempt {
+            query.push(("attempt", a.to_string()));
+        }
+        self.get(&format!("/v1/tasks/{}/logs", segment(id)), &query)
+            .await
+    }
+
+    /// `POST /v1/webhooks`: the new webhook, with its secret (shown only in this answer).
+    pub async fn add_webhook(&self, req: &WebhookCreate) -> Result<WebhookView> {
+        self.send(Method::POST, "/v1/webhooks", &[], Some(req))
+            .await
+    }
+
+    /// `GET /v1/webhooks`.
+    pub async fn webhooks(&self) -> Result<WebhookList> {
+        self.get("/v1/webhooks", &[]).await
+    }
+
+    /// `DELETE /v1/webhooks/{id}`.
+    pub async fn remove_webhook(&self, id: &str) -> Result<()> {
+        let path = format!("/v1/webhooks/{}", segment(id));
+        self.send::<(), ()>(Method::DELETE, &path, &[], None).await
+    }
+
+    /// `GET /v1/webhooks/{id}/deliveries`: delivery attempts, newest first.
+    pub async fn deliveries(&self, id: &str, limit: Option<usize>) -> Result<DeliveryList> {
+        let query: Vec<_> = limit
+            .map(|n| ("limit", n.to_string()))
+            .into_iter()
+            .collect();
+        self.get(&format!("/v1/webhooks/{}/deliveries", segment(id)), &query)
+            .await
+    }
+
     /// `GET /v1/workers`: the connected workers.
     pub async fn workers(&self) -> Result<WorkerList> {
         self.get("/v1/workers", &[]).await
@@ -185,9 +239,48 @@ impl Client {
         self.get("/healthz", &[]).await
     }
 
+    /// Waits until the task is terminal, calling `on_change` with the first view and each
+    /// time its state or attempt changes. Listens to the task's events (subscribing before it
+    /// reads the task, so no change is missed); if the event stream is unavailable or breaks,
+    /// polls instead.
+    pub async fn wait(&self, id: &str, mut on_change: impl FnMut(&TaskView)) -> Result<TaskView> {
+        let mut last: Option<(String, u32)> = None;
+        let mut report = |t: &TaskView| {
+            let now = (t.state.clone(), t.attempt);
+            if last.as_ref() != Some(&now) {
+                on_change(t);
+                last = Some(now);
+            }
+        };
+        let query = EventQuery {
+            task: Some(id.to_string()),
+            ..Default::default()
+        };
+        if let Ok(mut stream) = self.events(&query).await {
+            let t = self.task(id).await?;
+            report(&t);
+            if is_terminal(&t.state) {
+                return Ok(t);
+            }
+            // Each event of the task says "look again": the task read after it is the truth.
+            while let Ok(Some(_)) = stream.next().await {
+                let t = self.task(id).await?;
+                report(&t);
+                if is_terminal(&t.state) {
+                    return Ok(t);
+                }
+            }
+        }
+        self.poll_until_done(id, report).await
+    }
+
     /// Polls `GET /v1/tasks/{id}` until the task is terminal (backoff 20 ms growing to 500 ms),
     /// calling `on_change` with the first view and each time the state changes.
-    pub async fn wait(&self, id: &str, mut on_change: impl FnMut(&TaskView)) -> Result<TaskView> {
+    pub async fn poll_until_done(
+        &self,
+        id: &str,
+        mut on_change: impl FnMut(&TaskView),
+    ) -> Result<TaskView> {
         let mut pause = Duration::from_millis(20);
         let mut last: Option<(String, u32)> = None;
         loop {
@@ -274,6 +367,14 @@ async fn decode<T: DeserializeOwned>(base: &str, resp: reqwest::Response) -> Res
         .bytes()
         .await
         .map_err(|e| transport(base, &e, DEFAULT_TIMEOUT))?;
+    if status == reqwest::StatusCode::NO_CONTENT {
+        let null: &[u8] = b"null";
+        return serde_json::from_slice(null).map_err(|e| ClientError::Protocol {
+            url: base.into(),
+            status: status.as_u16(),
+            detail: format!("expected a body ({e})"),
+        });
+    }
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             url: base.into(),
@@ -281,16 +382,29 @@ async fn decode<T: DeserializeOwned>(base: &str, resp: reqwest::Response) -> Res
             detail: format!("the body is not the expected JSON ({e}); is this a Drover server?"),
         });
     }
-    match serde_json::from_slice::<ApiError>(&bytes) {
-        Ok(error) => Err(ClientError::Api {
+    Err(error_of(base, status, &bytes))
+}
+
+/// The error for a non-2xx answer.
+pub(crate) async fn decode_error(base: &str, resp: reqwest::Response) -> ClientError {
+    let status = resp.status();
+    match resp.bytes().await {
+        Ok(bytes) => error_of(base, status, &bytes),
+        Err(e) => transport(base, &e, DEFAULT_TIMEOUT),
+    }
+}
+
+fn error_of(base: &str, status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ApiError>(bytes) {
+        Ok(error) => ClientError::Api {
             status: status.as_u16(),
             error,
-        }),
+        },
         Err(_) => {
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(bytes);
             let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
             let snippet: String = snippet.chars().take(200).collect();
-            Err(ClientError::Protocol {
+            ClientError::Protocol {
                 url: base.into(),
                 status: status.as_u16(),
                 detail: if snippet.is_empty() {
@@ -298,7 +412,7 @@ async fn decode<T: DeserializeOwned>(base: &str, resp: reqwest::Response) -> Res
                 } else {
                     snippet
                 },
-            })
+            }
         }
     }
 }

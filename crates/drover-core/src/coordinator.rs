@@ -17,7 +17,12 @@ use crate::placement::{AdaptiveConfig, PlacementSpec, Strategy};
 use crate::retry;
 
 mod dispatch;
+mod flow;
 pub use dispatch::DrainError;
+pub use flow::{
+    FlowRecord, FlowSnapshot, FlowSpec, FlowTask, QueueConfig, QueueStats, SubmitError,
+    UpstreamPolicy,
+};
 
 /// A connection of a worker, numbered by the driver.
 pub type SessionId = u64;
@@ -109,6 +114,19 @@ pub enum Input {
         req: RequestId,
         task_id: TaskId,
     },
+    /// Submit with flow options (dependencies, serial key, deadline, workflow). Replies
+    /// `Submitted` or `SubmitRefused` (nothing stored).
+    SubmitFlow {
+        req: RequestId,
+        tasks: Vec<FlowTask>,
+        /// Written with the tasks when the submit is accepted (a workflow or its rerun).
+        workflow: Option<crate::dag::WorkflowRecord>,
+    },
+    /// Replace a queue's configuration. Replies `Reply::Done`.
+    ConfigureQueue {
+        req: RequestId,
+        config: QueueConfig,
+    },
     WorkerJoin {
         session: SessionId,
         info: WorkerInfo,
@@ -164,6 +182,9 @@ pub enum Reply {
     Submitted(Vec<TaskId>),
     Cancelled(Result<(), CancelError>),
     Drain(Result<(), DrainError>),
+    /// A flow submit refused as a whole.
+    SubmitRefused(SubmitError),
+    Done,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +204,12 @@ pub enum Write {
     Attempt(AttemptRecord),
     Event(Event),
     Log(LogChunk),
+    /// A task's flow state (options, upstreams still waited on); upsert by task id.
+    Flow(FlowRecord),
+    /// A queue's configuration; upsert by name.
+    Queue(QueueConfig),
+    /// A workflow and the task of each node; upsert by id (a rerun replaces node tasks).
+    Workflow(crate::dag::WorkflowRecord),
 }
 
 /// What a call produced, for the driver to carry out: writes first, then the rest.
@@ -210,6 +237,8 @@ pub struct Snapshot {
     pub tasks: Vec<(TaskRecord, Option<AttemptRecord>)>,
     pub next_task_seq: u64,
     pub next_event_seq: u64,
+    /// Flow records of active tasks, queue configs, idempotency keys.
+    pub flow: FlowSnapshot,
 }
 
 #[derive(Debug)]
@@ -258,6 +287,8 @@ pub struct Coordinator {
     sessions: BTreeMap<SessionId, String>,
     /// Strategy state, placement specs, pending reasons, drained names.
     pl: dispatch::Placer,
+    /// Dependencies, serial keys, queue gates, deadlines, idempotency keys.
+    flow: flow::Flow,
     next_task_seq: u64,
     next_event_seq: u64,
 }
@@ -275,6 +306,7 @@ impl Coordinator {
             workers: BTreeMap::new(),
             sessions: BTreeMap::new(),
             pl: dispatch::Placer::new(&cfg),
+            flow: flow::Flow::default(),
             next_task_seq: snapshot.next_task_seq,
             next_event_seq: snapshot.next_event_seq,
             cfg,
@@ -304,6 +336,7 @@ impl Coordinator {
             }
             c.tasks.insert(id, t);
         }
+        c.restore_flow(now, snapshot.flow);
         c
     }
 
@@ -315,10 +348,10 @@ impl Coordinator {
     pub fn poll_timeout(&self) -> Option<Micros> {
         let d = self.delayed.first().map(|e| e.0);
         let l = self.leases.first().map(|e| e.0);
-        match (d, l) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [d, l, self.flow.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle(&mut self, now: Micros, input: Input, fx: &mut Effects) {
@@ -342,6 +375,15 @@ impl Coordinator {
             Input::Cancel { req, task_id } => {
                 let r = self.cancel(now, task_id, fx);
                 fx.replies.push((req, Reply::Cancelled(r)));
+            }
+            Input::SubmitFlow {
+                req,
+                tasks,
+                workflow,
+            } => self.submit_flow(now, req, tasks, workflow, fx),
+            Input::ConfigureQueue { req, config } => {
+                self.configure_queue(config, fx);
+                fx.replies.push((req, Reply::Done));
             }
             Input::WorkerJoin {
                 session,
@@ -372,15 +414,9 @@ impl Coordinator {
                 break;
             }
             self.delayed.pop_first();
-            if let Some(t) = self.tasks.get_mut(&id) {
-                t.rec.not_before = None;
-                set_state(t, TaskState::Queued, now);
-                self.ready.insert(ready_key(&t.rec));
-                let ev = task_event(&t.rec, None);
-                self.write_task(id, false, fx);
-                self.emit(now, ev, fx);
-            }
+            self.promote(now, id, fx);
         }
+        self.expire_due(now, fx);
         while let Some(&(at, id)) = self.leases.first() {
             if at > now {
                 break;
@@ -455,13 +491,16 @@ impl Coordinator {
                 ));
             }
             let in_ready = self.ready.contains(&ready_key(r));
-            if in_ready != (r.state == TaskState::Queued) {
+            if in_ready != (r.state == TaskState::Queued && !self.gated(*id)) {
                 return Err(format!(
                     "READY_INDEX: {id} is {} (in ready: {in_ready})",
                     r.state
                 ));
             }
-            if r.state == TaskState::Pending && !self.delayed.iter().any(|&(_, d)| d == *id) {
+            if r.state == TaskState::Pending
+                && !self.waits_on_upstreams(*id)
+                && !self.delayed.iter().any(|&(_, d)| d == *id)
+            {
                 return Err(format!("DELAY_INDEX: pending {id} has no timer"));
             }
             if r.state.is_leased() {
@@ -494,7 +533,7 @@ impl Coordinator {
                 }
             }
         }
-        Ok(())
+        self.check_flow()
     }
 
     // ---- inputs ----
@@ -502,54 +541,18 @@ impl Coordinator {
     fn submit(&mut self, now: Micros, req: RequestId, tasks: Vec<NewTask>, fx: &mut Effects) {
         let mut ids = Vec::with_capacity(tasks.len());
         for nt in tasks {
-            let seq = self.next_task_seq;
-            self.next_task_seq += 1;
-            let delayed = nt.not_before.filter(|&nb| nb > now);
-            let rec = TaskRecord {
-                id: nt.id,
-                seq,
-                def: Arc::new(nt.def),
-                state: if delayed.is_some() {
-                    TaskState::Pending
-                } else {
-                    TaskState::Queued
-                },
-                attempt: 0,
-                lost: 0,
-                not_before: delayed,
-                worker: None,
-                lease: None,
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                finished_at: None,
-                exit_code: None,
-                error: None,
-            };
-            match delayed {
-                Some(at) => {
-                    self.delayed.insert((at, rec.id));
-                }
-                None => {
-                    self.ready.insert(ready_key(&rec));
-                }
+            let key = nt.def.idempotency_key.clone();
+            if let Some(existing) = key.as_deref().and_then(|k| self.idempotent(k)) {
+                // A repeated submit returns the original task.
+                ids.push(existing);
+                continue;
             }
-            let ev = task_event(&rec, None);
-            ids.push(rec.id);
-            fx.writes.push(Write::Task {
-                record: rec.clone(),
-                is_new: true,
-            });
-            self.tasks.insert(
-                rec.id,
-                ActiveTask {
-                    rec,
-                    attempt: None,
-                    lease_expires: 0,
-                    log_bytes: [0; 2],
-                },
-            );
-            self.emit(now, ev, fx);
+            ids.push(nt.id);
+            let id = nt.id;
+            self.insert_new(now, nt, false, fx);
+            if let Some(k) = key {
+                self.flow_remember_key(k, id);
+            }
         }
         fx.replies.push((req, Reply::Submitted(ids)));
     }
@@ -812,6 +815,7 @@ impl Coordinator {
                 let ev = task_event(&t.rec, Some(reason));
                 self.write_task(id, false, fx);
                 self.emit(now, ev, fx);
+                self.left_for_pending(id);
             }
             AttemptOutcome::Failed => {
                 self.finish(now, id, TaskState::Failed, o.exit_code, o.error, fx)
@@ -823,8 +827,8 @@ impl Coordinator {
             AttemptOutcome::Cancelled | AttemptOutcome::Lost => {
                 release(t);
                 set_state(t, TaskState::Queued, now);
-                self.ready.insert(ready_key(&t.rec));
                 let ev = task_event(&t.rec, Some("released by worker".into()));
+                self.enqueue(id);
                 self.write_task(id, false, fx);
                 self.emit(now, ev, fx);
             }
@@ -967,8 +971,8 @@ impl Coordinator {
         }
         release(t);
         set_state(t, TaskState::Queued, now);
-        self.ready.insert(ready_key(&t.rec));
         let ev = task_event(&t.rec, Some("lease expired; requeued".into()));
+        self.enqueue(id);
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
     }
@@ -993,11 +997,13 @@ impl Coordinator {
         t.rec.error = error;
         set_state(&mut t, state, now);
         let ev = task_event(&t.rec, t.rec.error.clone());
+        let def = t.rec.def.clone();
         fx.writes.push(Write::Task {
             record: t.rec,
             is_new: false,
         });
         self.emit(now, ev, fx);
+        self.on_terminal(now, id, state, def, fx);
     }
 
     fn write_task(&self, id: TaskId, is_new: bool, fx: &mut Effects) {

@@ -160,8 +160,9 @@ pub struct TaskDef {
     /// Per-attempt timeout, enforced by the worker.
     pub timeout_ms: Option<u64>,
     pub idempotency_key: Option<String>,
-    /// Worker labels the task requires (`k=v`, all must match).
-    pub label_selector: BTreeMap<String, String>,
+    /// Where it may and should run: strategy override, routing key, resources, label
+    /// selector, broadcast shard.
+    pub placement: crate::placement::PlacementSpec,
 }
 
 /// The durable record of a task: the definition plus its current state.

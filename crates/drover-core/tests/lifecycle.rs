@@ -212,7 +212,7 @@ fn kind_and_labels_decide_feasibility() {
     let mut gpu = exec_def("q");
     gpu.kind = "gpu".into();
     let mut zoned = exec_def("q");
-    zoned.label_selector.insert("zone".into(), "b".into());
+    zoned.placement.selector = "zone=b".parse().unwrap();
     let g = b.submit_def(gpu);
     let z = b.submit_def(zoned);
     let mut w1 = worker("w1", 4, 0);

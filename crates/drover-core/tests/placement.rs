@@ -454,7 +454,7 @@ fn why_pending_names_the_reason() {
     w.name = "c".into();
     b.join(2, w);
     let mut def = exec_def("q");
-    def.label_selector.insert("zone".into(), "b".into());
+    def.placement.selector = "zone=b".parse().unwrap();
     let id = b.submit_def(def);
     assert_eq!(
         b.core.why_pending(id).unwrap(),
@@ -490,6 +490,11 @@ fn why_pending_names_the_reason() {
     });
     let why = b.core.why_pending(TaskId(99)).unwrap();
     assert!(why.contains("less than gpu=2 in total"), "{why}");
+    let mut g = worker("g", 1, 0);
+    g.resources.insert("gpu".into(), 3);
+    b.join(4, g);
+    assert_eq!(b.state(TaskId(99)), TaskState::Assigned);
+    assert_eq!(b.core.worker_resources_free("g").unwrap()["gpu"], 1);
     // A task that is running has no pending reason.
     let running = b.submit(1)[0];
     assert_eq!(b.state(running), TaskState::Assigned);
@@ -644,4 +649,56 @@ fn candidates_count_rejections_by_reason() {
     assert_eq!(c.ok, vec![0]);
     assert_eq!(c.eligible, vec![0, 1]);
     assert_eq!(c.unplaced.count(feasibility::Rejection::NoCredit), 1);
+}
+
+#[test]
+fn adaptive_with_hold_back_waits_for_a_much_faster_busy_worker() {
+    let mut state = PlacementState::new(
+        placement::AdaptiveConfig {
+            hold_back: true,
+            ..Default::default()
+        },
+        placement::hash::DEFAULT_VNODES,
+    );
+    for _ in 0..20 {
+        state.adaptive.observe("fast", "k", Some(100), false);
+        state.adaptive.observe("slow", "k", Some(10_000), false);
+    }
+    let infos = [winfo("fast", 1, 0), winfo("slow", 1, 0)];
+    let views = [
+        WorkerView::new(&infos[0], 1, false),
+        WorkerView::new(&infos[1], 0, false),
+    ];
+    state.begin_round(&views);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let spec = PlacementSpec::default();
+    match place(Strategy::Adaptive, &spec, "k", &views, &mut state, &mut rng) {
+        Placement::Wait(u) => {
+            assert!(
+                u.explain(&spec, "k").contains("waiting for worker fast"),
+                "{}",
+                u.explain(&spec, "k")
+            );
+        }
+        p => panic!("expected to wait, got {p:?}"),
+    }
+    // Without hold-back the free worker is used.
+    state.adaptive.cfg.hold_back = false;
+    state.begin_round(&views);
+    assert_eq!(
+        place(Strategy::Adaptive, &spec, "k", &views, &mut state, &mut rng),
+        Placement::Place(1)
+    );
+}
+
+#[test]
+fn selector_and_resources_round_trip_as_text() {
+    let s: Selector = "zone in (a,b),!spot,gpu".parse().unwrap();
+    assert_eq!(s.to_string().parse::<Selector>().unwrap(), s);
+    let r: ResourceRequest = "cpu=2,gpu=1,licenses=3".parse().unwrap();
+    assert_eq!(r.to_string(), "cpu=2,gpu=1,licenses=3");
+    assert_eq!(r.to_string().parse::<ResourceRequest>().unwrap(), r);
+    for st in Strategy::ALL {
+        assert_eq!(st.as_str().parse::<Strategy>().unwrap(), st);
+    }
 }

@@ -30,6 +30,8 @@ pub enum Command {
     /// A worker connection opened: where to send its messages. Precedes its `WorkerJoin`.
     Attach(SessionId, Outbox),
     Workers(oneshot::Sender<Vec<WorkerSummary>>),
+    /// A read of the core's live state (queue counts, flow records); runs between batches.
+    Query(Box<dyn FnOnce(&Coordinator) + Send>),
 }
 
 /// A cheap, cloneable handle for the protocol adapters.
@@ -60,6 +62,18 @@ impl DriverHandle {
     ) -> Result<Reply, DriverGone> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Input(make(self.next_id()), Some(tx)))?;
+        rx.await.map_err(|_| DriverGone)
+    }
+
+    /// Reads the core's live state: `f` runs on the driver, between batches.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Coordinator) -> T + Send + 'static,
+    ) -> Result<T, DriverGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Query(Box::new(move |c| {
+            let _ = tx.send(f(c));
+        })))?;
         rx.await.map_err(|_| DriverGone)
     }
 
@@ -183,6 +197,7 @@ impl Driver {
                 Command::Workers(tx) => {
                     let _ = tx.send(self.core.workers());
                 }
+                Command::Query(f) => f(&self.core),
             }
         }
         self.core.handle_timeout(now, fx);
@@ -305,7 +320,13 @@ fn committed_events(writes: &[Write]) -> Vec<Event> {
 
 fn request_id(input: &Input) -> Option<RequestId> {
     match input {
-        Input::Submit { req, .. } | Input::Cancel { req, .. } => Some(*req),
+        Input::Submit { req, .. }
+        | Input::Cancel { req, .. }
+        | Input::SubmitFlow { req, .. }
+        | Input::SubmitPlaced { req, .. }
+        | Input::DrainWorker { req, .. }
+        | Input::ResumeWorker { req, .. }
+        | Input::ConfigureQueue { req, .. } => Some(*req),
         _ => None,
     }
 }

@@ -6,11 +6,11 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use drover_api::rest::*;
 use drover_api::{limits, ApiError, ErrorCode};
-use drover_core::{CancelError, Input, NewTask, Reply, TaskId, TaskState};
+use drover_core::{CancelError, Input, Reply, TaskId, TaskState};
 use drover_store::{Store, TaskQuery};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
@@ -26,6 +26,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Committed events, in sequence order, as they commit.
     pub events: tokio::sync::broadcast::Sender<Arc<drover_core::Event>>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Worker liveness (alive, suspect, lost) and the recently lost workers.
+    pub workers: Arc<crate::workers::WorkerMonitor>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -36,11 +39,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/cancel", post(cancel))
         .route("/v1/tasks/{id}/logs", get(logs))
         .route("/v1/workers", get(workers))
+        .route("/v1/workers/{name}/drain", post(drain))
+        .route("/v1/workers/{name}/resume", post(resume))
+        .route("/v1/events", get(crate::events::sse))
+        .route(
+            "/v1/webhooks",
+            post(crate::webhooks::create).get(crate::webhooks::list),
+        )
+        .route("/v1/webhooks/{id}", delete(crate::webhooks::remove))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(crate::webhooks::deliveries),
+        )
         .route("/v1/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(crate::flows::routes())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
         .with_state(state)
@@ -63,9 +80,9 @@ impl IntoResponse for HttpError {
     }
 }
 
-type ApiResult<T> = Result<T, HttpError>;
+pub(crate) type ApiResult<T> = Result<T, HttpError>;
 
-fn store_err(e: drover_store::StoreError) -> HttpError {
+pub(crate) fn store_err(e: drover_store::StoreError) -> HttpError {
     tracing::error!(error = %e, "store read failed");
     HttpError(ApiError::new(
         ErrorCode::Unavailable,
@@ -73,14 +90,14 @@ fn store_err(e: drover_store::StoreError) -> HttpError {
     ))
 }
 
-fn gone() -> HttpError {
+pub(crate) fn gone() -> HttpError {
     HttpError(ApiError::new(
         ErrorCode::Unavailable,
         "the scheduler is shutting down; retry against another server",
     ))
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     match body {
         Ok(Json(v)) => Ok(v),
         Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -101,34 +118,12 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     }
 }
 
-fn parse_id(id: &str) -> ApiResult<TaskId> {
+pub(crate) fn parse_id(id: &str) -> ApiResult<TaskId> {
     id.parse::<TaskId>()
         .map_err(|m| HttpError(ApiError::invalid("id", m)))
 }
 
-fn new_task(req: &SubmitRequest, now: i64) -> ApiResult<NewTask> {
-    let v = req.validate()?;
-    Ok(NewTask {
-        id: TaskId(uuid::Uuid::now_v7().as_u128()),
-        def: v.def,
-        not_before: (v.delay_ms > 0).then(|| now + v.delay_ms as i64 * 1000),
-    })
-}
-
-async fn submit_tasks(s: &AppState, tasks: Vec<NewTask>) -> ApiResult<Vec<TaskId>> {
-    let n = tasks.len();
-    match s
-        .driver
-        .request(|req| Input::Submit { req, tasks })
-        .await
-        .map_err(|_| gone())?
-    {
-        Reply::Submitted(ids) if ids.len() == n => Ok(ids),
-        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
-    }
-}
-
-async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
+pub(crate) async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
     let rec = s
         .store
         .task(id)
@@ -136,7 +131,15 @@ async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
         .map_err(store_err)?
         .ok_or_else(|| HttpError(ApiError::not_found(format!("no task with id {id}"))))?;
     let attempts = s.store.attempts(id).await.map_err(store_err)?;
-    Ok(TaskView::from_record(&rec, &attempts))
+    let mut view = TaskView::from_record(&rec, &attempts);
+    if rec.state == TaskState::Queued || rec.state == TaskState::Pending {
+        view.waiting_reason = s
+            .driver
+            .query(move |c| c.why_pending(id))
+            .await
+            .map_err(|_| gone())?;
+    }
+    Ok(view)
 }
 
 #[utoipa::path(post, path = "/v1/tasks", request_body = SubmitRequest,
@@ -146,8 +149,8 @@ async fn submit(
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<TaskView>)> {
     let req = json_body(body)?;
-    let task = new_task(&req, now_micros())?;
-    let ids = submit_tasks(&s, vec![task]).await?;
+    let task = crate::flows::new_flow_task(&req, now_micros())?;
+    let ids = crate::flows::submit_all(&s, vec![task]).await?;
     Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
 }
 
@@ -173,13 +176,15 @@ async fn submit_batch(
     let mut tasks = Vec::with_capacity(req.tasks.len());
     for (i, t) in req.tasks.iter().enumerate() {
         // Validate everything before anything is stored: one bad task refuses the batch.
-        tasks.push(new_task(t, now).map_err(|HttpError(mut e)| {
-            e.message = format!("tasks[{i}].{}", e.message);
-            e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
-            HttpError(e)
-        })?);
+        tasks.push(
+            crate::flows::new_flow_task(t, now).map_err(|HttpError(mut e)| {
+                e.message = format!("tasks[{i}].{}", e.message);
+                e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
+                HttpError(e)
+            })?,
+        );
     }
-    let ids = submit_tasks(&s, tasks).await?;
+    let ids = crate::flows::submit_all(&s, tasks).await?;
     Ok((
         StatusCode::CREATED,
         Json(BatchSubmitResponse {
@@ -285,6 +290,28 @@ async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 pub struct LogParams {
     /// Attempt number (default: the latest).
     attempt: Option<u32>,
+    /// Only stdout after this many bytes (the previous answer's `stdout_next`).
+    stdout_from: Option<u64>,
+    /// Only stderr after this many bytes (the previous answer's `stderr_next`).
+    stderr_from: Option<u64>,
+}
+
+/// The bytes of `all` from `from` on, without a trailing incomplete UTF-8 character (it is
+/// sent once complete), as text; and the offset that follows what was sent.
+fn log_slice(all: &[u8], from: Option<u64>) -> (String, u64) {
+    let start = from
+        .map_or(0, |f| usize::try_from(f).unwrap_or(usize::MAX))
+        .min(all.len());
+    let mut part = &all[start..];
+    if let Err(e) = std::str::from_utf8(part) {
+        if e.error_len().is_none() {
+            part = &part[..e.valid_up_to()];
+        }
+    }
+    (
+        String::from_utf8_lossy(part).into_owned(),
+        (start + part.len()) as u64,
+    )
 }
 
 #[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "task id"), LogParams),
@@ -319,11 +346,15 @@ async fn logs(
             drover_core::LogStream::Stderr => err.extend_from_slice(&c.data),
         }
     }
+    let (stdout, stdout_next) = log_slice(&out, p.stdout_from);
+    let (stderr, stderr_next) = log_slice(&err, p.stderr_from);
     Ok(Json(LogsView {
         task_id: id.to_string(),
         attempt,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
+        stdout,
+        stderr,
+        stdout_next,
+        stderr_next,
     }))
 }
 
@@ -331,23 +362,53 @@ async fn logs(
 async fn workers(State(s): State<AppState>) -> ApiResult<Json<WorkerList>> {
     let list = s.driver.workers().await.map_err(|_| gone())?;
     Ok(Json(WorkerList {
-        workers: list
-            .into_iter()
-            .map(|w| WorkerView {
-                name: w.info.name.clone(),
-                state: if w.draining { "draining" } else { "alive" }.into(),
-                slots: w.info.slots,
-                prefetch: w.info.prefetch,
-                held: w.held as u32,
-                running: w.running as u32,
-                labels: w.info.labels.clone(),
-                kinds: w.info.kinds.clone(),
-                resources: w.info.resources.clone(),
-                joined_at: rfc3339(w.joined_at),
-                last_heartbeat: rfc3339(w.last_seen),
-            })
-            .collect(),
+        workers: s.workers.views(list, now_micros()),
     }))
+}
+
+#[utoipa::path(post, path = "/v1/workers/{name}/drain", params(("name" = String, Path, description = "worker name")),
+    responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
+async fn drain(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<WorkerList>> {
+    set_draining(s, name, true).await
+}
+
+#[utoipa::path(post, path = "/v1/workers/{name}/resume", params(("name" = String, Path, description = "worker name")),
+    responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
+async fn resume(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<WorkerList>> {
+    set_draining(s, name, false).await
+}
+
+/// Drain: the worker takes nothing new and its running tasks finish. Replies with the worker.
+async fn set_draining(s: AppState, name: String, on: bool) -> ApiResult<Json<WorkerList>> {
+    let n = name.clone();
+    let reply = s
+        .driver
+        .request(move |req| {
+            if on {
+                Input::DrainWorker { req, name: n }
+            } else {
+                Input::ResumeWorker { req, name: n }
+            }
+        })
+        .await
+        .map_err(|_| gone())?;
+    match reply {
+        Reply::Drain(Ok(())) => {
+            let list = s.driver.workers().await.map_err(|_| gone())?;
+            let mine = list.into_iter().filter(|w| w.info.name == name).collect();
+            Ok(Json(WorkerList {
+                workers: s.workers.views(mine, now_micros()),
+            }))
+        }
+        Reply::Drain(Err(_)) => Err(ApiError::not_found(format!(
+            "no connected worker named '{name}'; see drover workers"
+        ))
+        .into()),
+        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = StatsView)))]
@@ -371,6 +432,15 @@ async fn healthz() -> Json<Health> {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    // Read at scrape time; a failed read leaves the previous values.
+    match s.store.count_by_state().await {
+        Ok(counts) => s.metrics.set_task_counts(&counts),
+        Err(e) => tracing::warn!(error = %e, "metrics: counting tasks failed"),
+    }
+    if let Ok(list) = s.driver.workers().await {
+        s.metrics
+            .set_worker_counts(&s.workers.counts(list, now_micros()));
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -398,8 +468,15 @@ async fn not_found(uri: axum::http::Uri) -> HttpError {
         cancel,
         logs,
         workers,
+        drain,
+        resume,
         stats,
-        healthz
+        healthz,
+        crate::events::sse,
+        crate::webhooks::create,
+        crate::webhooks::list,
+        crate::webhooks::remove,
+        crate::webhooks::deliveries
     ),
     components(schemas(
         ApiError,
@@ -415,11 +492,19 @@ async fn not_found(uri: axum::http::Uri) -> HttpError {
         WorkerView,
         WorkerList,
         StatsView,
-        Health
+        Health,
+        drover_api::events::EventView,
+        drover_api::events::WebhookCreate,
+        drover_api::events::WebhookView,
+        drover_api::events::WebhookList,
+        drover_api::events::DeliveryView,
+        drover_api::events::DeliveryList
     ))
 )]
 pub struct ApiDoc;
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::flows::FlowApi::openapi());
+    Json(doc)
 }

@@ -5,16 +5,24 @@
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
 mod clock;
+mod dashboard;
 pub mod driver;
+mod events;
+mod feed;
+mod flows;
 mod grpc;
 pub mod http;
 mod metrics;
+mod retention;
+pub mod webhooks;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use drover_api::proto::event_service_server::EventServiceServer;
 use drover_api::proto::worker_service_server::WorkerServiceServer;
 use drover_core::{Coordinator, CoreConfig};
 use drover_store::{SqliteStore, Store};
@@ -34,6 +42,11 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     pub restart_grace_ms: u64,
     pub max_lost: u32,
+    /// How long committed events (and webhook delivery attempts) are kept.
+    pub event_retention: std::time::Duration,
+    /// How often the retention window is applied.
+    pub prune_every: std::time::Duration,
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl ServerConfig {
@@ -45,6 +58,9 @@ impl ServerConfig {
             heartbeat_ms: 1_000,
             restart_grace_ms: 20_000,
             max_lost: 3,
+            event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            prune_every: std::time::Duration::from_secs(60),
+            webhooks: webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -107,27 +123,73 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         ..CoreConfig::default()
     };
     let active = snapshot.tasks.len();
-    let core = Coordinator::new(core_cfg, seed, clock::now_micros(), snapshot);
     let metrics = Arc::new(metrics::Metrics::new());
+    // Everything committed before the driver starts is in the snapshot; the tracker follows
+    // the events after it.
+    let tracker = metrics::Tracker::new(metrics.clone(), &snapshot.tasks);
+    let last_seq = snapshot.next_event_seq.saturating_sub(1);
+    let core = Coordinator::new(core_cfg, seed, clock::now_micros(), snapshot);
     // Committed events, for live subscribers; a slow one lags and re-reads from the store.
     let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let subscribe = |after| feed::EventFeed::subscribe(store.clone(), &events, after);
+    let tracker_feed = subscribe(Some(last_seq)).await?;
+    let monitor_feed = subscribe(Some(last_seq)).await?;
     let (driver, handle) =
         driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
     let driver_task = tokio::spawn(driver.run());
+    // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
+    // would otherwise keep the driver running).
+    let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
+    let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms, cfg.lease_ms));
+    background.push(
+        tokio::spawn(
+            worker_monitor
+                .clone()
+                .run(monitor_feed, handle.clone(), metrics.clone()),
+        )
+        .abort_handle(),
+    );
+    background.push(
+        tokio::spawn(retention::prune_loop(
+            store.clone(),
+            cfg.event_retention,
+            cfg.prune_every,
+            metrics.clone(),
+        ))
+        .abort_handle(),
+    );
+    let hooks = webhooks::Webhooks::new(
+        store.clone(),
+        events.clone(),
+        metrics.clone(),
+        cfg.webhooks.clone(),
+    )?;
+    let n = hooks.start_all().await.context("loading the webhooks")?;
+    if n > 0 {
+        tracing::info!(webhooks = n, "webhook dispatcher started");
+    }
 
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
         driver: handle.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
     });
-    // gRPC and REST share one port: the worker service's paths go to tonic.
+    let watch = EventServiceServer::new(events::EventGrpc {
+        store: store.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+    });
+    // gRPC and REST share one port: the gRPC services' paths go to tonic.
     let app = http::router(http::AppState {
         driver: handle,
         store,
         metrics,
         events,
+        webhooks: hooks.clone(),
+        workers: worker_monitor,
     })
-    .route_service("/drover.v1.WorkerService/{*method}", grpc);
+    .route_service("/drover.v1.WorkerService/{*method}", grpc)
+    .route_service("/drover.v1.EventService/{*method}", watch);
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -139,13 +201,18 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = rx.await;
         });
-        tokio::select! {
-            r = server => r.context("serving")?,
-            r = driver_task => {
-                r.context("driver panicked")??;
-            }
+        let r = tokio::select! {
+            r = server => r.context("serving"),
+            r = driver_task => match r.context("driver panicked") {
+                Ok(r) => r,
+                Err(e) => Err(e),
+            },
+        };
+        hooks.shutdown();
+        for b in background {
+            b.abort();
         }
-        Ok(())
+        r
     });
     Ok(ServerHandle {
         addr,

@@ -1,9 +1,20 @@
 //! Prometheus metrics of the scheduler, named `drover_<component>_<what>_<unit>`.
+//!
+//! Three sources: the driver (commits, reclaimed leases), the `Tracker` (a task fed by the
+//! committed event stream: queue depth, running per queue, latencies, attempts, retries), and
+//! reads at scrape time (tasks by state from the store, workers by state).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use drover_core::Effects;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, Registry, TextEncoder};
+use drover_core::{Effects, Event, EventKind, Micros, TaskId, TaskRecord, TaskState};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::feed::{EventFeed, FeedError};
 
 pub struct Metrics {
     registry: Registry,
@@ -12,49 +23,155 @@ pub struct Metrics {
     commit_writes: Histogram,
     reclaimed: IntCounter,
     stale_rejected: IntCounter,
+    tasks: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+    queue_running: IntGaugeVec,
+    submit_to_start: Histogram,
+    run_seconds: Histogram,
+    attempts: IntCounter,
+    retries: IntCounter,
+    finished: IntCounterVec,
+    workers: IntGaugeVec,
+    subscribers: IntGaugeVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_failures: IntCounter,
+    events_pruned: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let commits =
-            IntCounter::new("drover_store_commits_total", "Group commits to the store").unwrap();
-        let commit_seconds = Histogram::with_opts(
-            HistogramOpts::new("drover_store_commit_seconds", "Latency of one group commit")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
-        )
-        .unwrap();
-        let commit_writes = Histogram::with_opts(
-            HistogramOpts::new(
+        let r = Registry::new();
+        let seconds = prometheus::exponential_buckets(0.0005, 2.0, 14).expect("buckets");
+        // 1 ms to ~9 h: tasks run from no-ops to batch jobs.
+        let long = prometheus::exponential_buckets(0.001, 4.0, 13).expect("buckets");
+        Metrics {
+            commits: counter(
+                &r,
+                "drover_store_commits_total",
+                "Group commits to the store",
+            ),
+            commit_seconds: histogram(
+                &r,
+                "drover_store_commit_seconds",
+                "Latency of one group commit",
+                seconds.clone(),
+            ),
+            commit_writes: histogram(
+                &r,
                 "drover_store_commit_batch_writes",
                 "Writes per group commit",
-            )
-            .buckets(prometheus::exponential_buckets(1.0, 4.0, 10).unwrap()),
-        )
-        .unwrap();
-        let reclaimed = IntCounter::new(
-            "drover_leases_reclaimed_total",
-            "Attempts reclaimed because their lease expired",
-        )
-        .unwrap();
-        let stale_rejected = IntCounter::new(
-            "drover_stale_results_rejected_total",
-            "Results or starts refused because they carried a stale lease",
-        )
-        .unwrap();
-        for c in [&commits, &reclaimed, &stale_rejected] {
-            registry.register(Box::new(c.clone())).unwrap();
-        }
-        for h in [&commit_seconds, &commit_writes] {
-            registry.register(Box::new(h.clone())).unwrap();
-        }
-        Metrics {
-            registry,
-            commits,
-            commit_seconds,
-            commit_writes,
-            reclaimed,
-            stale_rejected,
+                prometheus::exponential_buckets(1.0, 4.0, 10).expect("buckets"),
+            ),
+            reclaimed: counter(
+                &r,
+                "drover_leases_reclaimed_total",
+                "Attempts reclaimed because their lease expired",
+            ),
+            stale_rejected: counter(
+                &r,
+                "drover_stale_results_rejected_total",
+                "Results or starts refused because they carried a stale lease",
+            ),
+            tasks: gauge_vec(
+                &r,
+                "drover_tasks",
+                "Tasks in the store by state (read at scrape time)",
+                "state",
+            ),
+            queue_depth: gauge_vec(
+                &r,
+                "drover_queue_depth",
+                "Tasks queued (ready, waiting for a worker) per queue",
+                "queue",
+            ),
+            queue_running: gauge_vec(
+                &r,
+                "drover_queue_running",
+                "Tasks assigned to or running on a worker per queue",
+                "queue",
+            ),
+            submit_to_start: histogram(
+                &r,
+                "drover_task_submit_to_start_seconds",
+                "From submission to the start of the first attempt",
+                seconds,
+            ),
+            run_seconds: histogram(
+                &r,
+                "drover_task_run_seconds",
+                "Run time of an attempt, from its start to its end",
+                long,
+            ),
+            attempts: counter(
+                &r,
+                "drover_task_attempts_total",
+                "Attempts assigned to workers",
+            ),
+            retries: counter(
+                &r,
+                "drover_task_retries_total",
+                "Attempts after a task's first (retries and reassignments)",
+            ),
+            finished: counter_vec(
+                &r,
+                "drover_tasks_finished_total",
+                "Tasks that reached a terminal state",
+                "state",
+            ),
+            workers: gauge_vec(
+                &r,
+                "drover_workers",
+                "Workers by state (alive, suspect, lost, draining, drained)",
+                "state",
+            ),
+            subscribers: gauge_vec(
+                &r,
+                "drover_event_subscribers",
+                "Open event streams by protocol (sse, grpc)",
+                "protocol",
+            ),
+            webhook_deliveries: counter_vec(
+                &r,
+                "drover_webhook_deliveries_total",
+                "Webhook delivery attempts by outcome (ok, error)",
+                "outcome",
+            ),
+            webhook_failures: counter(
+                &r,
+                "drover_webhook_failures_total",
+                "Events a webhook gave up on after its last attempt",
+            ),
+            events_pruned: counter(
+                &r,
+                "drover_events_pruned_total",
+                "Events deleted by the retention window",
+            ),
+            registry: r,
         }
     }
 
@@ -69,6 +186,48 @@ impl Metrics {
         self.commit_writes.observe(writes as f64);
     }
 
+    /// Counts an open event stream until the guard drops.
+    pub fn subscriber(self: &Arc<Self>, protocol: &'static str) -> SubscriberGuard {
+        self.subscribers.with_label_values(&[protocol]).inc();
+        SubscriberGuard {
+            metrics: self.clone(),
+            protocol,
+        }
+    }
+
+    pub fn webhook_attempt(&self, ok: bool) {
+        self.webhook_deliveries
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn webhook_gave_up(&self) {
+        self.webhook_failures.inc();
+    }
+
+    pub fn events_pruned(&self, n: u64) {
+        self.events_pruned.inc_by(n);
+    }
+
+    /// Sets the task counts read from the store; states with none show 0.
+    pub fn set_task_counts(&self, counts: &std::collections::BTreeMap<TaskState, u64>) {
+        for s in TaskState::ALL {
+            let n = counts.get(&s).copied().unwrap_or(0);
+            self.tasks
+                .with_label_values(&[s.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets the workers per state; states with none show 0.
+    pub fn set_worker_counts(&self, counts: &HashMap<&'static str, i64>) {
+        for s in crate::workers::STATES {
+            self.workers
+                .with_label_values(&[s])
+                .set(counts.get(s).copied().unwrap_or(0));
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -79,5 +238,216 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Decrements the subscriber gauge when an event stream ends.
+pub struct SubscriberGuard {
+    metrics: Arc<Metrics>,
+    protocol: &'static str,
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .subscribers
+            .with_label_values(&[self.protocol])
+            .dec();
+    }
+}
+
+/// What the tracker remembers of an active task.
+struct Active {
+    queue: Arc<str>,
+    state: TaskState,
+    created_at: Micros,
+    running_since: Option<Micros>,
+}
+
+/// Follows committed task events to keep the per-queue gauges and the latency histograms.
+/// Holds one small entry per active task; seeded from the snapshot the core starts from.
+pub struct Tracker {
+    metrics: Arc<Metrics>,
+    active: HashMap<TaskId, Active>,
+    queues: HashMap<String, Arc<str>>,
+}
+
+impl Tracker {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        active: &[(TaskRecord, Option<drover_core::AttemptRecord>)],
+    ) -> Self {
+        let mut t = Tracker {
+            metrics,
+            active: HashMap::with_capacity(active.len()),
+            queues: HashMap::new(),
+        };
+        for (rec, _) in active {
+            let queue = t.queue(&rec.def.queue);
+            t.gauge(&queue, rec.state, 1);
+            t.active.insert(
+                rec.id,
+                Active {
+                    queue,
+                    state: rec.state,
+                    created_at: rec.created_at,
+                    running_since: (rec.state == TaskState::Running)
+                        .then_some(rec.started_at)
+                        .flatten(),
+                },
+            );
+        }
+        t
+    }
+
+    fn queue(&mut self, name: &str) -> Arc<str> {
+        if let Some(q) = self.queues.get(name) {
+            return q.clone();
+        }
+        let q: Arc<str> = Arc::from(name);
+        self.queues.insert(name.to_string(), q.clone());
+        q
+    }
+
+    fn gauge(&self, queue: &str, state: TaskState, delta: i64) {
+        let g = match state {
+            TaskState::Queued => &self.metrics.queue_depth,
+            TaskState::Assigned | TaskState::Running => &self.metrics.queue_running,
+            _ => return,
+        };
+        g.with_label_values(&[queue]).add(delta);
+    }
+
+    pub fn observe(&mut self, e: &Event) {
+        let EventKind::Task {
+            task_id,
+            queue,
+            state,
+            attempt,
+            ..
+        } = &e.kind
+        else {
+            return;
+        };
+        let (state, at) = (*state, e.at);
+        let prev = self.active.remove(task_id);
+        let queue = match &prev {
+            Some(p) => p.queue.clone(),
+            None => self.queue(queue),
+        };
+        let (created_at, mut running_since) = match &prev {
+            Some(p) => {
+                self.gauge(&queue, p.state, -1);
+                (p.created_at, p.running_since)
+            }
+            // The first event of a task is its submission.
+            None => (at, None),
+        };
+        if state == TaskState::Assigned {
+            self.metrics.attempts.inc();
+            if *attempt > 1 {
+                self.metrics.retries.inc();
+            }
+        }
+        let was_running = prev.as_ref().is_some_and(|p| p.state == TaskState::Running);
+        if state == TaskState::Running && !was_running {
+            if *attempt == 1 {
+                self.metrics.submit_to_start.observe(secs(at - created_at));
+            }
+            running_since = Some(at);
+        }
+        if was_running && state != TaskState::Running {
+            if let Some(since) = running_since.take() {
+                self.metrics.run_seconds.observe(secs(at - since));
+            }
+        }
+        if state.is_terminal() {
+            self.metrics
+                .finished
+                .with_label_values(&[state.as_str()])
+                .inc();
+            return;
+        }
+        self.gauge(&queue, state, 1);
+        self.active.insert(
+            *task_id,
+            Active {
+                queue,
+                state,
+                created_at,
+                running_since,
+            },
+        );
+    }
+
+    /// Runs until the server shuts down.
+    pub async fn run(mut self, mut feed: EventFeed) {
+        loop {
+            match feed.next().await {
+                Ok(e) => self.observe(&e),
+                Err(FeedError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: reading events failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+fn secs(us: Micros) -> f64 {
+    us.max(0) as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, at: Micros, id: u128, state: TaskState, attempt: u32) -> Event {
+        Event {
+            seq,
+            at,
+            kind: EventKind::Task {
+                task_id: TaskId(id),
+                queue: "q".into(),
+                state,
+                attempt,
+                worker: None,
+                reason: None,
+            },
+        }
+    }
+
+    #[test]
+    fn follows_a_task_with_a_retry() {
+        let m = Arc::new(Metrics::new());
+        let mut t = Tracker::new(m.clone(), &[]);
+        use TaskState::*;
+        let steps = [
+            (Queued, 0, 0),
+            (Assigned, 1, 1_000),
+            (Running, 1, 2_000),
+            (Pending, 1, 502_000),
+            (Queued, 1, 600_000),
+            (Assigned, 2, 601_000),
+            (Running, 2, 602_000),
+        ];
+        for (i, (s, a, at)) in steps.iter().enumerate() {
+            t.observe(&ev(i as u64 + 1, *at, 1, *s, *a));
+        }
+        assert_eq!(m.queue_running.with_label_values(&["q"]).get(), 1);
+        assert_eq!(m.queue_depth.with_label_values(&["q"]).get(), 0);
+        t.observe(&ev(9, 3_602_000, 1, Succeeded, 2));
+        assert_eq!(m.queue_running.with_label_values(&["q"]).get(), 0);
+        assert_eq!(m.attempts.get(), 2);
+        assert_eq!(m.retries.get(), 1);
+        assert_eq!(m.submit_to_start.get_sample_count(), 1);
+        assert!((m.submit_to_start.get_sample_sum() - 0.002).abs() < 1e-9);
+        assert_eq!(m.run_seconds.get_sample_count(), 2);
+        assert!((m.run_seconds.get_sample_sum() - 3.5).abs() < 1e-9);
+        assert_eq!(m.finished.with_label_values(&["succeeded"]).get(), 1);
+        assert!(t.active.is_empty());
+        let text = m.render();
+        assert!(text.contains("drover_task_run_seconds_count 2"), "{text}");
     }
 }

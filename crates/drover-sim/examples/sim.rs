@@ -57,6 +57,11 @@ fn main() {
                     .unwrap_or_else(|_| fail("--seed: a number".into()))
             }
             "-o" => json = val() == "json",
+            // Tuning knobs for experiments (not flags of `drover sim`).
+            "--alpha" => opts.adaptive.alpha = val().parse().unwrap(),
+            "--explore" => opts.adaptive.explore_bonus = val().parse().unwrap(),
+            "--queue-weight" => opts.adaptive.queue_weight = val().parse().unwrap(),
+            "--hold-back" => opts.adaptive.hold_back = val() == "on",
             other => fail(format!("unknown flag {other}")),
         }
         i += 2;

@@ -44,6 +44,9 @@ pub struct WorkerReport {
     pub utilisation: f64,
     /// Attempts it ran.
     pub attempts: u64,
+    /// What the adaptive model learned of its mean run time, seconds (adaptive runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_mean: Option<f64>,
 }
 
 /// The result of one strategy. Times are simulated seconds; completion is submit → finish.
@@ -265,6 +268,7 @@ pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
         // Simulated workers never stall or vanish: no heartbeats needed.
         lease_ms: 1 << 40,
         suspect_after_ms: 1 << 40,
+        adaptive: opts.adaptive.clone(),
         ..CoreConfig::default()
     };
     let mut seed = [0u8; 32];
@@ -299,7 +303,7 @@ pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
         }
     }
     if strategy == SimStrategy::Oracle {
-        core.set_ranker(Some(Box::new(Oracle::new(truth))));
+        core.set_ranker(Some(Box::new(Oracle::new(truth, opts.adaptive.clone()))));
     }
     let mut sim = Sim {
         opts,
@@ -339,7 +343,7 @@ pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
         backoff_ms: 0,
         timeout_ms: None,
         idempotency_key: None,
-        label_selector: BTreeMap::new(),
+        placement: Default::default(),
     });
     let mut req = 0;
     let mut batch = Vec::new();
@@ -490,6 +494,15 @@ fn report(opts: &SimOptions, strategy: SimStrategy, sim: &Sim<'_>) -> SimReport 
                     w.busy_us as f64 / (w.info.slots.max(1) as f64 * makespan_us as f64),
                 ),
                 attempts: w.attempts,
+                learned_mean: (strategy == SimStrategy::Core(drover_core::Strategy::Adaptive))
+                    .then(|| {
+                        sim.core
+                            .placement_state()
+                            .adaptive
+                            .stats(&w.info.name, "sim")
+                    })
+                    .flatten()
+                    .map(|s| round6(s.mean_us / 1e6)),
             })
             .collect(),
     }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use drover_core::placement::AdaptiveConfig;
 use drover_core::Strategy;
 
 /// The prefetch a worker uses when `--prefetch` is not given: the worker agent's own default
@@ -269,6 +270,8 @@ pub struct SimOptions {
     pub keys: u32,
     /// Check the coordinator's invariants after every step (slow; for tests).
     pub check_invariants: bool,
+    /// The adaptive model's tuning (the server's default unless changed; not a CLI flag).
+    pub adaptive: AdaptiveConfig,
 }
 
 impl Default for SimOptions {
@@ -285,6 +288,7 @@ impl Default for SimOptions {
             retries: 2,
             keys: 1000,
             check_invariants: false,
+            adaptive: AdaptiveConfig::default(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The `oracle` baseline: shortest expected delay from the workers' true speeds and failure
-//! rates, with the same central-queue waiting rule as `adaptive`. It is what `adaptive` would
-//! do if it knew everything it has to learn.
+//! rates, by the same rule as `adaptive` (including whether it may wait for a busy worker).
+//! It is what `adaptive` would do if it knew everything it has to learn.
 
 use std::collections::BTreeMap;
 
-use drover_core::placement::adaptive::expected_completion;
+use drover_core::placement::adaptive::placement_cost;
+use drover_core::placement::AdaptiveConfig;
 use drover_core::placement::{PlacementSpec, Ranker, WorkerView};
 
 pub struct Oracle {
@@ -13,14 +14,17 @@ pub struct Oracle {
     /// Per view index, for the current round.
     known: Vec<(f64, f64)>,
     reserved: Vec<u32>,
+    cfg: AdaptiveConfig,
 }
 
 impl Oracle {
-    pub fn new(truth: BTreeMap<String, (f64, f64)>) -> Self {
+    /// `truth`: worker name → (mean run time, failure rate); `cfg`: adaptive's rule.
+    pub fn new(truth: BTreeMap<String, (f64, f64)>, cfg: AdaptiveConfig) -> Self {
         Oracle {
             truth,
             known: Vec::new(),
             reserved: Vec::new(),
+            cfg,
         }
     }
 }
@@ -49,10 +53,17 @@ impl Ranker for Oracle {
         eligible: &[usize],
     ) -> Option<usize> {
         let mut best: Option<(f64, bool, usize)> = None;
-        for &i in eligible {
+        let pool = if self.cfg.hold_back { eligible } else { ok };
+        for &i in pool {
             let (mean, fail) = self.known[i];
             let held = workers[i].held + self.reserved[i] as usize;
-            let ect = expected_completion(held, workers[i].info.slots, mean, fail);
+            let ect = placement_cost(
+                held,
+                workers[i].info.slots,
+                mean,
+                fail,
+                self.cfg.queue_weight,
+            );
             let free = ok.binary_search(&i).is_ok();
             let better = match best {
                 None => true,

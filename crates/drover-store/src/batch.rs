@@ -3,7 +3,10 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use drover_core::{AttemptRecord, Event, LogChunk, TaskId, TaskRecord, Write};
+use drover_core::dag::WorkflowRecord;
+use drover_core::{
+    AttemptRecord, Event, FlowRecord, LogChunk, QueueConfig, TaskId, TaskRecord, Write,
+};
 
 /// A batch of writes with later writes of the same task or attempt folded into earlier ones.
 #[derive(Debug, Default)]
@@ -17,6 +20,12 @@ pub(crate) struct Batch {
     pub events: Vec<Event>,
     /// In batch order.
     pub logs: Vec<LogChunk>,
+    /// The last flow record per task, in order of first appearance.
+    pub flows: Vec<FlowRecord>,
+    /// In batch order (later ones replace earlier ones when applied).
+    pub queues: Vec<QueueConfig>,
+    /// In batch order (later ones replace earlier ones when applied).
+    pub workflows: Vec<WorkflowRecord>,
 }
 
 impl Batch {
@@ -24,6 +33,7 @@ impl Batch {
         let mut b = Batch::default();
         let mut task_ix: HashMap<TaskId, usize> = HashMap::new();
         let mut attempt_ix: HashMap<(TaskId, u32), usize> = HashMap::new();
+        let mut flow_ix: HashMap<TaskId, usize> = HashMap::new();
         for w in writes {
             match w {
                 Write::Task { record, is_new } => match task_ix.entry(record.id) {
@@ -46,6 +56,15 @@ impl Batch {
                 },
                 Write::Event(e) => b.events.push(e),
                 Write::Log(l) => b.logs.push(l),
+                Write::Flow(f) => match flow_ix.entry(f.task_id) {
+                    Entry::Occupied(e) => b.flows[*e.get()] = f,
+                    Entry::Vacant(e) => {
+                        e.insert(b.flows.len());
+                        b.flows.push(f);
+                    }
+                },
+                Write::Queue(q) => b.queues.push(q),
+                Write::Workflow(w) => b.workflows.push(w),
             }
         }
         b

@@ -8,7 +8,11 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use drover_core::{AttemptRecord, Event, LogChunk, Snapshot, TaskId, TaskRecord, TaskState, Write};
+use drover_core::dag::WorkflowRecord;
+use drover_core::{
+    AttemptRecord, Event, FlowRecord, LogChunk, Micros, QueueConfig, Snapshot, TaskId, TaskRecord,
+    TaskState, Write,
+};
 
 mod batch;
 pub mod mem;
@@ -39,6 +43,38 @@ pub struct TaskQuery {
     pub limit: usize,
 }
 
+/// A webhook subscription (server side of `drover webhook add`). Not scheduling state: the
+/// core never sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub id: String,
+    pub url: String,
+    /// Event patterns (`task.succeeded`, `task.*`, `*`).
+    pub events: Vec<String>,
+    /// The HMAC key; stored as given, since signing needs it.
+    pub secret: String,
+    pub created_at: Micros,
+    /// Every event up to this sequence number has been delivered or given up on.
+    pub cursor: u64,
+}
+
+/// One delivery attempt of one event to one webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub webhook_id: String,
+    pub seq: u64,
+    /// `task.succeeded`, ...
+    pub event: String,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub ok: bool,
+    /// No more attempts follow.
+    pub last: bool,
+    pub at: Micros,
+    pub duration_ms: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Non-terminal tasks with their current attempt, and the next sequence numbers.
@@ -57,4 +93,43 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError>;
+
+    // Event retention and webhooks: written by the server's background tasks, outside the
+    // core's commits.
+    /// Deletes the oldest events, up to (not including) the first one with `at >= before`,
+    /// but never the newest event, so sequence numbers continue after a restart. Returns how
+    /// many were deleted.
+    async fn prune_events(&self, before: Micros) -> Result<u64, StoreError>;
+    /// The highest event sequence number stored (0 when there is none).
+    async fn last_event_seq(&self) -> Result<u64, StoreError>;
+    /// Inserts a webhook; an existing id is an error.
+    async fn insert_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError>;
+    /// Every webhook, oldest first.
+    async fn webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError>;
+    /// Deletes a webhook and its delivery log; false if there was none.
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError>;
+    /// In one transaction: appends delivery attempts and moves webhook cursors forward
+    /// (never back; unknown ids are skipped, the webhook may just have been deleted).
+    async fn record_deliveries(
+        &self,
+        deliveries: Vec<DeliveryRecord>,
+        cursors: Vec<(String, u64)>,
+    ) -> Result<(), StoreError>;
+    /// A webhook's delivery attempts, newest first, at most `limit`.
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Deletes delivery attempts with `at < before`; returns how many.
+    async fn prune_deliveries(&self, before: Micros) -> Result<u64, StoreError>;
+
+    // Serial and parallel execution (schema 0003): read side for the API.
+    /// A task's flow record (dependencies, key, deadline, workflow), if it has one.
+    async fn flow(&self, id: TaskId) -> Result<Option<FlowRecord>, StoreError>;
+    /// Every configured queue, by name.
+    async fn queue_configs(&self) -> Result<Vec<QueueConfig>, StoreError>;
+    async fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, StoreError>;
+    /// Workflows, newest first, at most `limit`.
+    async fn workflows(&self, limit: usize) -> Result<Vec<WorkflowRecord>, StoreError>;
 }

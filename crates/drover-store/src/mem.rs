@@ -2,13 +2,15 @@
 //! including the errors that make a batch fail as a whole.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use drover_core::{AttemptRecord, Event, LogChunk, Snapshot, TaskId, TaskRecord, TaskState, Write};
+use drover_core::{
+    AttemptRecord, Event, LogChunk, Micros, Snapshot, TaskId, TaskRecord, TaskState, Write,
+};
 
 use crate::batch::Batch;
-use crate::{Store, StoreError, TaskQuery};
+use crate::{DeliveryRecord, Store, StoreError, TaskQuery, WebhookRecord};
 
 #[derive(Debug, Default)]
 pub struct MemStore {
@@ -22,6 +24,13 @@ struct Inner {
     events: BTreeMap<u64, Event>,
     /// Per attempt, in write order.
     logs: BTreeMap<(TaskId, u32), Vec<LogChunk>>,
+    /// In creation order.
+    webhooks: Vec<WebhookRecord>,
+    /// In write order.
+    deliveries: Vec<DeliveryRecord>,
+    flows: BTreeMap<TaskId, drover_core::FlowRecord>,
+    queues: BTreeMap<String, drover_core::QueueConfig>,
+    workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
 }
 
 impl MemStore {
@@ -73,11 +82,11 @@ impl Inner {
                 self.tasks.insert(rec.id, rec);
             } else if let Some(old) = self.tasks.get_mut(&rec.id) {
                 // Only the mutable state: the definition, seq and creation time stay as
-                // first written.
+                // first written, except a placement that changed (a broadcast's shard).
                 let TaskRecord {
                     id: _,
                     seq: _,
-                    def: _,
+                    def,
                     state,
                     attempt,
                     lost,
@@ -102,6 +111,11 @@ impl Inner {
                 old.finished_at = finished_at;
                 old.exit_code = exit_code;
                 old.error = error;
+                if !def.placement.is_default() && def.placement != old.def.placement {
+                    let mut d = (*old.def).clone();
+                    d.placement = def.placement.clone();
+                    old.def = Arc::new(d);
+                }
             }
         }
         for a in b.attempts {
@@ -112,6 +126,15 @@ impl Inner {
         }
         for l in b.logs {
             self.logs.entry((l.task_id, l.attempt)).or_default().push(l);
+        }
+        for f in b.flows {
+            self.flows.insert(f.task_id, f);
+        }
+        for q in b.queues {
+            self.queues.insert(q.name.clone(), q);
+        }
+        for w in b.workflows {
+            self.workflows.insert(w.id.clone(), w);
         }
     }
 }
@@ -130,6 +153,31 @@ impl Store for MemStore {
             tasks,
             next_task_seq: g.tasks.values().map(|t| t.seq + 1).max().unwrap_or(0),
             next_event_seq: g.events.keys().next_back().map_or(1, |s| s + 1),
+            flow: drover_core::FlowSnapshot {
+                flows: g
+                    .flows
+                    .values()
+                    .filter(|f| {
+                        g.tasks
+                            .get(&f.task_id)
+                            .is_some_and(|t| !t.state.is_terminal())
+                    })
+                    .cloned()
+                    .collect(),
+                queues: g.queues.values().cloned().collect(),
+                idempotency: {
+                    let mut keyed: Vec<&TaskRecord> = g
+                        .tasks
+                        .values()
+                        .filter(|t| t.def.idempotency_key.is_some())
+                        .collect();
+                    keyed.sort_by_key(|t| t.seq);
+                    keyed
+                        .into_iter()
+                        .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
+                        .collect()
+                },
+            },
         })
     }
 
@@ -196,5 +244,117 @@ impl Store for MemStore {
             *out.entry(t.state).or_insert(0) += 1;
         }
         Ok(out)
+    }
+
+    async fn prune_events(&self, before: Micros) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let Some(&newest) = g.events.keys().next_back() else {
+            return Ok(0);
+        };
+        let boundary = g
+            .events
+            .values()
+            .find(|e| e.at >= before)
+            .map_or(newest, |e| e.seq)
+            .min(newest);
+        let keep = g.events.split_off(&boundary);
+        let n = g.events.len() as u64;
+        g.events = keep;
+        Ok(n)
+    }
+
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().events.keys().next_back().copied().unwrap_or(0))
+    }
+
+    async fn insert_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.webhooks.iter().any(|w| w.id == webhook.id) {
+            return Err(StoreError::Backend(format!(
+                "webhook {} already exists",
+                webhook.id
+            )));
+        }
+        g.webhooks.push(webhook.clone());
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        Ok(self.lock().webhooks.clone())
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let before = g.webhooks.len();
+        g.webhooks.retain(|w| w.id != id);
+        let found = g.webhooks.len() != before;
+        if found {
+            g.deliveries.retain(|d| d.webhook_id != id);
+        }
+        Ok(found)
+    }
+
+    async fn record_deliveries(
+        &self,
+        deliveries: Vec<DeliveryRecord>,
+        cursors: Vec<(String, u64)>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        g.deliveries.extend(deliveries);
+        for (id, seq) in cursors {
+            if let Some(w) = g.webhooks.iter_mut().find(|w| w.id == id) {
+                w.cursor = w.cursor.max(seq);
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .deliveries
+            .iter()
+            .rev()
+            .filter(|d| d.webhook_id == webhook_id)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn prune_deliveries(&self, before: Micros) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let n = g.deliveries.len();
+        g.deliveries.retain(|d| d.at >= before);
+        Ok((n - g.deliveries.len()) as u64)
+    }
+
+    async fn flow(&self, id: TaskId) -> Result<Option<drover_core::FlowRecord>, StoreError> {
+        Ok(self.lock().flows.get(&id).cloned())
+    }
+
+    async fn queue_configs(&self) -> Result<Vec<drover_core::QueueConfig>, StoreError> {
+        Ok(self.lock().queues.values().cloned().collect())
+    }
+
+    async fn workflow(
+        &self,
+        id: &str,
+    ) -> Result<Option<drover_core::dag::WorkflowRecord>, StoreError> {
+        Ok(self.lock().workflows.get(id).cloned())
+    }
+
+    async fn workflows(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<_> = g.workflows.values().cloned().collect();
+        v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        v.truncate(limit);
+        Ok(v)
     }
 }

@@ -12,24 +12,35 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drover_core::{AttemptRecord, Event, LogChunk, Snapshot, TaskId, TaskRecord, TaskState, Write};
+use drover_core::{
+    AttemptRecord, Event, LogChunk, Micros, Snapshot, TaskId, TaskRecord, TaskState, Write,
+};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
-use crate::{Store, StoreError, TaskQuery};
+use crate::{DeliveryRecord, Store, StoreError, TaskQuery, WebhookRecord};
 
 mod codec;
+mod flow;
 
 use codec::{
-    attempt_from_row, event_from_row, event_to_row, id_bytes, labels_to_json, lease_to_sql,
-    log_from_row, outcome_to_sql, spec_to_json, stream_to_sql, task_from_row,
+    attempt_from_row, event_from_row, event_to_row, id_bytes, lease_to_sql, log_from_row,
+    outcome_to_sql, placement_to_json, spec_to_json, stream_to_sql, task_from_row,
     task_with_attempt_from_row, u64_to_sql, ATTEMPT_COLS, EVENT_COLS, TASK_COLS,
 };
 
 /// The schema, one script per version; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("sqlite/migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sqlite/migrations/0001_init.sql"),
+    include_str!("sqlite/migrations/0002_webhooks.sql"),
+    include_str!("sqlite/migrations/0003_flow.sql"),
+];
+
+/// Events deleted per transaction by `prune_events`, so a large prune never holds the writer
+/// (and with it the commits) for long.
+const PRUNE_BATCH: i64 = 5_000;
 
 /// How long a statement waits on a lock held by another connection before giving up with
 /// `StoreError::Unavailable`.
@@ -49,7 +60,7 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 // statement (the `state_counts` triggers would otherwise need one), a large share of the cost
 // of a commit.
 const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
-     max_attempts, backoff_ms, timeout_ms, idempotency_key, label_selector, state, attempt, \
+     max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, \
      lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
      exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
      ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
@@ -57,7 +68,8 @@ const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, prio
 /// Only the mutable state: the definition is written once, by the insert.
 const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
      not_before = ?5, worker = ?6, lease = ?7, updated_at = ?8, started_at = ?9, \
-     finished_at = ?10, exit_code = ?11, error = ?12 WHERE id = ?1";
+     finished_at = ?10, exit_code = ?11, error = ?12, placement = COALESCE(?13, placement) \
+     WHERE id = ?1";
 
 const UPSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, worker, assigned_at, \
      started_at, finished_at, outcome, exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
@@ -292,7 +304,7 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                         u64_to_sql(d.backoff_ms),
                         d.timeout_ms.map(u64_to_sql),
                         d.idempotency_key,
-                        labels_to_json(&d.label_selector),
+                        placement_to_json(&d.placement),
                         state,
                         t.attempt,
                         t.lost,
@@ -327,6 +339,9 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                         t.finished_at,
                         t.exit_code,
                         t.error,
+                        // Placement changes only when a broadcast fans out (its shard).
+                        (!t.def.placement.is_default())
+                            .then(|| placement_to_json(&t.def.placement)),
                     ])
                     .map_err(db_err)?;
                 if n != 1 {
@@ -400,6 +415,7 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                 .map_err(db_err)?;
         }
     }
+    flow::commit(&tx, &batch)?;
     tx.commit().map_err(db_err)
 }
 
@@ -448,11 +464,19 @@ fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
     let max_event: Option<i64> = tx
         .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
         .map_err(db_err)?;
+    let active = TaskState::ALL
+        .iter()
+        .filter(|s| !s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let flow = flow::load(&tx, &active)?;
     tx.commit().map_err(db_err)?;
     Ok(Snapshot {
         tasks,
         next_task_seq: next_task as u64,
         next_event_seq: max_event.map_or(1, |m| m as u64 + 1),
+        flow,
     })
 }
 
@@ -615,6 +639,269 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn prune_events(&self, before: Micros) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.write(move |c| prune_events_batch(c, before)).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let max: Option<i64> = c
+                .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
+                .map_err(db_err)?;
+            Ok(max.map_or(0, |m| m as u64))
+        })
+        .await
+    }
+
+    async fn insert_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError> {
+        let w = webhook.clone();
+        let events = serde_json::to_string(&w.events)
+            .map_err(|e| StoreError::Backend(format!("encoding webhook events: {e}")))?;
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO webhooks (id, url, events, secret, created_at, cursor) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    w.id,
+                    w.url,
+                    events,
+                    w.secret,
+                    w.created_at,
+                    u64_to_sql(w.cursor)
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, url, events, secret, created_at, cursor FROM webhooks \
+                     ORDER BY created_at, id",
+                )
+                .map_err(db_err)?;
+            let mut rows = stmt.query([]).map_err(db_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                out.push(webhook_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let n = tx
+                .execute("DELETE FROM webhooks WHERE id = ?1", [&id])
+                .map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE webhook_id = ?1",
+                [&id],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn record_deliveries(
+        &self,
+        deliveries: Vec<DeliveryRecord>,
+        cursors: Vec<(String, u64)>,
+    ) -> Result<(), StoreError> {
+        if deliveries.is_empty() && cursors.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO webhook_deliveries (webhook_id, seq, event, attempt, \
+                         status, error, ok, last, at, duration_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(db_err)?;
+                for d in &deliveries {
+                    insert
+                        .execute(params![
+                            d.webhook_id,
+                            u64_to_sql(d.seq),
+                            d.event,
+                            d.attempt,
+                            d.status,
+                            d.error,
+                            d.ok,
+                            d.last,
+                            d.at,
+                            u64_to_sql(d.duration_ms),
+                        ])
+                        .map_err(db_err)?;
+                }
+                let mut cursor = tx
+                    .prepare_cached("UPDATE webhooks SET cursor = max(cursor, ?2) WHERE id = ?1")
+                    .map_err(db_err)?;
+                for (id, seq) in &cursors {
+                    cursor
+                        .execute(params![id, u64_to_sql(*seq)])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let id = webhook_id.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT webhook_id, seq, event, attempt, error, status, ok, last, at, id, \
+                     duration_ms FROM webhook_deliveries WHERE webhook_id = ?1 \
+                     ORDER BY id DESC LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let mut rows = stmt.query(params![id, limit]).map_err(db_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                out.push(delivery_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_deliveries(&self, before: Micros) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM webhook_deliveries WHERE at < ?1", [before])
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn flow(&self, id: TaskId) -> Result<Option<drover_core::FlowRecord>, StoreError> {
+        self.read(move |c| flow::flow(c, id)).await
+    }
+
+    async fn queue_configs(&self) -> Result<Vec<drover_core::QueueConfig>, StoreError> {
+        self.read(flow::queue_configs).await
+    }
+
+    async fn workflow(
+        &self,
+        id: &str,
+    ) -> Result<Option<drover_core::dag::WorkflowRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| flow::workflow(c, &id)).await
+    }
+
+    async fn workflows(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
+        self.read(move |c| flow::workflows(c, limit)).await
+    }
+}
+
+/// One batch of `prune_events`: deletes up to `PRUNE_BATCH` of the oldest events older than
+/// `before`, keeping the newest. Returns how many it deleted (0: done).
+fn prune_events_batch(conn: &mut Connection, before: Micros) -> Result<u64, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let bounds: (Option<i64>, Option<i64>) = tx
+        .query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(db_err)?;
+    let (Some(oldest), Some(newest)) = bounds else {
+        return Ok(0);
+    };
+    // Walks from the oldest event: as long as what is deleted, and no longer.
+    let first_kept: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM events WHERE at >= ?1 ORDER BY seq LIMIT 1",
+            [before],
+            |r| r.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(db_err)?;
+    let end = first_kept
+        .unwrap_or(newest)
+        .min(newest)
+        .min(oldest.saturating_add(PRUNE_BATCH));
+    let n = tx
+        .execute("DELETE FROM events WHERE seq < ?1", [end])
+        .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(n as u64)
+}
+
+fn webhook_from_row(row: &rusqlite::Row<'_>) -> Result<WebhookRecord, StoreError> {
+    let events: String = row.get(2).map_err(db_err)?;
+    let events: Vec<String> = serde_json::from_str(&events)
+        .map_err(|e| StoreError::Corrupt(format!("webhook events '{events}': {e}")))?;
+    let cursor: i64 = row.get(5).map_err(db_err)?;
+    Ok(WebhookRecord {
+        id: row.get(0).map_err(db_err)?,
+        url: row.get(1).map_err(db_err)?,
+        events,
+        secret: row.get(3).map_err(db_err)?,
+        created_at: row.get(4).map_err(db_err)?,
+        cursor: cursor as u64,
+    })
+}
+
+/// Reads `webhook_id, seq, event, attempt, error, status, ok, last, at, id, duration_ms`.
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> Result<DeliveryRecord, StoreError> {
+    let seq: i64 = row.get(1).map_err(db_err)?;
+    let status: Option<i64> = row.get(5).map_err(db_err)?;
+    let duration: i64 = row.get(10).map_err(db_err)?;
+    Ok(DeliveryRecord {
+        webhook_id: row.get(0).map_err(db_err)?,
+        seq: seq as u64,
+        event: row.get(2).map_err(db_err)?,
+        attempt: row.get(3).map_err(db_err)?,
+        status: status
+            .map(|s| u16::try_from(s).map_err(|_| StoreError::Corrupt(format!("HTTP status {s}"))))
+            .transpose()?,
+        error: row.get(4).map_err(db_err)?,
+        ok: row.get(6).map_err(db_err)?,
+        last: row.get(7).map_err(db_err)?,
+        at: row.get(8).map_err(db_err)?,
+        duration_ms: duration.max(0) as u64,
+    })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn def() -> Arc<TaskDef> {
         backoff_ms: 1_000,
         timeout_ms: Some(60_000),
         idempotency_key: None,
-        label_selector: BTreeMap::new(),
+        placement: Default::default(),
     })
 }
 

@@ -8,7 +8,9 @@ use drover_core::{
     AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream, TaskDef,
     TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState, Write,
 };
-use drover_store::{MemStore, SqliteStore, Store, StoreError, TaskQuery};
+use drover_store::{
+    DeliveryRecord, MemStore, SqliteStore, Store, StoreError, TaskQuery, WebhookRecord,
+};
 
 // ---- fixtures ----
 
@@ -50,6 +52,10 @@ macro_rules! suite {
                 count_by_state,
                 failed_batch_changes_nothing,
                 empty_commit,
+                prune_events_keeps_the_newest,
+                webhooks_round_trip,
+                deliveries_and_cursors,
+                flow_round_trip_and_snapshot,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -66,7 +72,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn $case() {
                 let f = $make();
-                super::cases::$case(&f.store).await;
+                #[allow(unused_imports)]
+                use super::cases::*;
+                #[allow(unused_imports)]
+                use super::flow_cases::*;
+                $case(&f.store).await;
             }
         )*
     };
@@ -106,10 +116,19 @@ pub fn exec_def(queue: &str) -> TaskDef {
         backoff_ms: u64::MAX,
         timeout_ms: Some(30_000),
         idempotency_key: Some("key-1".into()),
-        label_selector: BTreeMap::from([
-            ("region".to_string(), "eu".to_string()),
-            ("gpu".to_string(), "a100".to_string()),
-        ]),
+        placement: drover_core::PlacementSpec {
+            strategy: Some(drover_core::Strategy::ConsistentHash),
+            key: Some("customer-42".into()),
+            resources: "cpu=2,mem=1073741824,licenses=1".parse().unwrap(),
+            selector: "region=eu,gpu in (a100,h100),!spot".parse().unwrap(),
+            spread_label: Some("rack".into()),
+            shard: Some(drover_core::Shard {
+                group: TaskId(7),
+                index: 1,
+                count: 3,
+                worker: "w2".into(),
+            }),
+        },
     }
 }
 
@@ -123,7 +142,7 @@ pub fn noop_def(queue: &str) -> TaskDef {
         backoff_ms: 0,
         timeout_ms: None,
         idempotency_key: None,
-        label_selector: BTreeMap::new(),
+        placement: Default::default(),
     }
 }
 
@@ -671,6 +690,129 @@ pub mod cases {
         assert_eq!(s.load_snapshot().await.unwrap().next_event_seq, 6);
     }
 
+    fn worker_event(seq: u64, at: i64) -> Event {
+        Event {
+            seq,
+            at,
+            kind: EventKind::Worker {
+                name: format!("w{seq}"),
+                state: WorkerEventState::Joined,
+            },
+        }
+    }
+
+    pub async fn prune_events_keeps_the_newest<S: Store>(s: &S) {
+        assert_eq!(s.prune_events(i64::MAX).await.unwrap(), 0);
+        assert_eq!(s.last_event_seq().await.unwrap(), 0);
+        // Times are mostly increasing; seq 4 is out of order and goes with its prefix.
+        let ats = [10, 20, 30, 5, 40, 50];
+        let events: Vec<Event> = ats
+            .iter()
+            .enumerate()
+            .map(|(i, at)| worker_event(i as u64 + 1, *at))
+            .collect();
+        s.commit(events.iter().cloned().map(Write::Event).collect())
+            .await
+            .unwrap();
+        assert_eq!(s.last_event_seq().await.unwrap(), 6);
+        assert_eq!(s.prune_events(10).await.unwrap(), 0);
+        assert_eq!(s.prune_events(25).await.unwrap(), 2);
+        assert_eq!(s.events_after(0, 100).await.unwrap(), events[2..].to_vec());
+        assert_eq!(s.prune_events(45).await.unwrap(), 3);
+        assert_eq!(s.events_after(0, 100).await.unwrap(), events[5..].to_vec());
+        // Everything is old: the newest stays, so numbering continues.
+        assert_eq!(s.prune_events(i64::MAX).await.unwrap(), 0);
+        assert_eq!(s.events_after(0, 100).await.unwrap(), events[5..].to_vec());
+        assert_eq!(s.load_snapshot().await.unwrap().next_event_seq, 7);
+        assert_eq!(s.last_event_seq().await.unwrap(), 6);
+        s.commit(vec![Write::Event(worker_event(7, 60))])
+            .await
+            .unwrap();
+        assert_eq!(s.prune_events(i64::MAX).await.unwrap(), 1);
+        assert_eq!(s.events_after(0, 100).await.unwrap()[0].seq, 7);
+    }
+
+    fn hook(id: &str, created_at: i64) -> WebhookRecord {
+        WebhookRecord {
+            id: id.into(),
+            url: format!("http://127.0.0.1:9/{id}?q=ü"),
+            events: vec!["task.succeeded".into(), "worker.*".into()],
+            secret: "s3cret \"quoted\"".into(),
+            created_at,
+            cursor: 41,
+        }
+    }
+
+    pub async fn webhooks_round_trip<S: Store>(s: &S) {
+        assert!(s.webhooks().await.unwrap().is_empty());
+        let (a, b) = (hook("a", 2), hook("b", 1));
+        s.insert_webhook(&a).await.unwrap();
+        s.insert_webhook(&b).await.unwrap();
+        assert!(s.insert_webhook(&a).await.is_err());
+        let all = s.webhooks().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.contains(&a) && all.contains(&b));
+        assert!(s.delete_webhook("a").await.unwrap());
+        assert!(!s.delete_webhook("a").await.unwrap());
+        assert_eq!(s.webhooks().await.unwrap(), vec![b]);
+    }
+
+    fn delivery(id: &str, seq: u64, attempt: u32, at: i64) -> DeliveryRecord {
+        DeliveryRecord {
+            webhook_id: id.into(),
+            seq,
+            event: "task.succeeded".into(),
+            attempt,
+            status: (attempt > 1).then_some(500 + attempt as u16),
+            error: (attempt == 1).then(|| "connection refused".to_string()),
+            ok: attempt == 3,
+            last: attempt == 3,
+            at,
+            duration_ms: 12,
+        }
+    }
+
+    pub async fn deliveries_and_cursors<S: Store>(s: &S) {
+        s.insert_webhook(&hook("a", 1)).await.unwrap();
+        s.insert_webhook(&hook("b", 2)).await.unwrap();
+        let first = vec![delivery("a", 42, 1, 100), delivery("b", 42, 1, 100)];
+        s.record_deliveries(first, vec![("b".into(), 42), ("gone".into(), 9)])
+            .await
+            .unwrap();
+        s.record_deliveries(
+            vec![delivery("a", 42, 2, 200), delivery("a", 42, 3, 300)],
+            vec![("a".into(), 42), ("b".into(), 7)],
+        )
+        .await
+        .unwrap();
+        s.record_deliveries(vec![], vec![]).await.unwrap();
+        let a = s.deliveries("a", 10).await.unwrap();
+        assert_eq!(
+            a,
+            vec![
+                delivery("a", 42, 3, 300),
+                delivery("a", 42, 2, 200),
+                delivery("a", 42, 1, 100)
+            ]
+        );
+        assert_eq!(s.deliveries("a", 1).await.unwrap().len(), 1);
+        assert!(s.deliveries("zzz", 10).await.unwrap().is_empty());
+        // Cursors only move forward.
+        let cursors: BTreeMap<String, u64> = s
+            .webhooks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.id, w.cursor))
+            .collect();
+        assert_eq!(cursors["a"], 42);
+        assert_eq!(cursors["b"], 42);
+        assert_eq!(s.prune_deliveries(150).await.unwrap(), 2);
+        assert_eq!(s.deliveries("a", 10).await.unwrap().len(), 2);
+        assert!(s.delete_webhook("a").await.unwrap());
+        assert!(s.deliveries("a", 10).await.unwrap().is_empty());
+    }
+
     pub async fn count_by_state<S: Store>(s: &S) {
         let mut tasks: Vec<TaskRecord> = (0..20u128)
             .map(|i| task(tid(i + 1), i as u64, noop_def("q"), TaskState::Queued))
@@ -873,6 +1015,98 @@ pub mod cases {
     }
 }
 
+// ---- serial and parallel execution (schema 0003) ----
+
+pub mod flow_cases {
+    use super::*;
+    use drover_core::dag::{WorkflowNode, WorkflowRecord};
+    use drover_core::{FlowRecord, FlowSpec, QueueConfig, Strategy, UpstreamPolicy};
+
+    pub async fn flow_round_trip_and_snapshot<S: Store>(s: &S) {
+        let up = task(tid(1), 0, exec_def("q"), TaskState::Running);
+        let mut keyed_def = exec_def("q");
+        keyed_def.idempotency_key = Some("k-1".into());
+        let down = task(tid(2), 1, keyed_def, TaskState::Pending);
+        let done = task(tid(3), 2, exec_def("q"), TaskState::Succeeded);
+        let f = FlowRecord {
+            task_id: tid(2),
+            spec: FlowSpec {
+                after: vec![tid(1), tid(3)],
+                on_upstream_failure: UpstreamPolicy::Run,
+                serial_key: Some("key".into()),
+                deadline: Some(123),
+                workflow: Some(("wf1".into(), "b".into())),
+            },
+            waiting: vec![tid(1)],
+            upstream_failed: Some((tid(9), TaskState::Failed)),
+        };
+        let done_flow = FlowRecord {
+            task_id: tid(3),
+            spec: FlowSpec::default(),
+            waiting: vec![],
+            upstream_failed: None,
+        };
+        let mut f_old = f.clone();
+        f_old.waiting = vec![tid(1), tid(3)];
+        let q = QueueConfig {
+            name: "q".into(),
+            concurrency: Some(3),
+            paused: true,
+            strategy: Some(Strategy::RoundRobin),
+        };
+        let wf = WorkflowRecord {
+            id: "wf1".into(),
+            name: "build".into(),
+            created_at: 77,
+            nodes: vec![
+                WorkflowNode {
+                    name: "a".into(),
+                    task_id: tid(1),
+                    after: vec![],
+                },
+                WorkflowNode {
+                    name: "b".into(),
+                    task_id: tid(2),
+                    after: vec!["a".into()],
+                },
+            ],
+        };
+        s.commit(vec![
+            new(&up),
+            new(&down),
+            new(&done),
+            // Later writes of the same task's flow replace earlier ones.
+            Write::Flow(f_old),
+            Write::Flow(f.clone()),
+            Write::Flow(done_flow.clone()),
+            Write::Queue(q.clone()),
+            Write::Workflow(wf.clone()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.flow(tid(2)).await.unwrap(), Some(f.clone()));
+        assert_eq!(s.flow(tid(3)).await.unwrap(), Some(done_flow));
+        assert_eq!(s.flow(tid(4)).await.unwrap(), None);
+        assert_eq!(s.queue_configs().await.unwrap(), vec![q.clone()]);
+        assert_eq!(s.workflow("wf1").await.unwrap(), Some(wf.clone()));
+        assert_eq!(s.workflow("nope").await.unwrap(), None);
+        assert_eq!(s.workflows(10).await.unwrap(), vec![wf]);
+        let snap = s.load_snapshot().await.unwrap();
+        // Only flow records of active tasks.
+        assert_eq!(snap.flow.flows, vec![f]);
+        assert_eq!(snap.flow.queues, vec![q]);
+        // Every stored key, in submission order (the core keeps the first of a key).
+        assert_eq!(
+            snap.flow.idempotency,
+            vec![
+                ("key-1".to_string(), tid(1)),
+                ("k-1".to_string(), tid(2)),
+                ("key-1".to_string(), tid(3)),
+            ]
+        );
+    }
+}
+
 // ---- SQLite only ----
 
 mod sqlite_only {
@@ -931,7 +1165,14 @@ mod sqlite_only {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 1);
+        // Every migration script is applied.
+        let scripts = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/sqlite/migrations"
+        ))
+        .unwrap()
+        .count();
+        assert_eq!(v as usize, scripts);
 
         // A database from a newer build is refused, not silently used.
         c.pragma_update(None, "user_version", 99).unwrap();

@@ -236,6 +236,8 @@ fn noop(a: &AttemptRef) -> Assignment {
         spec: Some(Spec::Noop(NoopSpec {})),
         timeout_ms: None,
         idempotency_key: None,
+        shard_index: None,
+        shard_count: None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! One module per group of commands. Each returns the process exit code.
 
 pub mod bench;
+pub mod events;
+pub mod flow;
 pub mod local;
 pub mod submit;
 pub mod tasks;

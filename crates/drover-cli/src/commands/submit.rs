@@ -8,6 +8,10 @@ use crate::output::{self, Format};
 use crate::parse;
 
 pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
+    if let Some(path) = &args.file {
+        let client = super::client(&args.client)?;
+        return super::flow::submit_file(&client, path, args.wait, args.client.output).await;
+    }
     let req = request(&args)?;
     let client = super::client(&args.client)?;
     let task = client.submit(&req).await?;
@@ -54,8 +58,18 @@ pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
         timeout: args.timeout.clone(),
         delay: args.delay.clone(),
         idempotency_key: args.idempotency_key.clone(),
-        label_selector: parse::kv_list(&args.label_selector, "label-selector").map_err(usage)?,
+        label_selector: args.label_selector.clone(),
+        strategy: args.strategy.clone(),
+        key: args.key.clone(),
+        resources: parse::resources(&args.resources).map_err(usage)?,
+        spread_label: args.spread_label.clone(),
+        after: args.after.clone(),
+        on_upstream_failure: args.on_upstream_failure.clone(),
+        serial: args.serial.then_some(true),
+        at: args.at.clone(),
+        deadline: args.deadline.clone(),
     };
+    req.flow(0).map_err(|e| usage(e.message))?;
     req.validate().map_err(|e| usage(e.message))?;
     Ok(req)
 }
@@ -128,7 +142,7 @@ mod tests {
         assert_eq!(r.retries, Some(2));
         assert_eq!(r.timeout.as_deref(), Some("30s"));
         assert_eq!(r.env["X"], "a=b");
-        assert_eq!(r.label_selector["zone"], "a");
+        assert_eq!(r.label_selector.as_deref(), Some("zone=a"));
         assert_eq!(r.argv, ["echo", "hi there"]);
     }
 

@@ -9,7 +9,18 @@ use crate::output::{self, cut, map, opt, opt_time, short_time, Format, Table};
 pub async fn status(args: StatusArgs) -> anyhow::Result<u8> {
     let client = super::client(&args.client)?;
     if !args.watch {
-        let t = client.task(&args.id).await?;
+        let t = match client.task(&args.id).await {
+            Ok(t) => t,
+            // Not a task: maybe a workflow.
+            Err(e) if e.is_not_found() => match client.workflow(&args.id).await {
+                Ok(w) => {
+                    super::flow::print_workflow(&w, args.client.output)?;
+                    return Ok(0);
+                }
+                Err(_) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         match args.client.output {
             Format::Json => output::json(&t)?,
             Format::Text => output::text(&describe(&t))?,
@@ -92,6 +103,9 @@ pub async fn cancel(args: IdArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<u8> {
+    if args.follow {
+        return super::events::follow_logs(args).await;
+    }
     let client = super::client(&args.client)?;
     let logs = client.logs(&args.id, args.attempt).await?;
     match args.client.output {
@@ -137,7 +151,22 @@ pub fn describe(t: &TaskView) -> String {
         rows.push(("timeout", format!("{ms} ms")));
     }
     if !t.label_selector.is_empty() {
-        rows.push(("labels", map(&t.label_selector)));
+        rows.push(("selector", t.label_selector.clone()));
+    }
+    if let Some(s) = &t.strategy {
+        rows.push(("strategy", s.clone()));
+    }
+    if let Some(k) = &t.key {
+        rows.push(("key", k.clone()));
+    }
+    if !t.resources.is_empty() {
+        rows.push(("resources", map(&t.resources)));
+    }
+    if let (Some(i), Some(n)) = (t.shard_index, t.shard_count) {
+        rows.push(("shard", format!("{i} of {n}")));
+    }
+    if let Some(why) = &t.waiting_reason {
+        rows.push(("waiting", why.clone()));
     }
     if let Some(k) = &t.idempotency_key {
         rows.push(("idempotency", k.clone()));
@@ -207,6 +236,15 @@ pub fn task_table(tasks: &[TaskView]) -> String {
     t.render()
 }
 
+/// `850ms`, `12.3s`, `4m05s`.
+fn age(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+    }
+}
+
 pub fn worker_table(list: &WorkerList) -> String {
     let mut t = Table::new(vec![
         "NAME",
@@ -219,6 +257,7 @@ pub fn worker_table(list: &WorkerList) -> String {
         "LABELS",
         "RESOURCES",
         "LAST HEARTBEAT",
+        "AGE",
     ]);
     for w in &list.workers {
         t.row(vec![
@@ -236,6 +275,7 @@ pub fn worker_table(list: &WorkerList) -> String {
             map(&w.labels),
             map(&w.resources),
             short_time(&w.last_heartbeat),
+            age(w.last_heartbeat_age_ms),
         ]);
     }
     t.render()

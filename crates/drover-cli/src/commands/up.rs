@@ -100,6 +100,23 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     if let Some(n) = args.max_lost {
         cfg.max_lost = n;
     }
+    if args.event_retention == 0 {
+        return Err(usage("--event-retention must be positive, e.g. 7d"));
+    }
+    if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
+        return Err(usage(
+            "--webhook-timeout and --webhook-attempts must be positive",
+        ));
+    }
+    cfg.event_retention = std::time::Duration::from_millis(args.event_retention);
+    // Applied a few times per window, at most every minute.
+    cfg.prune_every = (cfg.event_retention / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    cfg.webhooks.timeout = std::time::Duration::from_millis(args.webhook_timeout);
+    cfg.webhooks.max_attempts = args.webhook_attempts;
+    cfg.webhooks.backoff = std::time::Duration::from_millis(args.webhook_backoff);
     let mut handle = drover_server::start(cfg).await?;
     ready(&format!(
         "drover server listening on {} (store {})\n",

@@ -106,24 +106,27 @@ pub const HEARTBEAT: &str = "200ms";
 pub const GRACE: &str = "4s";
 
 pub fn start_server(data: &Path, addr: &str) -> Server {
+    start_server_with(data, addr, &[])
+}
+
+/// `start_server` with extra `drover server` flags.
+pub fn start_server_with(data: &Path, addr: &str, extra: &[&str]) -> Server {
     let store = format!("sqlite://{}", data.join("drover.db").display());
-    let (proc, line) = spawn_until(
+    let mut args = vec![
         "server",
-        &[
-            "server",
-            "--listen",
-            addr,
-            "--store",
-            &store,
-            "--lease",
-            LEASE,
-            "--heartbeat",
-            HEARTBEAT,
-            "--restart-grace",
-            GRACE,
-        ],
-        "listening on",
-    );
+        "--listen",
+        addr,
+        "--store",
+        &store,
+        "--lease",
+        LEASE,
+        "--heartbeat",
+        HEARTBEAT,
+        "--restart-grace",
+        GRACE,
+    ];
+    args.extend_from_slice(extra);
+    let (proc, line) = spawn_until("server", &args, "listening on");
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -161,7 +164,8 @@ pub fn start_worker(url: &str, name: &str, slots: u32, extra: &[&str]) -> Proc {
             let ws = cli_json(url, &["workers"]);
             ws["workers"]
                 .as_array()
-                .is_some_and(|a| a.iter().any(|w| w["name"] == name))
+                // Listed and not `lost` (a worker of the same name that went away).
+                .is_some_and(|a| a.iter().any(|w| w["name"] == name && w["state"] != "lost"))
                 .then_some(())
         },
     );

@@ -4,7 +4,7 @@
 //!
 //! A child module of `coordinator`, so it sees the private state without widening it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::placement::hash::{fnv1a, mix, FixedState};
@@ -41,7 +41,7 @@ pub(super) struct Placer {
 /// `placement: PlacementSpec` field this body becomes
 /// `(!def.placement.is_default()).then(|| def.placement.clone())`.
 fn spec_from_def(def: &TaskDef) -> Option<PlacementSpec> {
-    (!def.label_selector.is_empty()).then(|| PlacementSpec::from_def(def))
+    (!def.placement.is_default()).then(|| def.placement.clone())
 }
 
 impl Placer {
@@ -118,9 +118,12 @@ fn child_id(parent: TaskId, index: u32, salt: u32) -> TaskId {
     TaskId((v & !(0b11u128 << 62)) | (0b10u128 << 62))
 }
 
+/// A task's key in the ready index.
+type ReadyKey = (Reverse<i32>, u64, TaskId);
+
 /// A round's decisions, applied once the views are dropped.
 struct Round {
-    place: Vec<((Reverse<i32>, u64, TaskId), String)>,
+    place: Vec<(ReadyKey, String)>,
     fan_out: Vec<TaskId>,
 }
 
@@ -297,9 +300,17 @@ impl Coordinator {
                 }
                 Err(note) => {
                     misses += 1;
-                    let mut u = cands.unplaced.clone();
-                    u.note = note;
-                    pl.why.insert(id, u);
+                    // Blocked tasks are looked at again every round: write only changes.
+                    let same = pl.why.get(&id).is_some_and(|old| {
+                        old.note == note
+                            && old.workers == cands.unplaced.workers
+                            && old.rejected == cands.unplaced.rejected
+                    });
+                    if !same {
+                        let mut u = cands.unplaced.clone();
+                        u.note = note;
+                        pl.why.insert(id, u);
+                    }
                 }
             }
         }
@@ -354,9 +365,18 @@ impl Coordinator {
                 shard: Some(shard),
                 ..(*spec).clone()
             });
+            // The shard is part of the definition, so it survives a restart.
+            let shard_def = Arc::new(TaskDef {
+                placement: (*copy).clone(),
+                ..(*def).clone()
+            });
             if i == 0 {
                 self.pl.specs.insert(id, copy);
                 self.pl.why.remove(&id);
+                if let Some(t) = self.tasks.get_mut(&id) {
+                    t.rec.def = shard_def;
+                }
+                self.write_task(id, false, fx);
                 continue;
             }
             let mut salt = 0;
@@ -370,7 +390,7 @@ impl Coordinator {
             let rec = TaskRecord {
                 id: cid,
                 seq,
-                def: def.clone(),
+                def: shard_def,
                 state: TaskState::Queued,
                 attempt: 0,
                 lost: 0,
@@ -384,7 +404,6 @@ impl Coordinator {
                 exit_code: None,
                 error: None,
             };
-            self.ready.insert(ready_key(&rec));
             let ev = task_event(
                 &rec,
                 Some(format!(
@@ -405,6 +424,8 @@ impl Coordinator {
                 },
             );
             self.pl.specs.insert(cid, copy);
+            // Through the queue's gates, like any task that becomes queued.
+            self.enqueue(cid);
             self.emit(now, ev, fx);
         }
         true
@@ -502,6 +523,23 @@ impl Coordinator {
             }),
             _ => None,
         }
+    }
+
+    /// A connected worker's resources not held by its attempts (declared minus the requests
+    /// of the attempts it holds), for `drover workers`. O(attempts it holds).
+    pub fn worker_resources_free(&self, name: &str) -> Option<BTreeMap<String, u64>> {
+        let w = self.workers.get(name)?;
+        let mut free = w.info.resources.clone();
+        for id in w.held.keys() {
+            if let Some(t) = self.tasks.get(id) {
+                for (k, n) in self.pl.spec_of(*id, &t.rec.def).resources.iter() {
+                    if let Some(v) = free.get_mut(k) {
+                        *v = v.saturating_sub(n);
+                    }
+                }
+            }
+        }
+        Some(free)
     }
 
     /// The placement spec the core uses for an active task.

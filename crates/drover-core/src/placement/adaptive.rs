@@ -1,24 +1,29 @@
 //! The model behind `adaptive`: learned run times and failure rates per (worker, kind), and
-//! the expected completion time of a new task on a worker.
+//! the cost of placing one more task on a worker.
 //!
 //! Per (worker, kind) the model keeps exponentially decayed averages of the run time
-//! (finished minus started, from the core's own inputs) and of failure (1 for failed or timed
+//! (finished minus started, from the core's own inputs) and of failure (1 for failed, timed
 //! out or lost, 0 for succeeded). The weight of a new observation is `max(alpha, 1/n)`: the
-//! first observations are averaged plainly, later ones decay geometrically so a worker that
-//! slows down is noticed within about `1/alpha` attempts.
+//! first `1/alpha` observations are averaged plainly, later ones decay geometrically, so a
+//! worker that slows down is noticed within about `1/alpha` of its attempts.
 //!
-//! The expected completion time of a task on worker `w` with `slots` slots holding `held`
-//! attempts (running or prefetched, plus those this dispatch round already decided to wait
-//! for) is, with `m` its learned mean run time for the kind and `f` its failure rate:
+//! A worker with `slots` slots holding `held` attempts (running or prefetched) has
+//! `queued = max(0, held + 1 - slots)` attempts ahead of a new one. With `m` its learned mean
+//! run time for the kind and `f` its failure rate, the ranking cost is
 //!
 //! ```text
-//! ect(w) = (max(0, held + 1 - slots) * m / slots + m) / (1 - min(f, 0.95))
+//! cost(w) = ((1 + queue_weight) * queued * m / slots + m) / (1 - min(f, 0.95))
 //! ```
 //!
-//! the queueing delay before a slot frees plus the run, inflated by the expected number of
-//! tries. A pair never observed is estimated optimistically: as fast as the best worker seen
-//! for the kind, less an exploration bonus, so a new or unknown worker is tried as soon as it
-//! is free, and keeps getting work only if it earns it.
+//! With `queue_weight = 0` this is the task's expected completion time (wait for a slot, then
+//! run, times the expected number of tries). The default `queue_weight = 1` also counts the
+//! delay the task imposes on the tasks that will queue behind it on that worker; without it,
+//! fast workers' queues grow long on near-ties and the mean gets worse (see
+//! docs/placement.md for the measurements).
+//!
+//! A pair never observed is estimated optimistically: as fast as the best worker seen for
+//! the kind, less an exploration bonus, so a new or unknown worker is tried as soon as it has
+//! room, and keeps getting work only if it earns it.
 
 use std::collections::BTreeMap;
 
@@ -31,18 +36,24 @@ pub struct AdaptiveConfig {
     pub explore_bonus: f64,
     /// Run time assumed for a kind nobody has run yet, µs (only relative values matter).
     pub prior_us: f64,
-    /// Let a task wait for a busy worker when that is expected to finish sooner than any
-    /// worker free now ("shortest expected delay" with a central queue).
+    /// Let a task wait for a busy worker when that is expected to cost less than any worker
+    /// free now (a central-queue variant). Off by default: it helps at low load with prefetch
+    /// and hurts at high load without (docs/placement.md).
     pub hold_back: bool,
+    /// Weight of the delay a queued task imposes on later tasks at the same worker: the
+    /// ranking cost is `((1 + w) * queued / slots + 1) * m`. 0 ranks by expected completion
+    /// time alone.
+    pub queue_weight: f64,
 }
 
 impl Default for AdaptiveConfig {
     fn default() -> Self {
         AdaptiveConfig {
-            alpha: 0.1,
+            alpha: 0.05,
             explore_bonus: 0.1,
             prior_us: 1_000_000.0,
-            hold_back: true,
+            hold_back: false,
+            queue_weight: 1.0,
         }
     }
 }
@@ -190,13 +201,24 @@ pub fn expected_completion(held: usize, slots: u32, mean: f64, fail: f64) -> f64
     (queued * mean / slots + mean) / (1.0 - fail.clamp(0.0, 0.95))
 }
 
+/// The ranking cost of one more task on a worker: its expected completion time, with the
+/// queueing part weighted by `1 + queue_weight` for the delay it adds to later tasks there.
+pub fn placement_cost(held: usize, slots: u32, mean: f64, fail: f64, queue_weight: f64) -> f64 {
+    let slots = slots.max(1) as f64;
+    let queued = (held as f64 + 1.0 - slots).max(0.0);
+    ((1.0 + queue_weight) * queued * mean / slots + mean) / (1.0 - fail.clamp(0.0, 0.95))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn averages_start_plain_then_decay() {
-        let mut m = AdaptiveModel::new(AdaptiveConfig::default());
+        let mut m = AdaptiveModel::new(AdaptiveConfig {
+            alpha: 0.1,
+            ..AdaptiveConfig::default()
+        });
         m.observe("a", "k", Some(100), false);
         m.observe("a", "k", Some(300), false);
         assert_eq!(m.stats("a", "k").unwrap().mean_us, 200.0);
@@ -226,6 +248,16 @@ mod tests {
         }
         assert!((m.estimate("c", "k").mean_us - 270.0).abs() < 1e-9);
         assert!(m.estimate("a", "k").known);
+    }
+
+    #[test]
+    fn cost_weighs_the_queue_for_later_tasks() {
+        assert_eq!(placement_cost(1, 2, 10.0, 0.0, 1.0), 10.0);
+        assert_eq!(placement_cost(2, 2, 10.0, 0.0, 1.0), 20.0);
+        assert_eq!(placement_cost(2, 2, 10.0, 0.0, 0.0), 15.0);
+        // A near-tie between a fast worker with one queued and a free one twice as slow
+        // goes to the free one.
+        assert!(placement_cost(1, 1, 1.0, 0.0, 1.0) > placement_cost(0, 1, 2.0, 0.0, 1.0));
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl Unplaced {
             parts.push((n, text));
         }
         // Most common reason first; ties keep the check order.
-        parts.sort_by(|a, b| b.0.cmp(&a.0));
+        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
         let mut out = parts
             .into_iter()
             .map(|(_, t)| t)

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use rand::Rng;
 
-use crate::model::{TaskDef, TaskId, WorkerInfo};
+use crate::model::{TaskId, WorkerInfo};
 
 pub use adaptive::{AdaptiveConfig, AdaptiveModel, Estimate};
 pub use feasibility::{candidates, Candidates, Rejection, Unplaced, WaitNote};
@@ -214,14 +214,6 @@ pub struct PlacementSpec {
 }
 
 impl PlacementSpec {
-    /// What today's `TaskDef` says: its equality label selector, nothing else.
-    pub fn from_def(def: &TaskDef) -> Self {
-        PlacementSpec {
-            selector: Selector::from_equalities(&def.label_selector),
-            ..PlacementSpec::default()
-        }
-    }
-
     pub fn spread_label(&self) -> &str {
         self.spread_label.as_deref().unwrap_or("zone")
     }

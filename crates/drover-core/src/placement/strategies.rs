@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 
-use super::adaptive::expected_completion;
+use super::adaptive::placement_cost;
 use super::feasibility::{Candidates, WaitNote};
 use super::{PlacementSpec, PlacementState, Strategy, WorkerView};
 
@@ -176,7 +176,13 @@ fn adaptive(
         let w = &workers[i];
         let est = state.adaptive.estimate(&w.info.name, kind);
         let held = w.held + state.reserved[i] as usize;
-        let ect = expected_completion(held, w.info.slots, est.mean_us, est.fail);
+        let ect = placement_cost(
+            held,
+            w.info.slots,
+            est.mean_us,
+            est.fail,
+            state.adaptive.cfg.queue_weight,
+        );
         let free = cands.ok.binary_search(&i).is_ok();
         // Strictly better, or as good and free while the best so far is busy.
         let better = match best {

@@ -34,7 +34,7 @@ pub fn exec_def(queue: &str) -> TaskDef {
         backoff_ms: 100,
         timeout_ms: None,
         idempotency_key: None,
-        label_selector: BTreeMap::new(),
+        placement: Default::default(),
     }
 }
 
@@ -58,6 +58,8 @@ pub struct Bench {
     pub sent: Vec<(SessionId, ToWorker)>,
     pub replies: Vec<(RequestId, Reply)>,
     pub stale_rejected: u64,
+    pub flows: BTreeMap<TaskId, FlowRecord>,
+    pub queues: BTreeMap<String, QueueConfig>,
     next_id: u128,
     next_req: u64,
 }
@@ -77,6 +79,8 @@ impl Bench {
             sent: Vec::new(),
             replies: Vec::new(),
             stale_rejected: 0,
+            flows: BTreeMap::new(),
+            queues: BTreeMap::new(),
             next_id: 1,
             next_req: 1,
         }
@@ -93,6 +97,24 @@ impl Bench {
                 .collect(),
             next_task_seq: self.tasks.values().map(|t| t.seq + 1).max().unwrap_or(0),
             next_event_seq: self.events.last().map(|e| e.seq + 1).unwrap_or(1),
+            flow: FlowSnapshot {
+                flows: self
+                    .flows
+                    .values()
+                    .filter(|f| {
+                        self.tasks
+                            .get(&f.task_id)
+                            .is_some_and(|t| !t.state.is_terminal())
+                    })
+                    .cloned()
+                    .collect(),
+                queues: self.queues.values().cloned().collect(),
+                idempotency: self
+                    .tasks
+                    .values()
+                    .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
+                    .collect(),
+            },
         }
     }
 
@@ -113,6 +135,13 @@ impl Bench {
                     self.events.push(e);
                 }
                 Write::Log(_) => {}
+                Write::Flow(f) => {
+                    self.flows.insert(f.task_id, f);
+                }
+                Write::Queue(q) => {
+                    self.queues.insert(q.name.clone(), q);
+                }
+                Write::Workflow(_) => {}
             }
         }
         self.sent.extend(fx.sends);
@@ -183,6 +212,54 @@ impl Bench {
             }],
         });
         id
+    }
+
+    /// Submits one task with flow options; `None` when the submit was refused.
+    pub fn submit_flow(&mut self, def: TaskDef, flow: FlowSpec) -> Option<TaskId> {
+        self.submit_flow_known(def, flow, vec![])
+    }
+
+    /// Like `submit_flow`, with upstream states the shell read from the store.
+    pub fn submit_flow_known(
+        &mut self,
+        def: TaskDef,
+        flow: FlowSpec,
+        upstream_states: Vec<(TaskId, TaskState)>,
+    ) -> Option<TaskId> {
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        let req = self.next_req;
+        self.next_req += 1;
+        self.input(Input::SubmitFlow {
+            req,
+            tasks: vec![FlowTask {
+                task: NewTask {
+                    id,
+                    def,
+                    not_before: None,
+                },
+                flow,
+                upstream_states,
+            }],
+            workflow: None,
+        });
+        match self.replies.last() {
+            Some((r, Reply::Submitted(ids))) if *r == req => Some(ids[0]),
+            _ => None,
+        }
+    }
+
+    /// Reserves a task id for a hand-built input.
+    pub fn fresh_id(&mut self) -> TaskId {
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    pub fn fresh_req(&mut self) -> RequestId {
+        let r = self.next_req;
+        self.next_req += 1;
+        r
     }
 
     pub fn submit(&mut self, n: usize) -> Vec<TaskId> {

@@ -1,12 +1,11 @@
-//! Rows <-> core records. The core has no serde, so the spec and the label selector are
-//! encoded to JSON here by hand; everything else is a plain column.
+//! Rows <-> core records. The core has no serde, so the spec and the placement are encoded to
+//! JSON here by hand; everything else is a plain column.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use drover_core::{
-    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream, TaskDef,
-    TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
+    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
+    PlacementSpec, Shard, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::Row;
@@ -17,7 +16,7 @@ use crate::StoreError;
 
 /// The columns of `tasks`, in the order `task_from_row` reads them.
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
-     backoff_ms, timeout_ms, idempotency_key, label_selector, state, attempt, lost, not_before, \
+     backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
      worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error";
 pub(super) const TASK_NCOLS: usize = 23;
 
@@ -136,26 +135,89 @@ pub(super) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
     }
 }
 
-pub(super) fn labels_to_json(labels: &BTreeMap<String, String>) -> String {
-    let m: Map<String, Value> = labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+/// Encodes a placement spec; the default is `{}`. Selector and resources use their text forms.
+pub(super) fn placement_to_json(p: &PlacementSpec) -> String {
+    let mut m = Map::new();
+    if let Some(s) = p.strategy {
+        m.insert("strategy".into(), Value::String(s.as_str().into()));
+    }
+    if let Some(k) = &p.key {
+        m.insert("key".into(), Value::String(k.clone()));
+    }
+    if !p.resources.is_empty() {
+        m.insert("resources".into(), Value::String(p.resources.to_string()));
+    }
+    if !p.selector.0.is_empty() {
+        m.insert("selector".into(), Value::String(p.selector.to_string()));
+    }
+    if let Some(l) = &p.spread_label {
+        m.insert("spread_label".into(), Value::String(l.clone()));
+    }
+    if let Some(s) = &p.shard {
+        m.insert(
+            "shard".into(),
+            serde_json::json!({
+                "group": s.group.to_string(),
+                "index": s.index,
+                "count": s.count,
+                "worker": s.worker,
+            }),
+        );
+    }
     Value::Object(m).to_string()
 }
 
-fn labels_from_json(s: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let v: Value =
-        serde_json::from_str(s).map_err(|e| corrupt(format!("label selector JSON: {e}")))?;
-    v.as_object()
-        .ok_or_else(|| corrupt("label selector is not an object"))?
-        .iter()
-        .map(|(k, v)| {
-            v.as_str()
-                .map(|v| (k.clone(), v.to_owned()))
-                .ok_or_else(|| corrupt("label selector holds a non-string value"))
-        })
-        .collect()
+pub(super) fn placement_from_json(s: &str) -> Result<PlacementSpec, StoreError> {
+    let v: Value = serde_json::from_str(s).map_err(|e| corrupt(format!("placement JSON: {e}")))?;
+    let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let bad = |what: &str, e: String| corrupt(format!("placement {what}: {e}"));
+    let shard = match v.get("shard") {
+        None | Some(Value::Null) => None,
+        Some(sh) => {
+            let num = |k: &str| {
+                sh.get(k)
+                    .and_then(Value::as_u64)
+                    .map(|n| n as u32)
+                    .ok_or_else(|| corrupt(format!("placement shard lacks {k}")))
+            };
+            Some(Shard {
+                group: sh
+                    .get("group")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| bad("shard group", e))?,
+                index: num("index")?,
+                count: num("count")?,
+                worker: sh
+                    .get("worker")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        }
+    };
+    Ok(PlacementSpec {
+        strategy: str_of("strategy")
+            .map(|s| s.parse().map_err(|e| bad("strategy", e)))
+            .transpose()?,
+        key: str_of("key"),
+        resources: str_of("resources")
+            .map(|s| s.parse().map_err(|e| bad("resources", e)))
+            .transpose()?
+            .unwrap_or_default(),
+        selector: str_of("selector")
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: drover_core::placement::SelectorError| {
+                        bad("selector", e.to_string())
+                    })
+            })
+            .transpose()?
+            .unwrap_or_default(),
+        spread_label: str_of("spread_label"),
+        shard,
+    })
 }
 
 // ---- rows ----
@@ -163,7 +225,7 @@ fn labels_from_json(s: &str) -> Result<BTreeMap<String, String>, StoreError> {
 /// Reads a task from `TASK_COLS` starting at column 0.
 pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
     let spec: String = get(row, 5)?;
-    let labels: String = get(row, 10)?;
+    let placement: String = get(row, 10)?;
     let lease: Option<String> = get(row, 16)?;
     let def = TaskDef {
         queue: get(row, 2)?,
@@ -174,7 +236,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
         backoff_ms: u64_from_sql(get(row, 7)?),
         timeout_ms: get::<Option<i64>>(row, 8)?.map(u64_from_sql),
         idempotency_key: get(row, 9)?,
-        label_selector: labels_from_json(&labels)?,
+        placement: placement_from_json(&placement)?,
     };
     Ok(TaskRecord {
         id: get_id(row, 0)?,

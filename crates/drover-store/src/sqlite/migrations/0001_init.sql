@@ -17,7 +17,7 @@ CREATE TABLE tasks (
     backoff_ms      INTEGER NOT NULL,
     timeout_ms      INTEGER,
     idempotency_key TEXT,
-    label_selector  TEXT    NOT NULL,   -- JSON object {"k":"v",..}
+    placement       TEXT    NOT NULL,   -- JSON: {"strategy","key","resources","selector","spread_label","shard"}; {} by default
     -- The mutable state.
     state           TEXT    NOT NULL,
     attempt         INTEGER NOT NULL,

@@ -1,0 +1,79 @@
+//! Queues and workflows: `/v1/queues`, `/v1/workflows`.
+
+use reqwest::Method;
+
+pub use drover_api::flow::{
+    QueueList, QueueSetRequest, QueueView, RerunRequest, WorkflowList, WorkflowNodeView,
+    WorkflowRequest, WorkflowTaskRequest, WorkflowView,
+};
+
+use crate::{Client, Result};
+
+/// Path segments are names without `/`-free guarantees: escape them.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    /// `GET /v1/queues`: every configured or active queue with its counts.
+    pub async fn queues(&self) -> Result<QueueList> {
+        self.get("/v1/queues", &[]).await
+    }
+
+    /// `PUT /v1/queues/{name}`: changes a queue's concurrency, strategy or pause.
+    pub async fn set_queue(&self, name: &str, req: &QueueSetRequest) -> Result<QueueView> {
+        self.send(
+            Method::PUT,
+            &format!("/v1/queues/{}", seg(name)),
+            &[],
+            Some(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/queues/{name}/pause` or `/resume`.
+    pub async fn pause_queue(&self, name: &str, pause: bool) -> Result<QueueView> {
+        let verb = if pause { "pause" } else { "resume" };
+        self.send::<(), _>(
+            Method::POST,
+            &format!("/v1/queues/{}/{verb}", seg(name)),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/workflows`: submits a DAG; answered once every node is committed.
+    pub async fn submit_workflow(&self, req: &WorkflowRequest) -> Result<WorkflowView> {
+        self.send(Method::POST, "/v1/workflows", &[], Some(req))
+            .await
+    }
+
+    /// `GET /v1/workflows/{id}`: the workflow and each node's state.
+    pub async fn workflow(&self, id: &str) -> Result<WorkflowView> {
+        self.get(&format!("/v1/workflows/{}", seg(id)), &[]).await
+    }
+
+    /// `GET /v1/workflows`: the newest workflows.
+    pub async fn workflows(&self) -> Result<WorkflowList> {
+        self.get("/v1/workflows", &[]).await
+    }
+
+    /// `POST /v1/workflows/{id}/rerun`: reruns the nodes that did not succeed.
+    pub async fn rerun_workflow(&self, id: &str) -> Result<WorkflowView> {
+        self.send(
+            Method::POST,
+            &format!("/v1/workflows/{}/rerun", seg(id)),
+            &[],
+            Some(&RerunRequest { from_failed: true }),
+        )
+        .await
+    }
+}

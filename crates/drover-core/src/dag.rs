@@ -1,0 +1,270 @@
+//! Workflows: a DAG of named nodes submitted as one document. Pure validation (duplicate
+//! names, unknown references, cycles named node by node, size bounds) and the durable
+//! workflow record. The nodes become ordinary tasks with `FlowSpec::after` edges.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Micros, TaskId, TaskState};
+
+/// Most nodes in one workflow.
+pub const MAX_NODES: usize = 1_000;
+/// Most upstream edges of one node.
+pub const MAX_EDGES_PER_NODE: usize = 100;
+
+/// The durable record of a workflow: which task each node is (the latest run of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowRecord {
+    pub id: String,
+    pub name: String,
+    pub created_at: Micros,
+    pub nodes: Vec<WorkflowNode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowNode {
+    pub name: String,
+    pub task_id: TaskId,
+    pub after: Vec<String>,
+}
+
+/// Why a workflow document was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DagError {
+    Empty,
+    TooLarge(usize),
+    Duplicate(String),
+    Unknown {
+        node: String,
+        missing: String,
+    },
+    SelfLoop(String),
+    /// The cycle, first node repeated at the end: `a -> b -> c -> a`.
+    Cycle(Vec<String>),
+    TooManyEdges(String),
+}
+
+impl std::fmt::Display for DagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DagError::Empty => write!(f, "a workflow needs at least one task"),
+            DagError::TooLarge(n) => {
+                write!(f, "the workflow has {n} tasks; at most {MAX_NODES}")
+            }
+            DagError::Duplicate(n) => write!(f, "two tasks are named '{n}'; names are unique"),
+            DagError::Unknown { node, missing } => {
+                write!(
+                    f,
+                    "task '{node}' runs after '{missing}', which is not a task of this workflow"
+                )
+            }
+            DagError::SelfLoop(n) => write!(f, "task '{n}' runs after itself"),
+            DagError::Cycle(c) => write!(f, "the workflow has a cycle: {}", c.join(" -> ")),
+            DagError::TooManyEdges(n) => write!(
+                f,
+                "task '{n}' has more than {MAX_EDGES_PER_NODE} upstream tasks"
+            ),
+        }
+    }
+}
+
+/// Checks a DAG given as (name, after) pairs and returns a topological order (indexes),
+/// stable: among ready nodes, document order.
+pub fn validate(nodes: &[(String, Vec<String>)]) -> Result<Vec<usize>, DagError> {
+    if nodes.is_empty() {
+        return Err(DagError::Empty);
+    }
+    if nodes.len() > MAX_NODES {
+        return Err(DagError::TooLarge(nodes.len()));
+    }
+    let mut ix: HashMap<&str, usize> = HashMap::new();
+    for (i, (name, _)) in nodes.iter().enumerate() {
+        if ix.insert(name.as_str(), i).is_some() {
+            return Err(DagError::Duplicate(name.clone()));
+        }
+    }
+    let mut ups: Vec<Vec<usize>> = Vec::with_capacity(nodes.len());
+    for (name, after) in nodes {
+        if after.len() > MAX_EDGES_PER_NODE {
+            return Err(DagError::TooManyEdges(name.clone()));
+        }
+        let mut u = Vec::with_capacity(after.len());
+        for a in after {
+            if a == name {
+                return Err(DagError::SelfLoop(name.clone()));
+            }
+            let Some(&j) = ix.get(a.as_str()) else {
+                return Err(DagError::Unknown {
+                    node: name.clone(),
+                    missing: a.clone(),
+                });
+            };
+            if !u.contains(&j) {
+                u.push(j);
+            }
+        }
+        ups.push(u);
+    }
+    // Kahn's algorithm in document order.
+    let n = nodes.len();
+    let mut downs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut indeg = vec![0usize; n];
+    for (i, u) in ups.iter().enumerate() {
+        indeg[i] = u.len();
+        for &j in u {
+            downs[j].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &downs[i] {
+            indeg[d] -= 1;
+            if indeg[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    Err(DagError::Cycle(find_cycle(nodes, &ups, &indeg)))
+}
+
+/// A cycle among the nodes Kahn's algorithm could not order (indegree left > 0): walk
+/// upstream edges inside that set until a node repeats.
+fn find_cycle(nodes: &[(String, Vec<String>)], ups: &[Vec<usize>], indeg: &[usize]) -> Vec<String> {
+    let start = (0..nodes.len())
+        .find(|&i| indeg[i] > 0)
+        .expect("a cycle exists");
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut path = vec![];
+    let mut at = start;
+    loop {
+        if let Some(&pos) = seen.get(&at) {
+            // path[pos..] is the cycle, walked upstream: reverse it to read in run order.
+            let mut c: Vec<String> = path[pos..]
+                .iter()
+                .rev()
+                .map(|&i: &usize| nodes[i].0.clone())
+                .collect();
+            c.push(c[0].clone());
+            return c;
+        }
+        seen.insert(at, path.len());
+        path.push(at);
+        at = *ups[at]
+            .iter()
+            .find(|&&j| indeg[j] > 0)
+            .expect("a node on a cycle has an upstream on it");
+    }
+}
+
+/// A workflow's aggregate state from its nodes' states: `running` while any node is not
+/// terminal, else `succeeded` if all succeeded, else `failed`.
+pub fn aggregate_state(states: &[TaskState]) -> &'static str {
+    if states.iter().any(|s| !s.is_terminal()) {
+        if states
+            .iter()
+            .all(|s| *s == TaskState::Pending || *s == TaskState::Queued)
+        {
+            return "pending";
+        }
+        return "running";
+    }
+    if states.iter().all(|s| *s == TaskState::Succeeded) {
+        "succeeded"
+    } else if states.contains(&TaskState::Cancelled) && !states.contains(&TaskState::Failed) {
+        "cancelled"
+    } else {
+        "failed"
+    }
+}
+
+/// Node names to env-var suffixes: `build-app` -> `BUILD_APP`.
+pub fn env_name(node: &str) -> String {
+    node.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Node name -> index.
+pub fn index(nodes: &[WorkflowNode]) -> BTreeMap<&str, usize> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(name: &str, after: &[&str]) -> (String, Vec<String>) {
+        (name.into(), after.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn orders_a_diamond() {
+        let d = vec![
+            n("d", &["b", "c"]),
+            n("a", &[]),
+            n("b", &["a"]),
+            n("c", &["a"]),
+        ];
+        assert_eq!(validate(&d).unwrap(), vec![1, 2, 3, 0]);
+    }
+
+    #[test]
+    fn names_the_cycle() {
+        let d = vec![n("a", &["c"]), n("b", &["a"]), n("c", &["b"]), n("x", &[])];
+        match validate(&d) {
+            Err(DagError::Cycle(c)) => {
+                let s = c.join(" -> ");
+                assert!(
+                    ["a -> b -> c -> a", "b -> c -> a -> b", "c -> a -> b -> c"]
+                        .contains(&s.as_str()),
+                    "{s}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = DagError::Cycle(vec!["a".into(), "b".into(), "a".into()]);
+        assert_eq!(e.to_string(), "the workflow has a cycle: a -> b -> a");
+    }
+
+    #[test]
+    fn rejects_bad_documents() {
+        assert_eq!(validate(&[]), Err(DagError::Empty));
+        assert_eq!(
+            validate(&[n("a", &[]), n("a", &[])]),
+            Err(DagError::Duplicate("a".into()))
+        );
+        assert!(matches!(
+            validate(&[n("a", &["zz"])]),
+            Err(DagError::Unknown { .. })
+        ));
+        assert_eq!(
+            validate(&[n("a", &["a"])]),
+            Err(DagError::SelfLoop("a".into()))
+        );
+        let big: Vec<_> = (0..=MAX_NODES).map(|i| n(&format!("n{i}"), &[])).collect();
+        assert_eq!(validate(&big), Err(DagError::TooLarge(MAX_NODES + 1)));
+    }
+
+    #[test]
+    fn aggregates() {
+        use TaskState::*;
+        assert_eq!(aggregate_state(&[Succeeded, Succeeded]), "succeeded");
+        assert_eq!(aggregate_state(&[Succeeded, Running]), "running");
+        assert_eq!(aggregate_state(&[Failed, Skipped]), "failed");
+        assert_eq!(env_name("build-app.x"), "BUILD_APP_X");
+    }
+}

@@ -1,0 +1,221 @@
+//! The event stream adapters: `GET /v1/events` (Server-Sent Events) and the gRPC
+//! `EventService/Watch`. Both read an `EventFeed` (store backlog, then live), filter it, and
+//! encode each event; neither can slow the driver (a lagging subscriber re-reads the store).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use drover_api::events::{EventFilter, EventView};
+use drover_api::proto::{self, event_service_server::EventService};
+use drover_api::{ApiError, ErrorCode};
+use drover_core::Event;
+use drover_store::Store;
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use utoipa::IntoParams;
+
+use crate::feed::{EventFeed, FeedError};
+use crate::http::{AppState, HttpError};
+use crate::metrics::{Metrics, SubscriberGuard};
+
+/// A comment line this often keeps proxies and clients from timing out an idle stream.
+pub const KEEPALIVE: Duration = Duration::from_secs(10);
+/// What the stream tells `EventSource` clients to wait before reconnecting.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Only this task's events.
+    task: Option<String>,
+    /// Only task events of this queue.
+    queue: Option<String>,
+    /// Only these new states (comma-separated): task states, or `joined`/`left`.
+    state: Option<String>,
+    /// Only these kinds (comma-separated): `task`, `worker`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Not supported yet (400).
+    workflow: Option<String>,
+    /// Replay events after this seq first (the `Last-Event-ID` header wins over it).
+    after: Option<u64>,
+    /// `false`: send the stored events (after `after`, default the newest 100) and end,
+    /// instead of following live ones.
+    follow: Option<bool>,
+}
+
+/// Events a non-following stream replays when no `after` is given.
+const HISTORY: u64 = 100;
+
+/// Builds the filter; a bad value is a 400 naming the parameter.
+fn filter_of(p: &EventParams) -> Result<EventFilter, ApiError> {
+    let list = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+    EventFilter::parse(
+        p.task.as_deref(),
+        p.queue.as_deref(),
+        &list(&p.state),
+        &list(&p.kind),
+        p.workflow.as_deref(),
+    )
+}
+
+fn feed_err(e: FeedError) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("{e}; retry shortly"))
+}
+
+/// Where a (re)connecting client resumes: `Last-Event-ID`, else `?after=`, else now.
+fn resume_point(headers: &HeaderMap, after: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match headers.get("last-event-id") {
+        Some(v) => {
+            let s = v.to_str().unwrap_or("").trim();
+            if s.is_empty() {
+                return Ok(after);
+            }
+            s.parse::<u64>().map(Some).map_err(|_| {
+                ApiError::invalid(
+                    "Last-Event-ID",
+                    format!("'{s}' is not an event sequence number"),
+                )
+            })
+        }
+        None => Ok(after),
+    }
+}
+
+/// Yields the events of `feed` that pass `filter`, mapped by `encode`. Ends when the server
+/// shuts down or the store fails (the client resumes from the last id it saw), or, unless
+/// `follow`, once the stored events are sent.
+fn filtered<T: Send + 'static>(
+    feed: EventFeed,
+    filter: EventFilter,
+    guard: SubscriberGuard,
+    follow: bool,
+    encode: fn(&Event) -> T,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(
+        (feed, filter, guard),
+        move |(mut feed, filter, guard)| async move {
+            loop {
+                let next = if follow {
+                    feed.next().await
+                } else {
+                    match feed.next_stored().await {
+                        Ok(Some(e)) => Ok(e),
+                        Ok(None) => return None,
+                        Err(e) => Err(e),
+                    }
+                };
+                match next {
+                    Ok(e) if filter.matches(&e) => {
+                        return Some((encode(&e), (feed, filter, guard)))
+                    }
+                    Ok(_) => continue,
+                    Err(FeedError::Closed) => return None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event stream ended by a store error");
+                        return None;
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn sse_event(e: &Event) -> Result<SseEvent, Infallible> {
+    let v = EventView::from_event(e);
+    let data = serde_json::to_string(&v).unwrap_or_default();
+    Ok(SseEvent::default()
+        .id(e.seq.to_string())
+        .event(v.kind)
+        .data(data))
+}
+
+/// `GET /v1/events`: Server-Sent Events, `id:` the seq, `event:` the type, `data:` the JSON.
+#[utoipa::path(get, path = "/v1/events", params(EventParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this seq")),
+    responses((status = 200, description = "text/event-stream of EventView", body = EventView),
+        (status = 400, body = ApiError)))]
+pub async fn sse(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, HttpError> {
+    let Query(p) =
+        q.map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))?;
+    let filter = filter_of(&p)?;
+    let mut after = resume_point(&headers, p.after)?;
+    let follow = p.follow.unwrap_or(true);
+    if !follow && after.is_none() {
+        let last = s
+            .store
+            .last_event_seq()
+            .await
+            .map_err(|e| feed_err(e.into()))?;
+        after = Some(last.saturating_sub(HISTORY));
+    }
+    // Subscribed before the response starts: a client that sees the headers may read state
+    // and rely on every later change arriving here.
+    let feed = EventFeed::subscribe(s.store.clone(), &s.events, after)
+        .await
+        .map_err(feed_err)?;
+    let guard = s.metrics.subscriber("sse");
+    // Where the stream starts, so a client that reconnects before any event arrived misses
+    // nothing either.
+    let hello = format!("subscribed after={}", feed.last_seq());
+    let hello = futures::stream::once(async move {
+        Ok::<_, Infallible>(SseEvent::default().retry(RETRY).comment(hello))
+    });
+    let stream = futures::StreamExt::chain(hello, filtered(feed, filter, guard, follow, sse_event));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keep-alive")))
+}
+
+/// The gRPC twin of `GET /v1/events`.
+pub struct EventGrpc {
+    pub store: Arc<dyn Store>,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub metrics: Arc<Metrics>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::Event, tonic::Status>> + Send>>;
+
+fn proto_event(e: &Event) -> Result<proto::Event, tonic::Status> {
+    Ok(proto::Event::from(e))
+}
+
+#[tonic::async_trait]
+impl EventService for EventGrpc {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<proto::WatchRequest>,
+    ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
+        let r = request.into_inner();
+        let filter = EventFilter::parse(
+            Some(&r.task),
+            Some(&r.queue),
+            &r.states,
+            &r.types,
+            Some(&r.workflow),
+        )
+        .map_err(|e| e.to_status())?;
+        let feed = EventFeed::subscribe(self.store.clone(), &self.events, r.after)
+            .await
+            .map_err(|e| feed_err(e).to_status())?;
+        let guard = self.metrics.subscriber("grpc");
+        Ok(tonic::Response::new(Box::pin(filtered(
+            feed,
+            filter,
+            guard,
+            true,
+            proto_event,
+        ))))
+    }
+}

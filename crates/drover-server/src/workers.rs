@@ -1,0 +1,279 @@
+//! Worker liveness as operators see it: `alive`, `suspect` (no heartbeat for over two
+//! intervals), `lost` (silent for longer than a lease, or disconnected), or the core's
+//! `draining` / `drained`. Computed here from the core's `last_seen` and the heartbeat
+//! settings; the core itself is not involved.
+//!
+//! Disconnected workers vanish from the core, so the monitor keeps a small list of recently
+//! lost ones (from `worker.left` events, with their last known details) for `LOST_KEEP`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use drover_api::rest::{rfc3339, WorkerView};
+use drover_core::{Event, EventKind, Micros, WorkerEventState, WorkerSummary};
+
+use crate::clock::now_micros;
+use crate::driver::DriverHandle;
+use crate::feed::{EventFeed, FeedError};
+use crate::metrics::Metrics;
+
+/// Every state a worker can show, for the metrics.
+pub const STATES: [&str; 5] = ["alive", "suspect", "lost", "draining", "drained"];
+/// How long a lost worker stays listed.
+pub const LOST_KEEP: Duration = Duration::from_secs(600);
+/// Most lost workers remembered (the oldest go first).
+const MAX_LOST: usize = 1000;
+
+struct Lost {
+    last: Option<WorkerSummary>,
+    lost_at: Micros,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The last details seen of each connected worker.
+    known: HashMap<String, WorkerSummary>,
+    lost: BTreeMap<String, Lost>,
+}
+
+pub struct WorkerMonitor {
+    heartbeat_ms: u64,
+    lease_ms: u64,
+    inner: Mutex<Inner>,
+}
+
+impl WorkerMonitor {
+    pub fn new(heartbeat_ms: u64, lease_ms: u64) -> Self {
+        WorkerMonitor {
+            heartbeat_ms,
+            lease_ms,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state of a connected worker last heard from `age_ms` ago.
+    pub fn state_of(&self, w: &WorkerSummary, age_ms: u64) -> &'static str {
+        if age_ms > self.lease_ms {
+            "lost"
+        } else if age_ms > 2 * self.heartbeat_ms {
+            "suspect"
+        } else {
+            w.state()
+        }
+    }
+
+    /// Every connected worker, then the recently lost ones, as the API shows them. Also
+    /// refreshes what the monitor knows of the connected ones.
+    pub fn views(&self, current: Vec<WorkerSummary>, now: Micros) -> Vec<WorkerView> {
+        let mut g = self.lock();
+        let cutoff = now - LOST_KEEP.as_micros() as Micros;
+        g.lost.retain(|_, l| l.lost_at >= cutoff);
+        let mut out = Vec::with_capacity(current.len() + g.lost.len());
+        for w in &current {
+            let age = age_ms(now, w.last_seen);
+            out.push(view(w, self.state_of(w, age), age));
+            g.lost.remove(&w.info.name);
+        }
+        for (name, l) in &g.lost {
+            match &l.last {
+                Some(w) => out.push(view(w, "lost", age_ms(now, w.last_seen))),
+                None => out.push(WorkerView {
+                    name: name.clone(),
+                    state: "lost".into(),
+                    last_heartbeat_age_ms: age_ms(now, l.lost_at),
+                    slots: 0,
+                    prefetch: 0,
+                    held: 0,
+                    running: 0,
+                    labels: Default::default(),
+                    kinds: Vec::new(),
+                    resources: Default::default(),
+                    joined_at: rfc3339(l.lost_at),
+                    last_heartbeat: rfc3339(l.lost_at),
+                }),
+            }
+        }
+        let known: HashMap<String, WorkerSummary> = current
+            .into_iter()
+            .map(|w| (w.info.name.clone(), w))
+            .collect();
+        // Gone since the last look (its `left` event may not be processed yet): lost now.
+        let old = std::mem::replace(&mut g.known, known);
+        for (name, w) in old {
+            if !g.known.contains_key(&name) {
+                g.lost.entry(name).or_insert(Lost {
+                    last: Some(w),
+                    lost_at: now,
+                });
+            }
+        }
+        out
+    }
+
+    /// Workers per state, for the metrics.
+    pub fn counts(&self, current: Vec<WorkerSummary>, now: Micros) -> HashMap<&'static str, i64> {
+        let mut m = HashMap::new();
+        for v in self.views(current, now) {
+            if let Some(s) = STATES.iter().find(|s| **s == v.state) {
+                *m.entry(*s).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// A worker event: `left` moves it to the lost list, `joined` takes it off.
+    pub fn observe(&self, e: &Event) {
+        let EventKind::Worker { name, state } = &e.kind else {
+            return;
+        };
+        let mut g = self.lock();
+        match state {
+            WorkerEventState::Joined => {
+                g.lost.remove(name);
+            }
+            WorkerEventState::Left => {
+                let last = g.known.remove(name);
+                let entry = g.lost.entry(name.clone()).or_insert(Lost {
+                    last: None,
+                    lost_at: e.at,
+                });
+                if entry.last.is_none() {
+                    entry.last = last;
+                }
+                while g.lost.len() > MAX_LOST {
+                    let oldest = g
+                        .lost
+                        .iter()
+                        .min_by_key(|(_, l)| l.lost_at)
+                        .map(|(n, _)| n.clone());
+                    match oldest {
+                        Some(n) => g.lost.remove(&n),
+                        None => break,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Follows worker events and refreshes the known workers and the worker gauges every
+    /// heartbeat interval. Runs until the server shuts down.
+    pub async fn run(
+        self: Arc<Self>,
+        mut feed: EventFeed,
+        driver: DriverHandle,
+        metrics: Arc<Metrics>,
+    ) {
+        let every = Duration::from_millis(self.heartbeat_ms.clamp(100, 1000));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = feed.next() => match r {
+                    Ok(e) => self.observe(&e),
+                    Err(FeedError::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "worker monitor: reading events failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                _ = tick.tick() => {
+                    let Ok(current) = driver.workers().await else { return };
+                    metrics.set_worker_counts(&self.counts(current, now_micros()));
+                }
+            }
+        }
+    }
+}
+
+fn age_ms(now: Micros, then: Micros) -> u64 {
+    ((now - then).max(0) / 1000) as u64
+}
+
+fn view(w: &WorkerSummary, state: &str, age: u64) -> WorkerView {
+    WorkerView {
+        name: w.info.name.clone(),
+        state: state.into(),
+        last_heartbeat_age_ms: age,
+        slots: w.info.slots,
+        prefetch: w.info.prefetch,
+        held: w.held as u32,
+        running: w.running as u32,
+        labels: w.info.labels.clone(),
+        kinds: w.info.kinds.clone(),
+        resources: w.info.resources.clone(),
+        joined_at: rfc3339(w.joined_at),
+        last_heartbeat: rfc3339(w.last_seen),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_core::WorkerInfo;
+
+    fn summary(name: &str, last_seen: Micros) -> WorkerSummary {
+        WorkerSummary {
+            info: WorkerInfo {
+                name: name.into(),
+                slots: 2,
+                ..Default::default()
+            },
+            held: 0,
+            running: 0,
+            draining: false,
+            joined_at: 0,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn states_by_heartbeat_age_and_lost_list() {
+        let m = WorkerMonitor::new(100, 1000);
+        let now = 10_000_000;
+        let views = m.views(
+            vec![
+                summary("a", now - 150_000),
+                summary("s", now - 250_000),
+                summary("l", now - 1_500_000),
+            ],
+            now,
+        );
+        let states: Vec<_> = views
+            .iter()
+            .map(|v| (v.name.as_str(), v.state.as_str()))
+            .collect();
+        assert_eq!(states, [("a", "alive"), ("s", "suspect"), ("l", "lost")]);
+        assert_eq!(views[1].last_heartbeat_age_ms, 250);
+        m.observe(&Event {
+            seq: 1,
+            at: now,
+            kind: EventKind::Worker {
+                name: "s".into(),
+                state: WorkerEventState::Left,
+            },
+        });
+        let views = m.views(vec![summary("a", now)], now + 1000);
+        assert_eq!(views.len(), 2);
+        assert_eq!(
+            (views[1].name.as_str(), views[1].state.as_str()),
+            ("s", "lost")
+        );
+        assert_eq!(views[1].slots, 2, "last known details are kept");
+        // "s" is forgotten after LOST_KEEP; "a", gone without an event yet, is lost now.
+        let later = now + LOST_KEEP.as_micros() as Micros + 1;
+        let views = m.views(vec![], later);
+        assert_eq!(views.len(), 1);
+        assert_eq!(
+            (views[0].name.as_str(), views[0].state.as_str()),
+            ("a", "lost")
+        );
+        // Back: alive, and off the lost list.
+        let counts = m.counts(vec![summary("a", later)], later);
+        assert_eq!((counts["alive"], counts.get("lost")), (1, None));
+    }
+}

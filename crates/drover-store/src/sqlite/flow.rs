@@ -1,0 +1,268 @@
+//! SQLite side of serial and parallel execution: task flow records, queue configurations,
+//! workflows, and the idempotency keys the core indexes at start (schema 0003).
+
+use drover_core::dag::{WorkflowNode, WorkflowRecord};
+use drover_core::{
+    FlowRecord, FlowSnapshot, FlowSpec, QueueConfig, TaskId, TaskState, UpstreamPolicy,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde_json::{json, Value};
+
+use super::codec::id_bytes;
+use super::db_err;
+use crate::batch::Batch;
+use crate::StoreError;
+
+const FLOW_COLS: &str = "task_id, after_ids, waiting, on_upstream_failure, serial_key, \
+    deadline, workflow_id, node, upstream_failed";
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn ids_to_json(ids: &[TaskId]) -> String {
+    Value::from(ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).to_string()
+}
+
+fn ids_from_json(s: &str) -> Result<Vec<TaskId>, StoreError> {
+    let v: Vec<String> = serde_json::from_str(s).map_err(corrupt)?;
+    v.iter().map(|i| i.parse().map_err(corrupt)).collect()
+}
+
+fn flow_from_row(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
+    let id: Vec<u8> = row.get(0).map_err(db_err)?;
+    let id = <[u8; 16]>::try_from(id.as_slice())
+        .map(|a| TaskId(u128::from_be_bytes(a)))
+        .map_err(|_| corrupt("flow task id is not 16 bytes"))?;
+    let after: String = row.get(1).map_err(db_err)?;
+    let waiting: String = row.get(2).map_err(db_err)?;
+    let policy: String = row.get(3).map_err(db_err)?;
+    let wf: Option<String> = row.get(6).map_err(db_err)?;
+    let node: Option<String> = row.get(7).map_err(db_err)?;
+    let failed: Option<String> = row.get(8).map_err(db_err)?;
+    let upstream_failed = match failed {
+        Some(s) => {
+            let (u, st): (String, String) = serde_json::from_str(&s).map_err(corrupt)?;
+            Some((
+                u.parse::<TaskId>().map_err(corrupt)?,
+                st.parse::<TaskState>().map_err(corrupt)?,
+            ))
+        }
+        None => None,
+    };
+    Ok(FlowRecord {
+        task_id: id,
+        spec: FlowSpec {
+            after: ids_from_json(&after)?,
+            on_upstream_failure: policy.parse::<UpstreamPolicy>().map_err(corrupt)?,
+            serial_key: row.get(4).map_err(db_err)?,
+            deadline: row.get(5).map_err(db_err)?,
+            workflow: wf.zip(node),
+        },
+        waiting: ids_from_json(&waiting)?,
+        upstream_failed,
+    })
+}
+
+fn queue_from_row(row: &Row<'_>) -> Result<QueueConfig, StoreError> {
+    let strategy: Option<String> = row.get(3).map_err(db_err)?;
+    let conc: Option<i64> = row.get(1).map_err(db_err)?;
+    Ok(QueueConfig {
+        name: row.get(0).map_err(db_err)?,
+        concurrency: conc.map(|c| c as u32),
+        paused: row.get::<_, i64>(2).map_err(db_err)? != 0,
+        strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
+    })
+}
+
+fn workflow_from_row(row: &Row<'_>) -> Result<WorkflowRecord, StoreError> {
+    let doc: String = row.get(3).map_err(db_err)?;
+    let v: Value = serde_json::from_str(&doc).map_err(corrupt)?;
+    let mut nodes = Vec::new();
+    for n in v
+        .as_array()
+        .ok_or_else(|| corrupt("workflow doc is not a list"))?
+    {
+        let s = |k: &str| {
+            n.get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| corrupt(format!("workflow node without {k}")))
+        };
+        let after = n
+            .get("after")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        nodes.push(WorkflowNode {
+            name: s("name")?,
+            task_id: s("task_id")?.parse().map_err(corrupt)?,
+            after,
+        });
+    }
+    Ok(WorkflowRecord {
+        id: row.get(0).map_err(db_err)?,
+        name: row.get(1).map_err(db_err)?,
+        created_at: row.get(2).map_err(db_err)?,
+        nodes,
+    })
+}
+
+fn workflow_doc(w: &WorkflowRecord) -> String {
+    Value::from(
+        w.nodes
+            .iter()
+            .map(|n| json!({"name": n.name, "task_id": n.task_id.to_string(), "after": n.after}))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+/// Writes the batch's flow records, queue configs and workflows (inside the commit's
+/// transaction).
+pub(super) fn commit(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
+    if !batch.flows.is_empty() {
+        let mut st = tx
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO task_flow ({FLOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?)"
+            ))
+            .map_err(db_err)?;
+        for f in &batch.flows {
+            let (wf, node) = match &f.spec.workflow {
+                Some((w, n)) => (Some(w.as_str()), Some(n.as_str())),
+                None => (None, None),
+            };
+            st.execute(params![
+                &id_bytes(f.task_id)[..],
+                ids_to_json(&f.spec.after),
+                ids_to_json(&f.waiting),
+                f.spec.on_upstream_failure.as_str(),
+                f.spec.serial_key,
+                f.spec.deadline,
+                wf,
+                node,
+                f.upstream_failed
+                    .map(|(u, s)| json!([u.to_string(), s.as_str()]).to_string()),
+            ])
+            .map_err(db_err)?;
+        }
+    }
+    for q in &batch.queues {
+        tx.execute(
+            "INSERT OR REPLACE INTO queues (name, concurrency, paused, strategy) \
+             VALUES (?,?,?,?)",
+            params![
+                q.name,
+                q.concurrency.map(i64::from),
+                q.paused as i64,
+                q.strategy.map(|s| s.as_str())
+            ],
+        )
+        .map_err(db_err)?;
+    }
+    for w in &batch.workflows {
+        tx.execute(
+            "INSERT OR REPLACE INTO workflows (id, name, created_at, doc) VALUES (?,?,?,?)",
+            params![w.id, w.name, w.created_at, workflow_doc(w)],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Flow state for the snapshot: flow records of non-terminal tasks, queue configs, keys.
+pub(super) fn load(conn: &Connection, active: &str) -> Result<FlowSnapshot, StoreError> {
+    let mut snap = FlowSnapshot::default();
+    {
+        let cols = FLOW_COLS
+            .split(',')
+            .map(|c| format!("f.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT {cols} FROM task_flow f JOIN tasks t ON t.id = f.task_id \
+                 WHERE t.state IN ({active})"
+            ))
+            .map_err(db_err)?;
+        let mut rows = st.query([]).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            snap.flows.push(flow_from_row(r)?);
+        }
+    }
+    snap.queues = queue_configs(conn)?;
+    let mut st = conn
+        .prepare(
+            "SELECT idempotency_key, id FROM tasks WHERE idempotency_key IS NOT NULL \
+             ORDER BY seq",
+        )
+        .map_err(db_err)?;
+    let mut rows = st.query([]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let k: String = r.get(0).map_err(db_err)?;
+        let id: Vec<u8> = r.get(1).map_err(db_err)?;
+        let id = <[u8; 16]>::try_from(id.as_slice())
+            .map(|a| TaskId(u128::from_be_bytes(a)))
+            .map_err(|_| corrupt("task id is not 16 bytes"))?;
+        snap.idempotency.push((k, id));
+    }
+    Ok(snap)
+}
+
+pub(super) fn queue_configs(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {
+    let mut st = conn
+        .prepare_cached("SELECT name, concurrency, paused, strategy FROM queues ORDER BY name")
+        .map_err(db_err)?;
+    let mut rows = st.query([]).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        out.push(queue_from_row(r)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn flow(conn: &Connection, id: TaskId) -> Result<Option<FlowRecord>, StoreError> {
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {FLOW_COLS} FROM task_flow WHERE task_id = ?"
+        ))
+        .map_err(db_err)?;
+    let mut rows = st.query([&id_bytes(id)[..]]).map_err(db_err)?;
+    match rows.next().map_err(db_err)? {
+        Some(r) => Ok(Some(flow_from_row(r)?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn workflow(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+    let mut st = conn
+        .prepare_cached("SELECT id, name, created_at, doc FROM workflows WHERE id = ?")
+        .map_err(db_err)?;
+    let row = st
+        .query_row([id], |r| Ok(workflow_from_row(r)))
+        .optional()
+        .map_err(db_err)?;
+    row.transpose()
+}
+
+pub(super) fn workflows(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<WorkflowRecord>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, name, created_at, doc FROM workflows ORDER BY created_at DESC, id DESC \
+             LIMIT ?",
+        )
+        .map_err(db_err)?;
+    let mut rows = st.query([limit as i64]).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        out.push(workflow_from_row(r)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,449 @@
+// The dashboard in a real browser (Debian's Chromium via playwright-core) against the real
+// `drover server` and `drover worker` processes. Run: tests/browser/run.sh
+
+import { describe, it, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, startWorker, stop, cli, waitFor, launchBrowser, newPage, shot, removeTempDirs,
+} from './harness.mjs';
+
+const T = 20_000; // ceiling of every DOM wait
+
+/** Waits until the element matching `selector` has data-state `state`. */
+async function waitState(page, selector, state, timeout = T) {
+  await page.waitForFunction(([sel, st]) => {
+    const el = document.querySelector(sel);
+    return el && el.dataset.state === st;
+  }, [selector, state], { timeout });
+}
+
+async function waitText(page, selector, text, timeout = T) {
+  await page.waitForFunction(([sel, tx]) => {
+    const el = document.querySelector(sel);
+    return el && el.textContent.includes(tx);
+  }, [selector, text], { timeout });
+}
+
+async function submit(url, ...command) {
+  const out = await cli(['submit', '--server', url, '--', ...command]);
+  const id = out.trim().split('\n').pop().trim();
+  assert.match(id, /^[0-9a-f-]{36}$/, `submit printed a task id, not ${out}`);
+  return id;
+}
+
+async function batch(url, tasks) {
+  const res = await fetch(`${url}/v1/tasks:batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tasks }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return (await res.json()).ids;
+}
+
+async function confirmDialog(page) {
+  await page.locator('.dialog [data-role=confirm]').click();
+  await page.locator('.overlay').waitFor({ state: 'detached', timeout: T });
+}
+
+describe('dashboard', () => {
+  let server;
+  let w1;
+  let w2;
+  let context;
+  let page;
+  const errors = [];
+  const shots = [];
+
+  before(async () => {
+    server = await startServer();
+    w1 = await startWorker(server.url, 'w1', ['--slots', '2', '--labels', 'zone=a,tier=batch', '--resources', 'cpu=4,mem=8GiB']);
+    w2 = await startWorker(server.url, 'w2', ['--slots', '4', '--labels', 'zone=b', '--kinds', 'default,noop', '--resources', 'cpu=8,mem=16GiB']);
+    context = await launchBrowser();
+    page = await newPage(context, errors);
+  });
+
+  afterEach(() => {
+    const found = errors.splice(0);
+    assert.deepEqual(found, [], 'the page logged errors');
+  });
+
+  after(async () => {
+    if (context) await context.close();
+    await stop(w1);
+    await stop(w2);
+    await stop(server && server.child);
+    if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
+  });
+
+  it('serves the dashboard from the binary, with no other origin', async () => {
+    const res = await fetch(`${server.url}/`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /text\/html/);
+    assert.match(res.headers.get('content-security-policy'), /default-src 'self'/);
+    const requests = [];
+    const onRequest = (r) => requests.push(r.url());
+    page.on('request', onRequest);
+    await page.goto(`${server.url}/`);
+    await page.locator('.nav-item[data-nav=tasks]').waitFor({ timeout: T });
+    await page.locator('.stat[data-stat=workers] .stat-value').waitFor({ timeout: T });
+    await waitText(page, '.stat[data-stat=workers] .stat-value', '2');
+    page.off('request', onRequest);
+    const foreign = requests.filter((u) => !u.startsWith(server.url) && !u.startsWith('data:'));
+    assert.deepEqual(foreign, [], 'every request goes to the server itself');
+  });
+
+  it('uses the event stream when the server has one', async () => {
+    const ctl = new AbortController();
+    const res = await fetch(`${server.url}/v1/events`, { signal: ctl.signal });
+    const hasStream = res.ok && /text\/event-stream/.test(res.headers.get('content-type') || '');
+    ctl.abort();
+    const expected = hasStream ? 'live' : 'polling';
+    await page.waitForFunction((m) => document.querySelector('[data-testid=live]')?.dataset.mode === m, expected, { timeout: T });
+  });
+
+  let helloId;
+  it('shows a task submitted from the CLI and its turn to succeeded without a reload', async () => {
+    await page.goto(`${server.url}/#/tasks`);
+    await page.locator('[data-testid=task-table], .empty').first().waitFor({ timeout: T });
+    // Record every text the new row shows, as it changes in place.
+    await page.evaluate(() => {
+      window.__noReload = 'still here';
+      window.__rowTexts = {};
+      new MutationObserver(() => {
+        for (const tr of document.querySelectorAll('[data-testid=task-table] tbody tr')) {
+          const seen = (window.__rowTexts[tr.dataset.id] ||= []);
+          const text = tr.querySelector('.cell-state').textContent;
+          if (seen[seen.length - 1] !== text) seen.push(text);
+        }
+      }).observe(document.getElementById('page'), { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    helloId = await submit(server.url, 'sh', '-c', 'echo hello from drover; sleep 1');
+    const row = `tr[data-id="${helloId}"]`;
+    await page.locator(row).waitFor({ timeout: T });
+    await waitState(page, row, 'succeeded');
+    assert.match(await page.locator(row).innerText(), /succeeded/);
+    const texts = await page.evaluate((id) => window.__rowTexts[id], helloId);
+    assert.ok(texts.length >= 2 && texts[0] !== 'succeeded', `the row showed the task before it ended, then changed: ${texts.join(' → ')}`);
+    assert.equal(texts[texts.length - 1], 'succeeded');
+    assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
+  });
+
+  it('opens the task page with its attempt timeline and logs', async () => {
+    await page.locator(`tr[data-id="${helloId}"] a.id-link`).click();
+    await page.waitForURL(`**/#/tasks/${helloId}`, { timeout: T });
+    await waitText(page, '[data-testid=stdout]', 'hello from drover');
+    await page.locator('[data-testid=attempts] tr[data-attempt="1"]').waitFor({ timeout: T });
+    const attempt = await page.locator('[data-testid=attempts] tr[data-attempt="1"]').innerText();
+    assert.match(attempt, /w[12]/, 'the attempt names its worker');
+    assert.match(attempt, /succeeded/);
+    await waitText(page, '[data-testid=result]', 'exit code 0');
+    assert.equal(await page.locator('[data-testid=cancel]').isDisabled(), true, 'a finished task cannot be cancelled');
+    shots.push(await shot(page, 'task'));
+  });
+
+  it('retries a task: the same spec runs again as a new task', async () => {
+    await page.locator('[data-testid=retry]').click();
+    await confirmDialog(page);
+    await page.waitForFunction((old) => /^#\/tasks\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.endsWith(old), helloId, { timeout: T });
+    const newId = await page.evaluate(() => location.hash.split('/').pop());
+    await waitState(page, '.task-sub .badge', 'succeeded');
+    await waitText(page, '[data-testid=stdout]', 'hello from drover');
+    const view = await (await fetch(`${server.url}/v1/tasks/${newId}`)).json();
+    assert.deepEqual(view.spec.argv, ['sh', '-c', 'echo hello from drover; sleep 1']);
+  });
+
+  it('cancels a running task from its page', async () => {
+    const id = await submit(server.url, 'sleep', '60');
+    await page.goto(`${server.url}/#/tasks/${id}`);
+    await waitState(page, '.task-sub .badge', 'running');
+    await page.locator('[data-testid=follow], .follow').first().waitFor({ state: 'visible', timeout: T });
+    await page.locator('[data-testid=cancel]').click();
+    await page.locator('.dialog').waitFor({ timeout: T });
+    await confirmDialog(page);
+    await waitState(page, '.task-sub .badge', 'cancelled');
+    await waitText(page, '.task-sub .badge', 'cancelled');
+    await waitFor(async () => (await (await fetch(`${server.url}/v1/tasks/${id}`)).json()).state === 'cancelled', T, 'the server to agree');
+    shots.push(await shot(page, 'task-cancelled'));
+  });
+
+  it('submits a task from the New task dialog', async () => {
+    await page.goto(`${server.url}/#/tasks`);
+    await page.locator('[data-testid=new-task]').click();
+    await page.locator('.dialog input[name=command]').fill("sh -c 'echo typed in the dashboard'");
+    await page.locator('.dialog input[name=queue]').fill('reports');
+    await page.locator('.dialog input[name=timeout]').fill('30s');
+    shots.push(await shot(page, 'new-task-dialog'));
+    await page.locator('.dialog [data-role=confirm]').click();
+    await page.waitForFunction(() => /^#\/tasks\/[0-9a-f-]{36}$/.test(location.hash), null, { timeout: T });
+    await waitState(page, '.task-sub .badge', 'succeeded');
+    await waitText(page, '[data-testid=stdout]', 'typed in the dashboard');
+    // A bad value is refused with the server's message next to the field.
+    await page.locator('[data-testid=new-task]').click();
+    await page.locator('.dialog input[name=command]').fill('true');
+    await page.locator('.dialog input[name=timeout]').fill('soon');
+    await page.locator('.dialog [data-role=confirm]').click();
+    await waitText(page, '.field[data-field=timeout] .field-error', 'not a duration');
+    await page.keyboard.press('Escape');
+    // That 400 was the point; the browser logs every failed response.
+    const rest = errors.filter((e) => !/status of 400/.test(e));
+    errors.splice(0, errors.length, ...rest);
+  });
+
+  it('filters the task table by state and queue', async () => {
+    await page.goto(`${server.url}/#/tasks`);
+    await page.locator('[data-testid=state-filter]').selectOption('cancelled');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid=task-table] tbody tr')];
+      return rows.length > 0 && rows.every((r) => r.dataset.state === 'cancelled');
+    }, null, { timeout: T });
+    assert.match(await page.evaluate(() => location.hash), /state=cancelled/);
+    await page.locator('[data-testid=state-filter]').selectOption('');
+    await page.locator('[data-testid=queue-filter]').fill('reports');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid=task-table] tbody tr')];
+      return rows.length === 1 && rows[0].innerText.includes('reports');
+    }, null, { timeout: T });
+  });
+
+  it('shows workers with their load, labels and a Drain button', async () => {
+    await page.goto(`${server.url}/#/workers`);
+    await page.locator('tr[data-worker=w1]').waitFor({ timeout: T });
+    const w1Row = await page.locator('tr[data-worker=w1]').innerText();
+    assert.match(w1Row, /zone=a/);
+    assert.match(w1Row, /\d\/2 running/);
+    assert.match(w1Row, /8 GiB/);
+    // Some load to show: the bars fill as the workers pick these up.
+    const busy = await batch(server.url, Array.from({ length: 4 }, () => ({ argv: ['sleep', '30'] })));
+    await page.waitForFunction(() => [...document.querySelectorAll('tr[data-worker] .cell-load')]
+      .reduce((a, el) => a + Number((/^(\d+)\//.exec(el.innerText) || [0, 0])[1]), 0) >= 4, null, { timeout: T });
+    // Drain w2: either the server drains it or the dashboard shows the server's error.
+    await page.locator('tr[data-worker=w2] [data-testid=drain]').click();
+    await confirmDialog(page);
+    await page.waitForFunction(() => document.querySelector('.alert-error .alert-msg')
+      || document.querySelector('tr[data-worker=w2]')?.dataset.state === 'draining', null, { timeout: T });
+    const alert = await page.locator('.alert-error').count();
+    if (alert) {
+      const msg = await page.locator('.alert-error .alert-msg').innerText();
+      assert.ok(msg.length > 0, 'the server’s message is shown');
+      assert.doesNotMatch(msg, /^\{/, 'the message, not raw JSON');
+    }
+    shots.push(await shot(page, 'workers'));
+    for (const id of busy) await fetch(`${server.url}/v1/tasks/${id}/cancel`, { method: 'POST' });
+  });
+
+  it('draws the demo workflow as an SVG graph', async () => {
+    await page.goto(`${server.url}/#/workflows/demo`);
+    await page.locator('svg.dag .dag-node').first().waitFor({ timeout: T });
+    const nodes = await page.locator('svg.dag .dag-node').count();
+    const edges = await page.locator('svg.dag .dag-edge').count();
+    assert.equal(nodes, 12);
+    assert.ok(edges >= 12, `edges drawn: ${edges}`);
+    assert.equal(await page.locator('svg.dag .dag-node[data-state=failed]').count(), 1);
+    // Layered: every edge goes left to right.
+    const forward = await page.evaluate(() => [...document.querySelectorAll('svg.dag .dag-edge')].every((e) => {
+      const d = e.getAttribute('d').match(/-?\d+(\.\d+)?/g).map(Number);
+      return d[d.length - 2] > d[0];
+    }));
+    assert.ok(forward, 'edges point from a layer to a later one');
+    shots.push(await shot(page, 'workflow'));
+    await page.goto(`${server.url}/#/workflows`);
+    await page.locator('.empty, table').first().waitFor({ timeout: T });
+  });
+
+  it('draws a submitted workflow and follows its nodes live', async (t) => {
+    const res = await fetch(`${server.url}/v1/workflows`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'nightly-report',
+        tasks: [
+          { name: 'extract', argv: ['sh', '-c', 'echo extracted; sleep 1'] },
+          { name: 'clean', after: ['extract'], argv: ['true'] },
+          { name: 'enrich', after: ['extract'], argv: ['sh', '-c', 'echo upstream API down >&2; exit 4'] },
+          { name: 'load', after: ['clean', 'enrich'], argv: ['true'] },
+          { name: 'notify', after: ['clean'], argv: ['true'] },
+        ],
+      }),
+    });
+    if (res.status === 404 || res.status === 405) {
+      t.skip('this server has no POST /v1/workflows yet');
+      return;
+    }
+    assert.equal(res.status, 201, await res.clone().text());
+    const wf = await res.json();
+    await page.goto(`${server.url}/#/workflows/${wf.id}`);
+    await page.locator('svg.dag .dag-node').first().waitFor({ timeout: T });
+    assert.equal(await page.locator('svg.dag .dag-node').count(), 5);
+    assert.equal(await page.locator('svg.dag .dag-edge').count(), 5);
+    // The graph follows the run without a reload.
+    await waitState(page, 'svg.dag .dag-node[data-name="notify"]', 'succeeded', 30_000);
+    await waitState(page, 'svg.dag .dag-node[data-name="enrich"]', 'failed', 30_000);
+    await waitState(page, 'svg.dag .dag-node[data-name="load"]', 'skipped', 30_000);
+    await page.locator('[data-testid=rerun]').waitFor({ timeout: T });
+    shots.push(await shot(page, 'workflow-run'));
+    await page.locator('svg.dag .dag-node[data-name="enrich"]').click();
+    await waitText(page, '[data-testid=stderr]', 'upstream API down');
+    await page.goto(`${server.url}/#/workflows`);
+    await waitText(page, '.page-inner table', 'nightly-report');
+  });
+
+  it('shows cron schedules, or an empty state while there are none', async () => {
+    await page.goto(`${server.url}/#/schedules`);
+    await page.locator('[data-testid=schedules-table], .empty').first().waitFor({ timeout: T });
+    shots.push(await shot(page, 'schedules'));
+  });
+
+  it('draws live charts on the overview as tasks finish', async () => {
+    await page.goto(`${server.url}/#/`);
+    await page.locator('.stat[data-stat=succeeded] .stat-value').waitFor({ timeout: T });
+    // A mix, so every chart and the state breakdown have something to show.
+    const before = await (await fetch(`${server.url}/v1/stats`)).json();
+    const had = (st) => before.tasks_by_state[st] || 0;
+    await batch(server.url, Array.from({ length: 300 }, (_, i) => {
+      const queue = ['default', 'reports', 'etl'][i % 3];
+      if (i % 10 === 3) return { queue, argv: ['sh', '-c', 'echo "no such file: input.csv" >&2; exit 3'] };
+      if (i % 50 === 7) return { queue, argv: ['sleep', '5'], timeout: '1s' };
+      if (i % 100 === 11) return { queue, argv: ['true'], delay: '1h' };
+      return { queue, argv: ['true'] };
+    }));
+    const count = (key) => page.evaluate((k) => Number(document.querySelector(`.state-row[data-state=${k}] .state-count`)?.textContent.replace(/\D/g, '') || 0), key);
+    await waitFor(async () => (await count('succeeded')) >= had('succeeded') + 261
+      && (await count('failed')) >= had('failed') + 30
+      && (await count('timed_out')) >= had('timed_out') + 6, 60_000, 'the batch to finish on the overview');
+    const inked = await page.evaluate(() => {
+      const c = document.querySelector('.chart canvas');
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i]) n++;
+      return n;
+    });
+    assert.ok(inked > 1000, 'the throughput chart is drawn');
+    await page.locator('[data-testid=live]').hover();
+    shots.push(await shot(page, 'overview'));
+    await page.goto(`${server.url}/#/tasks?limit=25`);
+    await page.locator('[data-testid=task-table] tbody tr').first().waitFor({ timeout: T });
+    shots.push(await shot(page, 'tasks'));
+    // A failed task's page: its stderr and the exit code.
+    const failed = (await (await fetch(`${server.url}/v1/tasks?state=failed&limit=1`)).json()).tasks[0];
+    await page.goto(`${server.url}/#/tasks/${failed.id}`);
+    await waitText(page, '[data-testid=stderr]', 'no such file: input.csv');
+    await waitText(page, '[data-testid=result]', 'exit code 3');
+    shots.push(await shot(page, 'task-failed'));
+  });
+
+  it('speaks Simplified Chinese, and remembers it across a reload', async () => {
+    await page.goto(`${server.url}/#/tasks?limit=25`);
+    await page.locator('[data-testid=task-table]').waitFor({ timeout: T });
+    await page.locator('.lang-btn[data-lang="zh-CN"]').click();
+    await waitText(page, '.nav-item[data-nav=tasks]', '任务');
+    await waitText(page, '.nav-item[data-nav=workers]', '工作节点');
+    await waitText(page, '[data-testid=task-table] thead', '状态');
+    await waitText(page, '[data-testid=task-table] tbody', '成功');
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+    await page.reload();
+    await waitText(page, '.nav-item[data-nav=tasks]', '任务');
+    await waitText(page, '.nav-item[data-nav=schedules]', '定时任务');
+    await waitText(page, '[data-testid=task-table] thead', '队列');
+    shots.push(await shot(page, 'tasks-zh'));
+    await page.goto(`${server.url}/#/`);
+    await page.locator('.stat[data-stat=succeeded]').waitFor({ timeout: T });
+    await waitText(page, '.stat[data-stat=succeeded]', '成功');
+    shots.push(await shot(page, 'overview-zh'));
+    await page.locator('.lang-btn[data-lang="en"]').click();
+    await waitText(page, '.nav-item[data-nav=tasks]', 'Tasks');
+    assert.equal(await page.evaluate(() => localStorage.getItem('drover.lang')), 'en');
+  });
+
+  it('stays live by polling when the event stream is missing', async () => {
+    const errs = [];
+    const p2 = await newPage(context, errs);
+    await p2.route('**/v1/events*', (route) => route.fulfill({
+      status: 404,
+      contentType: 'application/json',
+      body: JSON.stringify({ code: 'not_found', message: 'no such endpoint /v1/events' }),
+    }));
+    await p2.goto(`${server.url}/#/tasks`);
+    await p2.waitForFunction(() => document.querySelector('[data-testid=live]')?.dataset.mode === 'polling', null, { timeout: T });
+    const id = await submit(server.url, 'sh', '-c', 'echo polled; sleep 0.5');
+    await waitState(p2, `tr[data-id="${id}"]`, 'succeeded');
+    await p2.close();
+    assert.deepEqual(errs, []);
+  });
+});
+
+describe('dashboard at scale', () => {
+  let server;
+  let context;
+  let page;
+  const errors = [];
+  const shots = [];
+  const N = 100_000;
+
+  before(async () => {
+    server = await startServer();
+    // No worker: every task stays queued. Ten batches of 10,000, one commit each.
+    for (let b = 0; b < N / 10_000; b++) {
+      const res = await fetch(`${server.url}/v1/tasks:batch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tasks: Array.from({ length: 10_000 }, (_, i) => ({ argv: ['echo', `job-${b}-${i}`], queue: `bulk-${i % 4}` })) }),
+      });
+      assert.equal(res.status, 201, await res.text());
+    }
+    context = await launchBrowser();
+    page = await newPage(context, errors);
+  });
+
+  after(async () => {
+    if (context) await context.close();
+    await stop(server && server.child);
+    await removeTempDirs();
+    if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
+  });
+
+  afterEach(() => {
+    const found = errors.splice(0);
+    assert.deepEqual(found, [], 'the page logged errors');
+  });
+
+  it(`pages through ${N.toLocaleString('en')} tasks quickly, never loading them all`, async () => {
+    const listCalls = [];
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname === '/v1/tasks') listCalls.push(u);
+    });
+    const t0 = Date.now();
+    await page.goto(`${server.url}/#/tasks`);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=task-table] tbody tr').length === 50, null, { timeout: T });
+    const firstPaint = Date.now() - t0;
+    await waitText(page, '.page-head .subtitle', '100,000');
+    shots.push(await shot(page, 'tasks-100k'));
+    const firstRow = await page.locator('[data-testid=task-table] tbody tr').first().getAttribute('data-id');
+
+    const t1 = Date.now();
+    await page.locator('[data-testid=page-older]').click();
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('[data-testid=task-table] tbody tr');
+      return rows.length === 50 && rows[0].dataset.id !== id;
+    }, firstRow, { timeout: T });
+    const nextPage = Date.now() - t1;
+    await waitText(page, '.pager', '51–100');
+    await page.locator('[data-testid=page-newer]').click();
+    await page.waitForFunction((id) => document.querySelector('[data-testid=task-table] tbody tr')?.dataset.id === id, firstRow, { timeout: T });
+
+    await page.locator('[data-testid=queue-filter]').fill('bulk-2');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid=task-table] tbody tr')];
+      return rows.length === 50 && rows.every((r) => r.innerText.includes('bulk-2'));
+    }, null, { timeout: T });
+
+    for (const u of listCalls) {
+      const limit = Number(u.searchParams.get('limit'));
+      assert.ok(limit > 0 && limit <= 200, `every list call is one page (${u.search})`);
+    }
+    console.log(`100k tasks: first page in ${firstPaint} ms, next page in ${nextPage} ms`);
+    assert.ok(firstPaint < 5000, `first page in ${firstPaint} ms`);
+    assert.ok(nextPage < 2000, `next page in ${nextPage} ms`);
+  });
+});
