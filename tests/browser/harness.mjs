@@ -17,11 +17,18 @@ const children = new Set();
 const tempDirs = new Set();
 
 // Whatever happens, no process of ours outlives the test run.
-process.on('exit', () => {
+function killChildren() {
   for (const c of children) {
     try { c.kill('SIGKILL'); } catch { /* already gone */ }
   }
-});
+}
+process.on('exit', killChildren);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    killChildren();
+    process.exit(130);
+  });
+}
 
 export async function tempDir(prefix) {
   const dir = await mkdtemp(join(tmpdir(), prefix));

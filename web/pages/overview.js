@@ -111,7 +111,7 @@ export default {
             h('td', null, badge(tk.state)),
             h('td', { text: tk.queue }),
             h('td', { class: 'mono cmd', title: commandOf(tk), text: commandOf(tk) }),
-            h('td', { class: 'muted', title: tk.created_at, text: fmtAgo(tk.created_at) }))))));
+            h('td', { class: 'muted nowrap', title: tk.created_at, text: fmtAgo(tk.created_at) }))))));
       } catch (e) {
         if (ctx.alive) fill(recent, h('div', { class: 'muted', text: e.message }));
       }
@@ -149,8 +149,9 @@ export default {
           h('td', { class: 'num', text: fmtNum(r.depth) }),
           h('td', { class: 'num', text: r.running === null ? '—' : fmtNum(r.running) }))))));
     };
-    loadQueues();
-    ctx.every(5000, loadQueues);
+    const refreshQueues = refresher(loadQueues, 2000);
+    refreshQueues();
+    ctx.onCleanup(live.onSample(refreshQueues));
   },
 };
 

@@ -49,6 +49,8 @@ pub enum Command {
     Webhook(WebhookCommand),
     /// Measure throughput and latency of the real path (server, gRPC workers, durable store).
     Bench(BenchArgs),
+    /// Replay placement strategies on simulated workers, deterministically (see docs/placement.md).
+    Sim(SimArgs),
     /// Queues: concurrency limits, pause and resume, depth and running counts.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -198,7 +200,11 @@ pub struct ServerArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct WorkerArgs {
+    /// Manage a running worker instead of running one.
+    #[command(subcommand)]
+    pub action: Option<WorkerAction>,
     /// Server URL(s), comma-separated; tried in turn when a connection fails.
     #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL[,URL...]")]
     pub server: String,
@@ -208,7 +214,7 @@ pub struct WorkerArgs {
     /// Tasks run at the same time [default: 4].
     #[arg(long, value_name = "N")]
     pub slots: Option<u32>,
-    /// Extra assignments held waiting for a slot [default: 2].
+    /// Extra assignments held waiting for a slot [default: 0; see docs/placement.md].
     #[arg(long, value_name = "N")]
     pub prefetch: Option<u32>,
     /// Labels tasks can select on: k=v,..
@@ -223,6 +229,22 @@ pub struct WorkerArgs {
     /// Output kept per stream of each attempt, e.g. 1MiB.
     #[arg(long, value_parser = parse::quantity, value_name = "SIZE")]
     pub max_output: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkerAction {
+    /// Stop giving the worker new tasks; its running tasks finish (state draining, then drained).
+    Drain(WorkerNameArgs),
+    /// Undo a drain.
+    Resume(WorkerNameArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerNameArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// The worker's name, as `drover workers` shows it.
+    pub name: String,
 }
 
 #[derive(Args, Debug)]
@@ -553,4 +575,33 @@ mod tests {
             (20_000, 4, 64, 1000)
         );
     }
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// A strategy, a comma list, or `all` (the real ones plus the `oracle` baseline).
+    #[arg(long, default_value = "all", value_name = "S")]
+    pub strategy: String,
+    /// Worker groups: COUNTxSPEED[:SLOTS][/FAIL], comma separated (e.g. 4x1,4x2,4x4:2).
+    #[arg(long, default_value = "4x1,4x2,4x4", value_name = "SPEC")]
+    pub workers: String,
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub tasks: usize,
+    /// Poisson arrivals per simulated second [default: all at once].
+    #[arg(long, value_name = "RATE")]
+    pub arrival: Option<f64>,
+    /// Task duration at speed 1: fixed:M, exp:M (mean M) or pareto:A (shape A, mean 1).
+    #[arg(long, default_value = "exp:1", value_name = "DIST")]
+    pub duration: String,
+    /// Probability that an attempt fails (every worker; per group with /FAIL in --workers).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fail_rate: f64,
+    /// Assignments a worker may hold beyond its free slots [default: the worker's default].
+    #[arg(long, value_name = "K")]
+    pub prefetch: Option<u32>,
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub seed: u64,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }

@@ -84,7 +84,10 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Up(a) => up::up(a).await,
         Command::Server(a) => up::server(a).await,
-        Command::Worker(a) => up::worker(a).await,
+        Command::Worker(a) => match a.action {
+            Some(action) => tasks::worker_action(action).await,
+            None => up::worker(a).await,
+        },
         Command::Submit(a) => submit::run(a).await,
         Command::Status(a) => tasks::status(a).await,
         Command::List(a) => tasks::list(a).await,
@@ -94,6 +97,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Events(a) => events::events(a).await,
         Command::Webhook(c) => events::webhook(c).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Sim(a) => sim::run(a),
         Command::Queue(c) => flow::queue(c).await,
         Command::Workflow(c) => flow::workflow(c).await,
     }

@@ -162,6 +162,14 @@ impl Client {
     }
 
     /// `POST /v1/tasks/{id}/cancel`: the task as it is after the cancellation.
+    /// `POST /v1/workers/{name}/drain` (or `/resume` when `on` is false): the worker takes
+    /// nothing new; what it runs finishes.
+    pub async fn drain(&self, name: &str, on: bool) -> Result<WorkerList> {
+        let verb = if on { "drain" } else { "resume" };
+        let path = format!("/v1/workers/{}/{verb}", segment(name));
+        self.send::<(), _>(Method::POST, &path, &[], None).await
+    }
+
     pub async fn cancel(&self, id: &str) -> Result<TaskView> {
         let path = format!("/v1/tasks/{}/cancel", segment(id));
         self.send::<(), _>(Method::POST, &path, &[], None).await

@@ -5,6 +5,7 @@
 //! simulator and the property tests depend on that.
 
 pub mod coordinator;
+pub mod cron;
 pub mod dag;
 pub mod model;
 pub mod placement;

@@ -398,10 +398,9 @@ async fn set_draining(s: AppState, name: String, on: bool) -> ApiResult<Json<Wor
     match reply {
         Reply::Drain(Ok(())) => {
             let list = s.driver.workers().await.map_err(|_| gone())?;
-            let mine = list.into_iter().filter(|w| w.info.name == name).collect();
-            Ok(Json(WorkerList {
-                workers: s.workers.views(mine, now_micros()),
-            }))
+            let mut views = s.workers.views(list, now_micros());
+            views.retain(|w| w.name == name);
+            Ok(Json(WorkerList { workers: views }))
         }
         Reply::Drain(Err(_)) => Err(ApiError::not_found(format!(
             "no connected worker named '{name}'; see drover workers"

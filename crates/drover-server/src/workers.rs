@@ -71,13 +71,27 @@ impl WorkerMonitor {
     /// refreshes what the monitor knows of the connected ones.
     pub fn views(&self, current: Vec<WorkerSummary>, now: Micros) -> Vec<WorkerView> {
         let mut g = self.lock();
+        let known: HashMap<String, WorkerSummary> = current
+            .iter()
+            .map(|w| (w.info.name.clone(), w.clone()))
+            .collect();
+        // Gone since the last look (its `left` event may not be processed yet): lost now.
+        let old = std::mem::replace(&mut g.known, known);
+        for (name, w) in old {
+            if !g.known.contains_key(&name) {
+                g.lost.entry(name).or_insert(Lost {
+                    last: Some(w),
+                    lost_at: now,
+                });
+            }
+        }
         let cutoff = now - LOST_KEEP.as_micros() as Micros;
-        g.lost.retain(|_, l| l.lost_at >= cutoff);
+        g.lost
+            .retain(|name, l| l.lost_at >= cutoff && !is_connected(name, &current));
         let mut out = Vec::with_capacity(current.len() + g.lost.len());
         for w in &current {
             let age = age_ms(now, w.last_seen);
             out.push(view(w, self.state_of(w, age), age));
-            g.lost.remove(&w.info.name);
         }
         for (name, l) in &g.lost {
             match &l.last {
@@ -96,20 +110,6 @@ impl WorkerMonitor {
                     joined_at: rfc3339(l.lost_at),
                     last_heartbeat: rfc3339(l.lost_at),
                 }),
-            }
-        }
-        let known: HashMap<String, WorkerSummary> = current
-            .into_iter()
-            .map(|w| (w.info.name.clone(), w))
-            .collect();
-        // Gone since the last look (its `left` event may not be processed yet): lost now.
-        let old = std::mem::replace(&mut g.known, known);
-        for (name, w) in old {
-            if !g.known.contains_key(&name) {
-                g.lost.entry(name).or_insert(Lost {
-                    last: Some(w),
-                    lost_at: now,
-                });
             }
         }
         out
@@ -190,6 +190,10 @@ impl WorkerMonitor {
     }
 }
 
+fn is_connected(name: &str, current: &[WorkerSummary]) -> bool {
+    current.iter().any(|w| w.info.name == name)
+}
+
 fn age_ms(now: Micros, then: Micros) -> u64 {
     ((now - then).max(0) / 1000) as u64
 }
@@ -257,15 +261,16 @@ mod tests {
                 state: WorkerEventState::Left,
             },
         });
+        // "l" vanished without an event, "s" left: both listed as lost, with their details.
         let views = m.views(vec![summary("a", now)], now + 1000);
-        assert_eq!(views.len(), 2);
-        assert_eq!(
-            (views[1].name.as_str(), views[1].state.as_str()),
-            ("s", "lost")
-        );
-        assert_eq!(views[1].slots, 2, "last known details are kept");
-        // "s" is forgotten after LOST_KEEP; "a", gone without an event yet, is lost now.
-        let later = now + LOST_KEEP.as_micros() as Micros + 1;
+        let states: Vec<_> = views
+            .iter()
+            .map(|v| (v.name.as_str(), v.state.as_str()))
+            .collect();
+        assert_eq!(states, [("a", "alive"), ("l", "lost"), ("s", "lost")]);
+        assert_eq!(views[2].slots, 2, "last known details are kept");
+        // "l" and "s" are forgotten after LOST_KEEP; "a", gone without an event yet, is lost.
+        let later = now + LOST_KEEP.as_micros() as Micros + 2000;
         let views = m.views(vec![], later);
         assert_eq!(views.len(), 1);
         assert_eq!(

@@ -9,7 +9,7 @@ use drover_core::Strategy;
 /// The prefetch a worker uses when `--prefetch` is not given: the worker agent's own default
 /// (`drover-worker` `WorkerConfig::default().prefetch`), chosen from the tables in
 /// docs/placement.md.
-pub const DEFAULT_PREFETCH: u32 = 2;
+pub const DEFAULT_PREFETCH: u32 = 0;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{0}")]

@@ -43,13 +43,17 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// 4 slots, a prefetch of 2, 1 MiB of output per stream, every kind, no labels.
+    /// 4 slots, no prefetch, 1 MiB of output per stream, every kind, no labels.
+    ///
+    /// Prefetch 0 by default: the placement simulations (docs/placement.md) show every
+    /// strategy placing best when a worker holds only what it runs; raise it for very short
+    /// tasks, where a round trip per task costs more than a slightly worse placement.
     pub fn new(servers: Vec<String>, name: String) -> Self {
         WorkerConfig {
             servers,
             name,
             slots: 4,
-            prefetch: 2,
+            prefetch: 0,
             labels: BTreeMap::new(),
             kinds: Vec::new(),
             resources: BTreeMap::new(),

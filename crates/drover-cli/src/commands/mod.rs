@@ -4,6 +4,7 @@ pub mod bench;
 pub mod events;
 pub mod flow;
 pub mod local;
+pub mod sim;
 pub mod submit;
 pub mod tasks;
 pub mod up;

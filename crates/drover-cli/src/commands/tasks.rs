@@ -2,7 +2,7 @@
 
 use drover_client::{ListQuery, TaskList, TaskView, WorkerList};
 
-use crate::cli::{ClientOpts, IdArgs, ListArgs, LogsArgs, StatusArgs};
+use crate::cli::{ClientOpts, IdArgs, ListArgs, LogsArgs, StatusArgs, WorkerAction};
 use crate::exit::usage;
 use crate::output::{self, cut, map, opt, opt_time, short_time, Format, Table};
 
@@ -122,6 +122,21 @@ pub async fn workers(opts: ClientOpts) -> anyhow::Result<u8> {
     let client = super::client(&opts)?;
     let list = client.workers().await?;
     match opts.output {
+        Format::Json => output::json(&list)?,
+        Format::Text => output::text(&worker_table(&list))?,
+    }
+    Ok(0)
+}
+
+/// `drover worker drain|resume NAME`.
+pub async fn worker_action(action: WorkerAction) -> anyhow::Result<u8> {
+    let (args, on) = match action {
+        WorkerAction::Drain(a) => (a, true),
+        WorkerAction::Resume(a) => (a, false),
+    };
+    let client = super::client(&args.client)?;
+    let list = client.drain(&args.name, on).await?;
+    match args.client.output {
         Format::Json => output::json(&list)?,
         Format::Text => output::text(&worker_table(&list))?,
     }

@@ -184,9 +184,10 @@ pub fn cli(url: &str, args: &[&str]) -> Output {
 
 /// Runs the CLI with `-o json` and parses its stdout; panics with stderr on failure.
 pub fn cli_json(url: &str, args: &[&str]) -> Value {
-    // Right after the subcommand, so it never lands in a task's argv after `--`.
+    // Before the first flag (so it never lands in a task's argv after `--`), or at the end.
     let mut a = args.to_vec();
-    a.splice(1..1, ["-o", "json"]);
+    let at = a.iter().position(|x| x.starts_with('-')).unwrap_or(a.len());
+    a.splice(at..at, ["-o", "json"]);
     let out = cli(url, &a);
     assert!(
         out.status.success(),

@@ -1,0 +1,396 @@
+//! Serial and parallel execution with real processes: dependencies, a diamond workflow on two
+//! workers, per-key serial order, queue limits, idempotency, and kill -9 of the server
+//! mid-workflow.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A task script that logs "start NAME T" and "end NAME T" (T in ns) around a sleep.
+fn logged(log: &Path, name: &str, sleep: &str) -> String {
+    format!(
+        "echo \"start {name} $(date +%s%N)\" >> {l}; sleep {sleep}; echo \"end {name} $(date +%s%N)\" >> {l}",
+        l = log.display()
+    )
+}
+
+/// (start, end) in ns per name, from the log.
+fn spans(log: &Path) -> std::collections::BTreeMap<String, (u128, u128)> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let p: Vec<&str> = line.split_whitespace().collect();
+        if p.len() != 3 {
+            continue;
+        }
+        let t: u128 = p[2].parse().unwrap();
+        let e = m.entry(p[1].to_string()).or_insert((0, 0));
+        if p[0] == "start" {
+            e.0 = t;
+        } else {
+            e.1 = t;
+        }
+    }
+    m
+}
+
+fn order_in_log(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// `cli_json` for a command group (`queue set ...`): `-o json` goes after the subcommand.
+fn cli_json2(url: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.splice(2..2, ["-o", "json"]);
+    let out = cli(url, &a);
+    assert!(
+        out.status.success(),
+        "drover {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_workflow(url: &str, id: &str, within: Duration) -> Value {
+    wait_for(within, &format!("workflow {id} to end"), || {
+        let w = cli_json(url, &["status", id]);
+        (!matches!(w["state"].as_str(), Some("pending" | "running"))).then_some(w)
+    })
+}
+
+fn node<'a>(w: &'a Value, name: &str) -> &'a Value {
+    w["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name} in {w}"))
+}
+
+#[test]
+fn after_runs_on_success_and_skips_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w = start_worker(&server.url, "w1", 4, &[]);
+    let url = &server.url;
+    let a = submit(url, &["--", "sh", "-c", "sleep 0.3"]);
+    let b = submit(url, &["--after", &a, "--", "true"]);
+    let t = task(url, &b);
+    assert_eq!(t["state"], "pending");
+    wait_state(url, &b, &["succeeded"], Duration::from_secs(30));
+    let bad = submit(url, &["--", "false"]);
+    let skipped = submit(url, &["--after", &format!("{a},{bad}"), "--", "true"]);
+    let ran = submit(
+        url,
+        &[
+            "--after",
+            &bad,
+            "--on-upstream-failure",
+            "run",
+            "--",
+            "true",
+        ],
+    );
+    let t = wait_state(url, &skipped, &["skipped"], Duration::from_secs(30));
+    assert!(
+        t["error"].as_str().unwrap().contains(&bad),
+        "the reason names the upstream: {t}"
+    );
+    wait_state(url, &ran, &["succeeded"], Duration::from_secs(30));
+    // An upstream that does not exist is refused, nothing is stored.
+    let out = cli(
+        url,
+        &[
+            "submit",
+            "--after",
+            "0190b8a0-0000-7000-8000-000000000000",
+            "--",
+            "true",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no task with id"));
+}
+
+#[test]
+fn a_diamond_runs_b_and_c_concurrently_on_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w1 = start_worker(&server.url, "w1", 1, &[]);
+    let _w2 = start_worker(&server.url, "w2", 1, &[]);
+    let wf = dir.path().join("wf.yaml");
+    let yaml = format!(
+        r#"name: diamond
+tasks:
+  - name: a
+    argv: [sh, -c, '{a}']
+  - name: b
+    after: [a]
+    argv: [sh, -c, '{b}']
+  - name: c
+    after: [a]
+    argv: [sh, -c, '{c}']
+  - name: d
+    after: [b, c]
+    argv: [sh, -c, '{d}']
+"#,
+        a = logged(&log, "a", "0.2"),
+        b = logged(&log, "b", "1"),
+        c = logged(&log, "c", "1"),
+        d = logged(&log, "d", "0.1"),
+    );
+    std::fs::write(&wf, yaml).unwrap();
+    let w = cli_json(&server.url, &["submit", "--file", wf.to_str().unwrap()]);
+    let id = w["id"].as_str().unwrap().to_string();
+    assert_eq!(w["nodes"].as_array().unwrap().len(), 4);
+    let done = wait_workflow(&server.url, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    for n in ["a", "b", "c", "d"] {
+        assert_eq!(node(&done, n)["state"], "succeeded");
+    }
+    assert_eq!(node(&done, "d")["after"], serde_json::json!(["b", "c"]));
+    let s = spans(&log);
+    let (a, b, c, d) = (s["a"], s["b"], s["c"], s["d"]);
+    assert!(a.1 <= b.0 && a.1 <= c.0, "b and c start after a ended");
+    assert!(b.0 < c.1 && c.0 < b.1, "b and c overlap: {b:?} {c:?}");
+    assert!(d.0 >= b.1 && d.0 >= c.1, "d starts after b and c ended");
+    // The REST shape the dashboard draws.
+    let v: Value = http()
+        .get(format!("{}/v1/workflows/{id}", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["name"], "diamond");
+    assert!(v["nodes"][0]["task_id"].is_string());
+}
+
+#[test]
+fn workflow_validation_names_the_cycle_and_rerun_from_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w = start_worker(&server.url, "w1", 2, &[]);
+    let bad = dir.path().join("cycle.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "loop", "tasks": [
+            {"name": "a", "argv": ["true"], "after": ["c"]},
+            {"name": "b", "argv": ["true"], "after": ["a"]},
+            {"name": "c", "argv": ["true"], "after": ["b"]}]}"#,
+    )
+    .unwrap();
+    let out = cli(&server.url, &["submit", "--file", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a -> b -> c -> a"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server checks it too.
+    let r = http()
+        .post(format!("{}/v1/workflows", server.url))
+        .body(std::fs::read_to_string(&bad).unwrap())
+        .header("content-type", "application/json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // A node that fails once: a flag file makes the second run succeed.
+    let flag = dir.path().join("flag");
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "name: flaky\ntasks:\n  - name: a\n    argv: [\"true\"]\n  - name: b\n    after: [a]\n    argv: [sh, -c, 'test -e {f} || {{ touch {f}; exit 1; }}']\n  - name: c\n    after: [b]\n    argv: [\"true\"]\n",
+            f = flag.display()
+        ),
+    )
+    .unwrap();
+    let w = cli_json(&server.url, &["submit", "--file", wf.to_str().unwrap()]);
+    let id = w["id"].as_str().unwrap().to_string();
+    let done = wait_workflow(&server.url, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "failed");
+    assert_eq!(node(&done, "a")["state"], "succeeded");
+    assert_eq!(node(&done, "b")["state"], "failed");
+    assert_eq!(node(&done, "c")["state"], "skipped");
+    let a_task = node(&done, "a")["task_id"].clone();
+    cli_json2(&server.url, &["workflow", "rerun", &id, "--from-failed"]);
+    let again = wait_workflow(&server.url, &id, Duration::from_secs(60));
+    assert_eq!(again["state"], "succeeded", "{again}");
+    assert_eq!(node(&again, "a")["task_id"], a_task, "a was not rerun");
+}
+
+#[test]
+fn per_key_serial_order_and_queue_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w = start_worker(&server.url, "w1", 8, &[]);
+    let url = &server.url;
+    let mut k1 = vec![];
+    for i in 0..4 {
+        let name = format!("k1-{i}");
+        k1.push(submit(
+            url,
+            &[
+                "--key",
+                "k1",
+                "--serial",
+                "--",
+                "sh",
+                "-c",
+                &logged(&log, &name, "0.2"),
+            ],
+        ));
+    }
+    let k2 = submit(
+        url,
+        &[
+            "--key",
+            "k2",
+            "--serial",
+            "--",
+            "sh",
+            "-c",
+            &logged(&log, "k2-0", "0.5"),
+        ],
+    );
+    for id in k1.iter().chain([&k2]) {
+        wait_state(url, id, &["succeeded"], Duration::from_secs(60));
+    }
+    let lines = order_in_log(&log);
+    let k1_lines: Vec<String> = lines
+        .iter()
+        .filter(|l| l.contains(" k1-"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected: Vec<String> = (0..4)
+        .flat_map(|i| [format!("start k1-{i}"), format!("end k1-{i}")])
+        .collect();
+    assert_eq!(k1_lines, expected, "one at a time, in submission order");
+    let s = spans(&log);
+    assert!(
+        s["k2-0"].0 < s["k1-0"].1 || s["k2-0"].0 < s["k1-1"].1,
+        "another key runs in parallel"
+    );
+
+    // A queue limited to one: its tasks never overlap; pause holds them.
+    let qlog = dir.path().join("qlog");
+    cli_json2(url, &["queue", "set", "one", "--concurrency", "1"]);
+    cli_json2(url, &["queue", "pause", "one"]);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            submit(
+                url,
+                &[
+                    "--queue",
+                    "one",
+                    "--",
+                    "sh",
+                    "-c",
+                    &logged(&qlog, &format!("q{i}"), "0.2"),
+                ],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let list = cli_json2(url, &["queue", "list"]);
+    let one = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "one")
+        .unwrap()
+        .clone();
+    assert_eq!(one["depth"], 3, "{one}");
+    assert_eq!(one["running"], 0);
+    assert_eq!(one["paused"], true);
+    assert_eq!(one["concurrency"], 1);
+    cli_json2(url, &["queue", "resume", "one"]);
+    for id in &ids {
+        wait_state(url, id, &["succeeded"], Duration::from_secs(60));
+    }
+    let s = spans(&qlog);
+    let mut v: Vec<(u128, u128)> = s.values().copied().collect();
+    v.sort();
+    for w in v.windows(2) {
+        assert!(w[0].1 <= w[1].0, "queue tasks overlapped: {v:?}");
+    }
+}
+
+#[test]
+fn idempotency_key_returns_the_original_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w = start_worker(&server.url, "w1", 2, &[]);
+    let url = &server.url;
+    let a = submit(url, &["--idempotency-key", "order-1", "--", "true"]);
+    let b = submit(url, &["--idempotency-key", "order-1", "--", "true"]);
+    assert_eq!(a, b);
+    wait_state(url, &a, &["succeeded"], Duration::from_secs(30));
+    let c = submit(url, &["--idempotency-key", "order-1", "--", "true"]);
+    assert_eq!(a, c, "also after it finished");
+}
+
+#[test]
+fn kill_9_mid_workflow_finishes_with_the_right_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let addr = free_addr();
+    let mut server = start_server(dir.path(), &addr);
+    let url = server.url.clone();
+    let _w1 = start_worker(&url, "w1", 2, &[]);
+    let wf = dir.path().join("wf.yaml");
+    let yaml = format!(
+        r#"name: restart
+tasks:
+  - name: a
+    argv: [sh, -c, '{a}']
+  - name: b
+    after: [a]
+    argv: [sh, -c, '{b}']
+  - name: c
+    after: [a]
+    argv: [sh, -c, 'exit 3']
+  - name: d
+    after: [b]
+    argv: [sh, -c, '{d}']
+  - name: e
+    after: [c]
+    argv: [sh, -c, '{e}']
+"#,
+        a = logged(&log, "a", "0.3"),
+        b = logged(&log, "b", "2"),
+        d = logged(&log, "d", "0.2"),
+        e = logged(&log, "e", "0.1"),
+    );
+    std::fs::write(&wf, yaml).unwrap();
+    let w = cli_json(&url, &["submit", "--file", wf.to_str().unwrap()]);
+    let id = w["id"].as_str().unwrap().to_string();
+    // Mid-workflow: b is running.
+    wait_for(Duration::from_secs(30), "b to start", || {
+        spans(&log).contains_key("b").then_some(())
+    });
+    server.proc.kill9();
+    // The worker keeps running b and re-attaches it to the restarted server.
+    let server = start_server(dir.path(), &addr);
+    let done = wait_workflow(&server.url, &id, Duration::from_secs(90));
+    assert_eq!(done["state"], "failed");
+    assert_eq!(node(&done, "a")["state"], "succeeded");
+    assert_eq!(node(&done, "b")["state"], "succeeded");
+    assert_eq!(node(&done, "c")["state"], "failed");
+    assert_eq!(node(&done, "d")["state"], "succeeded");
+    assert_eq!(node(&done, "e")["state"], "skipped");
+    let s = spans(&log);
+    assert!(!s.contains_key("e"), "e never ran");
+    assert!(s["d"].0 >= s["b"].1, "d started after b ended");
+    assert!(s["b"].0 >= s["a"].1, "b started after a ended");
+}

@@ -1,0 +1,242 @@
+//! Placement with real workers: tasks land where the strategy or selector says.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn batch(url: &str, tasks: Vec<Value>) -> Vec<String> {
+    let r: Value = http()
+        .post(format!("{url}/v1/tasks:batch"))
+        .json(&json!({ "tasks": tasks }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("batch refused: {r}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn finished(url: &str, ids: &[String]) -> Vec<Value> {
+    ids.iter()
+        .map(|id| wait_state(url, id, &["succeeded", "failed"], Duration::from_secs(60)))
+        .collect()
+}
+
+fn per_worker(tasks: &[Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for t in tasks {
+        assert_eq!(t["state"], "succeeded", "{t}");
+        *m.entry(t["worker"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+struct Cluster {
+    server: Server,
+    _workers: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster(workers: &[(&str, u32, &[&str])]) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let workers = workers
+        .iter()
+        .map(|(name, slots, extra)| start_worker(&server.url, name, *slots, extra))
+        .collect();
+    Cluster {
+        server,
+        _workers: workers,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn round_robin_and_least_loaded_deal_evenly() {
+    let c = cluster(&[("a", 4, &[]), ("b", 4, &[]), ("c", 4, &[])]);
+    let url = &c.server.url;
+    for strategy in ["round_robin", "least_loaded"] {
+        let tasks = (0..12)
+            .map(|_| json!({"argv": ["sleep", "0.3"], "strategy": strategy}))
+            .collect();
+        let ids = batch(url, tasks);
+        let counts = per_worker(&finished(url, &ids));
+        assert_eq!(
+            counts.values().copied().collect::<Vec<_>>(),
+            [4, 4, 4],
+            "{strategy}: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn consistent_hash_keeps_a_key_on_one_worker() {
+    let c = cluster(&[("a", 2, &[]), ("b", 2, &[]), ("c", 2, &[])]);
+    let url = &c.server.url;
+    let keys = [
+        "customer-1",
+        "customer-2",
+        "customer-3",
+        "customer-4",
+        "customer-5",
+    ];
+    let mut by_key: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for round in 0..4 {
+        for k in keys {
+            let id = submit(
+                url,
+                &["--strategy", "consistent_hash", "--key", k, "--", "true"],
+            );
+            by_key.entry(k).or_default().push(id);
+        }
+        let _ = round;
+    }
+    let mut used = BTreeSet::new();
+    for (k, ids) in by_key {
+        let workers: BTreeSet<String> = finished(url, &ids)
+            .iter()
+            .map(|t| t["worker"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(workers.len(), 1, "key {k} ran on {workers:?}");
+        used.extend(workers);
+    }
+    assert!(
+        used.len() >= 2,
+        "five keys all hashed to one worker: {used:?}"
+    );
+}
+
+#[test]
+fn broadcast_runs_one_copy_per_worker_with_its_shard() {
+    let c = cluster(&[("a", 1, &[]), ("b", 1, &[]), ("c", 1, &[])]);
+    let url = &c.server.url;
+    let id = submit(
+        url,
+        &[
+            "--queue",
+            "bcast",
+            "--strategy",
+            "broadcast",
+            "--",
+            "sh",
+            "-c",
+            "echo $DROVER_SHARD_INDEX/$DROVER_SHARD_COUNT",
+        ],
+    );
+    let copies = wait_for(Duration::from_secs(30), "three broadcast copies", || {
+        let l = cli_json(url, &["list", "--queue", "bcast"]);
+        let tasks = l["tasks"].as_array()?.clone();
+        (tasks.len() == 3).then_some(tasks)
+    });
+    assert!(copies.iter().any(|t| t["id"] == id.as_str()));
+    let ids: Vec<String> = copies
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    let done = finished(url, &ids);
+    let workers: BTreeSet<&str> = done.iter().map(|t| t["worker"].as_str().unwrap()).collect();
+    assert_eq!(workers, BTreeSet::from(["a", "b", "c"]));
+    let mut shards: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let out = cli(url, &["logs", id]);
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    shards.sort();
+    assert_eq!(shards, ["0/3", "1/3", "2/3"]);
+}
+
+#[test]
+fn label_selectors_and_kinds_decide_where_and_why() {
+    let c = cluster(&[
+        ("zone-a", 2, &["--labels", "zone=a", "--kinds", "default"]),
+        (
+            "zone-b",
+            2,
+            &["--labels", "zone=b,gpu=a100", "--kinds", "default"],
+        ),
+    ]);
+    let url = &c.server.url;
+    let cases = [
+        ("zone=b", "zone-b"),
+        ("zone!=b", "zone-a"),
+        ("gpu", "zone-b"),
+        ("!gpu", "zone-a"),
+        ("zone in (b,c)", "zone-b"),
+        ("zone notin (b,c)", "zone-a"),
+    ];
+    for (selector, want) in cases {
+        let ids: Vec<String> = (0..3)
+            .map(|_| submit(url, &["--label-selector", selector, "--", "true"]))
+            .collect();
+        for t in finished(url, &ids) {
+            assert_eq!(t["worker"], want, "selector {selector}: {t}");
+        }
+    }
+
+    // No worker could ever take it: the status says why, and it runs once one joins.
+    let id = submit(url, &["--kind", "gpu-render", "--", "true"]);
+    let t = wait_for(Duration::from_secs(10), "a waiting reason", || {
+        let t = task(url, &id);
+        t["waiting_reason"].as_str().map(|_| t.clone())
+    });
+    let why = t["waiting_reason"].as_str().unwrap();
+    assert!(why.contains("gpu-render"), "{why}");
+    assert_eq!(t["state"], "queued");
+    let _renderer = start_worker(url, "renderer", 1, &["--kinds", "gpu-render"]);
+    let t = wait_state(url, &id, &["succeeded"], Duration::from_secs(30));
+    assert_eq!(t["worker"], "renderer");
+}
+
+#[test]
+fn a_drained_worker_takes_nothing_new_and_finishes_what_it_runs() {
+    let c = cluster(&[("keep", 2, &[]), ("drain-me", 2, &[])]);
+    let url = &c.server.url;
+    let long = batch(
+        url,
+        (0..4)
+            .map(|_| json!({"argv": ["sleep", "1"], "strategy": "round_robin"}))
+            .collect(),
+    );
+    wait_for(Duration::from_secs(20), "both workers busy", || {
+        let ws = cli_json(url, &["workers"]);
+        ws["workers"]
+            .as_array()?
+            .iter()
+            .all(|w| w["running"].as_u64() == Some(2))
+            .then_some(())
+    });
+    let out = cli_json(url, &["worker", "drain", "drain-me"]);
+    assert_eq!(out["workers"][0]["state"], "draining", "{out}");
+    let after = batch(
+        url,
+        (0..4)
+            .map(|_| json!({"argv": ["true"], "strategy": "round_robin"}))
+            .collect(),
+    );
+    for t in finished(url, &after) {
+        assert_eq!(t["worker"], "keep", "a draining worker took {t}");
+    }
+    for t in finished(url, &long) {
+        assert_eq!(t["state"], "succeeded");
+    }
+    wait_for(Duration::from_secs(20), "the worker to be drained", || {
+        let ws = cli_json(url, &["workers"]);
+        ws["workers"]
+            .as_array()?
+            .iter()
+            .any(|w| w["name"] == "drain-me" && w["state"] == "drained")
+            .then_some(())
+    });
+    assert!(!cli(url, &["worker", "drain", "nobody"]).status.success());
+}
