@@ -463,6 +463,8 @@ pub struct WorkerView {
     pub labels: BTreeMap<String, String>,
     pub kinds: Vec<String>,
     pub resources: BTreeMap<String, u64>,
+    /// Resources not taken by the attempts it holds.
+    pub resources_free: BTreeMap<String, u64>,
     pub joined_at: String,
     pub last_heartbeat: String,
 }

@@ -271,6 +271,8 @@ pub struct WorkerSummary {
     pub draining: bool,
     pub joined_at: Micros,
     pub last_seen: Micros,
+    /// Declared resources minus what its held attempts requested.
+    pub resources_free: BTreeMap<String, u64>,
 }
 
 pub struct Coordinator {
@@ -456,6 +458,7 @@ impl Coordinator {
                     })
                     .count(),
                 draining: w.draining,
+                resources_free: self.worker_resources_free(&w.info.name).unwrap_or_default(),
                 joined_at: w.joined_at,
                 last_seen: w.last_seen,
             })

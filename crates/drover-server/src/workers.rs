@@ -107,6 +107,7 @@ impl WorkerMonitor {
                     labels: Default::default(),
                     kinds: Vec::new(),
                     resources: Default::default(),
+                    resources_free: Default::default(),
                     joined_at: rfc3339(l.lost_at),
                     last_heartbeat: rfc3339(l.lost_at),
                 }),
@@ -210,6 +211,7 @@ fn view(w: &WorkerSummary, state: &str, age: u64) -> WorkerView {
         labels: w.info.labels.clone(),
         kinds: w.info.kinds.clone(),
         resources: w.info.resources.clone(),
+        resources_free: w.resources_free.clone(),
         joined_at: rfc3339(w.joined_at),
         last_heartbeat: rfc3339(w.last_seen),
     }
@@ -232,6 +234,7 @@ mod tests {
             draining: false,
             joined_at: 0,
             last_seen,
+            resources_free: Default::default(),
         }
     }
 
