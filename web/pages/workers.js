@@ -55,7 +55,7 @@ export default {
       }
       fill(body, h('table', { class: 'table', dataset: { testid: 'workers-table' } },
         h('thead', null, h('tr', null,
-          [t('col.worker'), t('col.state'), t('col.load'), t('col.labels'), t('col.kinds'), t('col.resources'), t('col.heartbeat'), t('col.joined'), '']
+          [t('col.worker'), t('col.state'), t('col.load'), t('col.labels'), t('col.kinds'), list.some((w) => w.resources_free) ? t('col.resourcesFree') : t('col.resources'), t('col.heartbeat'), t('col.joined'), '']
             .map((c, i) => h('th', { class: i === 8 ? 'actions' : '', text: c })))),
         h('tbody', null, list.map((w) => h('tr', { dataset: { worker: w.name, state: w.state } },
           h('td', null, h('div', { class: 'strong', text: w.name })),
@@ -66,7 +66,14 @@ export default {
           h('td', null, chips(w.labels)),
           h('td', null, w.kinds && w.kinds.length ? chips(w.kinds, 'chip chip-kind') : h('span', { class: 'muted', text: t('workers.anyKind') })),
           h('td', null, Object.keys(w.resources || {}).length
-            ? h('div', { class: 'chips' }, Object.entries(w.resources).map(([k, v]) => h('span', { class: 'chip chip-res', text: `${k} ${fmtResource(k, v)}` })))
+            ? h('div', { class: 'chips' }, Object.entries(w.resources).map(([k, v]) => {
+              const free = w.resources_free && w.resources_free[k];
+              return h('span', {
+                class: 'chip chip-res',
+                title: free === undefined ? null : t('workers.resourceFree', { free: fmtResource(k, free), total: fmtResource(k, v) }),
+                text: free === undefined ? `${k} ${fmtResource(k, v)}` : `${k} ${fmtResource(k, free)} / ${fmtResource(k, v)}`,
+              });
+            }))
             : h('span', { class: 'muted', text: '—' })),
           h('td', null, h('span', { class: ['hb', heartbeatClass(w, now)], title: w.last_heartbeat, text: fmtAgo(w.last_heartbeat, now) })),
           h('td', { class: 'muted nowrap', title: w.joined_at, text: fmtAgo(w.joined_at, now) }),

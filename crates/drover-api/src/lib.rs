@@ -9,6 +9,7 @@ pub mod events;
 pub mod flow;
 pub mod limits;
 pub mod rest;
+pub mod schedule;
 
 /// Generated from `proto/drover/v1/worker.proto` and `events.proto`.
 pub mod proto {

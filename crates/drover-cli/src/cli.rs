@@ -57,6 +57,93 @@ pub enum Command {
     /// Workflows (DAGs submitted with `drover submit --file`): show, list, rerun.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Schedules: cron expressions with time zones, fixed rate, fixed delay.
+    #[command(subcommand)]
+    Cron(CronCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CronCommand {
+    /// Add (or replace) a schedule: `drover cron add NAME --cron "EXPR" -- CMD ARGS...`.
+    Add(CronAddArgs),
+    /// List schedules with their next fire time.
+    List(ClientOpts),
+    /// Stop firing (slots passed while paused are not fired on resume).
+    Pause(CronNameArgs),
+    Resume(CronNameArgs),
+    /// Delete a schedule (its tasks are kept).
+    Rm(CronNameArgs),
+    /// Fire once now.
+    Run(CronNameArgs),
+    /// Fire every slot of a past range (slots already fired are not fired again).
+    Backfill(CronBackfillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CronNameArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Schedule name.
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CronBackfillArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    pub name: String,
+    /// Start of the range (RFC 3339), inclusive.
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// End of the range (RFC 3339), inclusive.
+    #[arg(long, value_name = "TIME")]
+    pub to: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CronAddArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Schedule name (adding an existing name replaces it).
+    pub name: String,
+    /// Cron expression: 5 fields (min hour dom month dow) or 6 (seconds first).
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// Time zone of the expression (IANA name) [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// Fixed rate instead of an expression, e.g. 90s.
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+    /// Fixed delay: the next run starts this long after the previous one ended.
+    #[arg(long, value_name = "DURATION")]
+    pub delay_after_previous: Option<String>,
+    /// While the previous run runs: allow (parallel), skip, queue (after it), replace
+    /// (cancel it) [default: allow].
+    #[arg(long, value_name = "POLICY")]
+    pub overlap: Option<String>,
+    /// After downtime: skip, run_once, run_all [default: skip].
+    #[arg(long, value_name = "POLICY")]
+    pub misfire: Option<String>,
+    /// Most missed slots run_all fires [default: 1].
+    #[arg(long, value_name = "N")]
+    pub max_catch_up: Option<u32>,
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<String>,
+    #[arg(long, value_name = "K")]
+    pub kind: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "P")]
+    pub priority: Option<i32>,
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    #[arg(long, value_parser = parse::duration_text, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Environment variable for the task (repeatable): NAME=VALUE.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,6 +4,11 @@
 //! Exit codes: 0 success, 1 failure, 2 usage or invalid input; `submit --wait` exits with the
 //! task's code (124 timed out, 130 cancelled). Errors are one line on stderr, never a panic.
 
+/// The scheduler's hot path allocates many small, short-lived values (records, messages);
+/// mimalloc measured faster than the system allocator on `drover bench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod commands;
 mod exit;
@@ -100,6 +105,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Sim(a) => sim::run(a),
         Command::Queue(c) => flow::queue(c).await,
         Command::Workflow(c) => flow::workflow(c).await,
+        Command::Cron(c) => cron::cron(c).await,
     }
 }
 

@@ -394,3 +394,108 @@ tasks:
     assert!(s["d"].0 >= s["b"].1, "d started after b ended");
     assert!(s["b"].0 >= s["a"].1, "b started after a ended");
 }
+
+/// The UUIDv7 timestamp (ms) of a task id: a fire's slot.
+fn id_ms(id: &str) -> u64 {
+    u64::from_str_radix(&id.replace('-', "")[..12], 16).unwrap()
+}
+
+fn cron_tasks(url: &str, queue: &str) -> Vec<Value> {
+    let v: Value = http()
+        .get(format!("{url}/v1/tasks?queue={queue}&limit=1000"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["tasks"].as_array().unwrap().clone()
+}
+
+#[test]
+fn cron_fires_each_slot_once_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut server = start_server(dir.path(), &addr);
+    let url = server.url.clone();
+    let _w = start_worker(&url, "w1", 4, &[]);
+    let out = cli_json2(
+        &url,
+        &[
+            "cron",
+            "add",
+            "tick",
+            "--cron",
+            "* * * * * *",
+            "--tz",
+            "Europe/Paris",
+            "--queue",
+            "ticks",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(out["name"], "tick");
+    assert!(out["next_fire_at"].is_string());
+    let list: Value = http()
+        .get(format!("{url}/v1/schedules"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let s = &list["schedules"][0];
+    assert_eq!(s["name"], "tick");
+    assert_eq!(s["cron"], "* * * * * *");
+    assert_eq!(s["tz"], "Europe/Paris");
+    assert_eq!(s["paused"], false);
+    wait_for(Duration::from_secs(30), "three fires", || {
+        (cron_tasks(&url, "ticks").len() >= 3).then_some(())
+    });
+    server.proc.kill9();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(2500));
+    let server = start_server(dir.path(), &addr);
+    let url = server.url.clone();
+    let before = cron_tasks(&url, "ticks").len();
+    wait_for(Duration::from_secs(30), "fires after the restart", || {
+        (cron_tasks(&url, "ticks").len() >= before + 3).then_some(())
+    });
+    cli_json2(&url, &["cron", "pause", "tick"]);
+    let tasks = cron_tasks(&url, "ticks");
+    let mut slots: Vec<u64> = tasks
+        .iter()
+        .map(|t| id_ms(t["id"].as_str().unwrap()))
+        .collect();
+    let n = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), n, "a slot fired twice");
+    // Misfire `skip`: the slots of the downtime were not fired (a gap of > 1 s).
+    assert!(
+        slots.windows(2).any(|w| w[1] - w[0] > 1000),
+        "killed at {killed_at}: {slots:?}"
+    );
+    for t in &tasks {
+        if t["state"] != "succeeded" {
+            wait_state(
+                &url,
+                t["id"].as_str().unwrap(),
+                &["succeeded"],
+                Duration::from_secs(30),
+            );
+        }
+    }
+    // Manual run and removal.
+    let r = cli_json2(&url, &["cron", "run", "tick"]);
+    assert_eq!(r["ids"].as_array().unwrap().len(), 1);
+    let out = cli(&url, &["cron", "rm", "tick"]);
+    assert!(out.status.success());
+    let list: Value = http()
+        .get(format!("{url}/v1/schedules"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 0);
+}

@@ -10,7 +10,7 @@ pub use drover_api::flow::{
 use crate::{Client, Result};
 
 /// Path segments are names without `/`-free guarantees: escape them.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -19,6 +19,7 @@
 mod error;
 mod events;
 mod flow;
+mod schedule;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use drover_api::{ApiError, ErrorCode};
 pub use error::ClientError;
 pub use events::{EventQuery, EventStream};
 pub use flow::*;
+pub use schedule::*;
 
 /// The server address used when none is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";

@@ -18,11 +18,13 @@ use crate::retry;
 
 mod dispatch;
 mod flow;
+mod sched;
 pub use dispatch::DrainError;
 pub use flow::{
     FlowRecord, FlowSnapshot, FlowSpec, FlowTask, QueueConfig, QueueStats, SubmitError,
     UpstreamPolicy,
 };
+pub use sched::{ScheduleOp, ScheduleSummary};
 
 /// A connection of a worker, numbered by the driver.
 pub type SessionId = u64;
@@ -127,6 +129,11 @@ pub enum Input {
         req: RequestId,
         config: QueueConfig,
     },
+    /// Add, change, pause, delete, run or backfill a schedule.
+    Schedule {
+        req: RequestId,
+        op: ScheduleOp,
+    },
     WorkerJoin {
         session: SessionId,
         info: WorkerInfo,
@@ -210,6 +217,9 @@ pub enum Write {
     Queue(QueueConfig),
     /// A workflow and the task of each node; upsert by id (a rerun replaces node tasks).
     Workflow(crate::dag::WorkflowRecord),
+    /// A schedule and its last handled slot; upsert by name.
+    Schedule(crate::cron::ScheduleRecord),
+    ScheduleDeleted(String),
 }
 
 /// What a call produced, for the driver to carry out: writes first, then the rest.
@@ -291,6 +301,8 @@ pub struct Coordinator {
     pl: dispatch::Placer,
     /// Dependencies, serial keys, queue gates, deadlines, idempotency keys.
     flow: flow::Flow,
+    /// Cron, fixed-rate and fixed-delay schedules.
+    sched: sched::Scheds,
     next_task_seq: u64,
     next_event_seq: u64,
 }
@@ -309,6 +321,7 @@ impl Coordinator {
             sessions: BTreeMap::new(),
             pl: dispatch::Placer::new(&cfg),
             flow: flow::Flow::default(),
+            sched: sched::Scheds::default(),
             next_task_seq: snapshot.next_task_seq,
             next_event_seq: snapshot.next_event_seq,
             cfg,
@@ -350,7 +363,7 @@ impl Coordinator {
     pub fn poll_timeout(&self) -> Option<Micros> {
         let d = self.delayed.first().map(|e| e.0);
         let l = self.leases.first().map(|e| e.0);
-        [d, l, self.flow.next_deadline()]
+        [d, l, self.flow.next_deadline(), self.sched.next_timer()]
             .into_iter()
             .flatten()
             .min()
@@ -387,6 +400,7 @@ impl Coordinator {
                 self.configure_queue(config, fx);
                 fx.replies.push((req, Reply::Done));
             }
+            Input::Schedule { req, op } => self.schedule_op(now, req, op, fx),
             Input::WorkerJoin {
                 session,
                 info,
@@ -419,6 +433,7 @@ impl Coordinator {
             self.promote(now, id, fx);
         }
         self.expire_due(now, fx);
+        self.fire_due(now, fx);
         while let Some(&(at, id)) = self.leases.first() {
             if at > now {
                 break;

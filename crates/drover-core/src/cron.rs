@@ -95,7 +95,7 @@ pub enum Compiled {
 /// Parses a cron expression: 5 fields (minute precision) or 6 (with seconds first).
 pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     let n = expr.split_whitespace().count();
-    if !(n == 5 || n == 6) && !expr.trim_start().starts_with('@') {
+    if !(n == 5 || n == 6 || expr.trim_start().starts_with('@')) {
         return Err(format!(
             "'{expr}' has {n} fields; a cron expression has 5 (min hour dom month dow) or 6 \
              (sec min hour dom month dow)"

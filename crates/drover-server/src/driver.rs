@@ -326,7 +326,8 @@ fn request_id(input: &Input) -> Option<RequestId> {
         | Input::SubmitPlaced { req, .. }
         | Input::DrainWorker { req, .. }
         | Input::ResumeWorker { req, .. }
-        | Input::ConfigureQueue { req, .. } => Some(*req),
+        | Input::ConfigureQueue { req, .. }
+        | Input::Schedule { req, .. } => Some(*req),
         _ => None,
     }
 }

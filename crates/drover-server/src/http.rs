@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::flows::routes())
+        .merge(crate::schedules::routes())
         .merge(crate::dashboard::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
@@ -505,5 +506,6 @@ pub struct ApiDoc;
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::flows::FlowApi::openapi());
+    doc.merge(crate::schedules::ScheduleApi::openapi());
     Json(doc)
 }

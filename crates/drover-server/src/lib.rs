@@ -14,6 +14,7 @@ mod grpc;
 pub mod http;
 mod metrics;
 mod retention;
+mod schedules;
 pub mod webhooks;
 mod workers;
 
@@ -131,9 +132,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let core = Coordinator::new(core_cfg, seed, clock::now_micros(), snapshot);
     // Committed events, for live subscribers; a slow one lags and re-reads from the store.
     let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
-    let subscribe = |after| feed::EventFeed::subscribe(store.clone(), &events, after);
-    let tracker_feed = subscribe(Some(last_seq)).await?;
-    let monitor_feed = subscribe(Some(last_seq)).await?;
+    let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
     let (driver, handle) =
         driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
     let driver_task = tokio::spawn(driver.run());
@@ -142,12 +141,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
     let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms, cfg.lease_ms));
     background.push(
-        tokio::spawn(
-            worker_monitor
-                .clone()
-                .run(monitor_feed, handle.clone(), metrics.clone()),
-        )
-        .abort_handle(),
+        tokio::spawn(worker_monitor.clone().run(handle.clone(), metrics.clone())).abort_handle(),
     );
     background.push(
         tokio::spawn(retention::prune_loop(

@@ -4,18 +4,18 @@
 //! settings; the core itself is not involved.
 //!
 //! Disconnected workers vanish from the core, so the monitor keeps a small list of recently
-//! lost ones (from `worker.left` events, with their last known details) for `LOST_KEEP`.
+//! lost ones (with their last known details) for `LOST_KEEP`: a worker missing from the core's
+//! list since the last look (every heartbeat interval, and every `/v1/workers`) has gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use drover_api::rest::{rfc3339, WorkerView};
-use drover_core::{Event, EventKind, Micros, WorkerEventState, WorkerSummary};
+use drover_core::{Micros, WorkerSummary};
 
 use crate::clock::now_micros;
 use crate::driver::DriverHandle;
-use crate::feed::{EventFeed, FeedError};
 use crate::metrics::Metrics;
 
 /// Every state a worker can show, for the metrics.
@@ -88,6 +88,17 @@ impl WorkerMonitor {
         let cutoff = now - LOST_KEEP.as_micros() as Micros;
         g.lost
             .retain(|name, l| l.lost_at >= cutoff && !is_connected(name, &current));
+        while g.lost.len() > MAX_LOST {
+            let oldest = g
+                .lost
+                .iter()
+                .min_by_key(|(_, l)| l.lost_at)
+                .map(|(n, _)| n.clone());
+            match oldest {
+                Some(n) => g.lost.remove(&n),
+                None => break,
+            };
+        }
         let mut out = Vec::with_capacity(current.len() + g.lost.len());
         for w in &current {
             let age = age_ms(now, w.last_seen);
@@ -127,66 +138,18 @@ impl WorkerMonitor {
         m
     }
 
-    /// A worker event: `left` moves it to the lost list, `joined` takes it off.
-    pub fn observe(&self, e: &Event) {
-        let EventKind::Worker { name, state } = &e.kind else {
-            return;
-        };
-        let mut g = self.lock();
-        match state {
-            WorkerEventState::Joined => {
-                g.lost.remove(name);
-            }
-            WorkerEventState::Left => {
-                let last = g.known.remove(name);
-                let entry = g.lost.entry(name.clone()).or_insert(Lost {
-                    last: None,
-                    lost_at: e.at,
-                });
-                if entry.last.is_none() {
-                    entry.last = last;
-                }
-                while g.lost.len() > MAX_LOST {
-                    let oldest = g
-                        .lost
-                        .iter()
-                        .min_by_key(|(_, l)| l.lost_at)
-                        .map(|(n, _)| n.clone());
-                    match oldest {
-                        Some(n) => g.lost.remove(&n),
-                        None => break,
-                    };
-                }
-            }
-        }
-    }
-
-    /// Follows worker events and refreshes the known workers and the worker gauges every
-    /// heartbeat interval. Runs until the server shuts down.
-    pub async fn run(
-        self: Arc<Self>,
-        mut feed: EventFeed,
-        driver: DriverHandle,
-        metrics: Arc<Metrics>,
-    ) {
+    /// Looks at the connected workers every heartbeat interval (at most every second): notes
+    /// the ones that went away and refreshes the worker gauges. Runs until the server stops.
+    pub async fn run(self: Arc<Self>, driver: DriverHandle, metrics: Arc<Metrics>) {
         let every = Duration::from_millis(self.heartbeat_ms.clamp(100, 1000));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                r = feed.next() => match r {
-                    Ok(e) => self.observe(&e),
-                    Err(FeedError::Closed) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "worker monitor: reading events failed");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
-                _ = tick.tick() => {
-                    let Ok(current) = driver.workers().await else { return };
-                    metrics.set_worker_counts(&self.counts(current, now_micros()));
-                }
-            }
+            tick.tick().await;
+            let Ok(current) = driver.workers().await else {
+                return;
+            };
+            metrics.set_worker_counts(&self.counts(current, now_micros()));
         }
     }
 }
@@ -256,15 +219,7 @@ mod tests {
             .collect();
         assert_eq!(states, [("a", "alive"), ("s", "suspect"), ("l", "lost")]);
         assert_eq!(views[1].last_heartbeat_age_ms, 250);
-        m.observe(&Event {
-            seq: 1,
-            at: now,
-            kind: EventKind::Worker {
-                name: "s".into(),
-                state: WorkerEventState::Left,
-            },
-        });
-        // "l" vanished without an event, "s" left: both listed as lost, with their details.
+        // "l" and "s" went away: both listed as lost, with their details.
         let views = m.views(vec![summary("a", now)], now + 1000);
         let states: Vec<_> = views
             .iter()
@@ -272,7 +227,7 @@ mod tests {
             .collect();
         assert_eq!(states, [("a", "alive"), ("l", "lost"), ("s", "lost")]);
         assert_eq!(views[2].slots, 2, "last known details are kept");
-        // "l" and "s" are forgotten after LOST_KEEP; "a", gone without an event yet, is lost.
+        // "l" and "s" are forgotten after LOST_KEEP; "a", gone now, is lost.
         let later = now + LOST_KEEP.as_micros() as Micros + 2000;
         let views = m.views(vec![], later);
         assert_eq!(views.len(), 1);

@@ -26,6 +26,8 @@ pub(crate) struct Batch {
     pub queues: Vec<QueueConfig>,
     /// In batch order (later ones replace earlier ones when applied).
     pub workflows: Vec<WorkflowRecord>,
+    /// Schedule upserts (`Some`) and deletions (`None`), in batch order.
+    pub schedules: Vec<(String, Option<drover_core::cron::ScheduleRecord>)>,
 }
 
 impl Batch {
@@ -65,6 +67,8 @@ impl Batch {
                 },
                 Write::Queue(q) => b.queues.push(q),
                 Write::Workflow(w) => b.workflows.push(w),
+                Write::Schedule(s) => b.schedules.push((s.spec.name.clone(), Some(s))),
+                Write::ScheduleDeleted(n) => b.schedules.push((n, None)),
             }
         }
         b

@@ -31,6 +31,7 @@ struct Inner {
     flows: BTreeMap<TaskId, drover_core::FlowRecord>,
     queues: BTreeMap<String, drover_core::QueueConfig>,
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
+    schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
 }
 
 impl MemStore {
@@ -136,6 +137,16 @@ impl Inner {
         for w in b.workflows {
             self.workflows.insert(w.id.clone(), w);
         }
+        for (name, s) in b.schedules {
+            match s {
+                Some(s) => {
+                    self.schedules.insert(name, s);
+                }
+                None => {
+                    self.schedules.remove(&name);
+                }
+            }
+        }
     }
 }
 
@@ -165,6 +176,7 @@ impl Store for MemStore {
                     .cloned()
                     .collect(),
                 queues: g.queues.values().cloned().collect(),
+                schedules: g.schedules.values().cloned().collect(),
                 idempotency: {
                     let mut keyed: Vec<&TaskRecord> = g
                         .tasks

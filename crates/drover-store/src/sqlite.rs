@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0001_init.sql"),
     include_str!("sqlite/migrations/0002_webhooks.sql"),
     include_str!("sqlite/migrations/0003_flow.sql"),
+    include_str!("sqlite/migrations/0004_schedules.sql"),
 ];
 
 /// Events deleted per transaction by `prune_events`, so a large prune never holds the writer

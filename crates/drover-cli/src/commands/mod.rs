@@ -1,6 +1,7 @@
 //! One module per group of commands. Each returns the process exit code.
 
 pub mod bench;
+pub mod cron;
 pub mod events;
 pub mod flow;
 pub mod local;

@@ -116,6 +116,9 @@ pub enum SubmitError {
     /// An upstream is neither active, nor in this submit, nor known terminal: the shell
     /// should re-read the store and retry (it finished meanwhile) or reject it as unknown.
     UnknownUpstream(TaskId),
+    /// A schedule's trigger does not parse (cron syntax, zone, zero interval).
+    BadSchedule(String),
+    NoSuchSchedule(String),
 }
 
 #[derive(Default)]
@@ -147,6 +150,7 @@ pub struct FlowSnapshot {
     pub queues: Vec<QueueConfig>,
     /// Every stored idempotency key with its task.
     pub idempotency: Vec<(String, TaskId)>,
+    pub schedules: Vec<crate::cron::ScheduleRecord>,
 }
 
 impl Flow {
@@ -224,7 +228,7 @@ impl Coordinator {
             self.ready.remove(&key);
             self.enqueue(id);
         }
-        let _ = now;
+        self.restore_schedules(now, snap.schedules);
     }
 
     /// Puts a task that just became `queued` into the ready index, unless a gate holds it:
@@ -668,6 +672,7 @@ impl Coordinator {
             h.retain(|k| k.2 != id);
         }
         self.unadmit(id, &def.queue);
+        self.sched_on_terminal(now, id, fx);
         let rec = self.flow.recs.remove(&id);
         if let Some(r) = &rec {
             if let Some(d) = r.spec.deadline {

@@ -82,10 +82,7 @@ impl Coordinator {
             .map(|s| ScheduleSummary {
                 record: s.rec.clone(),
                 next_fire_at: self.next_fire(s),
-                running: s
-                    .rec
-                    .last_task
-                    .is_some_and(|t| self.tasks.contains_key(&t)),
+                running: s.rec.last_task.is_some_and(|t| self.tasks.contains_key(&t)),
             })
             .collect()
     }
@@ -98,7 +95,8 @@ impl Coordinator {
             Compiled::Delay => s.rec.next_at,
             _ => s
                 .compiled
-                .next_after(s.rec.last_slot.unwrap_or(s.rec.created_at - 1)),
+                // Slots strictly after the schedule was created.
+                .next_after(s.rec.last_slot.unwrap_or(s.rec.created_at)),
         }
     }
 
@@ -323,7 +321,7 @@ impl Coordinator {
             }
             return;
         }
-        let last = s.rec.last_slot.unwrap_or(s.rec.created_at - 1);
+        let last = s.rec.last_slot.unwrap_or(s.rec.created_at);
         let cap = (s.rec.spec.max_catch_up.clamp(1, MAX_CATCH_UP)) as usize;
         // Every due slot, newest `cap + 1` kept (iteration is bounded: a long downtime of a
         // frequent schedule does not walk every missed slot one by one beyond that).

@@ -60,6 +60,7 @@ pub struct Bench {
     pub stale_rejected: u64,
     pub flows: BTreeMap<TaskId, FlowRecord>,
     pub queues: BTreeMap<String, QueueConfig>,
+    pub schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
     next_id: u128,
     next_req: u64,
 }
@@ -81,6 +82,7 @@ impl Bench {
             stale_rejected: 0,
             flows: BTreeMap::new(),
             queues: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             next_id: 1,
             next_req: 1,
         }
@@ -109,6 +111,7 @@ impl Bench {
                     .cloned()
                     .collect(),
                 queues: self.queues.values().cloned().collect(),
+                schedules: self.schedules.values().cloned().collect(),
                 idempotency: self
                     .tasks
                     .values()
@@ -142,6 +145,12 @@ impl Bench {
                     self.queues.insert(q.name.clone(), q);
                 }
                 Write::Workflow(_) => {}
+                Write::Schedule(s) => {
+                    self.schedules.insert(s.spec.name.clone(), s);
+                }
+                Write::ScheduleDeleted(n) => {
+                    self.schedules.remove(&n);
+                }
             }
         }
         self.sent.extend(fx.sends);

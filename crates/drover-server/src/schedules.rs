@@ -1,0 +1,235 @@
+//! REST adapter for schedules (`/v1/schedules`). Firing is decided in the core from `now`;
+//! this only validates, asks the driver and reads.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_api::flow::parse_time;
+use drover_api::rest::rfc3339;
+use drover_api::schedule::*;
+use drover_api::{ApiError, ErrorCode};
+use drover_core::cron::{fire_id, Trigger, MAX_BACKFILL};
+use drover_core::{Input, Reply, ScheduleOp, ScheduleSummary, SubmitError, TaskSpec};
+
+use crate::clock::now_micros;
+use crate::http::{gone, json_body, store_err, ApiResult, AppState, HttpError};
+
+/// The OpenAPI part of these endpoints, merged into `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, add, one, remove, pause, resume, run, backfill),
+    components(schemas(
+        ScheduleRequest,
+        ScheduleView,
+        ScheduleList,
+        BackfillRequest,
+        FiredTasks
+    ))
+)]
+pub struct ScheduleApi;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/schedules", get(list).post(add))
+        .route("/v1/schedules/{name}", get(one).delete(remove))
+        .route("/v1/schedules/{name}/pause", post(pause))
+        .route("/v1/schedules/{name}/resume", post(resume))
+        .route("/v1/schedules/{name}/run", post(run))
+        .route("/v1/schedules/{name}/backfill", post(backfill))
+}
+
+fn view(s: &ScheduleSummary) -> ScheduleView {
+    let r = &s.record;
+    let (cron, tz, every_ms, delay) = match &r.spec.trigger {
+        Trigger::Cron { expr, tz } => (Some(expr.clone()), Some(tz.clone()), None, None),
+        Trigger::Every { every_ms, .. } => (None, None, Some(*every_ms), None),
+        Trigger::DelayAfterPrevious { delay_ms } => (None, None, None, Some(*delay_ms)),
+    };
+    ScheduleView {
+        name: r.spec.name.clone(),
+        cron,
+        tz,
+        every_ms,
+        delay_after_previous_ms: delay,
+        overlap: r.spec.overlap.as_str().into(),
+        misfire: r.spec.misfire.as_str().into(),
+        max_catch_up: r.spec.max_catch_up,
+        next_fire_at: s.next_fire_at.map(rfc3339),
+        paused: r.paused,
+        last_fire_at: r.last_slot.map(rfc3339),
+        last_task_id: r.last_task.map(|t| t.to_string()),
+        running: s.running,
+        queue: r.spec.template.queue.clone(),
+        argv: match &r.spec.template.spec {
+            TaskSpec::Exec { argv, .. } => argv.clone(),
+            TaskSpec::Noop => vec![],
+        },
+        created_at: rfc3339(r.created_at),
+    }
+}
+
+async fn summaries(s: &AppState) -> ApiResult<Vec<ScheduleSummary>> {
+    s.driver.query(|c| c.schedules()).await.map_err(|_| gone())
+}
+
+async fn find(s: &AppState, name: &str) -> ApiResult<ScheduleSummary> {
+    summaries(s)
+        .await?
+        .into_iter()
+        .find(|x| x.record.spec.name == name)
+        .ok_or_else(|| HttpError(ApiError::not_found(format!("no schedule named '{name}'"))))
+}
+
+async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Reply> {
+    match s
+        .driver
+        .request(|req| Input::Schedule { req, op })
+        .await
+        .map_err(|_| gone())?
+    {
+        Reply::SubmitRefused(SubmitError::NoSuchSchedule(n)) => {
+            Err(ApiError::not_found(format!("no schedule named '{n}'")).into())
+        }
+        Reply::SubmitRefused(SubmitError::BadSchedule(m)) => {
+            Err(ApiError::invalid("cron", m).into())
+        }
+        r => Ok(r),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/schedules", responses((status = 200, body = ScheduleList)))]
+pub(crate) async fn list(State(s): State<AppState>) -> ApiResult<Json<ScheduleList>> {
+    Ok(Json(ScheduleList {
+        schedules: summaries(&s).await?.iter().map(view).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/schedules", request_body = ScheduleRequest,
+    responses((status = 201, body = ScheduleView), (status = 400, body = ApiError)))]
+pub(crate) async fn add(
+    State(s): State<AppState>,
+    body: Result<Json<ScheduleRequest>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
+    let req = json_body(body)?;
+    let spec = req.validate(now_micros())?;
+    let name = spec.name.clone();
+    ask(&s, ScheduleOp::Put(spec)).await?;
+    Ok((StatusCode::CREATED, Json(view(&find(&s, &name).await?))))
+}
+
+#[utoipa::path(get, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule")),
+    responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
+pub(crate) async fn one(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    Ok(Json(view(&find(&s, &name).await?)))
+}
+
+#[utoipa::path(delete, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule")),
+    responses((status = 204), (status = 404, body = ApiError)))]
+pub(crate) async fn remove(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    ask(&s, ScheduleOp::Delete(name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", params(("name" = String, Path, description = "schedule")),
+    responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
+pub(crate) async fn pause(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    ask(&s, ScheduleOp::Pause(name.clone(), true)).await?;
+    Ok(Json(view(&find(&s, &name).await?)))
+}
+
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", params(("name" = String, Path, description = "schedule")),
+    responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
+pub(crate) async fn resume(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    ask(&s, ScheduleOp::Pause(name.clone(), false)).await?;
+    Ok(Json(view(&find(&s, &name).await?)))
+}
+
+fn fired(r: Reply) -> ApiResult<Json<FiredTasks>> {
+    match r {
+        Reply::Submitted(ids) => Ok(Json(FiredTasks {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        })),
+        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule")),
+    responses((status = 200, body = FiredTasks), (status = 404, body = ApiError)))]
+pub(crate) async fn run(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<FiredTasks>> {
+    fired(ask(&s, ScheduleOp::Run(name)).await?)
+}
+
+#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", params(("name" = String, Path, description = "schedule")),
+    request_body = BackfillRequest,
+    responses((status = 200, body = FiredTasks), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+pub(crate) async fn backfill(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<BackfillRequest>, JsonRejection>,
+) -> ApiResult<Json<FiredTasks>> {
+    let req = json_body(body)?;
+    let from = parse_time(&req.from).map_err(|m| HttpError(ApiError::invalid("from", m)))?;
+    let to = parse_time(&req.to).map_err(|m| HttpError(ApiError::invalid("to", m)))?;
+    if to < from {
+        return Err(ApiError::invalid("to", "the range ends before it starts").into());
+    }
+    if to > now_micros() {
+        return Err(ApiError::invalid("to", "a backfill covers past slots only").into());
+    }
+    let sched = find(&s, &name).await?;
+    let compiled = sched
+        .record
+        .spec
+        .trigger
+        .compile()
+        .map_err(|m| HttpError(ApiError::internal(m)))?;
+    let (slots, more) = compiled.slots(from - 1, to, MAX_BACKFILL);
+    if more {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("the range holds more than {MAX_BACKFILL} slots; split it"),
+        )
+        .into());
+    }
+    // Slots whose fire already happened (its task is stored) are not fired again.
+    let mut skip = Vec::new();
+    for slot in slots {
+        if s.store
+            .task(fire_id(&name, slot, 0))
+            .await
+            .map_err(store_err)?
+            .is_some()
+        {
+            skip.push(slot);
+        }
+    }
+    fired(
+        ask(
+            &s,
+            ScheduleOp::Backfill {
+                name,
+                from,
+                to,
+                skip,
+            },
+        )
+        .await?,
+    )
+}
