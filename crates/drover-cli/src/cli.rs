@@ -30,8 +30,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a worker agent that connects to one or more servers and runs tasks.
     Worker(WorkerArgs),
-    /// Submit a task: `drover submit [flags] -- CMD ARGS...`.
-    Submit(SubmitArgs),
+    /// Submit a task: `drover submit [flags] -- CMD ARGS...`, or a workflow with --file.
+    Submit(Box<SubmitArgs>),
     /// Show a task and its attempts.
     Status(StatusArgs),
     /// List tasks, newest first.
@@ -65,7 +65,7 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum CronCommand {
     /// Add (or replace) a schedule: `drover cron add NAME --cron "EXPR" -- CMD ARGS...`.
-    Add(CronAddArgs),
+    Add(Box<CronAddArgs>),
     /// List schedules with their next fire time.
     List(ClientOpts),
     /// Stop firing (slots passed while paused are not fired on resume).

@@ -93,7 +93,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Some(action) => tasks::worker_action(action).await,
             None => up::worker(a).await,
         },
-        Command::Submit(a) => submit::run(a).await,
+        Command::Submit(a) => submit::run(*a).await,
         Command::Status(a) => tasks::status(a).await,
         Command::List(a) => tasks::list(a).await,
         Command::Cancel(a) => tasks::cancel(a).await,

@@ -84,6 +84,13 @@ fn after_runs_on_success_and_skips_on_failure() {
     let b = submit(url, &["--after", &a, "--", "true"]);
     let t = task(url, &b);
     assert_eq!(t["state"], "pending");
+    assert!(
+        t["waiting_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("waiting for upstream tasks"),
+        "{t}"
+    );
     wait_state(url, &b, &["succeeded"], Duration::from_secs(30));
     let bad = submit(url, &["--", "false"]);
     let skipped = submit(url, &["--after", &format!("{a},{bad}"), "--", "true"]);
@@ -127,6 +134,12 @@ fn a_diamond_runs_b_and_c_concurrently_on_two_workers() {
     let _w1 = start_worker(&server.url, "w1", 1, &[]);
     let _w2 = start_worker(&server.url, "w2", 1, &[]);
     let wf = dir.path().join("wf.yaml");
+    let a_script = format!("{}; echo noise; echo result-42", logged(&log, "a", "0.2"));
+    let b_script = format!(
+        "echo \"$DROVER_UPSTREAM_A_OUTPUT\" > {}; {}",
+        dir.path().join("b-input").display(),
+        logged(&log, "b", "1")
+    );
     let yaml = format!(
         r#"name: diamond
 tasks:
@@ -142,8 +155,8 @@ tasks:
     after: [b, c]
     argv: [sh, -c, '{d}']
 "#,
-        a = logged(&log, "a", "0.2"),
-        b = logged(&log, "b", "1"),
+        a = a_script,
+        b = b_script,
         c = logged(&log, "c", "1"),
         d = logged(&log, "d", "0.1"),
     );
@@ -157,6 +170,13 @@ tasks:
         assert_eq!(node(&done, n)["state"], "succeeded");
     }
     assert_eq!(node(&done, "d")["after"], serde_json::json!(["b", "c"]));
+    // a's output (its last stdout line) reached b's environment.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("b-input"))
+            .unwrap()
+            .trim(),
+        "result-42"
+    );
     let s = spans(&log);
     let (a, b, c, d) = (s["a"], s["b"], s["c"], s["d"]);
     assert!(a.1 <= b.0 && a.1 <= c.0, "b and c start after a ended");
@@ -498,4 +518,57 @@ fn cron_fires_each_slot_once_across_kill_9() {
         .json()
         .unwrap();
     assert_eq!(list["schedules"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn at_holds_and_deadline_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w = start_worker(&server.url, "w1", 2, &[]);
+    let url = &server.url;
+    // No worker matches the selector: it never starts, so its deadline expires it.
+    let late = submit(
+        url,
+        &[
+            "--label-selector",
+            "zone=nowhere",
+            "--deadline",
+            "1s",
+            "--",
+            "true",
+        ],
+    );
+    let t = wait_state(url, &late, &["expired"], Duration::from_secs(30));
+    assert!(t["error"].as_str().unwrap().contains("deadline"), "{t}");
+    let at = time_in(2);
+    let held = submit(url, &["--at", &at, "--", "true"]);
+    let t = task(url, &held);
+    assert_eq!(t["state"], "pending");
+    assert!(t["not_before"].is_string());
+    wait_state(url, &held, &["succeeded"], Duration::from_secs(30));
+    let bad = cli(url, &["submit", "--at", "tomorrow", "--", "true"]);
+    assert!(!bad.status.success());
+}
+
+/// An RFC 3339 time `secs` from now.
+fn time_in(secs: u64) -> String {
+    let t = std::time::SystemTime::now() + Duration::from_secs(secs);
+    let s = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let (days, rem) = ((s / 86_400) as i64, s % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

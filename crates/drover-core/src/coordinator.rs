@@ -864,6 +864,9 @@ impl Coordinator {
         if !self.owns(session, &r) {
             return;
         }
+        if stream == LogStream::Stdout {
+            self.note_output(r.task_id, &data);
+        }
         let max = self.cfg.max_log_bytes;
         let t = self.tasks.get_mut(&r.task_id).expect("owned");
         let used = &mut t.log_bytes[stream as usize];
@@ -918,6 +921,7 @@ impl Coordinator {
     }
 
     fn assign(&mut self, now: Micros, id: TaskId, worker: &str, fx: &mut Effects) {
+        let def = self.assignment_def(id);
         let lease = LeaseToken(self.rng.random());
         let lease_until = now + ms(self.cfg.lease_ms);
         let w = self
@@ -953,7 +957,7 @@ impl Coordinator {
                 task_id: id,
                 attempt: t.rec.attempt,
                 lease,
-                def: t.rec.def.clone(),
+                def,
             }),
         ));
         let ev = task_event(&t.rec, None);

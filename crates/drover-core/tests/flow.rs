@@ -556,3 +556,207 @@ proptest! {
         run_dag(&d)?;
     }
 }
+
+// ---- outputs and restarts through the model store ----
+
+#[test]
+fn a_node_output_reaches_its_downstream_as_env() {
+    let mut b = Bench::new(11);
+    b.join(1, worker("w1", 4, 0));
+    let (a, c) = (b.fresh_id(), b.fresh_id());
+    let wf = |node: &str| Some(("wf".to_string(), node.to_string()));
+    let req = b.fresh_req();
+    b.input(Input::SubmitFlow {
+        req,
+        tasks: vec![
+            FlowTask {
+                task: NewTask {
+                    id: a,
+                    def: exec_def("q"),
+                    not_before: None,
+                },
+                flow: FlowSpec {
+                    workflow: wf("build-app"),
+                    ..FlowSpec::default()
+                },
+                upstream_states: vec![],
+            },
+            FlowTask {
+                task: NewTask {
+                    id: c,
+                    def: exec_def("q"),
+                    not_before: None,
+                },
+                flow: FlowSpec {
+                    after: vec![a],
+                    workflow: wf("deploy"),
+                    ..FlowSpec::default()
+                },
+                upstream_states: vec![],
+            },
+        ],
+        workflow: None,
+    });
+    let r = b.attempt_ref(a);
+    b.input(Input::Log {
+        session: 1,
+        attempt: r,
+        stream: LogStream::Stdout,
+        data: b"building\nversion=1.2".to_vec(),
+    });
+    b.input(Input::Log {
+        session: 1,
+        attempt: r,
+        stream: LogStream::Stdout,
+        data: b".3\n\n".to_vec(),
+    });
+    b.run_ok(1, a);
+    let sent = b.assigned_to(1);
+    let down = sent.iter().find(|x| x.task_id == c).expect("c assigned");
+    let TaskSpec::Exec { env, .. } = &down.def.spec else {
+        panic!("exec")
+    };
+    assert!(env.contains(&(
+        "DROVER_UPSTREAM_BUILD_APP_OUTPUT".to_string(),
+        "version=1.2.3".to_string()
+    )));
+    assert_eq!(
+        b.flows[&c].upstream_outputs,
+        vec![("build-app".to_string(), "version=1.2.3".to_string())]
+    );
+}
+
+/// Runs a random DAG on the bench, restarting the core from the model store every
+/// `restart_every` finished attempts; checks dependency order from the committed events.
+fn run_dag_with_restarts(d: &Dag, restart_every: usize) -> Result<(), TestCaseError> {
+    let n = d.ups.len();
+    let mut b = Bench::new(5);
+    b.join(1, worker("w1", 4, 0));
+    let ids: Vec<TaskId> = (0..n).map(|_| b.fresh_id()).collect();
+    let index: BTreeMap<TaskId, usize> = ids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let tasks = (0..n)
+        .map(|i| {
+            let mut def = exec_def("q");
+            def.max_attempts = 1 + d.retries[i];
+            def.backoff_ms = 10;
+            FlowTask {
+                task: NewTask {
+                    id: ids[i],
+                    def,
+                    not_before: None,
+                },
+                flow: after(&d.ups[i].iter().map(|&u| ids[u]).collect::<Vec<_>>()),
+                upstream_states: vec![],
+            }
+        })
+        .collect();
+    let req = b.fresh_req();
+    b.input(Input::SubmitFlow {
+        req,
+        tasks,
+        workflow: None,
+    });
+    let mut attempts = vec![0u32; n];
+    let mut finished = 0;
+    let mut session = 1;
+    for _ in 0..200_000 {
+        let leased: Vec<TaskId> = b
+            .tasks
+            .values()
+            .filter(|t| t.state.is_leased())
+            .map(|t| t.id)
+            .collect();
+        if let Some(&id) = leased.first() {
+            let i = index[&id];
+            attempts[i] += 1;
+            let kind = if attempts[i] > d.fails[i] {
+                AttemptOutcome::Succeeded
+            } else {
+                AttemptOutcome::Failed
+            };
+            let r = b.attempt_ref(id);
+            b.finish(session, r, kind, Some(0));
+            finished += 1;
+            if finished % restart_every == 0 {
+                // kill -9 and restart: only what was committed survives.
+                let mut r = Bench::from_snapshot(5, b.now, b.snapshot());
+                r.tasks = std::mem::take(&mut b.tasks);
+                r.attempts = std::mem::take(&mut b.attempts);
+                r.events = std::mem::take(&mut b.events);
+                r.flows = std::mem::take(&mut b.flows);
+                r.queues = std::mem::take(&mut b.queues);
+                r.schedules = std::mem::take(&mut b.schedules);
+                let held: Vec<AttemptRef> = r
+                    .tasks
+                    .values()
+                    .filter(|t| t.state.is_leased())
+                    .map(|t| r.attempt_ref(t.id))
+                    .collect();
+                session += 1;
+                r.input(Input::WorkerJoin {
+                    session,
+                    info: worker("w1", 4, 0),
+                    held,
+                });
+                b = r;
+            }
+            continue;
+        }
+        if b.core.active_counts().values().sum::<usize>() == 0 {
+            break;
+        }
+        // Retry backoffs: keep the worker fresh while time passes.
+        b.advance_ms(50);
+        b.input(Input::Heartbeat {
+            session,
+            held: vec![],
+        });
+    }
+    prop_assert_eq!(b.core.active_counts().values().sum::<usize>(), 0);
+    let mut succeeded_at: BTreeMap<TaskId, usize> = BTreeMap::new();
+    for (k, e) in b.events.iter().enumerate() {
+        if let EventKind::Task {
+            task_id,
+            state: TaskState::Succeeded,
+            ..
+        } = &e.kind
+        {
+            succeeded_at.insert(*task_id, k);
+        }
+    }
+    for (k, e) in b.events.iter().enumerate() {
+        if let EventKind::Task {
+            task_id,
+            state: TaskState::Assigned,
+            ..
+        } = &e.kind
+        {
+            let i = index[task_id];
+            for &u in &d.ups[i] {
+                prop_assert!(
+                    succeeded_at.get(&ids[u]).is_some_and(|&s| s < k),
+                    "node {} assigned before upstream {} succeeded",
+                    i,
+                    u
+                );
+            }
+        }
+    }
+    for i in 0..n {
+        let st = b.tasks[&ids[i]].state;
+        prop_assert!(st.is_terminal());
+        let bad = d.ups[i]
+            .iter()
+            .any(|&u| b.tasks[&ids[u]].state != TaskState::Succeeded);
+        prop_assert_eq!(st == TaskState::Skipped, bad, "node {} is {}", i, st);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn random_dags_survive_restarts(d in dag(120), every in 1usize..15) {
+        run_dag_with_restarts(&d, every)?;
+    }
+}

@@ -136,7 +136,7 @@ pub(crate) async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
     if rec.state == TaskState::Queued || rec.state == TaskState::Pending {
         view.waiting_reason = s
             .driver
-            .query(move |c| c.why_pending(id))
+            .query(move |c| c.why_waiting(id))
             .await
             .map_err(|_| gone())?;
     }

@@ -1039,12 +1039,14 @@ pub mod flow_cases {
             },
             waiting: vec![tid(1)],
             upstream_failed: Some((tid(9), TaskState::Failed)),
+            upstream_outputs: vec![("a".into(), "42".into())],
         };
         let done_flow = FlowRecord {
             task_id: tid(3),
             spec: FlowSpec::default(),
             waiting: vec![],
             upstream_failed: None,
+            upstream_outputs: vec![],
         };
         let mut f_old = f.clone();
         f_old.waiting = vec![tid(1), tid(3)];

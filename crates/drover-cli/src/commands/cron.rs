@@ -9,7 +9,7 @@ use crate::parse;
 
 pub async fn cron(cmd: CronCommand) -> anyhow::Result<u8> {
     match cmd {
-        CronCommand::Add(a) => add(a).await,
+        CronCommand::Add(a) => add(*a).await,
         CronCommand::List(opts) => {
             let client = super::client(&opts)?;
             let list = client.schedules().await?;
@@ -109,7 +109,7 @@ fn trigger(s: &ScheduleView) -> String {
 }
 
 fn humanize(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

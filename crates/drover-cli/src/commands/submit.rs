@@ -115,7 +115,7 @@ mod tests {
             .unwrap()
             .command
         {
-            Command::Submit(s) => s,
+            Command::Submit(s) => *s,
             _ => unreachable!(),
         }
     }

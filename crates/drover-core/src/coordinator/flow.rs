@@ -77,6 +77,9 @@ pub struct FlowRecord {
     pub waiting: Vec<TaskId>,
     /// The first upstream that did not succeed, with its state (`run` policy keeps going).
     pub upstream_failed: Option<(TaskId, TaskState)>,
+    /// Outputs of succeeded workflow upstreams: (node name, last non-empty stdout line).
+    /// The worker gets them as `DROVER_UPSTREAM_<NODE>_OUTPUT`.
+    pub upstream_outputs: Vec<(String, String)>,
 }
 
 /// A task to submit with flow options. `upstream_states` carries the state the shell read
@@ -137,6 +140,8 @@ pub(super) struct Flow {
     deadlines: BTreeSet<(Micros, TaskId)>,
     /// Idempotency key -> task (active or finished since the store was loaded).
     idem: HashMap<String, TaskId>,
+    /// Stdout tails of running tasks that have downstream tasks (for their outputs).
+    tails: HashMap<TaskId, Vec<u8>>,
     /// Terminal transitions whose downstream effects are not processed yet (no recursion).
     cascade: Vec<(TaskId, TaskState, Arc<TaskDef>)>,
     cascading: bool,
@@ -470,6 +475,7 @@ impl Coordinator {
                 spec,
                 waiting: Vec::new(),
                 upstream_failed: None,
+                upstream_outputs: Vec::new(),
             };
             let mut skip_reason = None;
             for u in rec.spec.after.clone() {
@@ -687,14 +693,27 @@ impl Coordinator {
                 }
             }
         }
+        let tail = self.flow.tails.remove(&id);
         let Some(downs) = self.flow.waiters.remove(&id) else {
             return;
+        };
+        // A succeeded workflow node hands its output to its downstream nodes.
+        let output = match (&rec, state) {
+            (Some(r), TaskState::Succeeded) => r.spec.workflow.as_ref().and_then(|(_, node)| {
+                tail.as_deref()
+                    .and_then(last_line)
+                    .map(|l| (node.clone(), l))
+            }),
+            _ => None,
         };
         for d in downs {
             let Some(r) = self.flow.recs.get_mut(&d) else {
                 continue;
             };
             r.waiting.retain(|u| *u != id);
+            if let Some(o) = &output {
+                r.upstream_outputs.push(o.clone());
+            }
             if state != TaskState::Succeeded {
                 r.upstream_failed.get_or_insert((id, state));
                 if r.spec.on_upstream_failure == UpstreamPolicy::Skip {
@@ -831,5 +850,106 @@ impl Coordinator {
 impl Coordinator {
     pub(super) fn flow_remember_key(&mut self, key: String, id: TaskId) {
         self.flow.idem.insert(key, id);
+    }
+}
+
+/// Most bytes of a node's output passed downstream.
+pub const MAX_OUTPUT: usize = 4096;
+
+/// The last non-empty line of a stdout tail, at most `MAX_OUTPUT` bytes.
+fn last_line(tail: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(tail);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let mut end = line.len().min(MAX_OUTPUT);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(line[..end].to_string())
+}
+
+impl Coordinator {
+    /// Keeps the stdout tail of a task that has downstream tasks (its output).
+    pub(super) fn note_output(&mut self, id: TaskId, data: &[u8]) {
+        if !self.flow.waiters.contains_key(&id) {
+            return;
+        }
+        let tail = self.flow.tails.entry(id).or_default();
+        tail.extend_from_slice(data);
+        // Keep the last two lines' worth: a line may be split across chunks.
+        if tail.len() > 2 * MAX_OUTPUT + 2 {
+            let cut = tail.len() - (2 * MAX_OUTPUT + 2);
+            tail.drain(..cut);
+        }
+    }
+
+    /// The definition an attempt is sent with: with `DROVER_UPSTREAM_<NODE>_OUTPUT` for
+    /// each upstream output, when there are any.
+    pub(super) fn assignment_def(&mut self, id: TaskId) -> Arc<TaskDef> {
+        let def = self.tasks[&id].rec.def.clone();
+        // A new attempt starts a new output.
+        self.flow.tails.remove(&id);
+        let Some(r) = self.flow.recs.get(&id) else {
+            return def;
+        };
+        if r.upstream_outputs.is_empty() {
+            return def;
+        }
+        let mut d = (*def).clone();
+        if let TaskSpec::Exec { env, .. } = &mut d.spec {
+            for (node, out) in &r.upstream_outputs {
+                env.push((
+                    format!("DROVER_UPSTREAM_{}_OUTPUT", crate::dag::env_name(node)),
+                    out.clone(),
+                ));
+            }
+        }
+        Arc::new(d)
+    }
+}
+
+impl Coordinator {
+    /// Why an active task waits, in a sentence: its upstreams, its key's turn, its queue's
+    /// pause or limit; otherwise the placement reason (`why_pending`).
+    pub fn why_waiting(&self, id: TaskId) -> Option<String> {
+        let t = self.tasks.get(&id)?;
+        let r = self.flow.recs.get(&id);
+        match t.rec.state {
+            TaskState::Pending => {
+                if let Some(r) = r.filter(|r| !r.waiting.is_empty()) {
+                    let ids: Vec<String> = r.waiting.iter().map(|u| u.to_string()).collect();
+                    return Some(format!("waiting for upstream tasks: {}", ids.join(", ")));
+                }
+            }
+            TaskState::Queued => {
+                if let Some(k) = r.and_then(|r| r.spec.serial_key.as_ref()) {
+                    if let Some(&(_, first)) = self.flow.keys.get(k).and_then(|s| s.first()) {
+                        if first != id {
+                            return Some(format!(
+                                "waiting for its turn on key {k} (behind task {first})"
+                            ));
+                        }
+                    }
+                }
+                let q = &t.rec.def.queue;
+                if self
+                    .flow
+                    .held
+                    .get(q)
+                    .is_some_and(|h| h.contains(&ready_key(&t.rec)))
+                {
+                    let cfg = &self.flow.queues[q];
+                    return Some(if cfg.paused {
+                        format!("queue {q} is paused")
+                    } else {
+                        format!(
+                            "queue {q} is at its concurrency limit ({})",
+                            cfg.concurrency.unwrap_or(0)
+                        )
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.why_pending(id)
     }
 }

@@ -17,7 +17,7 @@ use crate::batch::Batch;
 use crate::StoreError;
 
 const FLOW_COLS: &str = "task_id, after_ids, waiting, on_upstream_failure, serial_key, \
-    deadline, workflow_id, node, upstream_failed";
+    deadline, workflow_id, node, upstream_failed, upstream_outputs";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -43,6 +43,11 @@ fn flow_from_row(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
     let wf: Option<String> = row.get(6).map_err(db_err)?;
     let node: Option<String> = row.get(7).map_err(db_err)?;
     let failed: Option<String> = row.get(8).map_err(db_err)?;
+    let outputs: Option<String> = row.get(9).map_err(db_err)?;
+    let upstream_outputs: Vec<(String, String)> = match outputs {
+        Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
+        None => Vec::new(),
+    };
     let upstream_failed = match failed {
         Some(s) => {
             let (u, st): (String, String) = serde_json::from_str(&s).map_err(corrupt)?;
@@ -64,6 +69,7 @@ fn flow_from_row(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
         },
         waiting: ids_from_json(&waiting)?,
         upstream_failed,
+        upstream_outputs,
     })
 }
 
@@ -131,7 +137,7 @@ pub(super) fn commit(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreErr
     if !batch.flows.is_empty() {
         let mut st = tx
             .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO task_flow ({FLOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?)"
+                "INSERT OR REPLACE INTO task_flow ({FLOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
             ))
             .map_err(db_err)?;
         for f in &batch.flows {
@@ -150,6 +156,7 @@ pub(super) fn commit(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreErr
                 node,
                 f.upstream_failed
                     .map(|(u, s)| json!([u.to_string(), s.as_str()]).to_string()),
+                (!f.upstream_outputs.is_empty()).then(|| json!(f.upstream_outputs).to_string()),
             ])
             .map_err(db_err)?;
         }

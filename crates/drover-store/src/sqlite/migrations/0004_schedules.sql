@@ -6,3 +6,7 @@ CREATE TABLE schedules (
     name        TEXT    NOT NULL PRIMARY KEY,
     doc         TEXT    NOT NULL    -- JSON: trigger, policies, template task, state
 ) WITHOUT ROWID;
+
+-- Outputs of succeeded workflow upstreams, handed to a node as environment variables:
+-- JSON [[node, output], ..].
+ALTER TABLE task_flow ADD COLUMN upstream_outputs TEXT;
