@@ -869,8 +869,9 @@ impl Coordinator {
         }
         let max = self.cfg.max_log_bytes;
         let t = self.tasks.get_mut(&r.task_id).expect("owned");
+        // `used` counts kept bytes; past `max` it means the cut is already marked.
         let used = &mut t.log_bytes[stream as usize];
-        if *used >= max {
+        if *used > max || data.is_empty() {
             return;
         }
         let room = max - *used;
@@ -884,10 +885,9 @@ impl Coordinator {
                 )
                 .as_bytes(),
             );
-        }
-        *used += room.min(data.len()).max(1);
-        if *used >= max {
-            *used = max;
+            *used = max + 1;
+        } else {
+            *used += data.len();
         }
         fx.writes.push(Write::Log(LogChunk {
             task_id: r.task_id,

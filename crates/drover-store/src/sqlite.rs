@@ -169,6 +169,7 @@ impl SqliteStore {
             .map_err(db_err)?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut writer)?;
+        flow::ensure_columns(&writer)?;
         // One reader now, so a database readers cannot open fails here rather than later.
         let reader = open_reader(&path)?;
         Ok(SqliteStore {

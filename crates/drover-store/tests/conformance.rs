@@ -1114,6 +1114,32 @@ pub mod flow_cases {
 mod sqlite_only {
     use super::*;
 
+    /// A database at schema 4 from a build whose 0004 lacked `task_flow.upstream_outputs`
+    /// gets the column when opened.
+    #[tokio::test]
+    async fn a_missing_upstream_outputs_column_is_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("ALTER TABLE task_flow DROP COLUMN upstream_outputs")
+            .unwrap();
+        drop(c);
+        let s = SqliteStore::open(&path).unwrap();
+        let t = task(tid(1), 0, exec_def("q"), TaskState::Pending);
+        let f = drover_core::FlowRecord {
+            task_id: tid(1),
+            spec: drover_core::FlowSpec::default(),
+            waiting: vec![],
+            upstream_failed: None,
+            upstream_outputs: vec![("a".into(), "1".into())],
+        };
+        s.commit(vec![new(&t), Write::Flow(f.clone())])
+            .await
+            .unwrap();
+        assert_eq!(s.flow(tid(1)).await.unwrap(), Some(f));
+    }
+
     #[tokio::test]
     async fn durable_across_reopen() {
         let dir = tempfile::tempdir().unwrap();

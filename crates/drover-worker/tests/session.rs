@@ -327,7 +327,7 @@ async fn registers_and_runs_noops_in_few_messages() {
     let r = &s.register;
     assert_eq!(
         (r.name.as_str(), r.slots, r.prefetch),
-        ("w1", 4, 2),
+        ("w1", 4, 0),
         "{r:?}"
     );
     assert_eq!(r.labels.get("zone").map(String::as_str), Some("a"));

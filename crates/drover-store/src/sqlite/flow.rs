@@ -406,3 +406,16 @@ pub(super) fn schedules(conn: &Connection) -> Result<Vec<ScheduleRecord>, StoreE
     }
     Ok(out)
 }
+
+/// Repairs a database whose schema version 4 was applied from an earlier build of
+/// `0004_schedules.sql`, before it added `task_flow.upstream_outputs`.
+pub(super) fn ensure_columns(conn: &Connection) -> Result<(), StoreError> {
+    let mut st = conn
+        .prepare("SELECT 1 FROM pragma_table_info('task_flow') WHERE name = 'upstream_outputs'")
+        .map_err(db_err)?;
+    if !st.exists([]).map_err(db_err)? {
+        conn.execute_batch("ALTER TABLE task_flow ADD COLUMN upstream_outputs TEXT")
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
