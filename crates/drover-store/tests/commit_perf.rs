@@ -5,7 +5,6 @@
 //! For meaningful numbers run it optimized:
 //! `cargo test -p drover-store --release --test commit_perf -- --nocapture`
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
