@@ -61,7 +61,32 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it, so the
+/// client gets its 413 instead of a connection closed mid-upload.
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits::MAX_BODY_BYTES as u64) {
+        return HttpError(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "request body over {} bytes; split it",
+                limits::MAX_BODY_BYTES
+            ),
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// An `ApiError` as an HTTP response: its status and the JSON body.
