@@ -45,19 +45,6 @@ fn order_in_log(log: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `cli_json` for a command group (`queue set ...`): `-o json` goes after the subcommand.
-fn cli_json2(url: &str, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.splice(2..2, ["-o", "json"]);
-    let out = cli(url, &a);
-    assert!(
-        out.status.success(),
-        "drover {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn wait_workflow(url: &str, id: &str, within: Duration) -> Value {
     wait_for(within, &format!("workflow {id} to end"), || {
         let w = cli_json(url, &["status", id]);
@@ -242,7 +229,7 @@ fn workflow_validation_names_the_cycle_and_rerun_from_failed() {
     assert_eq!(node(&done, "b")["state"], "failed");
     assert_eq!(node(&done, "c")["state"], "skipped");
     let a_task = node(&done, "a")["task_id"].clone();
-    cli_json2(&server.url, &["workflow", "rerun", &id, "--from-failed"]);
+    cli_json(&server.url, &["workflow", "rerun", &id, "--from-failed"]);
     let again = wait_workflow(&server.url, &id, Duration::from_secs(60));
     assert_eq!(again["state"], "succeeded", "{again}");
     assert_eq!(node(&again, "a")["task_id"], a_task, "a was not rerun");
@@ -304,8 +291,8 @@ fn per_key_serial_order_and_queue_limits() {
 
     // A queue limited to one: its tasks never overlap; pause holds them.
     let qlog = dir.path().join("qlog");
-    cli_json2(url, &["queue", "set", "one", "--concurrency", "1"]);
-    cli_json2(url, &["queue", "pause", "one"]);
+    cli_json(url, &["queue", "set", "one", "--concurrency", "1"]);
+    cli_json(url, &["queue", "pause", "one"]);
     let ids: Vec<String> = (0..3)
         .map(|i| {
             submit(
@@ -322,7 +309,7 @@ fn per_key_serial_order_and_queue_limits() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let list = cli_json2(url, &["queue", "list"]);
+    let list = cli_json(url, &["queue", "list"]);
     let one = list["queues"]
         .as_array()
         .unwrap()
@@ -334,7 +321,7 @@ fn per_key_serial_order_and_queue_limits() {
     assert_eq!(one["running"], 0);
     assert_eq!(one["paused"], true);
     assert_eq!(one["concurrency"], 1);
-    cli_json2(url, &["queue", "resume", "one"]);
+    cli_json(url, &["queue", "resume", "one"]);
     for id in &ids {
         wait_state(url, id, &["succeeded"], Duration::from_secs(60));
     }
@@ -437,7 +424,7 @@ fn cron_fires_each_slot_once_across_kill_9() {
     let mut server = start_server(dir.path(), &addr);
     let url = server.url.clone();
     let _w = start_worker(&url, "w1", 4, &[]);
-    let out = cli_json2(
+    let out = cli_json(
         &url,
         &[
             "cron",
@@ -481,7 +468,7 @@ fn cron_fires_each_slot_once_across_kill_9() {
     wait_for(Duration::from_secs(30), "fires after the restart", || {
         (cron_tasks(&url, "ticks").len() >= before + 3).then_some(())
     });
-    cli_json2(&url, &["cron", "pause", "tick"]);
+    cli_json(&url, &["cron", "pause", "tick"]);
     let tasks = cron_tasks(&url, "ticks");
     let mut slots: Vec<u64> = tasks
         .iter()
@@ -507,7 +494,7 @@ fn cron_fires_each_slot_once_across_kill_9() {
         }
     }
     // Manual run and removal.
-    let r = cli_json2(&url, &["cron", "run", "tick"]);
+    let r = cli_json(&url, &["cron", "run", "tick"]);
     assert_eq!(r["ids"].as_array().unwrap().len(), 1);
     let out = cli(&url, &["cron", "rm", "tick"]);
     assert!(out.status.success());

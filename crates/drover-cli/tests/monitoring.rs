@@ -105,19 +105,8 @@ fn succeeded(events: &[(u64, Value)], ids: &BTreeSet<String>) -> bool {
 }
 
 fn submit_noops(url: &str, n: usize) -> BTreeSet<String> {
-    let tasks: Vec<Value> = (0..n).map(|_| json!({"kind": "noop"})).collect();
-    let r: Value = http()
-        .post(format!("{url}/v1/tasks:batch"))
-        .json(&json!({ "tasks": tasks }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    r["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+    batch(url, (0..n).map(|_| json!({"kind": "noop"})).collect())
+        .into_iter()
         .collect()
 }
 
@@ -421,19 +410,6 @@ fn retention_prunes_old_events_and_numbering_continues() {
 
 // ---- webhooks ----
 
-/// `drover webhook SUB -o json ...`: like `cli_json`, for a command with a subcommand.
-fn webhook_json(url: &str, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.splice(2..2, ["-o", "json"]);
-    let out = cli(url, &a);
-    assert!(
-        out.status.success(),
-        "drover {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 struct Delivery {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -516,7 +492,7 @@ fn webhooks_are_signed_retried_and_logged() {
     let (hook_url, got) = receiver(2);
     const SECRET: &str = "test-secret-0123";
 
-    let hook = webhook_json(
+    let hook = cli_json(
         &url,
         &[
             "webhook",
@@ -563,7 +539,7 @@ fn webhooks_are_signed_retried_and_logged() {
 
     // The delivery log, newest first; the cursor moves past the event.
     let log = wait_for(Duration::from_secs(10), "the delivery log", || {
-        let l = webhook_json(&url, &["webhook", "deliveries", &hook_id]);
+        let l = cli_json(&url, &["webhook", "deliveries", &hook_id]);
         (l["deliveries"].as_array().unwrap().len() >= 3).then_some(l)
     });
     let attempts: Vec<(u64, u64, bool, bool)> = log["deliveries"]
@@ -591,7 +567,7 @@ fn webhooks_are_signed_retried_and_logged() {
         .to_string();
     assert!(text.contains("retrying: HTTP 500"), "{text}");
     wait_for(Duration::from_secs(10), "the cursor to move", || {
-        let l = webhook_json(&url, &["webhook", "list"]);
+        let l = cli_json(&url, &["webhook", "list"]);
         let w = &l["webhooks"][0];
         assert!(w.get("secret").is_none(), "the secret is shown only once");
         (w["delivered_seq"].as_u64().unwrap() >= *seqs.first().unwrap()).then_some(())
@@ -629,13 +605,13 @@ fn webhooks_are_signed_retried_and_logged() {
     assert_eq!(out.status.code(), Some(1));
 
     // A generated secret is shown once; removal works.
-    let other = webhook_json(&url, &["webhook", "add", "http://127.0.0.1:9/none"]);
+    let other = cli_json(&url, &["webhook", "add", "http://127.0.0.1:9/none"]);
     assert!(other["secret"].as_str().unwrap().len() >= 32);
     assert_eq!(other["events"], json!(["*"]));
     assert!(cli(&url, &["webhook", "rm", other["id"].as_str().unwrap()])
         .status
         .success());
-    let l = webhook_json(&url, &["webhook", "list"]);
+    let l = cli_json(&url, &["webhook", "list"]);
     assert_eq!(l["webhooks"].as_array().unwrap().len(), 1);
 }
 

@@ -8,22 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-fn batch(url: &str, tasks: Vec<Value>) -> Vec<String> {
-    let r: Value = http()
-        .post(format!("{url}/v1/tasks:batch"))
-        .json(&json!({ "tasks": tasks }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    r["ids"]
-        .as_array()
-        .unwrap_or_else(|| panic!("batch refused: {r}"))
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
 fn finished(url: &str, ids: &[String]) -> Vec<Value> {
     ids.iter()
         .map(|id| wait_state(url, id, &["succeeded", "failed"], Duration::from_secs(60)))

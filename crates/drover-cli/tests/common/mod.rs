@@ -263,3 +263,20 @@ pub fn pid_alive(pid: i32) -> bool {
             .map(|s| s.contains(") Z "))
             .unwrap_or(true)
 }
+
+/// Submits tasks in one `POST /v1/tasks:batch`; returns their ids in order.
+pub fn batch(url: &str, tasks: Vec<Value>) -> Vec<String> {
+    let r: Value = http()
+        .post(format!("{url}/v1/tasks:batch"))
+        .json(&serde_json::json!({ "tasks": tasks }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("batch refused: {r}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
