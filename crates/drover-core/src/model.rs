@@ -188,6 +188,36 @@ pub struct TaskRecord {
     pub error: Option<String>,
 }
 
+impl TaskRecord {
+    /// A task just created (submitted, or a broadcast copy): no attempt yet.
+    pub fn new(
+        id: TaskId,
+        seq: u64,
+        def: Arc<TaskDef>,
+        state: TaskState,
+        not_before: Option<Micros>,
+        now: Micros,
+    ) -> Self {
+        TaskRecord {
+            id,
+            seq,
+            def,
+            state,
+            attempt: 0,
+            lost: 0,
+            not_before,
+            worker: None,
+            lease: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+        }
+    }
+}
+
 /// How one attempt ended, as reported by a worker or decided by the server.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum AttemptOutcome {

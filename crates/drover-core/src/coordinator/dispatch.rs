@@ -387,23 +387,7 @@ impl Coordinator {
             }
             let seq = self.next_task_seq;
             self.next_task_seq += 1;
-            let rec = TaskRecord {
-                id: cid,
-                seq,
-                def: shard_def,
-                state: TaskState::Queued,
-                attempt: 0,
-                lost: 0,
-                not_before: None,
-                worker: None,
-                lease: None,
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                finished_at: None,
-                exit_code: None,
-                error: None,
-            };
+            let rec = TaskRecord::new(cid, seq, shard_def, TaskState::Queued, None, now);
             let ev = task_event(
                 &rec,
                 Some(format!(

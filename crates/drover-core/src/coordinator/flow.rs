@@ -538,27 +538,12 @@ impl Coordinator {
         let seq = self.next_task_seq;
         self.next_task_seq += 1;
         let delayed = nt.not_before.filter(|&nb| nb > now);
-        let rec = TaskRecord {
-            id: nt.id,
-            seq,
-            def: Arc::new(nt.def),
-            state: if delayed.is_some() || blocked {
-                TaskState::Pending
-            } else {
-                TaskState::Queued
-            },
-            attempt: 0,
-            lost: 0,
-            not_before: delayed,
-            worker: None,
-            lease: None,
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            error: None,
+        let state = if delayed.is_some() || blocked {
+            TaskState::Pending
+        } else {
+            TaskState::Queued
         };
+        let rec = TaskRecord::new(nt.id, seq, Arc::new(nt.def), state, delayed, now);
         let id = rec.id;
         if let Some(at) = delayed {
             self.delayed.insert((at, id));
