@@ -19,23 +19,12 @@ fn submit_logging_tasks(url: &str, n: usize, log: &std::path::Path, sleep: &str)
     let mut ids = Vec::new();
     for chunk in 0..n.div_ceil(1000) {
         let size = (n - chunk * 1000).min(1000);
-        let tasks: Vec<Value> = (0..size)
-            .map(|_| json!({"argv": ["sh", "-c", script], "queue": "durable"}))
-            .collect();
-        let r: Value = http()
-            .post(format!("{url}/v1/tasks:batch"))
-            .json(&json!({ "tasks": tasks }))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        ids.extend(
-            r["ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string()),
-        );
+        ids.extend(batch(
+            url,
+            (0..size)
+                .map(|_| json!({"argv": ["sh", "-c", script], "queue": "durable"}))
+                .collect(),
+        ));
     }
     assert_eq!(ids.len(), n);
     ids

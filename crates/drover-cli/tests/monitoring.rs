@@ -680,19 +680,12 @@ fn metrics_are_present_and_move() {
     assert_eq!(metric(&before, "drover_task_attempts_total"), 0.0);
 
     // Queued with no worker: the queue's depth shows.
-    let ids = {
-        let tasks: Vec<Value> = (0..4)
+    let ids = batch(
+        &url,
+        (0..4)
             .map(|_| json!({"kind": "noop", "queue": "mq"}))
-            .collect();
-        let r: Value = http()
-            .post(format!("{url}/v1/tasks:batch"))
-            .json(&json!({ "tasks": tasks }))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        r["ids"].as_array().unwrap().clone()
-    };
+            .collect(),
+    );
     wait_for(Duration::from_secs(10), "queue depth 4", || {
         (metric(&metrics_text(&url), "drover_queue_depth{queue=\"mq\"}") == 4.0).then_some(())
     });
@@ -712,12 +705,7 @@ fn metrics_are_present_and_move() {
     let rx = sse(&url, "", None);
     let _w = start_worker(&url, "m-w", 2, &[]);
     for id in &ids {
-        wait_state(
-            &url,
-            id.as_str().unwrap(),
-            &["succeeded"],
-            Duration::from_secs(30),
-        );
+        wait_state(&url, id, &["succeeded"], Duration::from_secs(30));
     }
     wait_state(&url, &failing, &["failed"], Duration::from_secs(30));
     let after = wait_for(Duration::from_secs(10), "the tracker to catch up", || {

@@ -89,6 +89,14 @@ const INSERT_LOG: &str =
     "INSERT INTO logs (task_id, attempt, stream, data) VALUES (?1, ?2, ?3, ?4)";
 
 /// Maps a SQLite error to the store's error kinds.
+/// `db_err`, with what was being done added to a backend error (the others say enough).
+fn db_err_in(e: rusqlite::Error, doing: impl FnOnce() -> String) -> StoreError {
+    match db_err(e) {
+        StoreError::Backend(m) => StoreError::Backend(format!("{}: {m}", doing())),
+        other => other,
+    }
+}
+
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::Error as E;
     match &e {
@@ -320,12 +328,7 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                         t.exit_code,
                         t.error,
                     ])
-                    .map_err(|e| match db_err(e) {
-                        StoreError::Backend(m) => {
-                            StoreError::Backend(format!("inserting task {}: {m}", t.id))
-                        }
-                        other => other,
-                    })?;
+                    .map_err(|e| db_err_in(e, || format!("inserting task {}", t.id)))?;
             } else {
                 let n = update
                     .execute(params![
@@ -396,12 +399,7 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                     r.worker_name,
                     r.worker_state,
                 ])
-                .map_err(|e| match db_err(e) {
-                    StoreError::Backend(m) => {
-                        StoreError::Backend(format!("inserting event {}: {m}", r.seq))
-                    }
-                    other => other,
-                })?;
+                .map_err(|e| db_err_in(e, || format!("inserting event {}", r.seq)))?;
         }
     }
     if !batch.logs.is_empty() {
