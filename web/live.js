@@ -3,8 +3,12 @@
 // Also samples /v1/stats for the overview's charts, whichever page is open.
 //
 // Subscribers get:
-//   {type: 'task', task_id, state, queue, attempt, worker, seq, ...}  a task changed state
-//   {type: 'worker', ...}                                              a worker changed
+//   {type: 'task', task_id, state, queue, attempt, worker, workflow, seq, ...}
+//                      a task changed state (`workflow`: the workflow it is a node of)
+//   {type: 'worker', worker, state}      joined, suspect, lost, alive, draining, resumed, left
+//   {type: 'workflow', workflow, state}  a workflow's state: pending, running, succeeded, ...
+//   {type: 'schedule', schedule, state, task_id?, reason?}
+//                      created, updated, paused, resumed, deleted, fired (task_id), skipped
 //   {type: 'poll'}     no stream: refetch what you show
 //   {type: 'resync'}   the stream (re)connected: refetch once, events follow
 

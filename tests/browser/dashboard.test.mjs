@@ -3,8 +3,10 @@
 
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
-  startServer, startWorker, stop, cli, waitFor, launchBrowser, newPage, shot, removeTempDirs,
+  startServer, startWorker, stop, cli, waitFor, launchBrowser, newPage, shot, removeTempDirs, tempDir,
 } from './harness.mjs';
 
 const T = 20_000; // ceiling of every DOM wait
@@ -286,6 +288,71 @@ describe('dashboard', () => {
     await waitText(page, '[data-testid=stderr]', 'upstream API down');
     await page.goto(`${server.url}/#/workflows`);
     await waitText(page, '.page-inner table', 'nightly-report');
+  });
+
+  it('keeps a workflow page open while the workflow runs: nodes turn succeeded live', async () => {
+    // Held on a paused queue, so the page is open before anything runs; both steps from the CLI.
+    await cli(['queue', 'pause', 'live-wf', '--server', server.url]);
+    const dir = await tempDir('drover-wf-');
+    const doc = join(dir, 'pipeline.json');
+    const node = (name, after, argv) => ({ name, after, queue: 'live-wf', argv });
+    await writeFile(doc, JSON.stringify({
+      name: 'live-pipeline',
+      tasks: [
+        node('fetch', [], ['sh', '-c', 'echo fetched; sleep 0.6']),
+        node('transform', ['fetch'], ['sh', '-c', 'sleep 0.6']),
+        node('validate', ['fetch'], ['sh', '-c', 'sleep 0.3']),
+        node('publish', ['transform', 'validate'], ['sh', '-c', 'sleep 0.3']),
+      ],
+    }));
+    const id = (await cli(['submit', '--file', doc, '--server', server.url])).trim().split('\n').pop().trim();
+    assert.match(id, /^[0-9a-f-]{36}$/, `submit --file printed a workflow id, not ${id}`);
+
+    await page.goto(`${server.url}/#/workflows/${id}`);
+    await page.locator('svg.dag .dag-node').first().waitFor({ timeout: T });
+    assert.equal(await page.locator('svg.dag .dag-node').count(), 4);
+    const states = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll('svg.dag .dag-node')].map((g) => [g.dataset.name, g.dataset.state])));
+    const before = await states();
+    assert.ok(Object.values(before).every((st) => st !== 'succeeded'), `nothing ran yet: ${JSON.stringify(before)}`);
+    const wfBefore = await page.locator('[data-testid=wf-state]').getAttribute('data-state');
+    assert.ok(['pending', 'running'].includes(wfBefore), `the workflow has not ended: ${wfBefore}`);
+    // Record every state each node shows, in place; and mark the document to catch a reload.
+    await page.evaluate(() => {
+      window.__noReload = 'still here';
+      window.__nodeStates = {};
+      window.__wfStates = [];
+      const record = () => {
+        for (const g of document.querySelectorAll('svg.dag .dag-node')) {
+          const seen = (window.__nodeStates[g.dataset.name] ||= []);
+          if (seen[seen.length - 1] !== g.dataset.state) seen.push(g.dataset.state);
+        }
+        const wf = document.querySelector('[data-testid=wf-state]')?.dataset.state;
+        if (wf && window.__wfStates[window.__wfStates.length - 1] !== wf) window.__wfStates.push(wf);
+      };
+      record();
+      new MutationObserver(record).observe(document.getElementById('page'), { subtree: true, childList: true, attributes: true });
+    });
+
+    await cli(['queue', 'resume', 'live-wf', '--server', server.url]);
+    for (const name of ['fetch', 'transform', 'validate', 'publish']) {
+      await waitState(page, `svg.dag .dag-node[data-name="${name}"]`, 'succeeded', 30_000);
+      await waitState(page, `[data-testid=workflow-nodes] tr[data-node="${name}"]`, 'succeeded');
+    }
+    await waitState(page, '[data-testid=wf-state]', 'succeeded');
+    await waitText(page, '[data-testid=wf-progress]', '4 of 4');
+    assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
+    const seen = await page.evaluate(() => window.__nodeStates);
+    for (const [name, list] of Object.entries(seen)) {
+      assert.ok(list.length >= 2 && list[0] !== 'succeeded', `${name} changed on the open page: ${list.join(' → ')}`);
+      assert.equal(list[list.length - 1], 'succeeded', name);
+    }
+    const wfSeen = await page.evaluate(() => window.__wfStates);
+    assert.equal(wfSeen[wfSeen.length - 1], 'succeeded', `workflow states shown: ${wfSeen.join(' → ')}`);
+    assert.equal(await page.locator('[data-testid=rerun]').count(), 0, 'nothing to rerun');
+    await page.mouse.move(0, 0); // no node left highlighted by the pointer
+    shots.push(await shot(page, 'workflow-live'));
+    const view = await (await fetch(`${server.url}/v1/workflows/${id}`)).json();
+    assert.equal(view.state, 'succeeded');
   });
 
   it('shows cron schedules, or an empty state while there are none', async () => {

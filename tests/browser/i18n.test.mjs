@@ -50,6 +50,7 @@ test('dynamic keys cover every state, outcome and mode', () => {
       .flatMap((s) => [`state.${s}`, `result.${s}`]),
     ...['succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'running', 'assigned'].map((s) => `outcome.${s}`),
     ...['alive', 'suspect', 'lost', 'draining'].map((s) => `worker.${s}`),
+    ...['suspect', 'lost', 'alive'].map((s) => `workers.event.${s}`),
     ...['live', 'polling', 'reconnecting', 'connecting'].flatMap((m) => [`live.${m}`, `live.${m}.hint`]),
     ...['overview', 'tasks', 'workers', 'workflows', 'schedules'].map((n) => `nav.${n}`),
   ];

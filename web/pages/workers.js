@@ -1,4 +1,6 @@
 // Workers: state, load against slots, labels, kinds, resources, heartbeat age, and Drain.
+// Worker events (joined, suspect, lost, alive, draining, resumed, left) refresh the list at
+// once and highlight the worker's row; losing or getting back a worker is also announced.
 
 import { t } from '../i18n.js';
 import { h, fill, card, badge, fmtNum, fmtAgo, parseTime, loadBar, chips, fmtResource, button, alertBox, toast, confirmDialog, emptyState, refresher } from '../ui.js';
@@ -11,6 +13,9 @@ export default {
     const banner = h('div');
     const body = h('div', { class: 'table-wrap' }, h('div', { class: 'loading' }, h('span', { class: 'spin' }), t('common.loading')));
     let list = [];
+    // Rows to highlight after the next render: the workers the latest events named.
+    const touched = new Set();
+    const NOTICE = { suspect: 'warning', lost: 'error', alive: 'success' };
 
     fill(root,
       h('div', { class: 'page-head' }, h('div', null, h('h1', { text: t('workers.title') }), h('p', { class: 'subtitle', text: t('workers.subtitle') }))),
@@ -91,12 +96,26 @@ export default {
         if (!ctx.alive) return;
         list = (res.workers || []).slice().sort((a, b) => a.name.localeCompare(b.name));
         render();
+        for (const tr of body.querySelectorAll('tbody tr')) {
+          if (touched.has(tr.dataset.worker)) tr.classList.add('flash');
+        }
+        touched.clear();
       } catch (e) {
         if (ctx.alive) fill(body, alertBox('error', t('err.loadWorkers'), e.message));
       }
     };
     const refetch = refresher(load, 1000);
-    ctx.onEvent((ev) => { if (ev.type === 'worker' || ev.type === 'resync' || ev.type === 'task') refetch(); });
+    const refetchNow = refresher(load, 0);
+    ctx.onEvent((ev) => {
+      if (ev.type === 'worker') {
+        if (ev.worker) touched.add(ev.worker);
+        const kind = NOTICE[ev.state];
+        if (kind && ev.worker) toast(t(`workers.event.${ev.state}`, { name: ev.worker }), kind);
+        refetchNow();
+      } else if (ev.type === 'resync' || ev.type === 'task') {
+        refetch();
+      }
+    });
     // Heartbeat ages and load change without events: refresh on a timer either way.
     ctx.every(2000, load);
     load();

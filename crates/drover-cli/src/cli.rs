@@ -42,7 +42,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// List the workers: alive, suspect (missed heartbeats), lost (gone), draining.
     Workers(ClientOpts),
-    /// Print state changes (task and worker events), or follow them live with --follow.
+    /// Print state changes (task, worker, workflow and schedule events), or follow them live
+    /// with --follow.
     Events(EventsArgs),
     /// Manage webhooks: HMAC-signed POSTs of matching events, retried with backoff.
     #[command(subcommand)]
@@ -275,6 +276,9 @@ pub struct ServerArgs {
     /// How long events (and webhook delivery attempts) are kept, e.g. 7d.
     #[arg(long, default_value = "7d", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub event_retention: u64,
+    /// How long finished tasks (with their attempts and logs) are kept, e.g. 30d.
+    #[arg(long, default_value = "7d", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub task_retention: u64,
     /// Bound on one webhook POST.
     #[arg(long, default_value = "10s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_timeout: u64,
@@ -473,16 +477,21 @@ pub struct EventsArgs {
     /// Keep printing new events as they happen (reconnects if the server restarts).
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// Only this task's events.
+    /// Only this task's own events.
     #[arg(long, value_name = "ID")]
     pub task: Option<String>,
     /// Only task events of this queue.
     #[arg(long, value_name = "Q")]
     pub queue: Option<String>,
-    /// Only these states: task states, or joined/left (comma-separated).
+    /// Only this workflow's events and the task events of its nodes.
+    #[arg(long, value_name = "ID")]
+    pub workflow: Option<String>,
+    /// Only these states (comma-separated): task states; worker joined, suspect, lost, alive,
+    /// draining, resumed, left; workflow pending, running, succeeded, failed, cancelled;
+    /// schedule created, updated, paused, resumed, deleted, fired, skipped.
     #[arg(long, value_name = "S,..")]
     pub state: Option<String>,
-    /// Only these kinds of event: task, worker (comma-separated).
+    /// Only these types of event: task, worker, workflow, schedule (comma-separated).
     #[arg(long = "type", value_name = "T,..")]
     pub kind: Option<String>,
     /// Start after this sequence number [default: the newest 100, or now with --follow].
@@ -508,7 +517,8 @@ pub struct WebhookAddArgs {
     pub client: ClientOpts,
     /// Where to POST: http:// or https://.
     pub url: String,
-    /// Events to send: task.succeeded,task.failed,... or task.*, worker.*, * [default: *].
+    /// Events to send: TYPE.STATE or TYPE.* with the types task, worker, workflow, schedule
+    /// (task.failed, worker.lost, workflow.*, schedule.fired, ...), or * [default: *].
     #[arg(long, value_name = "E,..")]
     pub events: Vec<String>,
     /// Key of the X-Drover-Signature HMAC (8 to 256 characters) [default: generated, shown once].
@@ -636,6 +646,7 @@ mod tests {
         assert!(parse(&["server", "--listen", "nowhere"]).is_err());
         assert!(parse(&["worker", "--max-output", "lots"]).is_err());
         assert!(parse(&["server", "--event-retention", "forever"]).is_err());
+        assert!(parse(&["server", "--task-retention", "forever"]).is_err());
         assert!(parse(&["webhook", "add"]).is_err());
     }
 

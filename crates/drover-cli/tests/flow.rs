@@ -221,9 +221,21 @@ fn workflow_validation_names_the_cycle_and_rerun_from_failed() {
         ),
     )
     .unwrap();
-    let w = cli_json(&server.url, &["submit", "--file", wf.to_str().unwrap()]);
-    let id = w["id"].as_str().unwrap().to_string();
-    let done = wait_workflow(&server.url, &id, Duration::from_secs(60));
+    // `--wait` follows the workflow's events to its end; a failed workflow exits 1.
+    let out = cli(
+        &server.url,
+        &[
+            "submit",
+            "-o",
+            "json",
+            "--file",
+            wf.to_str().unwrap(),
+            "--wait",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let done: Value = serde_json::from_slice(&out.stdout).expect("the workflow as JSON");
+    let id = done["id"].as_str().unwrap().to_string();
     assert_eq!(done["state"], "failed");
     assert_eq!(node(&done, "a")["state"], "succeeded");
     assert_eq!(node(&done, "b")["state"], "failed");

@@ -251,7 +251,12 @@ fn events_resume_without_gap_or_duplicate_across_reconnect_and_kill_9() {
     );
 
     // Bad filters are refused clearly.
-    for q in ["state=bogus", "type=job", "task=nope", "workflow=wf-1"] {
+    for q in [
+        "state=bogus",
+        "type=job",
+        "task=nope",
+        "type=task&state=fired",
+    ] {
         let r = http().get(format!("{url}/v1/events?{q}")).send().unwrap();
         assert_eq!(r.status(), 400, "{q}");
         let e: Value = r.json().unwrap();
@@ -346,7 +351,7 @@ fn events_follow_filters_and_grpc_watch() {
         }
         let err = c
             .watch(WatchRequest {
-                workflow: "wf".into(),
+                types: vec!["job".into()],
                 ..Default::default()
             })
             .await
@@ -622,6 +627,7 @@ fn worker_states_alive_suspect_lost_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &free_addr());
     let url = server.url.clone();
+    let worker_events = sse(&url, "type=worker", None);
     let mut w = start_worker(&url, "sleepy", 1, &[]);
     let (state, age) = worker_state(&url, "sleepy").unwrap();
     assert_eq!(state, "alive");
@@ -659,6 +665,102 @@ fn worker_states_alive_suspect_lost_and_back() {
     assert!(text.contains("lost") && text.contains("AGE"), "{text}");
     let m = metrics_text(&url);
     assert_eq!(metric(&m, "drover_workers{state=\"alive\"}"), 0.0);
+
+    // Each transition was also an event, in order, ending with the session.
+    let got = take_until(&worker_events, Duration::from_secs(20), "left", |evs| {
+        evs.iter().any(|(_, v)| v["state"] == "left")
+    });
+    let states: Vec<&str> = got
+        .iter()
+        .inspect(|(_, v)| assert_eq!(v["worker"], "sleepy", "{v}"))
+        .map(|(_, v)| v["state"].as_str().unwrap())
+        .collect();
+    let mut expected = ["joined", "suspect", "lost", "alive", "left"].into_iter();
+    let mut next = expected.next();
+    for s in &states {
+        if Some(*s) == next {
+            next = expected.next();
+        }
+    }
+    assert_eq!(next, None, "worker events out of order: {states:?}");
+}
+
+// ---- workflow and schedule events ----
+
+#[test]
+fn workflow_and_schedule_changes_are_events_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &free_addr());
+    let url = server.url.clone();
+    let _w = start_worker(&url, "w1", 2, &[]);
+    let r = http()
+        .post(format!("{url}/v1/workflows"))
+        .json(&json!({"name": "fork", "tasks": [
+            {"name": "a", "argv": ["true"]},
+            {"name": "b", "argv": ["true"], "after": ["a"]},
+            {"name": "c", "argv": ["false"], "after": ["a"]}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let wf: Value = r.json().unwrap();
+    let id = wf["id"].as_str().unwrap().to_string();
+    // From the start of the log, only this workflow: its own events and its nodes' tasks.
+    let rx = sse(&url, &format!("workflow={id}"), Some(0));
+    let got = take_until(&rx, Duration::from_secs(30), "the workflow to end", |evs| {
+        evs.iter()
+            .any(|(_, v)| v["type"] == "workflow" && v["state"] == "failed")
+    });
+    for (_, v) in &got {
+        assert_eq!(v["workflow"], id.as_str(), "{v}");
+        assert!(v["type"] == "task" || v["type"] == "workflow", "{v}");
+    }
+    let states: Vec<&str> = got
+        .iter()
+        .filter(|(_, v)| v["type"] == "workflow")
+        .map(|(_, v)| v["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["pending", "running", "failed"]);
+    let nodes: BTreeSet<&str> = got
+        .iter()
+        .filter_map(|(_, v)| v["task_id"].as_str())
+        .collect();
+    assert_eq!(nodes.len(), 3, "every node's task events are in the stream");
+    // The workflow's last event comes after its nodes' last task event.
+    let last_task = got.iter().rposition(|(_, v)| v["type"] == "task").unwrap();
+    let end = got
+        .iter()
+        .rposition(|(_, v)| v["type"] == "workflow")
+        .unwrap();
+    assert!(end > last_task);
+
+    // Schedules: operator changes and fires.
+    let rx = sse(&url, "type=schedule", None);
+    cli_json(
+        &url,
+        &["cron", "add", "tick", "--every", "1s", "--", "true"],
+    );
+    let fired = take_until(&rx, Duration::from_secs(20), "a fire", |evs| {
+        evs.iter().any(|(_, v)| v["state"] == "fired")
+    });
+    assert_eq!(fired[0].1["state"], "created", "{:?}", fired[0]);
+    let fire = &fired.last().unwrap().1;
+    assert_eq!(fire["schedule"], "tick");
+    let task = fire["task_id"].as_str().expect("a fire names its task");
+    wait_state(&url, task, &["succeeded"], Duration::from_secs(30));
+    cli_json(&url, &["cron", "pause", "tick"]);
+    assert!(cli(&url, &["cron", "rm", "tick"]).status.success());
+    let rest = take_until(&rx, Duration::from_secs(20), "deleted", |evs| {
+        evs.iter().any(|(_, v)| v["state"] == "deleted")
+    });
+    let tail: Vec<&str> = rest
+        .iter()
+        .map(|(_, v)| v["state"].as_str().unwrap())
+        .filter(|s| *s != "fired")
+        .collect();
+    assert_eq!(tail, ["paused", "deleted"]);
+    for (_, v) in fired.iter().chain(&rest) {
+        assert_eq!(v["type"], "schedule", "{v}");
+    }
 }
 
 // ---- metrics ----

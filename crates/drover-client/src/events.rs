@@ -19,10 +19,15 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// comma-separated lists. The default follows live events from now on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventQuery {
+    /// Only this task's own events (task events only).
     pub task: Option<String>,
+    /// Only task events of this queue.
     pub queue: Option<String>,
+    /// Only this workflow's events and the task events of its nodes.
+    pub workflow: Option<String>,
+    /// Task states, worker states, workflow states or schedule changes.
     pub state: Option<String>,
-    /// `task` or `worker`.
+    /// `task`, `worker`, `workflow` or `schedule`.
     pub kind: Option<String>,
     /// Replay the stored events after this seq first; `None`: only new events (with
     /// `follow`), or the newest 100 (without).
@@ -36,6 +41,7 @@ impl Default for EventQuery {
         EventQuery {
             task: None,
             queue: None,
+            workflow: None,
             state: None,
             kind: None,
             after: None,
@@ -50,6 +56,7 @@ impl EventQuery {
         let fields = [
             ("task", &self.task),
             ("queue", &self.queue),
+            ("workflow", &self.workflow),
             ("state", &self.state),
             ("type", &self.kind),
         ];
@@ -313,6 +320,23 @@ mod tests {
     }
 
     #[test]
+    fn parses_workflow_and_schedule_events() {
+        let mut p = Parser::default();
+        p.push(b"id: 9\nevent: workflow\ndata: {\"seq\":9,\"type\":\"workflow\",\"at\":\"x\",\"event\":\"workflow.succeeded\",\"state\":\"succeeded\",\"worker\":null,\"reason\":null,\"workflow\":\"wf-1\"}\n\n");
+        p.push(b"id: 10\nevent: schedule\ndata: {\"seq\":10,\"type\":\"schedule\",\"at\":\"x\",\"event\":\"schedule.fired\",\"state\":\"fired\",\"task_id\":\"t\",\"worker\":null,\"reason\":null,\"schedule\":\"nightly\"}\n\n");
+        let w = p.next_event().unwrap().unwrap();
+        assert_eq!(
+            (w.kind.as_str(), w.workflow.as_deref()),
+            ("workflow", Some("wf-1"))
+        );
+        assert!(w.is_terminal_workflow_event());
+        let s = p.next_event().unwrap().unwrap();
+        assert_eq!(s.schedule.as_deref(), Some("nightly"));
+        assert_eq!(s.task_id.as_deref(), Some("t"));
+        assert!(!s.is_terminal_task_event());
+    }
+
+    #[test]
     fn query_parameters() {
         let q = EventQuery {
             task: Some("t".into()),
@@ -327,6 +351,18 @@ mod tests {
                 ("state", "succeeded,failed".to_string()),
                 ("after", "7".to_string()),
                 ("follow", "false".to_string()),
+            ]
+        );
+        let q = EventQuery {
+            workflow: Some("wf-1".into()),
+            kind: Some("task,workflow".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.params(None),
+            [
+                ("workflow", "wf-1".to_string()),
+                ("type", "task,workflow".to_string()),
             ]
         );
     }

@@ -7,7 +7,9 @@ pub use drover_api::flow::{
     WorkflowRequest, WorkflowTaskRequest, WorkflowView,
 };
 
-use crate::{Client, Result};
+use std::time::Duration;
+
+use crate::{next_pause, Client, EventQuery, Result};
 
 /// Path segments are names without `/`-free guarantees: escape them.
 pub(crate) fn seg(s: &str) -> String {
@@ -59,6 +61,39 @@ impl Client {
     /// `GET /v1/workflows/{id}`: the workflow and each node's state.
     pub async fn workflow(&self, id: &str) -> Result<WorkflowView> {
         self.get(&format!("/v1/workflows/{}", seg(id)), &[]).await
+    }
+
+    /// Waits until the workflow has ended: listens to its workflow events (subscribed before
+    /// it reads the workflow, so its end is never missed) and re-reads it on each; polls if
+    /// the event stream is unavailable or breaks.
+    pub async fn wait_workflow(&self, id: &str) -> Result<WorkflowView> {
+        let ended = |w: &WorkflowView| !matches!(w.state.as_str(), "pending" | "running");
+        let query = EventQuery {
+            workflow: Some(id.to_string()),
+            kind: Some("workflow".into()),
+            ..Default::default()
+        };
+        if let Ok(mut stream) = self.events(&query).await {
+            let w = self.workflow(id).await?;
+            if ended(&w) {
+                return Ok(w);
+            }
+            while let Ok(Some(_)) = stream.next().await {
+                let w = self.workflow(id).await?;
+                if ended(&w) {
+                    return Ok(w);
+                }
+            }
+        }
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let w = self.workflow(id).await?;
+            if ended(&w) {
+                return Ok(w);
+            }
+            tokio::time::sleep(pause).await;
+            pause = next_pause(pause);
+        }
     }
 
     /// `GET /v1/workflows`: the newest workflows.

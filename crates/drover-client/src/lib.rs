@@ -448,7 +448,7 @@ pub fn is_terminal(state: &str) -> bool {
 }
 
 /// The polling backoff: ×1.5, at most 500 ms.
-fn next_pause(p: Duration) -> Duration {
+pub(crate) fn next_pause(p: Duration) -> Duration {
     (p * 3 / 2).min(Duration::from_millis(500))
 }
 

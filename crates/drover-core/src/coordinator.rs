@@ -18,12 +18,15 @@ use crate::retry;
 
 mod dispatch;
 mod flow;
+mod liveness;
 mod sched;
+mod workflows;
 pub use dispatch::DrainError;
 pub use flow::{
     FlowRecord, FlowSnapshot, FlowSpec, FlowTask, QueueConfig, QueueStats, SubmitError,
     UpstreamPolicy,
 };
+pub use liveness::Silence;
 pub use sched::{ScheduleOp, ScheduleSummary};
 
 /// A connection of a worker, numbered by the driver.
@@ -270,6 +273,9 @@ struct WorkerState {
     draining: bool,
     joined_at: Micros,
     last_seen: Micros,
+    silence: Silence,
+    /// Its entry in the liveness timers (0: none).
+    silence_timer: Micros,
 }
 
 /// A read-only summary of a connected worker.
@@ -281,6 +287,8 @@ pub struct WorkerSummary {
     pub draining: bool,
     pub joined_at: Micros,
     pub last_seen: Micros,
+    /// `alive`, `suspect` or `lost` by the core's silence timers.
+    pub silence: Silence,
     /// Declared resources minus what its held attempts requested.
     pub resources_free: BTreeMap<String, u64>,
 }
@@ -303,6 +311,10 @@ pub struct Coordinator {
     flow: flow::Flow,
     /// Cron, fixed-rate and fixed-delay schedules.
     sched: sched::Scheds,
+    /// Silence timers of connected workers.
+    liveness: liveness::Liveness,
+    /// Aggregate state of workflows with active nodes.
+    workflows: workflows::Runs,
     next_task_seq: u64,
     next_event_seq: u64,
 }
@@ -322,6 +334,8 @@ impl Coordinator {
             pl: dispatch::Placer::new(&cfg),
             flow: flow::Flow::default(),
             sched: sched::Scheds::default(),
+            liveness: liveness::Liveness::default(),
+            workflows: workflows::Runs::default(),
             next_task_seq: snapshot.next_task_seq,
             next_event_seq: snapshot.next_event_seq,
             cfg,
@@ -351,7 +365,10 @@ impl Coordinator {
             }
             c.tasks.insert(id, t);
         }
-        c.restore_flow(now, snapshot.flow);
+        let mut flow = snapshot.flow;
+        let workflows_ended = std::mem::take(&mut flow.workflows_ended);
+        c.restore_flow(now, flow);
+        c.restore_workflows(workflows_ended);
         c
     }
 
@@ -363,10 +380,16 @@ impl Coordinator {
     pub fn poll_timeout(&self) -> Option<Micros> {
         let d = self.delayed.first().map(|e| e.0);
         let l = self.leases.first().map(|e| e.0);
-        [d, l, self.flow.next_deadline(), self.sched.next_timer()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            d,
+            l,
+            self.flow.next_deadline(),
+            self.sched.next_timer(),
+            self.liveness.next_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn handle(&mut self, now: Micros, input: Input, fx: &mut Effects) {
@@ -374,19 +397,13 @@ impl Coordinator {
         | Input::Finished { session, .. }
         | Input::Log { session, .. } = &input
         {
-            self.touch(now, *session);
+            self.touch(now, *session, fx);
         }
         match input {
             Input::Submit { req, tasks } => self.submit_and_fan_out(now, req, tasks, fx),
             Input::SubmitPlaced { req, tasks } => self.submit_placed(now, req, tasks, fx),
-            Input::DrainWorker { req, name } => {
-                let r = self.set_draining(&name, true);
-                fx.replies.push((req, Reply::Drain(r)));
-            }
-            Input::ResumeWorker { req, name } => {
-                let r = self.set_draining(&name, false);
-                fx.replies.push((req, Reply::Drain(r)));
-            }
+            Input::DrainWorker { req, name } => self.drain_input(now, req, &name, true, fx),
+            Input::ResumeWorker { req, name } => self.drain_input(now, req, &name, false, fx),
             Input::Cancel { req, task_id } => {
                 let r = self.cancel(now, task_id, fx);
                 fx.replies.push((req, Reply::Cancelled(r)));
@@ -434,6 +451,7 @@ impl Coordinator {
         }
         self.expire_due(now, fx);
         self.fire_due(now, fx);
+        self.liveness_due(now, fx);
         while let Some(&(at, id)) = self.leases.first() {
             if at > now {
                 break;
@@ -476,6 +494,7 @@ impl Coordinator {
                 resources_free: self.worker_resources_free(&w.info.name).unwrap_or_default(),
                 joined_at: w.joined_at,
                 last_seen: w.last_seen,
+                silence: w.silence,
             })
             .collect()
     }
@@ -551,6 +570,8 @@ impl Coordinator {
                 }
             }
         }
+        self.check_liveness()?;
+        self.check_workflows()?;
         self.check_flow()
     }
 
@@ -628,6 +649,7 @@ impl Coordinator {
         let name = info.name.clone();
         if let Some(old) = self.workers.remove(&name) {
             self.sessions.remove(&old.session);
+            self.liveness_left(&name, old.silence_timer);
         }
         self.sessions.insert(session, name.clone());
         self.workers.insert(
@@ -639,8 +661,11 @@ impl Coordinator {
                 draining: self.pl.is_drained(&name),
                 joined_at: now,
                 last_seen: now,
+                silence: Silence::Heard,
+                silence_timer: 0,
             },
         );
+        self.liveness_joined(now, &name);
         for r in held {
             match self.tasks.get_mut(&r.task_id) {
                 Some(t) if t.rec.state.is_leased() && same_attempt(&t.rec, &r) => {
@@ -680,7 +705,8 @@ impl Coordinator {
             .is_some_and(|w| w.session == session)
         {
             // Its attempts keep their leases: it may reconnect and re-attach before they expire.
-            self.workers.remove(&name);
+            let w = self.workers.remove(&name).expect("checked");
+            self.liveness_left(&name, w.silence_timer);
             self.emit(
                 now,
                 EventKind::Worker {
@@ -702,6 +728,7 @@ impl Coordinator {
         let Some(name) = self.sessions.get(&session).cloned() else {
             return;
         };
+        self.liveness_heard(now, &name, fx);
         let lease_until = now + ms(self.cfg.lease_ms);
         let mut listed = BTreeSet::new();
         for r in &held {
@@ -723,7 +750,6 @@ impl Coordinator {
             .workers
             .get_mut(&name)
             .expect("session maps to a worker");
-        w.last_seen = now;
         // Drop attempts the worker no longer has and that are not live assignments (zombies of
         // cancel/reclaim). Live ones stay: an assignment may be on the wire.
         let tasks = &self.tasks;
@@ -899,14 +925,40 @@ impl Coordinator {
 
     // ---- internals ----
 
-    fn touch(&mut self, now: Micros, session: SessionId) {
-        if let Some(w) = self
-            .sessions
-            .get(&session)
-            .and_then(|n| self.workers.get_mut(n))
-        {
-            w.last_seen = now;
+    fn touch(&mut self, now: Micros, session: SessionId, fx: &mut Effects) {
+        let Some(name) = self.sessions.get(&session) else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(name) else {
+            return;
+        };
+        w.last_seen = now;
+        if w.silence != Silence::Heard {
+            let name = name.clone();
+            self.liveness_heard(now, &name, fx);
         }
+    }
+
+    /// Drain or resume a worker; a change is a worker event.
+    fn drain_input(
+        &mut self,
+        now: Micros,
+        req: RequestId,
+        name: &str,
+        drain: bool,
+        fx: &mut Effects,
+    ) {
+        let changed = self.workers.get(name).is_some_and(|w| w.draining != drain);
+        let r = self.set_draining(name, drain);
+        if r.is_ok() && changed {
+            let state = if drain {
+                WorkerEventState::Draining
+            } else {
+                WorkerEventState::Resumed
+            };
+            self.emit_worker(now, name, state, fx);
+        }
+        fx.replies.push((req, Reply::Drain(r)));
     }
 
     fn owns(&self, session: SessionId, r: &AttemptRef) -> bool {
@@ -963,6 +1015,7 @@ impl Coordinator {
         let ev = task_event(&t.rec, None);
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
+        self.workflow_node_assigned(now, id, fx);
     }
 
     /// The lease expired: the worker vanished or stalled. Never decided by worker identity.
@@ -1035,7 +1088,13 @@ impl Coordinator {
         });
     }
 
-    fn emit(&mut self, now: Micros, kind: EventKind, fx: &mut Effects) {
+    fn emit(&mut self, now: Micros, mut kind: EventKind, fx: &mut Effects) {
+        if let EventKind::Task {
+            task_id, workflow, ..
+        } = &mut kind
+        {
+            *workflow = self.workflow_of(*task_id).map(str::to_string);
+        }
         let seq = self.next_event_seq;
         self.next_event_seq += 1;
         fx.writes.push(Write::Event(Event { seq, at: now, kind }));
@@ -1082,5 +1141,7 @@ fn task_event(rec: &TaskRecord, reason: Option<String>) -> EventKind {
         attempt: rec.attempt,
         worker: rec.worker.clone(),
         reason,
+        // Filled in by `emit`, which knows the task's flow record.
+        workflow: None,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{Micros, TaskId, TaskState};
+use crate::model::{Micros, TaskId, TaskState, WorkflowState};
 
 /// Most nodes in one workflow.
 pub const MAX_NODES: usize = 1_000;
@@ -162,22 +162,22 @@ fn find_cycle(nodes: &[(String, Vec<String>)], ups: &[Vec<usize>], indeg: &[usiz
 
 /// A workflow's aggregate state from its nodes' states: `running` while any node is not
 /// terminal, else `succeeded` if all succeeded, else `failed`.
-pub fn aggregate_state(states: &[TaskState]) -> &'static str {
+pub fn aggregate_state(states: &[TaskState]) -> WorkflowState {
     if states.iter().any(|s| !s.is_terminal()) {
         if states
             .iter()
             .all(|s| *s == TaskState::Pending || *s == TaskState::Queued)
         {
-            return "pending";
+            return WorkflowState::Pending;
         }
-        return "running";
+        return WorkflowState::Running;
     }
     if states.iter().all(|s| *s == TaskState::Succeeded) {
-        "succeeded"
+        WorkflowState::Succeeded
     } else if states.contains(&TaskState::Cancelled) && !states.contains(&TaskState::Failed) {
-        "cancelled"
+        WorkflowState::Cancelled
     } else {
-        "failed"
+        WorkflowState::Failed
     }
 }
 
@@ -257,9 +257,12 @@ mod tests {
     #[test]
     fn aggregates() {
         use TaskState::*;
-        assert_eq!(aggregate_state(&[Succeeded, Succeeded]), "succeeded");
-        assert_eq!(aggregate_state(&[Succeeded, Running]), "running");
-        assert_eq!(aggregate_state(&[Failed, Skipped]), "failed");
+        assert_eq!(
+            aggregate_state(&[Succeeded, Succeeded]).as_str(),
+            "succeeded"
+        );
+        assert_eq!(aggregate_state(&[Succeeded, Running]).as_str(), "running");
+        assert_eq!(aggregate_state(&[Failed, Skipped]).as_str(), "failed");
         assert_eq!(env_name("build-app.x"), "BUILD_APP_X");
     }
 }

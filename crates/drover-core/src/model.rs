@@ -288,25 +288,169 @@ pub enum EventKind {
         attempt: u32,
         worker: Option<String>,
         reason: Option<String>,
+        /// The workflow the task is a node of, so a stream can follow one workflow.
+        workflow: Option<String>,
     },
     Worker {
         name: String,
         state: WorkerEventState,
     },
+    /// A workflow's aggregate state changed (`dag::aggregate_state`).
+    Workflow {
+        workflow_id: String,
+        state: WorkflowState,
+    },
+    /// A schedule was changed by an operator, or fired or skipped a slot.
+    Schedule {
+        name: String,
+        change: ScheduleChange,
+        /// The task a fire created.
+        task_id: Option<TaskId>,
+        reason: Option<String>,
+    },
 }
 
+/// What a worker event announces. `suspect` and `lost` come from the core's silence timers
+/// (no heartbeat for `suspect_after_ms`, then for a whole lease); `alive` is the first
+/// heartbeat after either. `left` is the end of its session.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum WorkerEventState {
     Joined,
+    Suspect,
+    Lost,
+    Alive,
+    Draining,
+    Resumed,
     Left,
 }
 
 impl WorkerEventState {
+    pub const ALL: [WorkerEventState; 7] = [
+        WorkerEventState::Joined,
+        WorkerEventState::Suspect,
+        WorkerEventState::Lost,
+        WorkerEventState::Alive,
+        WorkerEventState::Draining,
+        WorkerEventState::Resumed,
+        WorkerEventState::Left,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             WorkerEventState::Joined => "joined",
+            WorkerEventState::Suspect => "suspect",
+            WorkerEventState::Lost => "lost",
+            WorkerEventState::Alive => "alive",
+            WorkerEventState::Draining => "draining",
+            WorkerEventState::Resumed => "resumed",
             WorkerEventState::Left => "left",
         }
+    }
+}
+
+impl std::str::FromStr for WorkerEventState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a worker event state"))
+    }
+}
+
+/// A workflow's aggregate state: `pending` until a node is assigned, `running` until every
+/// node is terminal, then `succeeded`, `failed` or `cancelled`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WorkflowState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl WorkflowState {
+    pub const ALL: [WorkflowState; 5] = [
+        WorkflowState::Pending,
+        WorkflowState::Running,
+        WorkflowState::Succeeded,
+        WorkflowState::Failed,
+        WorkflowState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Pending => "pending",
+            WorkflowState::Running => "running",
+            WorkflowState::Succeeded => "succeeded",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            WorkflowState::Succeeded | WorkflowState::Failed | WorkflowState::Cancelled
+        )
+    }
+}
+
+impl std::str::FromStr for WorkflowState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a workflow state"))
+    }
+}
+
+/// What happened to a schedule.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ScheduleChange {
+    Created,
+    Updated,
+    Paused,
+    Resumed,
+    Deleted,
+    /// A slot (or a manual run, or a backfilled slot) created a task.
+    Fired,
+    /// A due slot was not fired (misfire `skip`, overlap `skip`).
+    Skipped,
+}
+
+impl ScheduleChange {
+    pub const ALL: [ScheduleChange; 7] = [
+        ScheduleChange::Created,
+        ScheduleChange::Updated,
+        ScheduleChange::Paused,
+        ScheduleChange::Resumed,
+        ScheduleChange::Deleted,
+        ScheduleChange::Fired,
+        ScheduleChange::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleChange::Created => "created",
+            ScheduleChange::Updated => "updated",
+            ScheduleChange::Paused => "paused",
+            ScheduleChange::Resumed => "resumed",
+            ScheduleChange::Deleted => "deleted",
+            ScheduleChange::Fired => "fired",
+            ScheduleChange::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::str::FromStr for ScheduleChange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a schedule change"))
     }
 }
 

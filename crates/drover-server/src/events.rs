@@ -33,16 +33,20 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
-    /// Only this task's events.
+    /// Only this task's own events (task events only: a schedule's `fired` event naming
+    /// the task is not one of them).
     task: Option<String>,
     /// Only task events of this queue.
     queue: Option<String>,
-    /// Only these new states (comma-separated): task states, or `joined`/`left`.
+    /// Only these new states (comma-separated): task states; worker states (`joined`,
+    /// `suspect`, `lost`, `alive`, `draining`, `resumed`, `left`); workflow states
+    /// (`pending`, `running`, `succeeded`, `failed`, `cancelled`); schedule changes
+    /// (`created`, `updated`, `paused`, `resumed`, `deleted`, `fired`, `skipped`).
     state: Option<String>,
-    /// Only these kinds (comma-separated): `task`, `worker`.
+    /// Only these types (comma-separated): `task`, `worker`, `workflow`, `schedule`.
     #[serde(rename = "type")]
     kind: Option<String>,
-    /// Not supported yet (400).
+    /// Only this workflow's events and the task events of its nodes.
     workflow: Option<String>,
     /// Replay events after this seq first (the `Last-Event-ID` header wins over it).
     after: Option<u64>,

@@ -2,7 +2,7 @@
 //! times and deadlines; queues; workflows. Decode, read the store, ask the driver, encode:
 //! every scheduling decision is the core's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -14,9 +14,10 @@ use drover_api::rest::{rfc3339, SubmitRequest};
 use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::{self, WorkflowNode, WorkflowRecord};
 use drover_core::{
-    FlowSpec, FlowTask, Input, NewTask, QueueConfig, QueueStats, Reply, Strategy, SubmitError,
-    TaskId, TaskState,
+    FlowSpec, FlowTask, Input, NewTask, QueueConfig, QueueStats, Reply, Snapshot, Strategy,
+    SubmitError, TaskId, TaskState,
 };
+use drover_store::{Store, StoreError};
 
 use crate::clock::now_micros;
 use crate::http::{gone, json_body, store_err, ApiResult, AppState, HttpError};
@@ -341,6 +342,36 @@ pub(crate) async fn resume_queue(
 
 // ---- workflows ----
 
+/// For the core's snapshot: each workflow with an active node, with the terminal states of
+/// its other current nodes (the core keeps no history, so it cannot know them itself).
+pub(crate) async fn ended_nodes(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+) -> Result<Vec<(String, Vec<TaskState>)>, StoreError> {
+    let active: HashSet<TaskId> = snapshot.tasks.iter().map(|(t, _)| t.id).collect();
+    let ids: BTreeSet<&str> = snapshot
+        .flow
+        .flows
+        .iter()
+        .filter(|f| active.contains(&f.task_id))
+        .filter_map(|f| f.spec.workflow.as_ref().map(|(w, _)| w.as_str()))
+        .collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(w) = store.workflow(id).await? else {
+            continue;
+        };
+        let mut ended = Vec::new();
+        for n in w.nodes.iter().filter(|n| !active.contains(&n.task_id)) {
+            if let Some(t) = store.task(n.task_id).await? {
+                ended.push(t.state);
+            }
+        }
+        out.push((id.to_string(), ended));
+    }
+    Ok(out)
+}
+
 async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowView> {
     let mut nodes = Vec::with_capacity(w.nodes.len());
     let mut states = Vec::with_capacity(w.nodes.len());
@@ -364,7 +395,7 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
     Ok(WorkflowView {
         id: w.id.clone(),
         name: w.name.clone(),
-        state: dag::aggregate_state(&states).to_string(),
+        state: dag::aggregate_state(&states).as_str().to_string(),
         created_at: rfc3339(w.created_at),
         nodes,
     })

@@ -45,7 +45,9 @@ pub struct ServerConfig {
     pub max_lost: u32,
     /// How long committed events (and webhook delivery attempts) are kept.
     pub event_retention: std::time::Duration,
-    /// How often the retention window is applied.
+    /// How long terminal tasks (with their attempts and logs) are kept after they finished.
+    pub task_retention: std::time::Duration,
+    /// How often the retention windows are applied.
     pub prune_every: std::time::Duration,
     pub webhooks: webhooks::WebhookConfig,
 }
@@ -60,6 +62,7 @@ impl ServerConfig {
             restart_grace_ms: 20_000,
             max_lost: 3,
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
         }
@@ -107,10 +110,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         SqliteStore::open(&path)
             .with_context(|| format!("opening the store at {}", path.display()))?,
     );
-    let snapshot = store
+    let mut snapshot = store
         .load_snapshot()
         .await
         .context("loading the active tasks")?;
+    snapshot.flow.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
+        .await
+        .context("loading the workflows in progress")?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut seed)
@@ -119,8 +125,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
         max_lost: cfg.max_lost,
-        // Three missed heartbeats make a worker suspect; never longer than half a lease.
-        suspect_after_ms: (cfg.heartbeat_ms * 3).min(cfg.lease_ms / 2).max(1),
+        // A missed heartbeat (two intervals of silence) makes a worker suspect; never
+        // longer than half a lease.
+        suspect_after_ms: (cfg.heartbeat_ms * 2).min(cfg.lease_ms / 2).max(1),
         ..CoreConfig::default()
     };
     let active = snapshot.tasks.len();
@@ -139,7 +146,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
     // would otherwise keep the driver running).
     let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
-    let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms, cfg.lease_ms));
+    let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms));
     background.push(
         tokio::spawn(worker_monitor.clone().run(handle.clone(), metrics.clone())).abort_handle(),
     );
@@ -147,6 +154,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         tokio::spawn(retention::prune_loop(
             store.clone(),
             cfg.event_retention,
+            cfg.task_retention,
             cfg.prune_every,
             metrics.clone(),
         ))

@@ -36,6 +36,7 @@ pub struct Metrics {
     webhook_deliveries: IntCounterVec,
     webhook_failures: IntCounter,
     events_pruned: IntCounter,
+    tasks_pruned: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -171,6 +172,11 @@ impl Metrics {
                 "drover_events_pruned_total",
                 "Events deleted by the retention window",
             ),
+            tasks_pruned: counter(
+                &r,
+                "drover_tasks_pruned_total",
+                "Terminal tasks (with their attempts and logs) deleted by task retention",
+            ),
             registry: r,
         }
     }
@@ -207,6 +213,10 @@ impl Metrics {
 
     pub fn events_pruned(&self, n: u64) {
         self.events_pruned.inc_by(n);
+    }
+
+    pub fn tasks_pruned(&self, n: u64) {
+        self.tasks_pruned.inc_by(n);
     }
 
     /// Sets the task counts read from the store; states with none show 0.
@@ -414,6 +424,7 @@ mod tests {
                 attempt,
                 worker: None,
                 reason: None,
+                workflow: None,
             },
         }
     }

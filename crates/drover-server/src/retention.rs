@@ -1,5 +1,7 @@
-//! The retention window of the event log (and of the webhook delivery log): a background task
-//! that deletes what is older, in small batches, off the driver's path.
+//! The retention windows: a background task that deletes, in small batches and off the
+//! driver's path, events (and webhook delivery attempts) older than the event retention, and
+//! terminal tasks (with their attempts, logs and flow records, and workflows left without
+//! tasks) that finished longer ago than the task retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +12,16 @@ use drover_store::Store;
 use crate::clock::now_micros;
 use crate::metrics::Metrics;
 
-/// Runs forever: every `every`, deletes events and delivery attempts older than `keep`.
+/// Tasks deleted per `Store::prune_tasks` call, one transaction each, so a large backlog
+/// never holds the writer (and with it the driver's commits) for long.
+const TASK_PRUNE_BATCH: usize = 1_000;
+
+/// Runs forever: every `every`, deletes events and delivery attempts older than `keep`, and
+/// terminal tasks that finished longer than `keep_tasks` ago.
 pub async fn prune_loop(
     store: Arc<dyn Store>,
     keep: Duration,
+    keep_tasks: Duration,
     every: Duration,
     metrics: Arc<Metrics>,
 ) {
@@ -21,7 +29,8 @@ pub async fn prune_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let cutoff: Micros = now_micros().saturating_sub(keep.as_micros() as Micros);
+        let now = now_micros();
+        let cutoff: Micros = now.saturating_sub(keep.as_micros() as Micros);
         match store.prune_events(cutoff).await {
             Ok(0) => {}
             Ok(n) => {
@@ -33,5 +42,37 @@ pub async fn prune_loop(
         if let Err(e) = store.prune_deliveries(cutoff).await {
             tracing::warn!(error = %e, "pruning webhook deliveries failed; will retry");
         }
+        let task_cutoff =
+            now.saturating_sub(Micros::try_from(keep_tasks.as_micros()).unwrap_or(Micros::MAX));
+        prune_tasks(store.as_ref(), task_cutoff, &metrics).await;
+    }
+}
+
+/// Deletes every terminal task that finished before `cutoff`, a batch per transaction, until
+/// a batch comes back short.
+async fn prune_tasks(store: &dyn Store, cutoff: Micros, metrics: &Metrics) {
+    let mut total = 0;
+    loop {
+        match store.prune_tasks(cutoff, TASK_PRUNE_BATCH).await {
+            Ok(n) => {
+                metrics.tasks_pruned(n);
+                total += n;
+                if n < TASK_PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning tasks failed; will retry");
+                break;
+            }
+        }
+        // Let the driver's commits at the writer between two batches.
+        tokio::task::yield_now().await;
+    }
+    if total > 0 {
+        tracing::info!(
+            deleted = total,
+            "pruned tasks that finished before the task retention window"
+        );
     }
 }

@@ -1,7 +1,7 @@
-//! Worker liveness as operators see it: `alive`, `suspect` (no heartbeat for over two
-//! intervals), `lost` (silent for longer than a lease, or disconnected), or the core's
-//! `draining` / `drained`. Computed here from the core's `last_seen` and the heartbeat
-//! settings; the core itself is not involved.
+//! Worker liveness as operators see it: `alive`, `suspect` (a missed heartbeat), `lost`
+//! (silent for longer than a lease, or disconnected), or `draining` / `drained`. Silence is
+//! the core's (its timers also emit the worker events), so the list and the event stream
+//! agree; disconnection is noticed here.
 //!
 //! Disconnected workers vanish from the core, so the monitor keeps a small list of recently
 //! lost ones (with their last known details) for `LOST_KEEP`: a worker missing from the core's
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use drover_api::rest::{rfc3339, WorkerView};
-use drover_core::{Micros, WorkerSummary};
+use drover_core::{Micros, Silence, WorkerSummary};
 
 use crate::clock::now_micros;
 use crate::driver::DriverHandle;
@@ -39,15 +39,13 @@ struct Inner {
 
 pub struct WorkerMonitor {
     heartbeat_ms: u64,
-    lease_ms: u64,
     inner: Mutex<Inner>,
 }
 
 impl WorkerMonitor {
-    pub fn new(heartbeat_ms: u64, lease_ms: u64) -> Self {
+    pub fn new(heartbeat_ms: u64) -> Self {
         WorkerMonitor {
             heartbeat_ms,
-            lease_ms,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -56,14 +54,11 @@ impl WorkerMonitor {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The state of a connected worker last heard from `age_ms` ago.
-    pub fn state_of(&self, w: &WorkerSummary, age_ms: u64) -> &'static str {
-        if age_ms > self.lease_ms {
-            "lost"
-        } else if age_ms > 2 * self.heartbeat_ms {
-            "suspect"
-        } else {
-            w.state()
+    /// The state of a connected worker.
+    pub fn state_of(w: &WorkerSummary) -> &'static str {
+        match w.silence {
+            Silence::Heard => w.state(),
+            silent => silent.as_str(),
         }
     }
 
@@ -102,7 +97,7 @@ impl WorkerMonitor {
         let mut out = Vec::with_capacity(current.len() + g.lost.len());
         for w in &current {
             let age = age_ms(now, w.last_seen);
-            out.push(view(w, self.state_of(w, age), age));
+            out.push(view(w, Self::state_of(w), age));
         }
         for (name, l) in &g.lost {
             match &l.last {
@@ -185,7 +180,7 @@ mod tests {
     use super::*;
     use drover_core::WorkerInfo;
 
-    fn summary(name: &str, last_seen: Micros) -> WorkerSummary {
+    fn summary(name: &str, last_seen: Micros, silence: Silence) -> WorkerSummary {
         WorkerSummary {
             info: WorkerInfo {
                 name: name.into(),
@@ -197,19 +192,20 @@ mod tests {
             draining: false,
             joined_at: 0,
             last_seen,
+            silence,
             resources_free: Default::default(),
         }
     }
 
     #[test]
-    fn states_by_heartbeat_age_and_lost_list() {
-        let m = WorkerMonitor::new(100, 1000);
+    fn states_from_the_core_silence_and_lost_list() {
+        let m = WorkerMonitor::new(100);
         let now = 10_000_000;
         let views = m.views(
             vec![
-                summary("a", now - 150_000),
-                summary("s", now - 250_000),
-                summary("l", now - 1_500_000),
+                summary("a", now - 150_000, Silence::Heard),
+                summary("s", now - 250_000, Silence::Suspect),
+                summary("l", now - 1_500_000, Silence::Lost),
             ],
             now,
         );
@@ -220,7 +216,7 @@ mod tests {
         assert_eq!(states, [("a", "alive"), ("s", "suspect"), ("l", "lost")]);
         assert_eq!(views[1].last_heartbeat_age_ms, 250);
         // "l" and "s" went away: both listed as lost, with their details.
-        let views = m.views(vec![summary("a", now)], now + 1000);
+        let views = m.views(vec![summary("a", now, Silence::Heard)], now + 1000);
         let states: Vec<_> = views
             .iter()
             .map(|v| (v.name.as_str(), v.state.as_str()))
@@ -236,7 +232,7 @@ mod tests {
             ("a", "lost")
         );
         // Back: alive, and off the lost list.
-        let counts = m.counts(vec![summary("a", later)], later);
+        let counts = m.counts(vec![summary("a", later, Silence::Heard)], later);
         assert_eq!((counts["alive"], counts.get("lost")), (1, None));
     }
 }

@@ -123,6 +123,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Deletes delivery attempts with `at < before`; returns how many.
     async fn prune_deliveries(&self, before: Micros) -> Result<u64, StoreError>;
+    /// Task retention: in one transaction, deletes at most `limit` terminal tasks with
+    /// `finished_at < finished_before`, the earliest finished first, together with their
+    /// attempts, log chunks and flow records, and every workflow they were a node of whose
+    /// current nodes are now all gone. Never touches a non-terminal task, the events or the
+    /// task sequence numbering. Returns how many tasks were deleted (less than `limit`: no
+    /// more are due).
+    async fn prune_tasks(&self, finished_before: Micros, limit: usize) -> Result<u64, StoreError>;
 
     // Serial and parallel execution (schema 0003): read side for the API.
     /// A task's flow record (dependencies, key, deadline, workflow), if it has one.

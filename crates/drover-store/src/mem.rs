@@ -32,6 +32,9 @@ struct Inner {
     queues: BTreeMap<String, drover_core::QueueConfig>,
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
     schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
+    /// max(seq) + 1 over every task ever inserted, pruned ones included (SQLite's
+    /// `meta.next_task_seq`), so retention never makes numbering go back.
+    next_task_seq: u64,
 }
 
 impl MemStore {
@@ -80,6 +83,7 @@ impl Inner {
     fn apply(&mut self, b: Batch) {
         for (rec, is_new) in b.tasks {
             if is_new {
+                self.next_task_seq = self.next_task_seq.max(rec.seq.saturating_add(1));
                 self.tasks.insert(rec.id, rec);
             } else if let Some(old) = self.tasks.get_mut(&rec.id) {
                 // Only the mutable state: the definition, seq and creation time stay as
@@ -162,7 +166,7 @@ impl Store for MemStore {
             .collect();
         Ok(Snapshot {
             tasks,
-            next_task_seq: g.tasks.values().map(|t| t.seq + 1).max().unwrap_or(0),
+            next_task_seq: g.next_task_seq,
             next_event_seq: g.events.keys().next_back().map_or(1, |s| s + 1),
             flow: drover_core::FlowSnapshot {
                 flows: g
@@ -177,6 +181,8 @@ impl Store for MemStore {
                     .collect(),
                 queues: g.queues.values().cloned().collect(),
                 schedules: g.schedules.values().cloned().collect(),
+                // Read by the server from the workflows and tasks, not by the store.
+                workflows_ended: Vec::new(),
                 idempotency: {
                     let mut keyed: Vec<&TaskRecord> = g
                         .tasks
@@ -342,6 +348,54 @@ impl Store for MemStore {
         let n = g.deliveries.len();
         g.deliveries.retain(|d| d.at >= before);
         Ok((n - g.deliveries.len()) as u64)
+    }
+
+    async fn prune_tasks(&self, finished_before: Micros, limit: usize) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let mut due: Vec<(Micros, TaskId)> = g
+            .tasks
+            .values()
+            .filter(|t| t.state.is_terminal())
+            .filter_map(|t| t.finished_at.map(|f| (f, t.id)))
+            .filter(|(f, _)| *f < finished_before)
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit);
+        let mut touched = std::collections::BTreeSet::new();
+        for (_, id) in &due {
+            g.tasks.remove(id);
+            let attempts: Vec<(TaskId, u32)> = g
+                .attempts
+                .range((*id, 0)..=(*id, u32::MAX))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in attempts {
+                g.attempts.remove(&k);
+            }
+            let logs: Vec<(TaskId, u32)> = g
+                .logs
+                .range((*id, 0)..=(*id, u32::MAX))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in logs {
+                g.logs.remove(&k);
+            }
+            if let Some(f) = g.flows.remove(id) {
+                if let Some((wf, _)) = f.spec.workflow {
+                    touched.insert(wf);
+                }
+            }
+        }
+        for wf in touched {
+            let gone = g
+                .workflows
+                .get(&wf)
+                .is_some_and(|w| w.nodes.iter().all(|n| !g.tasks.contains_key(&n.task_id)));
+            if gone {
+                g.workflows.remove(&wf);
+            }
+        }
+        Ok(due.len() as u64)
     }
 
     async fn flow(&self, id: TaskId) -> Result<Option<drover_core::FlowRecord>, StoreError> {

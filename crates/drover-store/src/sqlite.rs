@@ -16,7 +16,10 @@ use drover_core::{
     AttemptRecord, Event, LogChunk, Micros, Snapshot, TaskId, TaskRecord, TaskState, Write,
 };
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension,
+    TransactionBehavior,
+};
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
@@ -37,11 +40,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0002_webhooks.sql"),
     include_str!("sqlite/migrations/0003_flow.sql"),
     include_str!("sqlite/migrations/0004_schedules.sql"),
+    include_str!("sqlite/migrations/0005_events_and_retention.sql"),
 ];
 
 /// Events deleted per transaction by `prune_events`, so a large prune never holds the writer
 /// (and with it the commits) for long.
 const PRUNE_BATCH: i64 = 5_000;
+
+/// The terminal states, as in the partial index `tasks_terminal_by_finished` (0005): a query
+/// uses that index only if it names the same list.
+const TERMINAL_STATES: &str =
+    "'succeeded', 'failed', 'cancelled', 'timed_out', 'skipped', 'expired', 'dead'";
 
 /// How long a statement waits on a lock held by another connection before giving up with
 /// `StoreError::Unavailable`.
@@ -80,8 +89,8 @@ const UPSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, worker, as
      exit_code = excluded.exit_code, error = excluded.error";
 
 const INSERT_EVENT: &str = "INSERT INTO events (seq, at, type, task_id, queue, state, attempt, \
-     worker, reason, worker_name, worker_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-     ?10, ?11)";
+     worker, reason, worker_name, worker_state, workflow, schedule) VALUES (?1, ?2, ?3, ?4, \
+     ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 const BUMP_TASK_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_task_seq'";
 
@@ -398,6 +407,8 @@ fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
                     r.reason,
                     r.worker_name,
                     r.worker_state,
+                    r.workflow,
+                    r.schedule,
                 ])
                 .map_err(|e| db_err_in(e, || format!("inserting event {}", r.seq)))?;
         }
@@ -807,6 +818,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_tasks(&self, finished_before: Micros, limit: usize) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |c| prune_tasks(c, finished_before, limit))
+            .await
+    }
+
     async fn flow(&self, id: TaskId) -> Result<Option<drover_core::FlowRecord>, StoreError> {
         self.read(move |c| flow::flow(c, id)).await
     }
@@ -868,6 +888,67 @@ fn prune_events_batch(conn: &mut Connection, before: Micros) -> Result<u64, Stor
     Ok(n as u64)
 }
 
+/// `Store::prune_tasks` in one transaction: the due terminal tasks, earliest finished first
+/// (walking `tasks_terminal_by_finished`), with everything that hangs off them.
+fn prune_tasks(conn: &mut Connection, before: Micros, limit: i64) -> Result<u64, StoreError> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK").map_err(db_err)?;
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let ids: Vec<Vec<u8>> = {
+        let mut due = tx.prepare_cached(&prune_tasks_sql()).map_err(db_err)?;
+        let rows = due
+            .query_map(params![before, limit], |r| r.get(0))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    let mut touched = std::collections::BTreeSet::new();
+    {
+        let mut workflow_of = tx
+            .prepare_cached(
+                "SELECT workflow_id FROM task_flow WHERE task_id = ?1 \
+                 AND workflow_id IS NOT NULL",
+            )
+            .map_err(db_err)?;
+        let mut deletes = [
+            "DELETE FROM attempts WHERE task_id = ?1",
+            "DELETE FROM logs WHERE task_id = ?1",
+            "DELETE FROM task_flow WHERE task_id = ?1",
+            "DELETE FROM tasks WHERE id = ?1",
+        ]
+        .map(|sql| tx.prepare_cached(sql).map_err(db_err))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        for id in &ids {
+            let wf: Option<String> = workflow_of
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            touched.extend(wf);
+            for st in &mut deletes {
+                st.execute([id]).map_err(db_err)?;
+            }
+        }
+    }
+    flow::prune_workflows(&tx, &touched)?;
+    tx.commit().map_err(db_err)?;
+    Ok(ids.len() as u64)
+}
+
+/// The ids of the terminal tasks due for deletion (`?1`: finished before, `?2`: limit).
+/// Without statistics the planner prefers `tasks_by_state` and a sort of every terminal task;
+/// `INDEXED BY` walks the partial index from the oldest instead (and fails to prepare, rather
+/// than scan, should the index ever not match).
+fn prune_tasks_sql() -> String {
+    format!(
+        "SELECT id FROM tasks INDEXED BY tasks_terminal_by_finished \
+         WHERE state IN ({TERMINAL_STATES}) AND finished_at < ?1 \
+         ORDER BY finished_at, id LIMIT ?2"
+    )
+}
+
 fn webhook_from_row(row: &rusqlite::Row<'_>) -> Result<WebhookRecord, StoreError> {
     let events: String = row.get(2).map_err(db_err)?;
     let events: Vec<String> = serde_json::from_str(&events)
@@ -916,6 +997,19 @@ mod tests {
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     }
 
+    /// The partial index and the prune query name exactly the terminal states.
+    #[test]
+    fn terminal_states_list_is_complete() {
+        let expected: Vec<String> = TaskState::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(TERMINAL_STATES, expected.join(", "));
+        assert!(MIGRATIONS[4]
+            .contains("'succeeded', 'failed', 'cancelled', 'timed_out', 'skipped', 'expired',\n"));
+    }
+
     /// Every read the API makes is served by an index: no full scan, no sort.
     #[test]
     fn reads_use_indexes() {
@@ -949,7 +1043,19 @@ mod tests {
         let p = plan(&conn, &snapshot_sql(), vec![]);
         assert!(p.contains("USING INDEX tasks_by_state"), "{p}");
         assert!(p.contains("USING PRIMARY KEY"), "{p}");
+        let p = plan(
+            &conn,
+            &prune_tasks_sql(),
+            vec![Value::Integer(0), Value::Integer(10)],
+        );
+        assert!(
+            p.contains("USING INDEX tasks_terminal_by_finished") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
         for sql in [
+            "DELETE FROM attempts WHERE task_id = x'00'",
+            "DELETE FROM logs WHERE task_id = x'00'",
+            "DELETE FROM task_flow WHERE task_id = x'00'",
             "SELECT * FROM attempts WHERE task_id = x'00' ORDER BY attempt",
             "SELECT * FROM logs WHERE task_id = x'00' AND attempt = 1 ORDER BY id",
             "SELECT * FROM events WHERE seq > 5 ORDER BY seq LIMIT 10",

@@ -80,6 +80,7 @@ impl Gen {
                 attempt: t.attempt,
                 worker: t.worker.clone(),
                 reason: None,
+                workflow: None,
             },
         })
     }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use drover_core::{
-    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream, TaskDef,
-    TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState, Write,
+    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
+    ScheduleChange, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
+    WorkflowState, Write,
 };
 use drover_store::{
     DeliveryRecord, MemStore, SqliteStore, Store, StoreError, TaskQuery, WebhookRecord,
@@ -49,6 +50,7 @@ macro_rules! suite {
                 list_filters_and_pages,
                 logs_in_write_order,
                 events_after,
+                every_event_kind_round_trips,
                 count_by_state,
                 failed_batch_changes_nothing,
                 empty_commit,
@@ -56,6 +58,9 @@ macro_rules! suite {
                 webhooks_round_trip,
                 deliveries_and_cursors,
                 flow_round_trip_and_snapshot,
+                prune_tasks_removes_old_terminal_tasks_and_their_history,
+                prune_tasks_oldest_first_within_the_limit,
+                prune_tasks_removes_workflows_whose_nodes_are_gone,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,6 +196,7 @@ pub fn task_event(seq: u64, t: &TaskRecord, reason: Option<&str>) -> Event {
             attempt: t.attempt,
             worker: t.worker.clone(),
             reason: reason.map(str::to_owned),
+            workflow: None,
         },
     }
 }
@@ -690,6 +696,79 @@ pub mod cases {
         assert_eq!(s.load_snapshot().await.unwrap().next_event_seq, 6);
     }
 
+    /// Every variant of `EventKind`, with and without its optional fields.
+    pub async fn every_event_kind_round_trips<S: Store>(s: &S) {
+        let t = full_running(tid(1), 0);
+        let mut kinds = vec![
+            EventKind::Task {
+                task_id: t.id,
+                queue: "q".into(),
+                state: TaskState::Running,
+                attempt: 3,
+                worker: Some("w-1".into()),
+                reason: None,
+                workflow: None,
+            },
+            EventKind::Task {
+                task_id: tid(2),
+                queue: String::new(),
+                state: TaskState::Skipped,
+                attempt: 0,
+                worker: None,
+                reason: Some("upstream failed".into()),
+                workflow: Some("wf-ü 1".into()),
+            },
+        ];
+        kinds.extend(WorkerEventState::ALL.map(|state| EventKind::Worker {
+            name: format!("w-{}", state.as_str()),
+            state,
+        }));
+        kinds.extend(WorkflowState::ALL.map(|state| EventKind::Workflow {
+            workflow_id: format!("wf-{}", state.as_str()),
+            state,
+        }));
+        for (i, change) in ScheduleChange::ALL.into_iter().enumerate() {
+            kinds.push(EventKind::Schedule {
+                name: format!("nightly-{i}"),
+                change,
+                task_id: None,
+                reason: None,
+            });
+            kinds.push(EventKind::Schedule {
+                name: "every 5m".into(),
+                change,
+                task_id: Some(tid(10 + i as u128)),
+                reason: Some(format!("slot {i} ✓")),
+            });
+        }
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Event {
+                seq: i as u64 + 1,
+                at: 1_000 * i as i64 - 3,
+                kind,
+            })
+            .collect();
+        // Two commits: the second starts in the middle of the kinds.
+        let half = events.len() / 2;
+        s.commit(events[..half].iter().cloned().map(Write::Event).collect())
+            .await
+            .unwrap();
+        s.commit(events[half..].iter().cloned().map(Write::Event).collect())
+            .await
+            .unwrap();
+        assert_eq!(s.events_after(0, 1000).await.unwrap(), events);
+        assert_eq!(
+            s.events_after(half as u64, 3).await.unwrap(),
+            events[half..half + 3].to_vec()
+        );
+        assert_eq!(
+            s.load_snapshot().await.unwrap().next_event_seq,
+            events.len() as u64 + 1
+        );
+    }
+
     fn worker_event(seq: u64, at: i64) -> Event {
         Event {
             seq,
@@ -1107,6 +1186,203 @@ pub mod flow_cases {
             ]
         );
     }
+
+    // ---- task retention ----
+
+    fn finished(id: TaskId, seq: u64, state: TaskState, at: i64) -> TaskRecord {
+        TaskRecord {
+            attempt: 1,
+            finished_at: Some(at),
+            ..task(id, seq, noop_def("q"), state)
+        }
+    }
+
+    fn flow_of(id: TaskId, workflow: Option<(&str, &str)>) -> Write {
+        Write::Flow(FlowRecord {
+            task_id: id,
+            spec: FlowSpec {
+                serial_key: Some("k".into()),
+                workflow: workflow.map(|(w, n)| (w.to_string(), n.to_string())),
+                ..FlowSpec::default()
+            },
+            waiting: vec![],
+            upstream_failed: None,
+            upstream_outputs: vec![],
+        })
+    }
+
+    fn ids_of(tasks: Vec<TaskRecord>) -> Vec<TaskId> {
+        let mut ids: Vec<TaskId> = tasks.into_iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    }
+
+    async fn all_ids<S: Store>(s: &S) -> Vec<TaskId> {
+        ids_of(
+            s.list_tasks(&TaskQuery {
+                limit: 1000,
+                ..TaskQuery::default()
+            })
+            .await
+            .unwrap(),
+        )
+    }
+
+    pub async fn prune_tasks_removes_old_terminal_tasks_and_their_history<S: Store>(s: &S) {
+        let old = finished(tid(1), 0, TaskState::Succeeded, 100);
+        let recent = finished(tid(2), 1, TaskState::Failed, 10_000);
+        // Active tasks stay whatever their times say (a retried task keeps `finished_at`).
+        let running = full_running(tid(3), 2);
+        assert!(running.finished_at < Some(100));
+        let pending = finished(tid(4), 3, TaskState::Pending, 50);
+        let mut writes = vec![new(&old), new(&recent), new(&running), new(&pending)];
+        for t in [&old, &recent, &running] {
+            for n in 1..=2 {
+                writes.push(Write::Attempt(attempt(t.id, n, "w")));
+                writes.push(log(t.id, n, LogStream::Stdout, b"out"));
+                writes.push(log(t.id, n, LogStream::Stderr, b"err"));
+            }
+            writes.push(flow_of(t.id, None));
+        }
+        writes.push(Write::Event(task_event(1, &old, None)));
+        s.commit(writes).await.unwrap();
+
+        assert_eq!(s.prune_tasks(i64::MAX, 0).await.unwrap(), 0);
+        assert_eq!(s.prune_tasks(100, 10).await.unwrap(), 0, "strictly before");
+        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap(), 1);
+        assert_eq!(s.task(old.id).await.unwrap(), None);
+        assert!(s.attempts(old.id).await.unwrap().is_empty());
+        for n in 1..=2 {
+            assert!(s.logs(old.id, n).await.unwrap().is_empty());
+        }
+        assert_eq!(s.flow(old.id).await.unwrap(), None);
+        // Everything else is untouched.
+        assert_eq!(s.task(recent.id).await.unwrap(), Some(recent.clone()));
+        assert_eq!(s.task(running.id).await.unwrap(), Some(running.clone()));
+        assert_eq!(s.task(pending.id).await.unwrap(), Some(pending.clone()));
+        for t in [&recent, &running] {
+            assert_eq!(s.attempts(t.id).await.unwrap().len(), 2);
+            assert_eq!(s.logs(t.id, 1).await.unwrap().len(), 2);
+            assert!(s.flow(t.id).await.unwrap().is_some());
+        }
+        assert_eq!(
+            all_ids(s).await,
+            vec![recent.id, running.id, pending.id],
+            "listing"
+        );
+        assert_eq!(
+            s.count_by_state().await.unwrap(),
+            BTreeMap::from([
+                (TaskState::Pending, 1),
+                (TaskState::Running, 1),
+                (TaskState::Failed, 1),
+            ])
+        );
+        // Events are the event retention's business.
+        assert_eq!(s.events_after(0, 10).await.unwrap().len(), 1);
+        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap(), 0);
+
+        // Everything due, active tasks still not.
+        assert_eq!(s.prune_tasks(i64::MAX, 10).await.unwrap(), 1);
+        assert_eq!(s.task(recent.id).await.unwrap(), None);
+        assert!(s.logs(recent.id, 2).await.unwrap().is_empty());
+        assert_eq!(all_ids(s).await, vec![running.id, pending.id]);
+        let snap = s.load_snapshot().await.unwrap();
+        assert_eq!(snap.tasks.len(), 2);
+        assert_eq!(snap.next_task_seq, 4);
+    }
+
+    pub async fn prune_tasks_oldest_first_within_the_limit<S: Store>(s: &S) {
+        // Finish times out of id order, with a tie (broken by id).
+        let at = [50, 10, 40, 20, 30, 20];
+        let tasks: Vec<TaskRecord> = at
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| {
+                let state = TaskState::ALL
+                    .into_iter()
+                    .filter(|s| s.is_terminal())
+                    .nth(i % 7);
+                finished(tid(i as u128 + 1), i as u64, state.unwrap(), at)
+            })
+            .collect();
+        s.commit(tasks.iter().map(new).collect()).await.unwrap();
+        let remaining = |ix: &[usize]| {
+            let mut v: Vec<TaskId> = ix.iter().map(|&i| tasks[i].id).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 2);
+        assert_eq!(all_ids(s).await, remaining(&[0, 2, 4, 5]));
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 2);
+        assert_eq!(all_ids(s).await, remaining(&[0, 2]));
+        // Fewer than the limit are due: the caller's signal to stop.
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 1);
+        assert_eq!(all_ids(s).await, remaining(&[0]));
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 0);
+        assert_eq!(s.prune_tasks(51, usize::MAX).await.unwrap(), 1);
+        assert!(all_ids(s).await.is_empty());
+        assert!(s.count_by_state().await.unwrap().values().all(|n| *n == 0));
+        // Numbering continues after the newest task is gone.
+        assert_eq!(s.load_snapshot().await.unwrap().next_task_seq, 6);
+    }
+
+    pub async fn prune_tasks_removes_workflows_whose_nodes_are_gone<S: Store>(s: &S) {
+        let node = |name: &str, id: TaskId| WorkflowNode {
+            name: name.into(),
+            task_id: id,
+            after: vec![],
+        };
+        let wf = |id: &str, nodes: Vec<WorkflowNode>| WorkflowRecord {
+            id: id.into(),
+            name: format!("{id} name"),
+            created_at: 1,
+            nodes,
+        };
+        // wf-done: both nodes old and terminal. wf-live: one node still active.
+        // wf-rerun: an old run's node was replaced by a recent one.
+        let a = finished(tid(1), 0, TaskState::Succeeded, 10);
+        let b = finished(tid(2), 1, TaskState::Failed, 20);
+        let c = finished(tid(3), 2, TaskState::Succeeded, 30);
+        let d = task(tid(4), 3, noop_def("q"), TaskState::Queued);
+        let e = finished(tid(5), 4, TaskState::Failed, 40);
+        let f = finished(tid(6), 5, TaskState::Succeeded, 5_000);
+        let done = wf("wf-done", vec![node("a", a.id), node("b", b.id)]);
+        let live = wf("wf-live", vec![node("c", c.id), node("d", d.id)]);
+        let rerun = wf("wf-rerun", vec![node("e", f.id)]);
+        s.commit(vec![
+            new(&a),
+            new(&b),
+            new(&c),
+            new(&d),
+            new(&e),
+            new(&f),
+            flow_of(a.id, Some(("wf-done", "a"))),
+            flow_of(b.id, Some(("wf-done", "b"))),
+            flow_of(c.id, Some(("wf-live", "c"))),
+            flow_of(d.id, Some(("wf-live", "d"))),
+            flow_of(e.id, Some(("wf-rerun", "e"))),
+            flow_of(f.id, Some(("wf-rerun", "e"))),
+            Write::Workflow(done.clone()),
+            Write::Workflow(live.clone()),
+            Write::Workflow(rerun.clone()),
+        ])
+        .await
+        .unwrap();
+        // One of wf-done's nodes is left: it stays.
+        assert_eq!(s.prune_tasks(1_000, 1).await.unwrap(), 1);
+        assert_eq!(s.task(a.id).await.unwrap(), None);
+        assert_eq!(s.workflow("wf-done").await.unwrap(), Some(done));
+        assert_eq!(s.prune_tasks(1_000, 100).await.unwrap(), 3);
+        assert_eq!(all_ids(s).await, vec![d.id, f.id]);
+        assert_eq!(s.workflow("wf-done").await.unwrap(), None);
+        assert_eq!(s.workflow("wf-live").await.unwrap(), Some(live.clone()));
+        assert_eq!(s.workflow("wf-rerun").await.unwrap(), Some(rerun.clone()));
+        assert_eq!(s.workflows(10).await.unwrap().len(), 2);
+        assert_eq!(s.prune_tasks(10_000, 100).await.unwrap(), 1);
+        assert_eq!(s.workflow("wf-rerun").await.unwrap(), None);
+        assert_eq!(s.workflows(10).await.unwrap(), vec![live]);
+    }
 }
 
 // ---- SQLite only ----
@@ -1231,6 +1507,39 @@ mod sqlite_only {
         for id in [t.id, u.id] {
             let err = s.task(id).await.unwrap_err();
             assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        }
+        // Events of unknown states, and of a kind without its required column.
+        for (seq, sql) in [
+            (
+                1,
+                "UPDATE events SET worker_state = 'sleeping' WHERE seq = 1",
+            ),
+            (2, "UPDATE events SET state = 'sleeping' WHERE seq = 2"),
+            (3, "UPDATE events SET state = 'rescheduled' WHERE seq = 3"),
+            (4, "UPDATE events SET schedule = NULL WHERE seq = 4"),
+        ] {
+            let kind = match seq {
+                1 => EventKind::Worker {
+                    name: "w".into(),
+                    state: WorkerEventState::Suspect,
+                },
+                2 => EventKind::Workflow {
+                    workflow_id: "wf".into(),
+                    state: WorkflowState::Running,
+                },
+                _ => EventKind::Schedule {
+                    name: "s".into(),
+                    change: ScheduleChange::Fired,
+                    task_id: Some(t.id),
+                    reason: None,
+                },
+            };
+            let ev = Event { seq, at: 1, kind };
+            s.commit(vec![Write::Event(ev.clone())]).await.unwrap();
+            assert_eq!(s.events_after(seq - 1, 1).await.unwrap(), vec![ev]);
+            c.execute(sql, []).unwrap();
+            let err = s.events_after(seq - 1, 1).await.unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{sql}: {err:?}");
         }
         assert!(matches!(
             s.load_snapshot().await.unwrap_err(),

@@ -13,6 +13,7 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<u8> {
     let query = EventQuery {
         task: args.task.clone(),
         queue: args.queue.clone(),
+        workflow: args.workflow.clone(),
         state: args.state.clone(),
         kind: args.kind.clone(),
         after: args.after,
@@ -28,28 +29,60 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `SEQ  HH:MM:SS.mmm  task.running  ID  queue=q attempt=1 worker=w`: one line per event.
+/// One line per event: `SEQ  HH:MM:SS.mmm  EVENT  SUBJECT  details`, e.g.
+///
+/// ```text
+///       41  09:30:01.250  task.running        0190a1b2-…  queue=q attempt=1 worker=w1 workflow=0190…
+///       42  09:30:02.004  worker.suspect      w1
+///       43  09:30:03.117  workflow.succeeded  0190c3d4-…
+///       44  09:31:00.000  schedule.fired      nightly  task 0190e5f6-…
+///       45  09:32:00.000  schedule.skipped    nightly reason=the previous run is still going
+/// ```
 pub fn event_line(e: &EventView) -> String {
     let when = e.at.get(11..23).unwrap_or(&e.at);
-    let mut s = format!("{:>8}  {when}  {:<16}", e.seq, e.event);
-    match &e.task_id {
-        Some(id) => {
-            s.push_str(&format!("  {id}"));
-            if let Some(q) = &e.queue {
-                s.push_str(&format!("  queue={q}"));
-            }
-            if let Some(a) = e.attempt.filter(|a| *a > 0) {
-                s.push_str(&format!(" attempt={a}"));
-            }
-            if let Some(w) = &e.worker {
-                s.push_str(&format!(" worker={w}"));
+    let mut s = format!("{:>8}  {when}  {:<18}", e.seq, e.event);
+    let mut subject = |v: &str| s.push_str(&format!("  {v}"));
+    match e.kind.as_str() {
+        "workflow" => {
+            if let Some(w) = &e.workflow {
+                subject(w);
             }
         }
-        None => {
-            if let Some(w) = &e.worker {
-                s.push_str(&format!("  {w}"));
+        "schedule" => {
+            if let Some(n) = &e.schedule {
+                subject(n);
+            }
+            if let Some(t) = &e.task_id {
+                s.push_str(&format!("  task {t}"));
             }
         }
+        "worker" => {
+            if let Some(w) = &e.worker {
+                subject(w);
+            }
+        }
+        _ => match &e.task_id {
+            Some(id) => {
+                subject(id);
+                if let Some(q) = &e.queue {
+                    s.push_str(&format!("  queue={q}"));
+                }
+                if let Some(a) = e.attempt.filter(|a| *a > 0) {
+                    s.push_str(&format!(" attempt={a}"));
+                }
+                if let Some(w) = &e.worker {
+                    s.push_str(&format!(" worker={w}"));
+                }
+                if let Some(w) = &e.workflow {
+                    s.push_str(&format!(" workflow={w}"));
+                }
+            }
+            None => {
+                if let Some(w) = &e.worker {
+                    subject(w);
+                }
+            }
+        },
     }
     if let Some(r) = e.reason.as_deref().filter(|r| !r.is_empty()) {
         s.push_str(&format!(
@@ -236,5 +269,53 @@ async fn wait_for_change(stream: &mut Option<drover_client::EventStream>, at_mos
     match tokio::time::timeout(at_most, s.next()).await {
         Ok(Ok(Some(_))) | Err(_) => {}
         Ok(Ok(None)) | Ok(Err(_)) => *stream = None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: serde_json::Value) -> EventView {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn lines_name_each_kind_of_event() {
+        let at = "2026-01-02T09:30:01.250000Z";
+        let task = event_line(&view(serde_json::json!({
+            "seq": 41, "type": "task", "at": at, "event": "task.running", "state": "running",
+            "task_id": "t-1", "queue": "q", "attempt": 1, "worker": "w1", "workflow": "wf-1"
+        })));
+        assert_eq!(
+            task,
+            "      41  09:30:01.250  task.running        t-1  queue=q attempt=1 worker=w1 workflow=wf-1\n"
+        );
+        let worker = event_line(&view(serde_json::json!({
+            "seq": 42, "type": "worker", "at": at, "event": "worker.suspect", "state": "suspect",
+            "worker": "w1"
+        })));
+        assert_eq!(worker, "      42  09:30:01.250  worker.suspect      w1\n");
+        let wf = event_line(&view(serde_json::json!({
+            "seq": 43, "type": "workflow", "at": at, "event": "workflow.succeeded",
+            "state": "succeeded", "workflow": "wf-1"
+        })));
+        assert_eq!(wf, "      43  09:30:01.250  workflow.succeeded  wf-1\n");
+        let fired = event_line(&view(serde_json::json!({
+            "seq": 44, "type": "schedule", "at": at, "event": "schedule.fired", "state": "fired",
+            "schedule": "nightly", "task_id": "t-2"
+        })));
+        assert_eq!(
+            fired,
+            "      44  09:30:01.250  schedule.fired      nightly  task t-2\n"
+        );
+        let skipped = event_line(&view(serde_json::json!({
+            "seq": 45, "type": "schedule", "at": at, "event": "schedule.skipped",
+            "state": "skipped", "schedule": "nightly", "reason": "still\nrunning"
+        })));
+        assert_eq!(
+            skipped,
+            "      45  09:30:01.250  schedule.skipped    nightly reason=still running\n"
+        );
     }
 }

@@ -183,14 +183,9 @@ pub async fn submit_file(
     f: Format,
 ) -> anyhow::Result<u8> {
     let doc = read_workflow(path)?;
-    let mut w = client.submit_workflow(&doc).await?;
+    let w = client.submit_workflow(&doc).await?;
     if wait {
-        let mut pause = std::time::Duration::from_millis(100);
-        while matches!(w.state.as_str(), "pending" | "running") {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(2));
-            w = client.workflow(&w.id).await?;
-        }
+        let w = client.wait_workflow(&w.id).await?;
         print_workflow(&w, f)?;
         return Ok(if w.state == "succeeded" { 0 } else { 1 });
     }

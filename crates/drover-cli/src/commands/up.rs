@@ -103,14 +103,18 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     if args.event_retention == 0 {
         return Err(usage("--event-retention must be positive, e.g. 7d"));
     }
+    if args.task_retention == 0 {
+        return Err(usage("--task-retention must be positive, e.g. 7d"));
+    }
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(
             "--webhook-timeout and --webhook-attempts must be positive",
         ));
     }
     cfg.event_retention = std::time::Duration::from_millis(args.event_retention);
-    // Applied a few times per window, at most every minute.
-    cfg.prune_every = (cfg.event_retention / 4).clamp(
+    cfg.task_retention = std::time::Duration::from_millis(args.task_retention);
+    // Applied a few times per (shorter) window, at most every minute.
+    cfg.prune_every = (cfg.event_retention.min(cfg.task_retention) / 4).clamp(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(60),
     );

@@ -156,9 +156,16 @@ pub struct FlowSnapshot {
     /// Every stored idempotency key with its task.
     pub idempotency: Vec<(String, TaskId)>,
     pub schedules: Vec<crate::cron::ScheduleRecord>,
+    /// For each workflow with active nodes: the terminal states of its other current nodes
+    /// (the shell reads them; the core keeps no history).
+    pub workflows_ended: Vec<(String, Vec<TaskState>)>,
 }
 
 impl Flow {
+    pub(super) fn flow_spec(&self, id: TaskId) -> Option<&FlowSpec> {
+        self.recs.get(&id).map(|r| &r.spec)
+    }
+
     pub(super) fn next_deadline(&self) -> Option<Micros> {
         self.deadlines.first().map(|d| d.0)
     }
@@ -516,6 +523,9 @@ impl Coordinator {
                     self.flow.deadlines.insert((d, id));
                 }
                 fx.writes.push(Write::Flow(rec.clone()));
+                if let Some((wf, _)) = &rec.spec.workflow {
+                    self.workflow_node_added(now, wf, fx);
+                }
                 self.flow.recs.insert(id, rec);
             }
             self.insert_new(now, nt, blocked, fx);
@@ -665,6 +675,9 @@ impl Coordinator {
         self.unadmit(id, &def.queue);
         self.sched_on_terminal(now, id, fx);
         let rec = self.flow.recs.remove(&id);
+        if let Some((wf, _)) = rec.as_ref().and_then(|r| r.spec.workflow.as_ref()) {
+            self.workflow_node_ended(now, wf, state, fx);
+        }
         if let Some(r) = &rec {
             if let Some(d) = r.spec.deadline {
                 self.flow.deadlines.remove(&(d, id));

@@ -158,6 +158,11 @@ impl Coordinator {
                     if let Some(o) = old.as_ref().and_then(|o| o.due) {
                         self.sched.timers.remove(&(o, name.clone()));
                     }
+                    let change = if old.is_some() {
+                        ScheduleChange::Updated
+                    } else {
+                        ScheduleChange::Created
+                    };
                     let rec = match old {
                         Some(o) => ScheduleRecord {
                             spec,
@@ -183,6 +188,7 @@ impl Coordinator {
                         },
                     );
                     self.arm(&name);
+                    self.emit_schedule(now, &name, change, None, None, fx);
                     Reply::Done
                 }
             },
@@ -193,13 +199,15 @@ impl Coordinator {
                         self.sched.timers.remove(&(d, name.clone()));
                     }
                     self.sched.by_task.retain(|_, n| *n != name);
-                    fx.writes.push(Write::ScheduleDeleted(name));
+                    fx.writes.push(Write::ScheduleDeleted(name.clone()));
+                    self.emit_schedule(now, &name, ScheduleChange::Deleted, None, None, fx);
                     Reply::Done
                 }
             },
             ScheduleOp::Pause(name, paused) => match self.sched.by_name.get_mut(&name) {
                 None => Reply::SubmitRefused(SubmitError::NoSuchSchedule(name)),
                 Some(s) => {
+                    let changed = s.rec.paused != paused;
                     s.rec.paused = paused;
                     if !paused {
                         // Slots passed while paused are not fires: resume from now.
@@ -214,6 +222,14 @@ impl Coordinator {
                     }
                     fx.writes.push(Write::Schedule(s.rec.clone()));
                     self.arm(&name);
+                    if changed {
+                        let change = if paused {
+                            ScheduleChange::Paused
+                        } else {
+                            ScheduleChange::Resumed
+                        };
+                        self.emit_schedule(now, &name, change, None, None, fx);
+                    }
                     Reply::Done
                 }
             },
@@ -221,7 +237,7 @@ impl Coordinator {
                 if !self.sched.by_name.contains_key(&name) {
                     Reply::SubmitRefused(SubmitError::NoSuchSchedule(name))
                 } else {
-                    let id = self.fire(now, &name, now, fx);
+                    let id = self.fire(now, &name, now, Some("run by request"), fx);
                     Reply::Submitted(vec![id])
                 }
             }
@@ -240,7 +256,7 @@ impl Coordinator {
                         {
                             continue;
                         }
-                        ids.push(self.fire(now, &name, slot, fx));
+                        ids.push(self.fire(now, &name, slot, Some("backfill"), fx));
                     }
                     Reply::Submitted(ids)
                 }
@@ -250,7 +266,14 @@ impl Coordinator {
     }
 
     /// Creates the task of one fire and records it on the schedule. Returns its id.
-    fn fire(&mut self, now: Micros, name: &str, slot: Micros, fx: &mut Effects) -> TaskId {
+    fn fire(
+        &mut self,
+        now: Micros,
+        name: &str,
+        slot: Micros,
+        why: Option<&str>,
+        fx: &mut Effects,
+    ) -> TaskId {
         let s = self.sched.by_name.get(name).expect("known schedule");
         let def = (*s.rec.spec.template).clone();
         let key = serial_key(&s.rec.spec);
@@ -290,7 +313,30 @@ impl Coordinator {
         if self.tasks.contains_key(&id) {
             self.sched.by_task.insert(id, name.to_string());
         }
+        let why = why.map(str::to_string);
+        self.emit_schedule(now, name, ScheduleChange::Fired, Some(id), why, fx);
         id
+    }
+
+    fn emit_schedule(
+        &mut self,
+        now: Micros,
+        name: &str,
+        change: ScheduleChange,
+        task_id: Option<TaskId>,
+        reason: Option<String>,
+        fx: &mut Effects,
+    ) {
+        self.emit(
+            now,
+            EventKind::Schedule {
+                name: name.to_string(),
+                change,
+                task_id,
+                reason,
+            },
+            fx,
+        );
     }
 
     /// Fires what is due at `now`, by each schedule's misfire and overlap policy.
@@ -317,7 +363,7 @@ impl Coordinator {
         }
         if matches!(s.compiled, Compiled::Delay) {
             if s.rec.next_at.is_some_and(|t| t <= now) {
-                self.fire(now, name, now, fx);
+                self.fire(now, name, now, None, fx);
             }
             return;
         }
@@ -336,7 +382,8 @@ impl Coordinator {
             due.clone()
         };
         let mut fires: Vec<Micros> = Vec::new();
-        match s.rec.spec.misfire {
+        let misfire = s.rec.spec.misfire;
+        match misfire {
             Misfire::Skip => {}
             Misfire::RunOnce => {
                 if !on_time {
@@ -348,6 +395,7 @@ impl Coordinator {
                 fires.extend_from_slice(&missed[missed.len() - n..]);
             }
         }
+        let missed_dropped = missed.len() - fires.len();
         if on_time {
             fires.push(latest);
         }
@@ -356,6 +404,13 @@ impl Coordinator {
         let s = self.sched.by_name.get_mut(name).expect("checked");
         s.rec.last_slot = Some(latest);
         fx.writes.push(Write::Schedule(s.rec.clone()));
+        if missed_dropped > 0 {
+            let why = format!(
+                "{missed_dropped} missed slot(s) not fired (misfire {})",
+                misfire.as_str()
+            );
+            self.emit_schedule(now, name, ScheduleChange::Skipped, None, Some(why), fx);
+        }
         for slot in fires {
             let running = self
                 .sched
@@ -364,13 +419,17 @@ impl Coordinator {
                 .and_then(|s| s.rec.last_task)
                 .filter(|t| self.tasks.contains_key(t));
             match (overlap, running) {
-                (Overlap::Skip, Some(_)) => continue,
+                (Overlap::Skip, Some(t)) => {
+                    let why = format!("previous run {t} still active (overlap skip)");
+                    self.emit_schedule(now, name, ScheduleChange::Skipped, None, Some(why), fx);
+                    continue;
+                }
                 (Overlap::Replace, Some(t)) => {
                     let _ = self.cancel(now, t, fx);
                 }
                 _ => {}
             }
-            self.fire(now, name, slot, fx);
+            self.fire(now, name, slot, None, fx);
         }
     }
 

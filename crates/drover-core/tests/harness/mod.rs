@@ -61,6 +61,7 @@ pub struct Bench {
     pub flows: BTreeMap<TaskId, FlowRecord>,
     pub queues: BTreeMap<String, QueueConfig>,
     pub schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
+    pub workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
     next_id: u128,
     next_req: u64,
 }
@@ -68,6 +69,13 @@ pub struct Bench {
 impl Bench {
     pub fn new(seed: u8) -> Self {
         Self::from_snapshot(seed, 1_000_000, Snapshot::default())
+    }
+
+    /// A fresh bench whose core runs with `cfg` instead of `config()`.
+    pub fn with_config(seed: u8, cfg: CoreConfig) -> Self {
+        let mut b = Self::new(seed);
+        b.core = Coordinator::new(cfg, [seed; 32], b.now, Snapshot::default());
+        b
     }
 
     pub fn from_snapshot(seed: u8, now: Micros, snapshot: Snapshot) -> Self {
@@ -83,6 +91,7 @@ impl Bench {
             flows: BTreeMap::new(),
             queues: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            workflows: BTreeMap::new(),
             next_id: 1,
             next_req: 1,
         }
@@ -117,8 +126,28 @@ impl Bench {
                     .values()
                     .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
                     .collect(),
+                workflows_ended: self.workflows_ended(),
             },
         }
+    }
+
+    /// What the server reads at start: for each workflow with an active node, the states
+    /// of its terminal nodes.
+    fn workflows_ended(&self) -> Vec<(String, Vec<TaskState>)> {
+        self.workflows
+            .values()
+            .filter_map(|w| {
+                let states: Vec<TaskState> = w
+                    .nodes
+                    .iter()
+                    .map(|n| self.tasks[&n.task_id].state)
+                    .collect();
+                states.iter().any(|s| !s.is_terminal()).then(|| {
+                    let ended = states.into_iter().filter(|s| s.is_terminal()).collect();
+                    (w.id.clone(), ended)
+                })
+            })
+            .collect()
     }
 
     fn apply(&mut self, fx: Effects) {
@@ -144,7 +173,9 @@ impl Bench {
                 Write::Queue(q) => {
                     self.queues.insert(q.name.clone(), q);
                 }
-                Write::Workflow(_) => {}
+                Write::Workflow(w) => {
+                    self.workflows.insert(w.id.clone(), w);
+                }
                 Write::Schedule(s) => {
                     self.schedules.insert(s.spec.name.clone(), s);
                 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use drover_core::{
     AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
-    PlacementSpec, Shard, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
+    PlacementSpec, ScheduleChange, Shard, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState,
+    WorkerEventState, WorkflowState,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::Row;
@@ -24,8 +25,10 @@ pub(super) const TASK_NCOLS: usize = 23;
 pub(super) const ATTEMPT_COLS: &str =
     "task_id, attempt, worker, assigned_at, started_at, finished_at, outcome, exit_code, error";
 
-pub(super) const EVENT_COLS: &str =
-    "seq, at, type, task_id, queue, state, attempt, worker, reason, worker_name, worker_state";
+/// The columns of `events`, in the order `event_from_row` reads them and `EventRow` binds
+/// them. Which ones a row uses depends on its `type` (see `0005_events_and_retention.sql`).
+pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
+     reason, worker_name, worker_state, workflow, schedule";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -296,12 +299,16 @@ pub(super) struct EventRow<'a> {
     pub kind: &'static str,
     pub task_id: Option<[u8; 16]>,
     pub queue: Option<&'a str>,
+    /// A task's state, a workflow's aggregate state, or a schedule's change.
     pub state: Option<&'static str>,
     pub attempt: Option<u32>,
     pub worker: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub worker_name: Option<&'a str>,
     pub worker_state: Option<&'static str>,
+    /// A task's workflow, or the workflow of a workflow event.
+    pub workflow: Option<&'a str>,
+    pub schedule: Option<&'a str>,
 }
 
 pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
@@ -317,6 +324,8 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
         reason: None,
         worker_name: None,
         worker_state: None,
+        workflow: None,
+        schedule: None,
     };
     match &e.kind {
         EventKind::Task {
@@ -326,6 +335,7 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
             attempt,
             worker,
             reason,
+            workflow,
         } => {
             r.task_id = Some(id_bytes(*task_id));
             r.queue = Some(queue);
@@ -333,14 +343,46 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
             r.attempt = Some(*attempt);
             r.worker = worker.as_deref();
             r.reason = reason.as_deref();
+            r.workflow = workflow.as_deref();
         }
         EventKind::Worker { name, state } => {
             r.kind = "worker";
             r.worker_name = Some(name);
             r.worker_state = Some(state.as_str());
         }
+        EventKind::Workflow { workflow_id, state } => {
+            r.kind = "workflow";
+            r.workflow = Some(workflow_id);
+            r.state = Some(state.as_str());
+        }
+        EventKind::Schedule {
+            name,
+            change,
+            task_id,
+            reason,
+        } => {
+            r.kind = "schedule";
+            r.schedule = Some(name);
+            r.state = Some(change.as_str());
+            r.task_id = task_id.map(id_bytes);
+            r.reason = reason.as_deref();
+        }
     }
     r
+}
+
+/// A required text column parsed with `FromStr`; a missing or unknown value is corrupt data.
+fn get_parsed<T>(row: &Row<'_>, i: usize, what: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    let s: Option<String> = get(row, i)?;
+    let s = s.ok_or_else(|| corrupt(format!("{what} is NULL")))?;
+    s.parse().map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+fn get_required(row: &Row<'_>, i: usize, what: &str) -> Result<String, StoreError> {
+    get::<Option<String>>(row, i)?.ok_or_else(|| corrupt(format!("{what} is NULL")))
 }
 
 pub(super) fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
@@ -353,18 +395,25 @@ pub(super) fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
             attempt: get_u32(row, 6)?,
             worker: get(row, 7)?,
             reason: get(row, 8)?,
+            workflow: get(row, 11)?,
         },
-        "worker" => {
-            let state: String = get(row, 10)?;
-            EventKind::Worker {
-                name: get(row, 9)?,
-                state: match state.as_str() {
-                    "joined" => WorkerEventState::Joined,
-                    "left" => WorkerEventState::Left,
-                    other => return Err(corrupt(format!("unknown worker event state '{other}'"))),
-                },
-            }
-        }
+        "worker" => EventKind::Worker {
+            name: get(row, 9)?,
+            state: get_parsed::<WorkerEventState>(row, 10, "worker event state")?,
+        },
+        "workflow" => EventKind::Workflow {
+            workflow_id: get_required(row, 11, "workflow event id")?,
+            state: get_parsed::<WorkflowState>(row, 5, "workflow event state")?,
+        },
+        "schedule" => EventKind::Schedule {
+            name: get_required(row, 12, "schedule event name")?,
+            change: get_parsed::<ScheduleChange>(row, 5, "schedule event change")?,
+            task_id: match row.get_ref(3).map_err(db_err)? {
+                ValueRef::Null => None,
+                _ => Some(get_id(row, 3)?),
+            },
+            reason: get(row, 8)?,
+        },
         other => return Err(corrupt(format!("unknown event type '{other}'"))),
     };
     Ok(Event {

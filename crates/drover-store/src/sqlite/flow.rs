@@ -279,6 +279,37 @@ pub(super) fn workflows(
     Ok(out)
 }
 
+/// Task retention: deletes each of `touched` (workflows that just lost a node task) none of
+/// whose current nodes' tasks exist any more.
+pub(super) fn prune_workflows(
+    tx: &Transaction<'_>,
+    touched: &std::collections::BTreeSet<String>,
+) -> Result<(), StoreError> {
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let mut exists = tx
+        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")
+        .map_err(db_err)?;
+    for id in touched {
+        let Some(w) = workflow(tx, id)? else {
+            continue;
+        };
+        let mut any = false;
+        for n in &w.nodes {
+            if exists.exists([&id_bytes(n.task_id)[..]]).map_err(db_err)? {
+                any = true;
+                break;
+            }
+        }
+        if !any {
+            tx.execute("DELETE FROM workflows WHERE id = ?1", [id])
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
 // ---- schedules (schema 0004) ----
 
 fn schedule_to_json(r: &ScheduleRecord) -> String {
