@@ -1,5 +1,6 @@
-//! Task retention with real processes: a finished task, its attempts and its logs are deleted
-//! once it ended longer ago than `--task-retention`; a task still running is never touched.
+//! Task retention with real processes: a finished task, its attempts, its logs and its
+//! idempotency key are deleted once it ended longer ago than `--task-retention`; a task still
+//! running is never touched.
 
 mod common;
 
@@ -44,6 +45,8 @@ fn finished_tasks_and_their_logs_are_pruned_running_ones_stay() {
     let done = submit(
         &url,
         &[
+            "--idempotency-key",
+            "order-42",
             "--",
             "sh",
             "-c",
@@ -74,6 +77,15 @@ fn finished_tasks_and_their_logs_are_pruned_running_ones_stay() {
     assert!(
         !listed.to_string().contains(&done),
         "a pruned task is still listed: {listed}"
+    );
+
+    // Its idempotency key went with it: the same key now makes a new task.
+    let again = submit(&url, &["--idempotency-key", "order-42", "--", "true"]);
+    assert_ne!(again, done, "a pruned task's key still named it");
+    assert_eq!(
+        submit(&url, &["--idempotency-key", "order-42", "--", "true"]),
+        again,
+        "the key names the new task"
     );
 
     // The running task is untouched: record, state and output.

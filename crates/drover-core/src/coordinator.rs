@@ -127,6 +127,11 @@ pub enum Input {
         /// Written with the tasks when the submit is accepted (a workflow or its rerun).
         workflow: Option<crate::dag::WorkflowRecord>,
     },
+    /// Task retention deleted these tasks: a key names its task only while the task is
+    /// kept, so a later submit with it creates a new one. No reply.
+    ForgetKeys {
+        keys: Vec<(String, TaskId)>,
+    },
     /// Replace a queue's configuration. Replies `Reply::Done`.
     ConfigureQueue {
         req: RequestId,
@@ -413,6 +418,7 @@ impl Coordinator {
                 tasks,
                 workflow,
             } => self.submit_flow(now, req, tasks, workflow, fx),
+            Input::ForgetKeys { keys } => self.forget_keys(keys),
             Input::ConfigureQueue { req, config } => {
                 self.configure_queue(config, fx);
                 fx.replies.push((req, Reply::Done));

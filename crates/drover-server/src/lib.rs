@@ -153,6 +153,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     background.push(
         tokio::spawn(retention::prune_loop(
             store.clone(),
+            handle.clone(),
             cfg.event_retention,
             cfg.task_retention,
             cfg.prune_every,

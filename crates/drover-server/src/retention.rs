@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_core::Micros;
+use drover_core::{Input, Micros};
 use drover_store::Store;
 
 use crate::clock::now_micros;
+use crate::driver::{Command, DriverHandle};
 use crate::metrics::Metrics;
 
 /// Tasks deleted per `Store::prune_tasks` call, one transaction each, so a large backlog
@@ -20,6 +21,7 @@ const TASK_PRUNE_BATCH: usize = 1_000;
 /// terminal tasks that finished longer than `keep_tasks` ago.
 pub async fn prune_loop(
     store: Arc<dyn Store>,
+    driver: DriverHandle,
     keep: Duration,
     keep_tasks: Duration,
     every: Duration,
@@ -44,20 +46,26 @@ pub async fn prune_loop(
         }
         let task_cutoff =
             now.saturating_sub(Micros::try_from(keep_tasks.as_micros()).unwrap_or(Micros::MAX));
-        prune_tasks(store.as_ref(), task_cutoff, &metrics).await;
+        prune_tasks(store.as_ref(), &driver, task_cutoff, &metrics).await;
     }
 }
 
 /// Deletes every terminal task that finished before `cutoff`, a batch per transaction, until
-/// a batch comes back short.
-async fn prune_tasks(store: &dyn Store, cutoff: Micros, metrics: &Metrics) {
+/// a batch comes back short. The core forgets the deleted tasks' idempotency keys.
+async fn prune_tasks(store: &dyn Store, driver: &DriverHandle, cutoff: Micros, metrics: &Metrics) {
     let mut total = 0;
     loop {
         match store.prune_tasks(cutoff, TASK_PRUNE_BATCH).await {
-            Ok(n) => {
-                metrics.tasks_pruned(n);
-                total += n;
-                if n < TASK_PRUNE_BATCH as u64 {
+            Ok(pruned) => {
+                metrics.tasks_pruned(pruned.tasks);
+                total += pruned.tasks;
+                if !pruned.keys.is_empty() {
+                    let forget = Input::ForgetKeys { keys: pruned.keys };
+                    if driver.send(Command::Input(forget, None)).is_err() {
+                        return;
+                    }
+                }
+                if pruned.tasks < TASK_PRUNE_BATCH as u64 {
                     break;
                 }
             }

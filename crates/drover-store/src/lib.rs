@@ -58,6 +58,14 @@ pub struct WebhookRecord {
     pub cursor: u64,
 }
 
+/// What one `Store::prune_tasks` call deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunedTasks {
+    pub tasks: u64,
+    /// (idempotency key, task) of the deleted tasks that had one.
+    pub keys: Vec<(String, TaskId)>,
+}
+
 /// One delivery attempt of one event to one webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryRecord {
@@ -128,8 +136,12 @@ pub trait Store: Send + Sync + 'static {
     /// attempts, log chunks and flow records, and every workflow they were a node of whose
     /// current nodes are now all gone. Never touches a non-terminal task, the events or the
     /// task sequence numbering. Returns how many tasks were deleted (less than `limit`: no
-    /// more are due).
-    async fn prune_tasks(&self, finished_before: Micros, limit: usize) -> Result<u64, StoreError>;
+    /// more are due) and their idempotency keys, which the core then forgets.
+    async fn prune_tasks(
+        &self,
+        finished_before: Micros,
+        limit: usize,
+    ) -> Result<PrunedTasks, StoreError>;
 
     // Serial and parallel execution (schema 0003): read side for the API.
     /// A task's flow record (dependencies, key, deadline, workflow), if it has one.

@@ -10,7 +10,7 @@ use drover_core::{
 };
 
 use crate::batch::Batch;
-use crate::{DeliveryRecord, Store, StoreError, TaskQuery, WebhookRecord};
+use crate::{DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, WebhookRecord};
 
 #[derive(Debug, Default)]
 pub struct MemStore {
@@ -350,7 +350,11 @@ impl Store for MemStore {
         Ok((n - g.deliveries.len()) as u64)
     }
 
-    async fn prune_tasks(&self, finished_before: Micros, limit: usize) -> Result<u64, StoreError> {
+    async fn prune_tasks(
+        &self,
+        finished_before: Micros,
+        limit: usize,
+    ) -> Result<PrunedTasks, StoreError> {
         let mut g = self.lock();
         let mut due: Vec<(Micros, TaskId)> = g
             .tasks
@@ -362,8 +366,12 @@ impl Store for MemStore {
         due.sort_unstable();
         due.truncate(limit);
         let mut touched = std::collections::BTreeSet::new();
+        let mut keys = Vec::new();
         for (_, id) in &due {
-            g.tasks.remove(id);
+            let t = g.tasks.remove(id).expect("listed above");
+            if let Some(k) = &t.def.idempotency_key {
+                keys.push((k.clone(), *id));
+            }
             let attempts: Vec<(TaskId, u32)> = g
                 .attempts
                 .range((*id, 0)..=(*id, u32::MAX))
@@ -395,7 +403,10 @@ impl Store for MemStore {
                 g.workflows.remove(&wf);
             }
         }
-        Ok(due.len() as u64)
+        Ok(PrunedTasks {
+            tasks: due.len() as u64,
+            keys,
+        })
     }
 
     async fn flow(&self, id: TaskId) -> Result<Option<drover_core::FlowRecord>, StoreError> {

@@ -23,7 +23,7 @@ use rusqlite::{
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
-use crate::{DeliveryRecord, Store, StoreError, TaskQuery, WebhookRecord};
+use crate::{DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, WebhookRecord};
 
 mod codec;
 mod flow;
@@ -818,9 +818,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune_tasks(&self, finished_before: Micros, limit: usize) -> Result<u64, StoreError> {
+    async fn prune_tasks(
+        &self,
+        finished_before: Micros,
+        limit: usize,
+    ) -> Result<PrunedTasks, StoreError> {
         if limit == 0 {
-            return Ok(0);
+            return Ok(PrunedTasks::default());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.write(move |c| prune_tasks(c, finished_before, limit))
@@ -890,20 +894,31 @@ fn prune_events_batch(conn: &mut Connection, before: Micros) -> Result<u64, Stor
 
 /// `Store::prune_tasks` in one transaction: the due terminal tasks, earliest finished first
 /// (walking `tasks_terminal_by_finished`), with everything that hangs off them.
-fn prune_tasks(conn: &mut Connection, before: Micros, limit: i64) -> Result<u64, StoreError> {
+fn prune_tasks(
+    conn: &mut Connection,
+    before: Micros,
+    limit: i64,
+) -> Result<PrunedTasks, StoreError> {
     if !conn.is_autocommit() {
         conn.execute_batch("ROLLBACK").map_err(db_err)?;
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
-    let ids: Vec<Vec<u8>> = {
+    let due: Vec<(Vec<u8>, Option<String>)> = {
         let mut due = tx.prepare_cached(&prune_tasks_sql()).map_err(db_err)?;
         let rows = due
-            .query_map(params![before, limit], |r| r.get(0))
+            .query_map(params![before, limit], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
+    let mut keys = Vec::new();
+    for (id, key) in &due {
+        if let Some(k) = key {
+            keys.push((k.clone(), codec::id_from_blob(id)?));
+        }
+    }
+    let ids: Vec<Vec<u8>> = due.into_iter().map(|(id, _)| id).collect();
     let mut touched = std::collections::BTreeSet::new();
     {
         let mut workflow_of = tx
@@ -934,7 +949,10 @@ fn prune_tasks(conn: &mut Connection, before: Micros, limit: i64) -> Result<u64,
     }
     flow::prune_workflows(&tx, &touched)?;
     tx.commit().map_err(db_err)?;
-    Ok(ids.len() as u64)
+    Ok(PrunedTasks {
+        tasks: ids.len() as u64,
+        keys,
+    })
 }
 
 /// The ids of the terminal tasks due for deletion (`?1`: finished before, `?2`: limit).
@@ -943,7 +961,7 @@ fn prune_tasks(conn: &mut Connection, before: Micros, limit: i64) -> Result<u64,
 /// than scan, should the index ever not match).
 fn prune_tasks_sql() -> String {
     format!(
-        "SELECT id FROM tasks INDEXED BY tasks_terminal_by_finished \
+        "SELECT id, idempotency_key FROM tasks INDEXED BY tasks_terminal_by_finished \
          WHERE state IN ({TERMINAL_STATES}) AND finished_at < ?1 \
          ORDER BY finished_at, id LIMIT ?2"
     )

@@ -61,6 +61,7 @@ macro_rules! suite {
                 prune_tasks_removes_old_terminal_tasks_and_their_history,
                 prune_tasks_oldest_first_within_the_limit,
                 prune_tasks_removes_workflows_whose_nodes_are_gone,
+                prune_tasks_reports_idempotency_keys,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1247,9 +1248,13 @@ pub mod flow_cases {
         writes.push(Write::Event(task_event(1, &old, None)));
         s.commit(writes).await.unwrap();
 
-        assert_eq!(s.prune_tasks(i64::MAX, 0).await.unwrap(), 0);
-        assert_eq!(s.prune_tasks(100, 10).await.unwrap(), 0, "strictly before");
-        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap(), 1);
+        assert_eq!(s.prune_tasks(i64::MAX, 0).await.unwrap().tasks, 0);
+        assert_eq!(
+            s.prune_tasks(100, 10).await.unwrap().tasks,
+            0,
+            "strictly before"
+        );
+        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap().tasks, 1);
         assert_eq!(s.task(old.id).await.unwrap(), None);
         assert!(s.attempts(old.id).await.unwrap().is_empty());
         for n in 1..=2 {
@@ -1280,10 +1285,10 @@ pub mod flow_cases {
         );
         // Events are the event retention's business.
         assert_eq!(s.events_after(0, 10).await.unwrap().len(), 1);
-        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap(), 0);
+        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap().tasks, 0);
 
         // Everything due, active tasks still not.
-        assert_eq!(s.prune_tasks(i64::MAX, 10).await.unwrap(), 1);
+        assert_eq!(s.prune_tasks(i64::MAX, 10).await.unwrap().tasks, 1);
         assert_eq!(s.task(recent.id).await.unwrap(), None);
         assert!(s.logs(recent.id, 2).await.unwrap().is_empty());
         assert_eq!(all_ids(s).await, vec![running.id, pending.id]);
@@ -1312,19 +1317,32 @@ pub mod flow_cases {
             v.sort();
             v
         };
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 2);
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 2);
         assert_eq!(all_ids(s).await, remaining(&[0, 2, 4, 5]));
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 2);
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 2);
         assert_eq!(all_ids(s).await, remaining(&[0, 2]));
         // Fewer than the limit are due: the caller's signal to stop.
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 1);
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 1);
         assert_eq!(all_ids(s).await, remaining(&[0]));
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap(), 0);
-        assert_eq!(s.prune_tasks(51, usize::MAX).await.unwrap(), 1);
+        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 0);
+        assert_eq!(s.prune_tasks(51, usize::MAX).await.unwrap().tasks, 1);
         assert!(all_ids(s).await.is_empty());
         assert!(s.count_by_state().await.unwrap().values().all(|n| *n == 0));
         // Numbering continues after the newest task is gone.
         assert_eq!(s.load_snapshot().await.unwrap().next_task_seq, 6);
+    }
+
+    pub async fn prune_tasks_reports_idempotency_keys<S: Store>(s: &S) {
+        let mut keyed = finished(tid(1), 0, TaskState::Succeeded, 10);
+        keyed.def = Arc::new(TaskDef {
+            idempotency_key: Some("order-42".into()),
+            ..(*keyed.def).clone()
+        });
+        let plain = finished(tid(2), 1, TaskState::Failed, 10);
+        s.commit(vec![new(&keyed), new(&plain)]).await.unwrap();
+        let pruned = s.prune_tasks(100, 10).await.unwrap();
+        assert_eq!(pruned.tasks, 2);
+        assert_eq!(pruned.keys, vec![("order-42".to_string(), keyed.id)]);
     }
 
     pub async fn prune_tasks_removes_workflows_whose_nodes_are_gone<S: Store>(s: &S) {
@@ -1370,16 +1388,16 @@ pub mod flow_cases {
         .await
         .unwrap();
         // One of wf-done's nodes is left: it stays.
-        assert_eq!(s.prune_tasks(1_000, 1).await.unwrap(), 1);
+        assert_eq!(s.prune_tasks(1_000, 1).await.unwrap().tasks, 1);
         assert_eq!(s.task(a.id).await.unwrap(), None);
         assert_eq!(s.workflow("wf-done").await.unwrap(), Some(done));
-        assert_eq!(s.prune_tasks(1_000, 100).await.unwrap(), 3);
+        assert_eq!(s.prune_tasks(1_000, 100).await.unwrap().tasks, 3);
         assert_eq!(all_ids(s).await, vec![d.id, f.id]);
         assert_eq!(s.workflow("wf-done").await.unwrap(), None);
         assert_eq!(s.workflow("wf-live").await.unwrap(), Some(live.clone()));
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), Some(rerun.clone()));
         assert_eq!(s.workflows(10).await.unwrap().len(), 2);
-        assert_eq!(s.prune_tasks(10_000, 100).await.unwrap(), 1);
+        assert_eq!(s.prune_tasks(10_000, 100).await.unwrap().tasks, 1);
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), None);
         assert_eq!(s.workflows(10).await.unwrap(), vec![live]);
     }

@@ -846,6 +846,15 @@ impl Coordinator {
 }
 
 impl Coordinator {
+    pub(super) fn forget_keys(&mut self, keys: Vec<(String, TaskId)>) {
+        for (k, id) in keys {
+            // Only if it still names that task (a newer task may hold the key by now).
+            if self.flow.idem.get(&k) == Some(&id) && !self.tasks.contains_key(&id) {
+                self.flow.idem.remove(&k);
+            }
+        }
+    }
+
     pub(super) fn flow_remember_key(&mut self, key: String, id: TaskId) {
         self.flow.idem.insert(key, id);
     }

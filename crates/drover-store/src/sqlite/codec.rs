@@ -58,11 +58,15 @@ pub(super) fn outcome_to_sql(o: Option<AttemptOutcome>) -> Option<&'static str> 
     o.map(AttemptOutcome::as_str)
 }
 
+pub(super) fn id_from_blob(b: &[u8]) -> Result<TaskId, StoreError> {
+    <[u8; 16]>::try_from(b)
+        .map(|a| TaskId(u128::from_be_bytes(a)))
+        .map_err(|_| corrupt(format!("task id of {} bytes, expected 16", b.len())))
+}
+
 fn get_id(row: &Row<'_>, i: usize) -> Result<TaskId, StoreError> {
     match row.get_ref(i).map_err(db_err)? {
-        ValueRef::Blob(b) => <[u8; 16]>::try_from(b)
-            .map(|a| TaskId(u128::from_be_bytes(a)))
-            .map_err(|_| corrupt(format!("task id of {} bytes, expected 16", b.len()))),
+        ValueRef::Blob(b) => id_from_blob(b),
         other => Err(corrupt(format!(
             "task id stored as {:?}, expected a blob",
             other.data_type()
