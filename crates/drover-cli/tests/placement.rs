@@ -224,3 +224,46 @@ fn a_drained_worker_takes_nothing_new_and_finishes_what_it_runs() {
     });
     assert!(!cli(url, &["worker", "drain", "nobody"]).status.success());
 }
+
+#[test]
+fn a_drain_survives_a_server_restart_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut server = start_server(dir.path(), &addr);
+    let _workers = [
+        start_worker(&server.url, "keep", 2, &[]),
+        start_worker(&server.url, "drain-me", 2, &[]),
+    ];
+    let state_of = |url: &str, name: &str| {
+        cli_json(url, &["workers"])["workers"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["name"] == name).cloned())
+            .and_then(|w| w["state"].as_str().map(str::to_string))
+    };
+    wait_for(Duration::from_secs(20), "both workers", || {
+        state_of(&server.url, "drain-me").filter(|s| s == "alive")
+    });
+    cli_json(&server.url, &["worker", "drain", "drain-me"]);
+
+    server.proc.kill9();
+    let server = start_server(dir.path(), &addr);
+    let url = &server.url;
+    wait_for(Duration::from_secs(30), "both workers back", || {
+        (state_of(url, "keep").as_deref() == Some("alive")).then_some(())?;
+        state_of(url, "drain-me").filter(|s| s == "drained")
+    });
+    let spread = |n| {
+        batch(
+            url,
+            (0..n)
+                .map(|_| json!({"argv": ["sleep", "0.2"], "strategy": "round_robin"}))
+                .collect(),
+        )
+    };
+    for t in finished(url, &spread(4)) {
+        assert_eq!(t["worker"], "keep", "a drained worker took {t}");
+    }
+    cli_json(url, &["worker", "resume", "drain-me"]);
+    let counts = per_worker(&finished(url, &spread(4)));
+    assert!(counts.get("drain-me").is_some_and(|n| *n > 0), "{counts:?}");
+}

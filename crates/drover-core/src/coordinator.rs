@@ -228,6 +228,11 @@ pub enum Write {
     /// A schedule and its last handled slot; upsert by name.
     Schedule(crate::cron::ScheduleRecord),
     ScheduleDeleted(String),
+    /// A worker was drained (`true`) or resumed; kept across restarts and reconnects.
+    WorkerDrain {
+        name: String,
+        drained: bool,
+    },
 }
 
 /// What a call produced, for the driver to carry out: writes first, then the rest.
@@ -372,6 +377,7 @@ impl Coordinator {
         }
         let mut flow = snapshot.flow;
         let workflows_ended = std::mem::take(&mut flow.workflows_ended);
+        c.pl.restore_drained(std::mem::take(&mut flow.drained_workers));
         c.restore_flow(now, flow);
         c.restore_workflows(workflows_ended);
         c
@@ -957,6 +963,10 @@ impl Coordinator {
         let changed = self.workers.get(name).is_some_and(|w| w.draining != drain);
         let r = self.set_draining(name, drain);
         if r.is_ok() && changed {
+            fx.writes.push(Write::WorkerDrain {
+                name: name.to_string(),
+                drained: drain,
+            });
             let state = if drain {
                 WorkerEventState::Draining
             } else {

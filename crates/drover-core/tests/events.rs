@@ -242,6 +242,35 @@ fn drain_and_resume_are_worker_events_once_each() {
     );
 }
 
+#[test]
+fn a_drain_survives_a_restart_and_a_resume_after_it() {
+    let mut b = Bench::new(7);
+    b.join(1, worker("w1", 2, 0));
+    let req = b.fresh_req();
+    b.input(Input::DrainWorker {
+        req,
+        name: "w1".into(),
+    });
+    assert!(b.drained.contains("w1"), "the drain is written");
+    // Restart: the worker reconnects and is still drained.
+    let mut after = Bench::from_snapshot(7, b.now, b.snapshot());
+    after.drained = b.drained.clone();
+    after.join(1, worker("w1", 2, 0));
+    let id = after.submit_def(exec_def("q"));
+    assert!(
+        after.assigned_to(1).is_empty(),
+        "a drained worker took {id}"
+    );
+    assert_eq!(after.core.workers()[0].state(), "drained");
+    let req = after.fresh_req();
+    after.input(Input::ResumeWorker {
+        req,
+        name: "w1".into(),
+    });
+    assert_eq!(after.assigned_to(1).len(), 1);
+    assert!(after.drained.is_empty(), "the resume is written");
+}
+
 fn schedule_changes(b: &Bench) -> Vec<(ScheduleChange, Option<TaskId>)> {
     b.events
         .iter()

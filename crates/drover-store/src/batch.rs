@@ -28,6 +28,8 @@ pub(crate) struct Batch {
     pub workflows: Vec<WorkflowRecord>,
     /// Schedule upserts (`Some`) and deletions (`None`), in batch order.
     pub schedules: Vec<(String, Option<drover_core::cron::ScheduleRecord>)>,
+    /// Drains (`true`) and resumes of workers, in batch order.
+    pub drains: Vec<(String, bool)>,
 }
 
 impl Batch {
@@ -69,6 +71,7 @@ impl Batch {
                 Write::Workflow(w) => b.workflows.push(w),
                 Write::Schedule(s) => b.schedules.push((s.spec.name.clone(), Some(s))),
                 Write::ScheduleDeleted(n) => b.schedules.push((n, None)),
+                Write::WorkerDrain { name, drained } => b.drains.push((name, drained)),
             }
         }
         b

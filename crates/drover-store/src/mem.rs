@@ -32,6 +32,7 @@ struct Inner {
     queues: BTreeMap<String, drover_core::QueueConfig>,
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
     schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
+    drained_workers: std::collections::BTreeSet<String>,
     /// max(seq) + 1 over every task ever inserted, pruned ones included (SQLite's
     /// `meta.next_task_seq`), so retention never makes numbering go back.
     next_task_seq: u64,
@@ -151,6 +152,13 @@ impl Inner {
                 }
             }
         }
+        for (name, drained) in b.drains {
+            if drained {
+                self.drained_workers.insert(name);
+            } else {
+                self.drained_workers.remove(&name);
+            }
+        }
     }
 }
 
@@ -183,6 +191,7 @@ impl Store for MemStore {
                 schedules: g.schedules.values().cloned().collect(),
                 // Read by the server from the workflows and tasks, not by the store.
                 workflows_ended: Vec::new(),
+                drained_workers: g.drained_workers.iter().cloned().collect(),
                 idempotency: {
                     let mut keyed: Vec<&TaskRecord> = g
                         .tasks

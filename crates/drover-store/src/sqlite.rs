@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0003_flow.sql"),
     include_str!("sqlite/migrations/0004_schedules.sql"),
     include_str!("sqlite/migrations/0005_events_and_retention.sql"),
+    include_str!("sqlite/migrations/0006_drained_workers.sql"),
 ];
 
 /// Events deleted per transaction by `prune_events`, so a large prune never holds the writer

@@ -62,6 +62,7 @@ macro_rules! suite {
                 prune_tasks_oldest_first_within_the_limit,
                 prune_tasks_removes_workflows_whose_nodes_are_gone,
                 prune_tasks_reports_idempotency_keys,
+                drained_workers_survive_in_the_snapshot,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1330,6 +1331,21 @@ pub mod flow_cases {
         assert!(s.count_by_state().await.unwrap().values().all(|n| *n == 0));
         // Numbering continues after the newest task is gone.
         assert_eq!(s.load_snapshot().await.unwrap().next_task_seq, 6);
+    }
+
+    pub async fn drained_workers_survive_in_the_snapshot<S: Store>(s: &S) {
+        let drain = |name: &str, drained| Write::WorkerDrain {
+            name: name.into(),
+            drained,
+        };
+        s.commit(vec![drain("a", true), drain("b", true), drain("b", true)])
+            .await
+            .unwrap();
+        s.commit(vec![drain("a", false), drain("c", true), drain("c", false)])
+            .await
+            .unwrap();
+        let snap = s.load_snapshot().await.unwrap();
+        assert_eq!(snap.flow.drained_workers, vec!["b".to_string()]);
     }
 
     pub async fn prune_tasks_reports_idempotency_keys<S: Store>(s: &S) {

@@ -66,6 +66,10 @@ impl Placer {
         }
     }
 
+    pub(super) fn restore_drained(&mut self, names: Vec<String>) {
+        self.drain_set.extend(names);
+    }
+
     pub(super) fn is_drained(&self, name: &str) -> bool {
         self.drain_set.contains(name)
     }

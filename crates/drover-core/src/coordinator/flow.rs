@@ -159,6 +159,8 @@ pub struct FlowSnapshot {
     /// For each workflow with active nodes: the terminal states of its other current nodes
     /// (the shell reads them; the core keeps no history).
     pub workflows_ended: Vec<(String, Vec<TaskState>)>,
+    /// Workers drained by an operator (they take nothing new when they connect).
+    pub drained_workers: Vec<String>,
 }
 
 impl Flow {

@@ -62,6 +62,7 @@ pub struct Bench {
     pub queues: BTreeMap<String, QueueConfig>,
     pub schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
     pub workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
+    pub drained: std::collections::BTreeSet<String>,
     next_id: u128,
     next_req: u64,
 }
@@ -92,6 +93,7 @@ impl Bench {
             queues: BTreeMap::new(),
             schedules: BTreeMap::new(),
             workflows: BTreeMap::new(),
+            drained: Default::default(),
             next_id: 1,
             next_req: 1,
         }
@@ -127,6 +129,7 @@ impl Bench {
                     .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
                     .collect(),
                 workflows_ended: self.workflows_ended(),
+                drained_workers: self.drained.iter().cloned().collect(),
             },
         }
     }
@@ -181,6 +184,13 @@ impl Bench {
                 }
                 Write::ScheduleDeleted(n) => {
                     self.schedules.remove(&n);
+                }
+                Write::WorkerDrain { name, drained } => {
+                    if drained {
+                        self.drained.insert(name);
+                    } else {
+                        self.drained.remove(&name);
+                    }
                 }
             }
         }

@@ -182,6 +182,16 @@ pub(super) fn commit(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreErr
         .map_err(db_err)?;
     }
     commit_schedules(tx, batch)?;
+    for (name, drained) in &batch.drains {
+        let sql = if *drained {
+            "INSERT OR IGNORE INTO drained_workers (name) VALUES (?)"
+        } else {
+            "DELETE FROM drained_workers WHERE name = ?"
+        };
+        tx.prepare_cached(sql)
+            .and_then(|mut st| st.execute([name]))
+            .map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -207,6 +217,13 @@ pub(super) fn load(conn: &Connection, active: &str) -> Result<FlowSnapshot, Stor
     }
     snap.queues = queue_configs(conn)?;
     snap.schedules = schedules(conn)?;
+    snap.drained_workers = {
+        let mut st = conn
+            .prepare("SELECT name FROM drained_workers ORDER BY name")
+            .map_err(db_err)?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
     let mut st = conn
         .prepare(
             "SELECT idempotency_key, id FROM tasks WHERE idempotency_key IS NOT NULL \
