@@ -262,9 +262,9 @@ impl EventFilter {
                     format!(
                         "unknown state '{s}' (task: {}; worker: {}; workflow: {}; schedule: {})",
                         names_of(&TaskState::ALL, TaskState::as_str),
-                        names_of(&WorkerEventState::ALL, WorkerEventState::as_str),
-                        names_of(&WorkflowState::ALL, WorkflowState::as_str),
-                        names_of(&ScheduleChange::ALL, ScheduleChange::as_str),
+                        names_of(WorkerEventState::ALL, WorkerEventState::as_str),
+                        names_of(WorkflowState::ALL, WorkflowState::as_str),
+                        names_of(ScheduleChange::ALL, ScheduleChange::as_str),
                     ),
                 ));
             }
@@ -348,9 +348,9 @@ pub fn check_event_pattern(p: &str) -> Result<(), String> {
             "unknown event pattern '{p}' (use *, or TYPE.* or TYPE.STATE with: task.<{}>; \
              worker.<{}>; workflow.<{}>; schedule.<{}>)",
             names_of(&TaskState::ALL, TaskState::as_str).replace(", ", "|"),
-            names_of(&WorkerEventState::ALL, WorkerEventState::as_str).replace(", ", "|"),
-            names_of(&WorkflowState::ALL, WorkflowState::as_str).replace(", ", "|"),
-            names_of(&ScheduleChange::ALL, ScheduleChange::as_str).replace(", ", "|"),
+            names_of(WorkerEventState::ALL, WorkerEventState::as_str).replace(", ", "|"),
+            names_of(WorkflowState::ALL, WorkflowState::as_str).replace(", ", "|"),
+            names_of(ScheduleChange::ALL, ScheduleChange::as_str).replace(", ", "|"),
         ))
     }
 }
@@ -628,7 +628,7 @@ mod tests {
         assert_eq!(skipped["reason"], "overlap skip");
         assert!(skipped.get("task_id").is_none());
 
-        for state in WorkerEventState::ALL {
+        for &state in WorkerEventState::ALL {
             let w = json(&worker_state_event(state));
             assert_eq!(w["event"], format!("worker.{}", state.as_str()));
         }

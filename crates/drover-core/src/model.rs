@@ -310,84 +310,69 @@ pub enum EventKind {
     },
 }
 
-/// What a worker event announces. `suspect` and `lost` come from the core's silence timers
-/// (no heartbeat for `suspect_after_ms`, then for a whole lease); `alive` is the first
-/// heartbeat after either. `left` is the end of its session.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum WorkerEventState {
-    Joined,
-    Suspect,
-    Lost,
-    Alive,
-    Draining,
-    Resumed,
-    Left,
-}
-
-impl WorkerEventState {
-    pub const ALL: [WorkerEventState; 7] = [
-        WorkerEventState::Joined,
-        WorkerEventState::Suspect,
-        WorkerEventState::Lost,
-        WorkerEventState::Alive,
-        WorkerEventState::Draining,
-        WorkerEventState::Resumed,
-        WorkerEventState::Left,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerEventState::Joined => "joined",
-            WorkerEventState::Suspect => "suspect",
-            WorkerEventState::Lost => "lost",
-            WorkerEventState::Alive => "alive",
-            WorkerEventState::Draining => "draining",
-            WorkerEventState::Resumed => "resumed",
-            WorkerEventState::Left => "left",
+/// A fieldless enum named on the wire: `ALL`, `as_str` and `FromStr` from one table.
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
         }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                        format!("'{s}' is not one of: {}", names.join(", "))
+                    })
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// What a worker event announces. `suspect` and `lost` come from the core's silence
+    /// timers (no heartbeat for `suspect_after_ms`, then for a whole lease); `alive` is the
+    /// first word after either. `left` is the end of its session.
+    WorkerEventState {
+        Joined => "joined",
+        Suspect => "suspect",
+        Lost => "lost",
+        Alive => "alive",
+        Draining => "draining",
+        Resumed => "resumed",
+        Left => "left",
     }
 }
 
-impl std::str::FromStr for WorkerEventState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|w| w.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not a worker event state"))
+wire_enum! {
+    /// A workflow's aggregate state: `pending` until a node is assigned, `running` until
+    /// every node is terminal, then `succeeded`, `failed` or `cancelled`.
+    WorkflowState {
+        Pending => "pending",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
     }
-}
-
-/// A workflow's aggregate state: `pending` until a node is assigned, `running` until every
-/// node is terminal, then `succeeded`, `failed` or `cancelled`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum WorkflowState {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
 }
 
 impl WorkflowState {
-    pub const ALL: [WorkflowState; 5] = [
-        WorkflowState::Pending,
-        WorkflowState::Running,
-        WorkflowState::Succeeded,
-        WorkflowState::Failed,
-        WorkflowState::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkflowState::Pending => "pending",
-            WorkflowState::Running => "running",
-            WorkflowState::Succeeded => "succeeded",
-            WorkflowState::Failed => "failed",
-            WorkflowState::Cancelled => "cancelled",
-        }
-    }
-
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -396,61 +381,18 @@ impl WorkflowState {
     }
 }
 
-impl std::str::FromStr for WorkflowState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|w| w.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not a workflow state"))
-    }
-}
-
-/// What happened to a schedule.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum ScheduleChange {
-    Created,
-    Updated,
-    Paused,
-    Resumed,
-    Deleted,
-    /// A slot (or a manual run, or a backfilled slot) created a task.
-    Fired,
-    /// A due slot was not fired (misfire `skip`, overlap `skip`).
-    Skipped,
-}
-
-impl ScheduleChange {
-    pub const ALL: [ScheduleChange; 7] = [
-        ScheduleChange::Created,
-        ScheduleChange::Updated,
-        ScheduleChange::Paused,
-        ScheduleChange::Resumed,
-        ScheduleChange::Deleted,
-        ScheduleChange::Fired,
-        ScheduleChange::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScheduleChange::Created => "created",
-            ScheduleChange::Updated => "updated",
-            ScheduleChange::Paused => "paused",
-            ScheduleChange::Resumed => "resumed",
-            ScheduleChange::Deleted => "deleted",
-            ScheduleChange::Fired => "fired",
-            ScheduleChange::Skipped => "skipped",
-        }
-    }
-}
-
-impl std::str::FromStr for ScheduleChange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|w| w.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not a schedule change"))
+wire_enum! {
+    /// What happened to a schedule.
+    ScheduleChange {
+        Created => "created",
+        Updated => "updated",
+        Paused => "paused",
+        Resumed => "resumed",
+        Deleted => "deleted",
+        /// A slot (or a manual run, or a backfilled slot) created a task.
+        Fired => "fired",
+        /// A due slot was not fired (misfire `skip`, overlap `skip`).
+        Skipped => "skipped",
     }
 }
 

@@ -721,15 +721,19 @@ pub mod cases {
                 workflow: Some("wf-ü 1".into()),
             },
         ];
-        kinds.extend(WorkerEventState::ALL.map(|state| EventKind::Worker {
-            name: format!("w-{}", state.as_str()),
-            state,
-        }));
-        kinds.extend(WorkflowState::ALL.map(|state| EventKind::Workflow {
+        kinds.extend(
+            WorkerEventState::ALL
+                .iter()
+                .map(|&state| EventKind::Worker {
+                    name: format!("w-{}", state.as_str()),
+                    state,
+                }),
+        );
+        kinds.extend(WorkflowState::ALL.iter().map(|&state| EventKind::Workflow {
             workflow_id: format!("wf-{}", state.as_str()),
             state,
         }));
-        for (i, change) in ScheduleChange::ALL.into_iter().enumerate() {
+        for (i, &change) in ScheduleChange::ALL.iter().enumerate() {
             kinds.push(EventKind::Schedule {
                 name: format!("nightly-{i}"),
                 change,
