@@ -62,6 +62,8 @@ export const api = {
   submit: (req) => request('POST', '/v1/tasks', req),
   workers: () => request('GET', '/v1/workers'),
   drain: (name) => request('POST', `/v1/workers/${enc(name)}/drain`, {}),
+  /** Undoes a drain: the worker takes new tasks again. */
+  resume: (name) => request('POST', `/v1/workers/${enc(name)}/resume`, {}),
   stats: () => request('GET', '/v1/stats'),
   workflows: () => request('GET', '/v1/workflows'),
   workflow: (id) => request('GET', `/v1/workflows/${enc(id)}`),

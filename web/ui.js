@@ -114,6 +114,22 @@ export function fmtDuration(ms) {
   return t('dur.d', { n: Math.floor(hr / 24) });
 }
 
+/** A period as its whole units, for rates: `1 s`, `90 s` as `1 min 30 s`, `5 min`, `1 d 2 h`. */
+export function fmtPeriod(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';
+  if (ms < 1000) return t('dur.ms', { n: Math.round(ms) });
+  const parts = [];
+  let rest = ms;
+  for (const [key, size] of [['unit.d', 86_400_000], ['unit.h', 3_600_000], ['unit.m', 60_000]]) {
+    if (rest >= size) {
+      parts.push(t(key, { n: Math.floor(rest / size) }));
+      rest %= size;
+    }
+  }
+  if (rest) parts.push(t('unit.s', { n: Math.round(rest / 100) / 10 }));
+  return parts.join(' ');
+}
+
 /** How long ago, `5 s ago`; or how long until, `in 3 min`. */
 export function fmtAgo(iso, now = Date.now()) {
   const ms = typeof iso === 'number' ? iso : parseTime(iso);
@@ -206,6 +222,7 @@ const ICONS = {
   cancel: ['M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z', 'M15 9l-6 6', 'M9 9l6 6'],
   retry: ['M4 4v6h6', 'M20 20v-6h-6', 'M20 10a8 8 0 0 0-14.9-3L4 10', 'M4 14a8 8 0 0 0 14.9 3l1.1-3'],
   drain: ['M12 3v12', 'M7 10l5 5 5-5', 'M5 21h14'],
+  resume: ['M7 4.5v15l12-7.5z'],
   copy: ['M9 9h11v11H9z', 'M5 15H4V4h11v1'],
   back: ['M15 18l-6-6 6-6'],
   next: ['M9 18l6-6-6-6'],

@@ -43,6 +43,19 @@ async function batch(url, tasks) {
   return (await res.json()).ids;
 }
 
+/** Waits until no table row is highlighted (the short flash after an event), for a still shot. */
+async function noHighlight(page, timeout = T) {
+  await page.waitForFunction(() => !document.getAnimations()
+    .some((a) => a.animationName === 'flash' && a.playState === 'running'), null, { timeout });
+}
+
+/** Whether `want` occurs in `seen` in this order (other entries may come between). */
+function inOrder(seen, want) {
+  let i = 0;
+  for (const x of seen) if (x === want[i]) i++;
+  return i === want.length;
+}
+
 async function confirmDialog(page) {
   await page.locator('.dialog [data-role=confirm]').click();
   await page.locator('.overlay').waitFor({ state: 'detached', timeout: T });
@@ -56,6 +69,8 @@ describe('dashboard', () => {
   let page;
   const errors = [];
   const shots = [];
+  // Every message the page's own event stream received (read through the DevTools protocol).
+  const stream = [];
 
   before(async () => {
     server = await startServer();
@@ -63,6 +78,15 @@ describe('dashboard', () => {
     w2 = await startWorker(server.url, 'w2', ['--slots', '4', '--labels', 'zone=b', '--kinds', 'default,noop', '--resources', 'cpu=8,mem=16GiB']);
     context = await launchBrowser();
     page = await newPage(context, errors);
+    const cdp = await context.newCDPSession(page);
+    cdp.on('Network.eventSourceMessageReceived', (m) => {
+      try {
+        const data = JSON.parse(m.data);
+        if (!data.type) data.type = m.eventName;
+        stream.push(data);
+      } catch { /* not JSON: not an event */ }
+    });
+    await cdp.send('Network.enable');
   });
 
   afterEach(() => {
@@ -215,23 +239,85 @@ describe('dashboard', () => {
     assert.match(w1Row, /zone=a/);
     assert.match(w1Row, /\d\/2 running/);
     assert.match(w1Row, /8 GiB/);
-    // Some load to show: the bars fill as the workers pick these up.
-    const busy = await batch(server.url, Array.from({ length: 4 }, () => ({ argv: ['sleep', '30'] })));
-    await page.waitForFunction(() => [...document.querySelectorAll('tr[data-worker] .cell-load')]
-      .reduce((a, el) => a + Number((/^(\d+)\//.exec(el.innerText) || [0, 0])[1]), 0) >= 4, null, { timeout: T });
-    // Drain w2: either the server drains it or the dashboard shows the server's error.
-    await page.locator('tr[data-worker=w2] [data-testid=drain]').click();
+    assert.equal(await page.locator('tr[data-worker=w2] [data-testid=drain]').isEnabled(), true);
+    assert.equal(await page.locator('[data-testid=resume]').count(), 0, 'no Resume button while nothing drains');
+  });
+
+  it('drains a worker and resumes it, following every change without a reload', async () => {
+    const w2 = 'tr[data-worker=w2]';
+    // Some load to show, two tasks on each worker: the bars fill as they pick them up, and w2
+    // stays `draining` (not `drained`) while it holds its two.
+    const busy = await batch(server.url, [
+      ...Array.from({ length: 2 }, () => ({ argv: ['sleep', '30'], label_selector: 'zone=a' })),
+      ...Array.from({ length: 2 }, () => ({ argv: ['sleep', '30'], label_selector: 'zone=b' })),
+    ]);
+    const running = (name) => page.evaluate((n) => Number((/^(\d+)\//.exec(document.querySelector(`tr[data-worker=${n}] .cell-load`)?.innerText || '') || [0, 0])[1]), name);
+    await waitFor(async () => (await running('w1')) === 2 && (await running('w2')) === 2, T, 'both workers to run two tasks each');
+    await page.evaluate(() => {
+      window.__noReload = 'still here';
+      window.__w2States = [];
+      const record = () => {
+        const st = document.querySelector('tr[data-worker=w2]')?.dataset.state;
+        if (st && window.__w2States[window.__w2States.length - 1] !== st) window.__w2States.push(st);
+      };
+      record();
+      new MutationObserver(record).observe(document.getElementById('page'), { subtree: true, childList: true, attributes: true });
+    });
+
+    // Drain from the page: the row turns draining and offers Resume instead of Drain.
+    await page.locator(`${w2} [data-testid=drain]`).click();
+    await page.locator('.dialog').waitFor({ timeout: T });
+    await waitText(page, '.dialog', 'Drain w2?');
     await confirmDialog(page);
-    await page.waitForFunction(() => document.querySelector('.alert-error .alert-msg')
-      || document.querySelector('tr[data-worker=w2]')?.dataset.state === 'draining', null, { timeout: T });
-    const alert = await page.locator('.alert-error').count();
-    if (alert) {
-      const msg = await page.locator('.alert-error .alert-msg').innerText();
-      assert.ok(msg.length > 0, 'the server’s message is shown');
-      assert.doesNotMatch(msg, /^\{/, 'the message, not raw JSON');
-    }
+    await waitState(page, w2, 'draining');
+    await waitText(page, '.toast', 'w2 is draining');
+    await page.locator(`${w2} [data-testid=resume]`).waitFor({ timeout: T });
+    assert.equal(await page.locator(`${w2} [data-testid=drain]`).count(), 0, 'a draining worker has no Drain button');
+    assert.match(await page.locator(`${w2} .badge`).innerText(), /draining/);
+    assert.match(await page.locator(`${w2} [data-testid=resume]`).innerText(), /Resume/);
+    assert.equal(await page.locator('tr[data-worker=w1]').getAttribute('data-state'), 'alive');
+    await page.mouse.move(0, 0);
+    await noHighlight(page);
     shots.push(await shot(page, 'workers'));
-    for (const id of busy) await fetch(`${server.url}/v1/tasks/${id}/cancel`, { method: 'POST' });
+
+    // Resume from the page: alive again, and the page heard the server's worker.resumed event.
+    await page.locator(`${w2} [data-testid=resume]`).click();
+    await waitState(page, w2, 'alive');
+    await waitText(page, '.toast', 'w2 takes new tasks again');
+    await page.locator(`${w2} [data-testid=drain]`).waitFor({ timeout: T });
+    assert.equal(await page.locator(`${w2} [data-testid=resume]`).count(), 0);
+    await waitFor(() => stream.some((m) => m.type === 'worker' && m.worker === 'w2' && m.state === 'resumed'), T,
+      'the page’s event stream to deliver worker w2 resumed');
+
+    // Drain from the CLI: only the event tells the open page.
+    await cli(['worker', 'drain', 'w2', '--server', server.url]);
+    await waitState(page, w2, 'draining');
+    await page.locator(`${w2} [data-testid=resume]`).waitFor({ timeout: T });
+    // Its tasks end: draining becomes drained, still with Resume.
+    for (const id of busy.slice(2)) await fetch(`${server.url}/v1/tasks/${id}/cancel`, { method: 'POST' });
+    await waitState(page, w2, 'drained');
+    assert.match(await page.locator(`${w2} .badge`).innerText(), /drained/);
+    await page.locator(`${w2} [data-testid=resume]`).waitFor({ timeout: T });
+    // The same in Chinese.
+    await page.locator('.lang-btn[data-lang="zh-CN"]').click();
+    await waitText(page, `${w2} .badge`, '已排空');
+    await waitText(page, `${w2} [data-testid=resume]`, '恢复');
+    await waitText(page, 'tr[data-worker=w1] [data-testid=drain]', '排空');
+    await noHighlight(page);
+    shots.push(await shot(page, 'workers-zh'));
+    await page.locator('.lang-btn[data-lang="en"]').click();
+    await waitText(page, `${w2} [data-testid=resume]`, 'Resume');
+    // Resume from the CLI: alive on the page again.
+    await cli(['worker', 'resume', 'w2', '--server', server.url]);
+    await waitState(page, w2, 'alive');
+    await page.locator(`${w2} [data-testid=drain]`).waitFor({ timeout: T });
+
+    assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
+    const seen = await page.evaluate(() => window.__w2States);
+    assert.ok(inOrder(seen, ['alive', 'draining', 'alive', 'draining', 'drained', 'alive']), `w2 states shown: ${seen.join(' → ')}`);
+    const events = stream.filter((m) => m.type === 'worker' && m.worker === 'w2').map((m) => m.state);
+    assert.ok(inOrder(events, ['draining', 'resumed', 'draining', 'resumed']), `w2 events the page received: ${events.join(', ')}`);
+    for (const id of busy.slice(0, 2)) await fetch(`${server.url}/v1/tasks/${id}/cancel`, { method: 'POST' });
   });
 
   it('draws the demo workflow as an SVG graph', async () => {
@@ -355,10 +441,61 @@ describe('dashboard', () => {
     assert.equal(view.state, 'succeeded');
   });
 
-  it('shows cron schedules, or an empty state while there are none', async () => {
+  it('lists cron schedules from the CLI and follows their fires and pauses live', async () => {
     await page.goto(`${server.url}/#/schedules`);
     await page.locator('[data-testid=schedules-table], .empty').first().waitFor({ timeout: T });
+    await waitText(page, '.empty', 'No cron schedules yet');
+    await page.evaluate(() => { window.__noReload = 'still here'; });
+
+    await cli(['cron', 'add', 'nightly-report', '--cron', '*/5 * * * *', '--tz', 'Asia/Shanghai', '--server', server.url, '--', 'true']);
+    await cli(['cron', 'add', 'heartbeat', '--every', '1s', '--server', server.url, '--', 'true']);
+    const nightly = 'tr[data-schedule="nightly-report"]';
+    const beat = 'tr[data-schedule="heartbeat"]';
+    await page.locator(nightly).waitFor({ timeout: T });
+    await page.locator(beat).waitFor({ timeout: T });
+    // Triggers, zones, and a next fire time (a date and a countdown) on both rows.
+    await waitText(page, `${nightly} td.cell-trigger`, '*/5 * * * *');
+    await waitText(page, `${nightly} td.cell-tz`, 'Asia/Shanghai');
+    await waitText(page, `${beat} td.cell-trigger`, 'every 1 s');
+    await waitText(page, `${beat} td.cell-tz`, 'UTC');
+    for (const row of [nightly, beat]) assert.equal(await page.locator(`${row} td.cmd`).innerText(), 'true');
+    for (const row of [nightly, beat]) {
+      await page.waitForFunction((sel) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/.test(document.querySelector(`${sel} .cell-next`)?.innerText || ''), row, { timeout: T });
+      await waitState(page, `${row} .badge`, 'active');
+    }
+    // The next fire of */5 lands on a five-minute boundary.
+    assert.match(await page.locator(`${nightly} .cell-next`).innerText(), /^\d{4}-\d\d-\d\d \d\d:[0-5][05]:00/);
+    // Not fired yet, unless a five-minute boundary passed since it was added.
+    assert.match(await page.locator(`${nightly} .cell-last`).innerText(), /never|just now|ago/);
+
+    // The every-1s schedule fires: its last fire links to the task it submitted.
+    const link = `${beat} .cell-last a.id-link`;
+    await page.locator(link).waitFor({ timeout: T });
+    const href = await page.locator(link).getAttribute('href');
+    assert.match(href, /^#\/tasks\/[0-9a-f-]{36}$/);
+    const fired = await (await fetch(`${server.url}/v1/tasks/${href.split('/').pop()}`)).json();
+    assert.deepEqual(fired.spec.argv, ['true'], 'the link opens the task the schedule submitted');
+
+    // Paused from the CLI: the row says so without a reload, and shows no next fire.
+    await cli(['cron', 'pause', 'heartbeat', '--server', server.url]);
+    await waitState(page, beat, 'paused');
+    await waitState(page, `${beat} .badge`, 'paused');
+    await waitText(page, `${beat} .badge`, 'paused');
+    assert.equal((await page.locator(`${beat} .cell-next`).innerText()).trim(), '—');
+    await page.locator(link).waitFor({ timeout: T });
+    assert.equal(await page.locator(nightly).getAttribute('data-state'), 'active');
+    await page.mouse.move(0, 0);
+    await noHighlight(page);
     shots.push(await shot(page, 'schedules'));
+
+    // Removed from the CLI: back to the empty state, still without a reload.
+    await cli(['cron', 'rm', 'heartbeat', '--server', server.url]);
+    await cli(['cron', 'rm', 'nightly-report', '--server', server.url]);
+    await waitText(page, '.empty', 'No cron schedules yet');
+    assert.equal(await page.locator('[data-testid=schedules-table]').count(), 0);
+    assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
+    const events = stream.filter((m) => m.type === 'schedule' && m.schedule === 'heartbeat').map((m) => m.state);
+    assert.ok(inOrder(events, ['created', 'fired', 'paused', 'deleted']), `heartbeat events the page received: ${events.join(', ')}`);
   });
 
   it('draws live charts on the overview as tasks finish', async () => {

@@ -49,7 +49,7 @@ test('dynamic keys cover every state, outcome and mode', () => {
     ...['pending', 'queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out', 'skipped', 'expired', 'dead']
       .flatMap((s) => [`state.${s}`, `result.${s}`]),
     ...['succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'running', 'assigned'].map((s) => `outcome.${s}`),
-    ...['alive', 'suspect', 'lost', 'draining'].map((s) => `worker.${s}`),
+    ...['alive', 'suspect', 'lost', 'draining', 'drained'].map((s) => `worker.${s}`),
     ...['suspect', 'lost', 'alive'].map((s) => `workers.event.${s}`),
     ...['live', 'polling', 'reconnecting', 'connecting'].flatMap((m) => [`live.${m}`, `live.${m}.hint`]),
     ...['overview', 'tasks', 'workers', 'workflows', 'schedules'].map((n) => `nav.${n}`),

@@ -1,9 +1,9 @@
-// Cron schedules: expression (or fixed rate / delay), time zone, next fire time (counting
-// down), the last fire and its task, paused or active. Schedule events (created, fired,
-// skipped, paused, ...) refresh the table at once and highlight the row they are about.
+// Cron schedules: the command, expression (or fixed rate / delay), time zone, next fire time
+// (counting down), the last fire and its task, paused or active. Schedule events (created,
+// fired, skipped, paused, ...) refresh the table at once and highlight the row they are about.
 
 import { t } from '../i18n.js';
-import { h, fill, card, fmtTime, fmtAgo, fmtDuration, emptyState, alertBox, spinner, badge, refresher, shortId } from '../ui.js';
+import { h, fill, card, fmtTime, fmtAgo, fmtPeriod, shellJoin, emptyState, alertBox, spinner, badge, refresher, shortId } from '../ui.js';
 import { api } from '../api.js';
 
 export default {
@@ -19,8 +19,8 @@ export default {
 
     const trigger = (sc) => {
       if (sc.cron) return h('code', { class: 'code-inline', text: sc.cron });
-      if (sc.every_ms) return h('span', { text: t('schedules.every', { d: fmtDuration(sc.every_ms) }) });
-      if (sc.delay_after_previous_ms) return h('span', { text: t('schedules.delayAfter', { d: fmtDuration(sc.delay_after_previous_ms) }) });
+      if (sc.every_ms) return h('span', { text: t('schedules.every', { d: fmtPeriod(sc.every_ms) }) });
+      if (sc.delay_after_previous_ms) return h('span', { text: t('schedules.delayAfter', { d: fmtPeriod(sc.delay_after_previous_ms) }) });
       return h('span', { class: 'muted', text: '—' });
     };
 
@@ -46,13 +46,14 @@ export default {
       }
       const now = Date.now();
       fill(body, h('table', { class: 'table', dataset: { testid: 'schedules-table' } },
-        h('thead', null, h('tr', null, [t('col.name'), t('col.trigger'), t('col.tz'), t('col.nextFire'), t('col.lastFire'), t('col.status')].map((c) => h('th', { text: c })))),
+        h('thead', null, h('tr', null, [t('col.name'), t('col.command'), t('col.trigger'), t('col.tz'), t('col.nextFire'), t('col.lastFire'), t('col.status')].map((c) => h('th', { text: c })))),
         h('tbody', null, list.map((sc) => h('tr', { dataset: { schedule: sc.name, state: sc.paused ? 'paused' : 'active' } },
-          h('td', { class: 'strong', text: sc.name }),
-          h('td', null, trigger(sc)),
-          h('td', { text: sc.tz || 'UTC' }),
-          h('td', { class: 'cell-next' }, nextFire(sc, now)),
-          h('td', { class: 'cell-last' }, lastFire(sc, now)),
+          h('td', { class: 'strong nowrap', text: sc.name }),
+          h('td', { class: 'mono cmd', title: shellJoin(sc.argv), text: shellJoin(sc.argv) }),
+          h('td', { class: 'cell-trigger nowrap' }, trigger(sc)),
+          h('td', { class: 'cell-tz nowrap', text: sc.tz || 'UTC' }),
+          h('td', { class: 'cell-next nowrap' }, nextFire(sc, now)),
+          h('td', { class: 'cell-last nowrap' }, lastFire(sc, now)),
           h('td', null, badge(sc.paused ? 'paused' : 'active', { prefix: 'schedule' })))))));
     };
 

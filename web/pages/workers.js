@@ -1,6 +1,7 @@
-// Workers: state, load against slots, labels, kinds, resources, heartbeat age, and Drain.
-// Worker events (joined, suspect, lost, alive, draining, resumed, left) refresh the list at
-// once and highlight the worker's row; losing or getting back a worker is also announced.
+// Workers: state, load against slots, labels, kinds, resources, heartbeat age, and Drain (or
+// Resume, for a draining or drained worker). Worker events (joined, suspect, lost, alive,
+// draining, resumed, left) refresh the list at once and highlight the worker's row; losing or
+// getting back a worker is also announced.
 
 import { t } from '../i18n.js';
 import { h, fill, card, badge, fmtNum, fmtAgo, parseTime, loadBar, chips, fmtResource, button, alertBox, toast, confirmDialog, emptyState, refresher } from '../ui.js';
@@ -28,6 +29,8 @@ export default {
       if (!ok || !ctx.alive) return;
       try {
         await api.drain(w.name);
+        if (!ctx.alive) return;
+        fill(banner);
         toast(t('workers.drained', { name: w.name }), 'success');
         load();
       } catch (e) {
@@ -35,6 +38,26 @@ export default {
         fill(banner, alertBox('error', t('err.drain', { name: w.name }), e.message, () => fill(banner)));
       }
     };
+
+    const resume = async (w, btn) => {
+      if (btn) btn.disabled = true; // one request per click, until the list is redrawn
+      try {
+        await api.resume(w.name);
+        if (!ctx.alive) return;
+        toast(t('workers.resumed', { name: w.name }), 'success');
+        fill(banner);
+        load();
+      } catch (e) {
+        if (!ctx.alive) return;
+        if (btn) btn.disabled = false;
+        fill(banner, alertBox('error', t('err.resume', { name: w.name }), e.message, () => fill(banner)));
+      }
+    };
+
+    // A draining worker (still finishing tasks) or a drained one (idle) can be resumed.
+    const isDraining = (w) => w.draining || w.state === 'draining' || w.state === 'drained';
+    // Resume works for a lost worker too (its drain is kept for when it returns); Drain
+    // needs it connected.
 
     const heartbeatClass = (w, now) => {
       const age = now - (parseTime(w.last_heartbeat) ?? now);
@@ -82,12 +105,18 @@ export default {
             : h('span', { class: 'muted', text: '—' })),
           h('td', null, h('span', { class: ['hb', heartbeatClass(w, now)], title: w.last_heartbeat, text: fmtAgo(w.last_heartbeat, now) })),
           h('td', { class: 'muted nowrap', title: w.joined_at, text: fmtAgo(w.joined_at, now) }),
-          h('td', { class: 'actions' }, button(t('action.drain'), {
-            iconName: 'drain',
-            disabled: w.state === 'draining',
-            onclick: () => drain(w),
-            attrs: { 'data-testid': 'drain' },
-          })))))));
+          h('td', { class: 'actions' }, isDraining(w)
+            ? button(t('action.resume'), {
+              iconName: 'resume',
+              onclick: (e) => resume(w, e.currentTarget),
+              attrs: { 'data-testid': 'resume', title: t('workers.resumeHint') },
+            })
+            : button(t('action.drain'), {
+              iconName: 'drain',
+              disabled: w.state === 'lost',
+              onclick: () => drain(w),
+              attrs: { 'data-testid': 'drain', title: t('workers.drainHint') },
+            })))))));
     };
 
     const load = async () => {

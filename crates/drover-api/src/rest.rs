@@ -449,9 +449,12 @@ pub struct LogsView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkerView {
     pub name: String,
-    /// `alive`; `suspect` (no heartbeat for over two intervals); `lost` (disconnected, or
-    /// silent for longer than a lease; listed for a while after); `draining` or `drained`.
+    /// `alive`; `suspect` (a missed heartbeat); `lost` (disconnected, or silent for longer
+    /// than a lease; listed for a while after); `draining` or `drained`.
     pub state: String,
+    /// Drained by an operator (takes nothing new), whatever its liveness `state` says.
+    #[serde(default)]
+    pub draining: bool,
     /// Milliseconds since its last heartbeat (or message).
     #[serde(default)]
     pub last_heartbeat_age_ms: u64,

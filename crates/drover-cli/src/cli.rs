@@ -71,6 +71,7 @@ pub enum CronCommand {
     List(ClientOpts),
     /// Stop firing (slots passed while paused are not fired on resume).
     Pause(CronNameArgs),
+    /// Fire again from now on (the slots passed while paused are not fired).
     Resume(CronNameArgs),
     /// Delete a schedule (its tasks are kept).
     Rm(CronNameArgs),

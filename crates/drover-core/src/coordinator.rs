@@ -960,7 +960,7 @@ impl Coordinator {
         drain: bool,
         fx: &mut Effects,
     ) {
-        let changed = self.workers.get(name).is_some_and(|w| w.draining != drain);
+        let changed = self.pl.is_drained(name) != drain;
         let r = self.set_draining(name, drain);
         if r.is_ok() && changed {
             fx.writes.push(Write::WorkerDrain {

@@ -271,6 +271,40 @@ fn a_drain_survives_a_restart_and_a_resume_after_it() {
     assert!(after.drained.is_empty(), "the resume is written");
 }
 
+#[test]
+fn a_drained_worker_can_be_resumed_while_away_but_not_drained() {
+    let mut b = Bench::new(8);
+    b.join(1, worker("w1", 1, 0));
+    let drain = |b: &mut Bench, drain: bool| {
+        let req = b.fresh_req();
+        let name = "w1".to_string();
+        b.input(if drain {
+            Input::DrainWorker { req, name }
+        } else {
+            Input::ResumeWorker { req, name }
+        });
+        b.replies.last().unwrap().1.clone()
+    };
+    assert_eq!(drain(&mut b, true), Reply::Drain(Ok(())));
+    b.input(Input::WorkerLeave { session: 1 });
+    assert_eq!(drain(&mut b, false), Reply::Drain(Ok(())));
+    assert!(b.drained.is_empty());
+    assert_eq!(
+        drain(&mut b, true),
+        Reply::Drain(Err(DrainError::NotConnected))
+    );
+    assert_eq!(
+        drain(&mut b, false),
+        Reply::Drain(Err(DrainError::NotConnected))
+    );
+    let states = worker_events(&b, "w1");
+    assert_eq!(
+        states.last(),
+        Some(&WorkerEventState::Resumed),
+        "{states:?}"
+    );
+}
+
 fn schedule_changes(b: &Bench) -> Vec<(ScheduleChange, Option<TaskId>)> {
     b.events
         .iter()

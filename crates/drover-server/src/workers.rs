@@ -105,6 +105,7 @@ impl WorkerMonitor {
                 None => out.push(WorkerView {
                     name: name.clone(),
                     state: "lost".into(),
+                    draining: false,
                     last_heartbeat_age_ms: age_ms(now, l.lost_at),
                     slots: 0,
                     prefetch: 0,
@@ -161,6 +162,7 @@ fn view(w: &WorkerSummary, state: &str, age: u64) -> WorkerView {
     WorkerView {
         name: w.info.name.clone(),
         state: state.into(),
+        draining: w.draining,
         last_heartbeat_age_ms: age,
         slots: w.info.slots,
         prefetch: w.info.prefetch,

@@ -467,9 +467,14 @@ impl Coordinator {
 
     /// Stops (`drain = true`) or resumes new assignments to a worker. What it holds runs to
     /// the end; `WorkerSummary::state` shows `draining`, then `drained`. Survives reconnects.
+    /// Drains or resumes a worker. A drained worker that is not connected can be resumed
+    /// (its drain is kept for when it comes back); draining one needs it connected.
     pub fn set_draining(&mut self, name: &str, drain: bool) -> Result<(), DrainError> {
-        let w = self.workers.get_mut(name).ok_or(DrainError::NotConnected)?;
-        w.draining = drain;
+        match self.workers.get_mut(name) {
+            Some(w) => w.draining = drain,
+            None if !drain && self.pl.is_drained(name) => {}
+            None => return Err(DrainError::NotConnected),
+        }
         if drain {
             self.pl.drain_set.insert(name.to_string());
         } else {
