@@ -266,6 +266,7 @@ const en = {
   'schedules.running': 'running',
   'schedules.every': 'every {d}',
   'schedules.delayAfter': '{d} after the previous run',
+  'schedules.localTime': 'In the schedule\'s time zone; your local time: {time}',
 
   'submit.title': 'Submit a task',
   'submit.command': 'Command',
@@ -551,6 +552,7 @@ const zh = {
   'schedules.running': '运行中',
   'schedules.every': '每 {d}',
   'schedules.delayAfter': '上次运行结束后 {d}',
+  'schedules.localTime': '按该任务的时区显示；本地时间：{time}',
 
   'submit.title': '提交任务',
   'submit.command': '命令',

@@ -93,6 +93,22 @@ export function fmtTime(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** Like `fmtTime`, in an IANA time zone (a schedule's own); local time if the browser does
+ * not know the zone. */
+export function fmtTimeIn(iso, zone) {
+  const ms = typeof iso === 'number' ? iso : parseTime(iso);
+  if (ms === null) return '—';
+  try {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat('en-CA', {
+      timeZone: zone, hourCycle: 'h23',
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+    }).formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+  } catch {
+    return fmtTime(ms);
+  }
+}
+
 /** Local clock time with milliseconds, for timelines. */
 export function fmtClock(ms, withMs = false) {
   const d = new Date(ms);

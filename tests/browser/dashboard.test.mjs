@@ -463,8 +463,13 @@ describe('dashboard', () => {
       await page.waitForFunction((sel) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/.test(document.querySelector(`${sel} .cell-next`)?.innerText || ''), row, { timeout: T });
       await waitState(page, `${row} .badge`, 'active');
     }
-    // The next fire of */5 lands on a five-minute boundary.
-    assert.match(await page.locator(`${nightly} .cell-next`).innerText(), /^\d{4}-\d\d-\d\d \d\d:[0-5][05]:00/);
+    // The next fire of */5 lands on a five-minute boundary, shown in the schedule's own zone.
+    const shown = await page.locator(`${nightly} .cell-next`).innerText();
+    assert.match(shown, /^\d{4}-\d\d-\d\d \d\d:[0-5][05]:00/);
+    const listed = await (await fetch(`${server.url}/v1/schedules`)).json();
+    const next = listed.schedules.find((x) => x.name === 'nightly-report').next_fire_at;
+    const shanghaiHour = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Shanghai', hour: '2-digit', hourCycle: 'h23' }).format(new Date(next));
+    assert.equal(shown.slice(11, 13), shanghaiHour, `${shown} is not ${next} in Asia/Shanghai`);
     // Not fired yet, unless a five-minute boundary passed since it was added.
     assert.match(await page.locator(`${nightly} .cell-last`).innerText(), /never|just now|ago/);
 

@@ -3,7 +3,7 @@
 // fired, skipped, paused, ...) refresh the table at once and highlight the row they are about.
 
 import { t } from '../i18n.js';
-import { h, fill, card, fmtTime, fmtAgo, fmtPeriod, shellJoin, emptyState, alertBox, spinner, badge, refresher, shortId } from '../ui.js';
+import { h, fill, card, fmtTime, fmtTimeIn, fmtAgo, fmtPeriod, shellJoin, emptyState, alertBox, spinner, badge, refresher, shortId } from '../ui.js';
 import { api } from '../api.js';
 
 export default {
@@ -37,7 +37,11 @@ export default {
 
     const nextFire = (sc, now) => (sc.paused || !sc.next_fire_at
       ? h('span', { class: 'muted', text: '—' })
-      : [h('div', { text: fmtTime(sc.next_fire_at) }), h('div', { class: 'small muted', text: fmtAgo(sc.next_fire_at, now) })]);
+      : [
+        // In the schedule's own zone, next to it in the table; local time on hover.
+        h('div', { text: fmtTimeIn(sc.next_fire_at, sc.tz || 'UTC'), title: t('schedules.localTime', { time: fmtTime(sc.next_fire_at) }) }),
+        h('div', { class: 'small muted', text: fmtAgo(sc.next_fire_at, now) }),
+      ]);
 
     const render = () => {
       if (!list.length) {
