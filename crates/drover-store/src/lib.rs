@@ -132,7 +132,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes delivery attempts with `at < before`; returns how many.
     async fn prune_deliveries(&self, before: Micros) -> Result<u64, StoreError>;
     /// Task retention: in one transaction, deletes at most `limit` terminal tasks with
-    /// `finished_at < finished_before`, the earliest finished first, together with their
+    /// `finished_at < finished_before` (by state, then the oldest created first; task ids are
+    /// UUIDv7, so only tasks created before the cutoff are looked at), together with their
     /// attempts, log chunks and flow records, and every workflow they were a node of whose
     /// current nodes are now all gone. Never touches a non-terminal task, the events or the
     /// task sequence numbering. Returns how many tasks were deleted (less than `limit`: no
@@ -151,4 +152,38 @@ pub trait Store: Send + Sync + 'static {
     async fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, StoreError>;
     /// Workflows, newest first, at most `limit`.
     async fn workflows(&self, limit: usize) -> Result<Vec<WorkflowRecord>, StoreError>;
+}
+
+/// The greatest UUIDv7 id whose timestamp is not after `before` (in ms): an upper bound of
+/// the ids of tasks created before it. `None` when nothing can be that old.
+pub(crate) fn newest_id_created_by(before: Micros) -> Option<TaskId> {
+    if before <= 0 {
+        return None;
+    }
+    let next_ms = (before.div_euclid(1000) as u128) + 1;
+    let bound = if next_ms >= 1 << 48 {
+        u128::MAX
+    } else {
+        (next_ms << 80) - 1
+    };
+    Some(TaskId(bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prune_bound_covers_every_id_created_by_the_cutoff() {
+        // The largest and the smallest UUIDv7 of a millisecond.
+        let last_of = |ms: u128| (ms << 80) | ((1 << 80) - 1);
+        let first_of = |ms: u128| ms << 80;
+        let bound = |us| newest_id_created_by(us).unwrap().0;
+        let t = 1_764_547_200_123u128;
+        assert_eq!(last_of(t), bound(t as i64 * 1000));
+        assert_eq!(last_of(t), bound(t as i64 * 1000 + 999));
+        assert!(first_of(t + 1) > bound(t as i64 * 1000 + 999));
+        assert_eq!(bound(i64::MAX), u128::MAX);
+        assert_eq!(newest_id_created_by(0), None);
+    }
 }

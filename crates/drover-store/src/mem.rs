@@ -365,12 +365,17 @@ impl Store for MemStore {
         limit: usize,
     ) -> Result<PrunedTasks, StoreError> {
         let mut g = self.lock();
-        let mut due: Vec<(Micros, TaskId)> = g
+        // As SQLite walks it: by terminal state, then oldest created (id) first, created by
+        // the cutoff.
+        let newest = crate::newest_id_created_by(finished_before);
+        let state_rank = |s: TaskState| TaskState::ALL.iter().position(|x| *x == s);
+        let mut due: Vec<(Option<usize>, TaskId)> = g
             .tasks
             .values()
             .filter(|t| t.state.is_terminal())
-            .filter_map(|t| t.finished_at.map(|f| (f, t.id)))
-            .filter(|(f, _)| *f < finished_before)
+            .filter(|t| newest.is_some_and(|n| t.id <= n))
+            .filter(|t| t.finished_at.is_some_and(|f| f < finished_before))
+            .map(|t| (state_rank(t.state), t.id))
             .collect();
         due.sort_unstable();
         due.truncate(limit);

@@ -59,7 +59,7 @@ macro_rules! suite {
                 deliveries_and_cursors,
                 flow_round_trip_and_snapshot,
                 prune_tasks_removes_old_terminal_tasks_and_their_history,
-                prune_tasks_oldest_first_within_the_limit,
+                prune_tasks_within_the_limit_until_none_is_due,
                 prune_tasks_removes_workflows_whose_nodes_are_gone,
                 prune_tasks_reports_idempotency_keys,
                 drained_workers_survive_in_the_snapshot,
@@ -1195,10 +1195,14 @@ pub mod flow_cases {
 
     // ---- task retention ----
 
+    /// Finish times in these tests are offsets from here: after every `tid`'s creation time
+    /// (its UUIDv7 milliseconds), as for real tasks.
+    const T0: i64 = 1_000_000_000;
+
     fn finished(id: TaskId, seq: u64, state: TaskState, at: i64) -> TaskRecord {
         TaskRecord {
             attempt: 1,
-            finished_at: Some(at),
+            finished_at: Some(T0 + at),
             ..task(id, seq, noop_def("q"), state)
         }
     }
@@ -1239,7 +1243,7 @@ pub mod flow_cases {
         let recent = finished(tid(2), 1, TaskState::Failed, 10_000);
         // Active tasks stay whatever their times say (a retried task keeps `finished_at`).
         let running = full_running(tid(3), 2);
-        assert!(running.finished_at < Some(100));
+        assert!(running.finished_at < Some(T0 + 100));
         let pending = finished(tid(4), 3, TaskState::Pending, 50);
         let mut writes = vec![new(&old), new(&recent), new(&running), new(&pending)];
         for t in [&old, &recent, &running] {
@@ -1255,11 +1259,11 @@ pub mod flow_cases {
 
         assert_eq!(s.prune_tasks(i64::MAX, 0).await.unwrap().tasks, 0);
         assert_eq!(
-            s.prune_tasks(100, 10).await.unwrap().tasks,
+            s.prune_tasks(T0 + 100, 10).await.unwrap().tasks,
             0,
             "strictly before"
         );
-        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 1_000, 10).await.unwrap().tasks, 1);
         assert_eq!(s.task(old.id).await.unwrap(), None);
         assert!(s.attempts(old.id).await.unwrap().is_empty());
         for n in 1..=2 {
@@ -1290,7 +1294,7 @@ pub mod flow_cases {
         );
         // Events are the event retention's business.
         assert_eq!(s.events_after(0, 10).await.unwrap().len(), 1);
-        assert_eq!(s.prune_tasks(1_000, 10).await.unwrap().tasks, 0);
+        assert_eq!(s.prune_tasks(T0 + 1_000, 10).await.unwrap().tasks, 0);
 
         // Everything due, active tasks still not.
         assert_eq!(s.prune_tasks(i64::MAX, 10).await.unwrap().tasks, 1);
@@ -1302,8 +1306,9 @@ pub mod flow_cases {
         assert_eq!(snap.next_task_seq, 4);
     }
 
-    pub async fn prune_tasks_oldest_first_within_the_limit<S: Store>(s: &S) {
-        // Finish times out of id order, with a tie (broken by id).
+    pub async fn prune_tasks_within_the_limit_until_none_is_due<S: Store>(s: &S) {
+        // One task per terminal state; all but the first finished before 45. They go by
+        // state, then oldest created first.
         let at = [50, 10, 40, 20, 30, 20];
         let tasks: Vec<TaskRecord> = at
             .iter()
@@ -1322,15 +1327,15 @@ pub mod flow_cases {
             v.sort();
             v
         };
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 2);
-        assert_eq!(all_ids(s).await, remaining(&[0, 2, 4, 5]));
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 2);
-        assert_eq!(all_ids(s).await, remaining(&[0, 2]));
+        assert_eq!(s.prune_tasks(T0 + 45, 2).await.unwrap().tasks, 2);
+        assert_eq!(all_ids(s).await, remaining(&[0, 3, 4, 5]));
+        assert_eq!(s.prune_tasks(T0 + 45, 2).await.unwrap().tasks, 2);
+        assert_eq!(all_ids(s).await, remaining(&[0, 5]));
         // Fewer than the limit are due: the caller's signal to stop.
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 45, 2).await.unwrap().tasks, 1);
         assert_eq!(all_ids(s).await, remaining(&[0]));
-        assert_eq!(s.prune_tasks(45, 2).await.unwrap().tasks, 0);
-        assert_eq!(s.prune_tasks(51, usize::MAX).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 45, 2).await.unwrap().tasks, 0);
+        assert_eq!(s.prune_tasks(T0 + 51, usize::MAX).await.unwrap().tasks, 1);
         assert!(all_ids(s).await.is_empty());
         assert!(s.count_by_state().await.unwrap().values().all(|n| *n == 0));
         // Numbering continues after the newest task is gone.
@@ -1360,7 +1365,7 @@ pub mod flow_cases {
         });
         let plain = finished(tid(2), 1, TaskState::Failed, 10);
         s.commit(vec![new(&keyed), new(&plain)]).await.unwrap();
-        let pruned = s.prune_tasks(100, 10).await.unwrap();
+        let pruned = s.prune_tasks(T0 + 100, 10).await.unwrap();
         assert_eq!(pruned.tasks, 2);
         assert_eq!(pruned.keys, vec![("order-42".to_string(), keyed.id)]);
     }
@@ -1408,16 +1413,16 @@ pub mod flow_cases {
         .await
         .unwrap();
         // One of wf-done's nodes is left: it stays.
-        assert_eq!(s.prune_tasks(1_000, 1).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 1_000, 1).await.unwrap().tasks, 1);
         assert_eq!(s.task(a.id).await.unwrap(), None);
         assert_eq!(s.workflow("wf-done").await.unwrap(), Some(done));
-        assert_eq!(s.prune_tasks(1_000, 100).await.unwrap().tasks, 3);
+        assert_eq!(s.prune_tasks(T0 + 1_000, 100).await.unwrap().tasks, 3);
         assert_eq!(all_ids(s).await, vec![d.id, f.id]);
         assert_eq!(s.workflow("wf-done").await.unwrap(), None);
         assert_eq!(s.workflow("wf-live").await.unwrap(), Some(live.clone()));
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), Some(rerun.clone()));
         assert_eq!(s.workflows(10).await.unwrap().len(), 2);
-        assert_eq!(s.prune_tasks(10_000, 100).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 10_000, 100).await.unwrap().tasks, 1);
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), None);
         assert_eq!(s.workflows(10).await.unwrap(), vec![live]);
     }
