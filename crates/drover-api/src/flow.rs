@@ -250,6 +250,17 @@ impl WorkflowRequest {
                 e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
                 e
             })?;
+            // One node is one task: a broadcast's copies would be outside the workflow.
+            if t.strategy.as_deref() == Some("broadcast") {
+                return Err(ApiError::invalid(
+                    &format!("tasks[{i}].strategy"),
+                    format!(
+                        "tasks[{i}] ('{}'): broadcast is not supported in a workflow; submit it \
+                         as its own task",
+                        t.name
+                    ),
+                ));
+            }
             if let Some(p) = &t.on_upstream_failure {
                 p.parse::<UpstreamPolicy>().map_err(|m| {
                     ApiError::invalid(&format!("tasks[{i}].on_upstream_failure"), m)
@@ -326,5 +337,17 @@ mod tests {
         .unwrap();
         let e = w.validate().unwrap_err();
         assert!(e.message.contains("a -> b -> c -> a"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_broadcast_node_is_refused() {
+        let w: WorkflowRequest = serde_json::from_value(serde_json::json!({
+            "name": "wf",
+            "tasks": [{"name": "a", "argv": ["true"], "strategy": "broadcast"}]
+        }))
+        .unwrap();
+        let e = w.validate().unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("tasks[0].strategy"));
+        assert!(e.message.contains("broadcast"), "{}", e.message);
     }
 }

@@ -1031,7 +1031,6 @@ impl Coordinator {
         let ev = task_event(&t.rec, None);
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
-        self.workflow_node_assigned(now, id, fx);
     }
 
     /// The lease expired: the worker vanished or stalled. Never decided by worker identity.
@@ -1105,15 +1104,25 @@ impl Coordinator {
     }
 
     fn emit(&mut self, now: Micros, mut kind: EventKind, fx: &mut Effects) {
+        // A workflow node's change may change its workflow (terminal ones are counted once
+        // the node has left the active set, in `after_terminal`).
+        let mut node_of = None;
         if let EventKind::Task {
-            task_id, workflow, ..
+            task_id,
+            workflow,
+            state,
+            ..
         } = &mut kind
         {
             *workflow = self.workflow_of(*task_id).map(str::to_string);
+            node_of = workflow.clone().filter(|_| !state.is_terminal());
         }
         let seq = self.next_event_seq;
         self.next_event_seq += 1;
         fx.writes.push(Write::Event(Event { seq, at: now, kind }));
+        if let Some(wf) = node_of {
+            self.workflow_changed(now, &wf, fx);
+        }
     }
 }
 

@@ -160,18 +160,21 @@ fn find_cycle(nodes: &[(String, Vec<String>)], ups: &[Vec<usize>], indeg: &[usiz
     }
 }
 
-/// A workflow's aggregate state from its nodes' states: `running` while any node is not
-/// terminal, else `succeeded` if all succeeded, else `failed`.
-pub fn aggregate_state(states: &[TaskState]) -> WorkflowState {
-    if states.iter().any(|s| !s.is_terminal()) {
-        if states
-            .iter()
-            .all(|s| *s == TaskState::Pending || *s == TaskState::Queued)
-        {
+/// A workflow's aggregate state from its current nodes' (state, attempts so far): `pending`
+/// while no node has ever been assigned, `running` while any node is not terminal, else
+/// `succeeded` if all succeeded, `cancelled` if some were cancelled and none failed, else
+/// `failed`.
+pub fn aggregate_state(nodes: &[(TaskState, u32)]) -> WorkflowState {
+    if nodes.iter().any(|(s, _)| !s.is_terminal()) {
+        let untouched = |(s, attempts): &(TaskState, u32)| {
+            *attempts == 0 && matches!(s, TaskState::Pending | TaskState::Queued)
+        };
+        if nodes.iter().all(untouched) {
             return WorkflowState::Pending;
         }
         return WorkflowState::Running;
     }
+    let states: Vec<TaskState> = nodes.iter().map(|(s, _)| *s).collect();
     if states.iter().all(|s| *s == TaskState::Succeeded) {
         WorkflowState::Succeeded
     } else if states.contains(&TaskState::Cancelled) && !states.contains(&TaskState::Failed) {
@@ -257,12 +260,14 @@ mod tests {
     #[test]
     fn aggregates() {
         use TaskState::*;
-        assert_eq!(
-            aggregate_state(&[Succeeded, Succeeded]).as_str(),
-            "succeeded"
-        );
-        assert_eq!(aggregate_state(&[Succeeded, Running]).as_str(), "running");
-        assert_eq!(aggregate_state(&[Failed, Skipped]).as_str(), "failed");
+        let agg = |nodes: &[(TaskState, u32)]| aggregate_state(nodes).as_str();
+        assert_eq!(agg(&[(Queued, 0), (Pending, 0)]), "pending");
+        // A node waiting for its retry has run: the workflow is running.
+        assert_eq!(agg(&[(Pending, 1), (Pending, 0)]), "running");
+        assert_eq!(agg(&[(Succeeded, 1), (Succeeded, 1)]), "succeeded");
+        assert_eq!(agg(&[(Succeeded, 1), (Running, 1)]), "running");
+        assert_eq!(agg(&[(Failed, 1), (Skipped, 0)]), "failed");
+        assert_eq!(agg(&[(Cancelled, 0), (Succeeded, 1)]), "cancelled");
         assert_eq!(env_name("build-app.x"), "BUILD_APP_X");
     }
 }

@@ -30,35 +30,43 @@ fn worker_events(b: &Bench, worker: &str) -> Vec<WorkerEventState> {
         .collect()
 }
 
-/// Submits the workflow `a -> {b, c}` as "wf1"; returns the node ids (a, b, c).
-fn submit_fork(b: &mut Bench) -> [TaskId; 3] {
-    let ids = [b.fresh_id(), b.fresh_id(), b.fresh_id()];
-    let names = ["a", "b", "c"];
-    let ups: [Vec<TaskId>; 3] = [vec![], vec![ids[0]], vec![ids[0]]];
-    let tasks = (0..3)
-        .map(|i| FlowTask {
+/// Submits workflow `wf` with nodes (name, upstream names, def); returns the node ids and
+/// the reply.
+fn submit_workflow(
+    b: &mut Bench,
+    wf: &str,
+    nodes: &[(&str, &[&str], TaskDef)],
+) -> (Vec<TaskId>, Reply) {
+    let ids: Vec<TaskId> = nodes.iter().map(|_| b.fresh_id()).collect();
+    let id_of = |name: &str| ids[nodes.iter().position(|n| n.0 == name).unwrap()];
+    let tasks = nodes
+        .iter()
+        .zip(&ids)
+        .map(|((name, ups, def), id)| FlowTask {
             task: NewTask {
-                id: ids[i],
-                def: exec_def("q"),
+                id: *id,
+                def: def.clone(),
                 not_before: None,
             },
             flow: FlowSpec {
-                after: ups[i].clone(),
-                workflow: Some(("wf1".into(), names[i].into())),
+                after: ups.iter().map(|u| id_of(u)).collect(),
+                workflow: Some((wf.into(), (*name).into())),
                 ..FlowSpec::default()
             },
             upstream_states: vec![],
         })
         .collect();
     let record = WorkflowRecord {
-        id: "wf1".into(),
-        name: "fork".into(),
+        id: wf.into(),
+        name: "test".into(),
         created_at: b.now,
-        nodes: (0..3)
-            .map(|i| WorkflowNode {
-                name: names[i].into(),
-                task_id: ids[i],
-                after: if i == 0 { vec![] } else { vec!["a".into()] },
+        nodes: nodes
+            .iter()
+            .zip(&ids)
+            .map(|((name, ups, _), id)| WorkflowNode {
+                name: (*name).into(),
+                task_id: *id,
+                after: ups.iter().map(|u| u.to_string()).collect(),
             })
             .collect(),
     };
@@ -68,7 +76,30 @@ fn submit_fork(b: &mut Bench) -> [TaskId; 3] {
         tasks,
         workflow: Some(record),
     });
-    ids
+    let reply = b
+        .replies
+        .iter()
+        .rev()
+        .find(|r| r.0 == req)
+        .unwrap()
+        .1
+        .clone();
+    (ids, reply)
+}
+
+/// Submits the workflow `a -> {b, c}` as "wf1"; returns the node ids (a, b, c).
+fn submit_fork(b: &mut Bench) -> [TaskId; 3] {
+    let d = exec_def("q");
+    let (ids, _) = submit_workflow(
+        b,
+        "wf1",
+        &[
+            ("a", &[], d.clone()),
+            ("b", &["a"], d.clone()),
+            ("c", &["a"], d),
+        ],
+    );
+    [ids[0], ids[1], ids[2]]
 }
 
 #[test]
@@ -165,6 +196,107 @@ fn a_restart_mid_workflow_ends_it_once_with_the_right_state() {
             WorkflowState::Pending,
             WorkflowState::Running,
             WorkflowState::Failed
+        ]
+    );
+}
+
+#[test]
+fn a_retry_or_a_restart_does_not_announce_the_workflow_twice() {
+    let mut b = Bench::new(9);
+    b.join(1, worker("w1", 4, 0));
+    let retried = TaskDef {
+        max_attempts: 2,
+        ..exec_def("q")
+    };
+    let (ids, _) = submit_workflow(
+        &mut b,
+        "wf2",
+        &[("a", &[], retried), ("b", &["a"], exec_def("q"))],
+    );
+    let r = b.attempt_ref(ids[0]);
+    b.finish(1, r, AttemptOutcome::Failed, Some(1));
+    assert_eq!(b.state(ids[0]), TaskState::Pending, "waiting for its retry");
+    assert_eq!(b.core.workflow_state("wf2"), Some(WorkflowState::Running));
+    // A restart while the node waits for its retry: still running, nothing announced again.
+    let mut after = Bench::from_snapshot(9, b.now, b.snapshot());
+    after.tasks = b.tasks.clone();
+    after.events = b.events.clone();
+    after.workflows = b.workflows.clone();
+    assert_eq!(
+        after.core.workflow_state("wf2"),
+        Some(WorkflowState::Running)
+    );
+    after.join(1, worker("w1", 4, 0));
+    after.advance_ms(10_000);
+    after.input(Input::Heartbeat {
+        session: 1,
+        held: vec![],
+    });
+    for id in ids {
+        after.run_ok(1, id);
+    }
+    assert_eq!(
+        workflow_events(&after, "wf2"),
+        vec![
+            WorkflowState::Pending,
+            WorkflowState::Running,
+            WorkflowState::Succeeded
+        ]
+    );
+}
+
+#[test]
+fn a_rerun_is_refused_while_running_and_announced_like_the_rest_view() {
+    let mut b = Bench::new(10);
+    let d = exec_def("q");
+    let (ids, _) = submit_workflow(
+        &mut b,
+        "wf3",
+        &[("a", &[], d.clone()), ("b", &["a"], d.clone())],
+    );
+    // Still running: a rerun of the same workflow is refused, nothing written.
+    let writes_before = b.events.len();
+    let (_, reply) = submit_workflow(&mut b, "wf3", &[("b", &[], d.clone())]);
+    assert_eq!(
+        reply,
+        Reply::SubmitRefused(SubmitError::WorkflowRunning("wf3".into()))
+    );
+    assert_eq!(b.events.len(), writes_before);
+    b.join(1, worker("w1", 4, 0));
+    b.run_ok(1, ids[0]);
+    let r = b.attempt_ref(ids[1]);
+    b.finish(1, r, AttemptOutcome::Failed, Some(1));
+    // The rerun of b alone: a is kept (succeeded), so the workflow is running at once, as
+    // `dag::aggregate_state` over its nodes says.
+    let mut record = b.workflows["wf3"].clone();
+    let new_b = b.fresh_id();
+    record.nodes[1].task_id = new_b;
+    let req = b.fresh_req();
+    b.input(Input::SubmitFlow {
+        req,
+        tasks: vec![FlowTask {
+            task: NewTask {
+                id: new_b,
+                def: d,
+                not_before: None,
+            },
+            flow: FlowSpec {
+                workflow: Some(("wf3".into(), "b".into())),
+                ..FlowSpec::default()
+            },
+            upstream_states: vec![],
+        }],
+        workflow: Some(record),
+    });
+    b.run_ok(1, new_b);
+    assert_eq!(
+        workflow_events(&b, "wf3"),
+        vec![
+            WorkflowState::Pending,
+            WorkflowState::Running,
+            WorkflowState::Failed,
+            WorkflowState::Running,
+            WorkflowState::Succeeded
         ]
     );
 }
@@ -360,4 +492,42 @@ fn schedule_changes_and_fires_are_events() {
     );
     let fired = changes[4].1.expect("a fire names its task");
     assert!(b.tasks.contains_key(&fired));
+}
+
+#[test]
+fn a_fire_of_a_template_with_an_idempotency_key_names_the_task_it_got() {
+    let mut b = Bench::new(11);
+    let spec = ScheduleSpec {
+        name: "once".into(),
+        trigger: Trigger::Every {
+            every_ms: 3_600_000,
+            anchor: 0,
+        },
+        overlap: Overlap::Allow,
+        misfire: Misfire::Skip,
+        max_catch_up: 1,
+        template: Arc::new(TaskDef {
+            idempotency_key: Some("nightly-report".into()),
+            ..exec_def("cron")
+        }),
+    };
+    for op in [
+        ScheduleOp::Put(spec),
+        ScheduleOp::Run("once".into()),
+        ScheduleOp::Run("once".into()),
+    ] {
+        let req = b.fresh_req();
+        b.input(Input::Schedule { req, op });
+    }
+    let fired: Vec<TaskId> = schedule_changes(&b)
+        .into_iter()
+        .filter(|(c, _)| *c == ScheduleChange::Fired)
+        .map(|(_, t)| t.expect("a fire names its task"))
+        .collect();
+    assert_eq!(fired.len(), 2);
+    assert_eq!(
+        fired[0], fired[1],
+        "the second fire got the first task back"
+    );
+    assert_eq!(b.tasks.len(), 1);
 }

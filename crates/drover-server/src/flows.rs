@@ -181,6 +181,13 @@ async fn submit_flow(
             Reply::SubmitRefused(SubmitError::UnknownUpstream(u)) => {
                 tracing::debug!(upstream = %u, attempt, "upstream finished meanwhile; retrying");
             }
+            Reply::SubmitRefused(SubmitError::WorkflowRunning(id)) => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("workflow {id} is still running; rerun it once it ended"),
+                )
+                .into())
+            }
             other => return Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
         }
     }
@@ -377,11 +384,11 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
     let mut states = Vec::with_capacity(w.nodes.len());
     for n in &w.nodes {
         let rec = s.store.task(n.task_id).await.map_err(store_err)?;
-        let (state, started, finished, error) = match rec {
-            Some(r) => (r.state, r.started_at, r.finished_at, r.error),
-            None => (TaskState::Pending, None, None, None),
+        let (state, attempts, started, finished, error) = match rec {
+            Some(r) => (r.state, r.attempt, r.started_at, r.finished_at, r.error),
+            None => (TaskState::Pending, 0, None, None, None),
         };
-        states.push(state);
+        states.push((state, attempts));
         nodes.push(WorkflowNodeView {
             name: n.name.clone(),
             task_id: n.task_id.to_string(),

@@ -125,9 +125,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
         max_lost: cfg.max_lost,
-        // A missed heartbeat (two intervals of silence) makes a worker suspect; never
-        // longer than half a lease.
-        suspect_after_ms: (cfg.heartbeat_ms * 2).min(cfg.lease_ms / 2).max(1),
+        // A missed heartbeat makes a worker suspect: two and a half intervals of silence, so
+        // one heartbeat delayed by a slow commit does not; never longer than half a lease.
+        suspect_after_ms: (cfg.heartbeat_ms * 5 / 2).min(cfg.lease_ms / 2).max(1),
         ..CoreConfig::default()
     };
     let active = snapshot.tasks.len();

@@ -122,6 +122,8 @@ pub enum SubmitError {
     /// A schedule's trigger does not parse (cron syntax, zone, zero interval).
     BadSchedule(String),
     NoSuchSchedule(String),
+    /// A workflow rerun while the workflow still has active nodes.
+    WorkflowRunning(String),
 }
 
 #[derive(Default)]
@@ -453,6 +455,18 @@ impl Coordinator {
             }
         }
         if let Some(w) = workflow {
+            if self.workflow_active(&w.id) {
+                fx.replies.push((
+                    req,
+                    Reply::SubmitRefused(SubmitError::WorkflowRunning(w.id)),
+                ));
+                return;
+            }
+            let submitted = tasks
+                .iter()
+                .filter(|t| t.flow.workflow.as_ref().is_some_and(|(id, _)| *id == w.id))
+                .count();
+            self.workflow_run_begins(&w, submitted);
             fx.writes.push(Write::Workflow(w));
         }
         let mut ids = Vec::with_capacity(tasks.len());
@@ -526,7 +540,7 @@ impl Coordinator {
                 }
                 fx.writes.push(Write::Flow(rec.clone()));
                 if let Some((wf, _)) = &rec.spec.workflow {
-                    self.workflow_node_added(now, wf, fx);
+                    self.workflow_node_added(wf, id);
                 }
                 self.flow.recs.insert(id, rec);
             }
@@ -678,7 +692,7 @@ impl Coordinator {
         self.sched_on_terminal(now, id, fx);
         let rec = self.flow.recs.remove(&id);
         if let Some((wf, _)) = rec.as_ref().and_then(|r| r.spec.workflow.as_ref()) {
-            self.workflow_node_ended(now, wf, state, fx);
+            self.workflow_node_ended(now, wf, id, state, fx);
         }
         if let Some(r) = &rec {
             if let Some(d) = r.spec.deadline {

@@ -301,6 +301,15 @@ impl Coordinator {
             None,
             fx,
         );
+        // A template with an idempotency key names the task it created first.
+        let id = fx
+            .replies
+            .iter()
+            .find_map(|(r, reply)| match reply {
+                Reply::Submitted(ids) if *r == NO_REQ => ids.first().copied(),
+                _ => None,
+            })
+            .unwrap_or(id);
         fx.replies.retain(|(r, _)| *r != NO_REQ);
         let s = self.sched.by_name.get_mut(name).expect("known schedule");
         if let Some(old) = s.rec.last_task.replace(id) {
