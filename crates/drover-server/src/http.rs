@@ -423,6 +423,9 @@ async fn set_draining(s: AppState, name: String, on: bool) -> ApiResult<Json<Wor
         .map_err(|_| gone())?;
     match reply {
         Reply::Drain(Ok(())) => {
+            if !on {
+                s.workers.resumed(&name);
+            }
             let list = s.driver.workers().await.map_err(|_| gone())?;
             let mut views = s.workers.views(list, now_micros());
             views.retain(|w| w.name == name);

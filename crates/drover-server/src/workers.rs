@@ -123,6 +123,13 @@ impl WorkerMonitor {
         out
     }
 
+    /// A worker was resumed while away: its lost entry no longer shows it draining.
+    pub fn resumed(&self, name: &str) {
+        if let Some(w) = self.lock().lost.get_mut(name).and_then(|l| l.last.as_mut()) {
+            w.draining = false;
+        }
+    }
+
     /// Workers per state, for the metrics.
     pub fn counts(&self, current: Vec<WorkerSummary>, now: Micros) -> HashMap<&'static str, i64> {
         let mut m = HashMap::new();
