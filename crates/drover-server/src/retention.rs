@@ -1,7 +1,8 @@
 //! The retention windows: a background task that deletes, in small batches and off the
 //! driver's path, events (and webhook delivery attempts) older than the event retention, and
-//! terminal tasks (with their attempts, logs and flow records, and workflows left without
-//! tasks) that finished longer ago than the task retention.
+//! terminal tasks (with their attempts, logs and flow records; a workflow's only with the
+//! whole workflow, once all its tasks are due) that finished longer ago than the task
+//! retention.
 
 use std::sync::Arc;
 use std::time::Duration;

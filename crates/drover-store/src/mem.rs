@@ -365,23 +365,68 @@ impl Store for MemStore {
         limit: usize,
     ) -> Result<PrunedTasks, StoreError> {
         let mut g = self.lock();
-        // As SQLite walks it: by terminal state, then oldest created (id) first, created by
-        // the cutoff.
+        if limit == 0 {
+            return Ok(PrunedTasks::default());
+        }
+        let is_due = |t: &TaskRecord| {
+            t.state.is_terminal() && t.finished_at.is_some_and(|f| f < finished_before)
+        };
+        // Whole workflows first, as SQLite walks them: created before the cutoff, oldest
+        // first, at most PRUNE_WORKFLOW_SCAN; each with its tasks by id.
+        let mut tasks_of: BTreeMap<&str, Vec<TaskId>> = BTreeMap::new();
+        for f in g.flows.values() {
+            if let Some((w, _)) = &f.spec.workflow {
+                tasks_of.entry(w.as_str()).or_default().push(f.task_id);
+            }
+        }
+        let mut candidates: Vec<_> = g
+            .workflows
+            .values()
+            .filter(|w| w.created_at < finished_before)
+            .collect();
+        candidates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let mut due: Vec<TaskId> = Vec::new();
+        let mut workflows = Vec::new();
+        for w in candidates.into_iter().take(crate::PRUNE_WORKFLOW_SCAN) {
+            if due.len() >= limit {
+                break;
+            }
+            let tasks = tasks_of.get(w.id.as_str()).map_or(&[][..], Vec::as_slice);
+            let whole_due = w
+                .nodes
+                .iter()
+                .map(|n| &n.task_id)
+                .chain(tasks)
+                .all(|id| g.tasks.get(id).is_none_or(is_due));
+            if whole_due {
+                due.extend(tasks.iter().filter(|id| g.tasks.contains_key(id)));
+                workflows.push(w.id.clone());
+            }
+        }
+        // Then the tasks of no workflow: by terminal state, then oldest created (id) first,
+        // created by the cutoff.
         let newest = crate::newest_id_created_by(finished_before);
         let state_rank = |s: TaskState| TaskState::ALL.iter().position(|x| *x == s);
-        let mut due: Vec<(Option<usize>, TaskId)> = g
+        let of_a_workflow = |id: &TaskId| {
+            g.flows
+                .get(id)
+                .and_then(|f| f.spec.workflow.as_ref())
+                .is_some_and(|(w, _)| g.workflows.contains_key(w))
+        };
+        let mut plain: Vec<(Option<usize>, TaskId)> = g
             .tasks
             .values()
-            .filter(|t| t.state.is_terminal())
+            .filter(|t| is_due(t))
             .filter(|t| newest.is_some_and(|n| t.id <= n))
-            .filter(|t| t.finished_at.is_some_and(|f| f < finished_before))
+            .filter(|t| !of_a_workflow(&t.id))
             .map(|t| (state_rank(t.state), t.id))
             .collect();
-        due.sort_unstable();
-        due.truncate(limit);
-        let mut touched = std::collections::BTreeSet::new();
+        plain.sort_unstable();
+        plain.truncate(limit.saturating_sub(due.len()));
+        due.extend(plain.into_iter().map(|(_, id)| id));
+
         let mut keys = Vec::new();
-        for (_, id) in &due {
+        for id in &due {
             let t = g.tasks.remove(id).expect("listed above");
             if let Some(k) = &t.def.idempotency_key {
                 keys.push((k.clone(), *id));
@@ -402,20 +447,12 @@ impl Store for MemStore {
             for k in logs {
                 g.logs.remove(&k);
             }
-            if let Some(f) = g.flows.remove(id) {
-                if let Some((wf, _)) = f.spec.workflow {
-                    touched.insert(wf);
-                }
-            }
+            g.flows.remove(id);
         }
-        for wf in touched {
-            let gone = g
-                .workflows
-                .get(&wf)
-                .is_some_and(|w| w.nodes.iter().all(|n| !g.tasks.contains_key(&n.task_id)));
-            if gone {
-                g.workflows.remove(&wf);
-            }
+        for w in workflows {
+            g.flows
+                .retain(|_, f| f.spec.workflow.as_ref().is_none_or(|(id, _)| *id != w));
+            g.workflows.remove(&w);
         }
         Ok(PrunedTasks {
             tasks: due.len() as u64,

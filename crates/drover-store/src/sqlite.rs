@@ -16,10 +16,7 @@ use drover_core::{
     AttemptRecord, Event, LogChunk, Micros, Snapshot, TaskId, TaskRecord, TaskState, Write,
 };
 use rusqlite::types::Value;
-use rusqlite::{
-    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension,
-    TransactionBehavior,
-};
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
@@ -42,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0004_schedules.sql"),
     include_str!("sqlite/migrations/0005_events_and_retention.sql"),
     include_str!("sqlite/migrations/0006_drained_workers.sql"),
+    include_str!("sqlite/migrations/0007_workflows_by_created.sql"),
 ];
 
 /// Events deleted per transaction by `prune_events`, so a large prune never holds the writer
@@ -888,8 +886,9 @@ fn prune_events_batch(conn: &mut Connection, before: Micros) -> Result<u64, Stor
     Ok(n as u64)
 }
 
-/// `Store::prune_tasks` in one transaction: the due terminal tasks (see `prune_tasks_sql`),
-/// with everything that hangs off them.
+/// `Store::prune_tasks` in one transaction: first the due workflows, whole
+/// (`flow::due_workflows`), then, with what is left of `limit`, the due tasks of no workflow
+/// (`PRUNE_TASKS_SQL`); every task with everything that hangs off it.
 fn prune_tasks(
     conn: &mut Connection,
     before: Micros,
@@ -901,12 +900,15 @@ fn prune_tasks(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
+    // Workflows first: while a backlog of them is due, each call spends its budget on them
+    // and the task walk below, which steps over every workflow's tasks, does not run.
     let mut due: Vec<(Vec<u8>, Option<String>)> = Vec::new();
+    let workflows = flow::due_workflows(&tx, before, limit, &mut due)?;
     if let Some(newest) = crate::newest_id_created_by(before) {
         let mut st = tx.prepare_cached(PRUNE_TASKS_SQL).map_err(db_err)?;
         let newest = newest.0.to_be_bytes();
         for state in TaskState::ALL.iter().filter(|s| s.is_terminal()) {
-            let left = limit - due.len() as i64;
+            let left = limit.saturating_sub(due.len() as i64);
             if left <= 0 {
                 break;
             }
@@ -922,20 +924,7 @@ fn prune_tasks(
         }
     }
     let mut keys = Vec::new();
-    for (id, key) in &due {
-        if let Some(k) = key {
-            keys.push((k.clone(), codec::id_from_blob(id)?));
-        }
-    }
-    let ids: Vec<Vec<u8>> = due.into_iter().map(|(id, _)| id).collect();
-    let mut touched = std::collections::BTreeSet::new();
     {
-        let mut workflow_of = tx
-            .prepare_cached(
-                "SELECT workflow_id FROM task_flow WHERE task_id = ?1 \
-                 AND workflow_id IS NOT NULL",
-            )
-            .map_err(db_err)?;
         let mut deletes = [
             "DELETE FROM attempts WHERE task_id = ?1",
             "DELETE FROM logs WHERE task_id = ?1",
@@ -945,32 +934,39 @@ fn prune_tasks(
         .map(|sql| tx.prepare_cached(sql).map_err(db_err))
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
-        for id in &ids {
-            let wf: Option<String> = workflow_of
-                .query_row([id], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?;
-            touched.extend(wf);
+        for (id, key) in &due {
+            if let Some(k) = key {
+                keys.push((k.clone(), codec::id_from_blob(id)?));
+            }
             for st in &mut deletes {
                 st.execute([id]).map_err(db_err)?;
             }
         }
     }
-    flow::prune_workflows(&tx, &touched)?;
+    for w in &workflows {
+        flow::delete_workflow(&tx, w)?;
+    }
     tx.commit().map_err(db_err)?;
     Ok(PrunedTasks {
-        tasks: ids.len() as u64,
+        tasks: due.len() as u64,
         keys,
     })
 }
 
-/// The due tasks of one terminal state, oldest created first (`?1` state, `?2` newest id,
-/// `?3` finished before, `?4` limit). Task ids are UUIDv7, so a task that finished before the
-/// cutoff was created before it too: the walk of `tasks_by_state` stops at the cutoff's id
-/// and never visits newer tasks. No index of its own: one more index on `tasks` would cost
-/// every terminal transition a b-tree write (measured: a quarter of end-to-end throughput).
+/// The due tasks of one terminal state that are no workflow's, oldest created first (`?1`
+/// state, `?2` newest id, `?3` finished before, `?4` limit). A workflow's tasks go only with
+/// the workflow, as a whole (`flow::due_workflows`); a task whose flow record names a
+/// workflow that is not stored is no workflow's. Task ids are UUIDv7, so a task that finished
+/// before the cutoff was created before it too: the walk of `tasks_by_state` stops at the
+/// cutoff's id and never visits newer tasks; each task it visits costs a primary-key lookup
+/// of its flow record (and of the workflow, for a node). No index of its own: one more index
+/// on `tasks` would cost every terminal transition a b-tree write (measured: a quarter of
+/// end-to-end throughput).
 const PRUNE_TASKS_SQL: &str = "SELECT id, idempotency_key FROM tasks \
-     WHERE state = ?1 AND id <= ?2 AND finished_at < ?3 ORDER BY id LIMIT ?4";
+     WHERE state = ?1 AND id <= ?2 AND finished_at < ?3 \
+     AND NOT EXISTS (SELECT 1 FROM task_flow f JOIN workflows w ON w.id = f.workflow_id \
+     WHERE f.task_id = tasks.id) \
+     ORDER BY id LIMIT ?4";
 
 fn webhook_from_row(row: &rusqlite::Row<'_>) -> Result<WebhookRecord, StoreError> {
     let events: String = row.get(2).map_err(db_err)?;
@@ -1063,8 +1059,37 @@ mod tests {
                 Value::Integer(10),
             ],
         );
+        // Task retention: index walks, no scan, no sort; each task or workflow walked costs
+        // primary-key lookups.
         assert!(
             p.contains("USING INDEX tasks_by_state (state=? AND id<?)")
+                && p.contains("SEARCH f USING PRIMARY KEY (task_id=?)")
+                && p.contains("SEARCH w USING PRIMARY KEY (id=?)")
+                && !p.contains("SCAN")
+                && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            &flow::due_workflows_sql(),
+            vec![Value::Integer(0), Value::Integer(10)],
+        );
+        assert!(
+            p.starts_with("SEARCH w USING INDEX workflows_by_created (created_at<?)")
+                && p.contains("SEARCH f USING COVERING INDEX task_flow_by_workflow")
+                && p.matches("SEARCH t USING PRIMARY KEY (id=?)").count() == 2
+                && !p.contains("TEMP B-TREE")
+                && !p.replace("SCAN n VIRTUAL TABLE", "").contains("SCAN"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            flow::WORKFLOW_TASKS_SQL,
+            vec![Value::Text("w".into())],
+        );
+        assert!(
+            p.contains("USING COVERING INDEX task_flow_by_workflow (workflow_id=?)")
+                && p.contains("SEARCH t USING PRIMARY KEY (id=?)")
                 && !p.contains("TEMP B-TREE"),
             "{p}"
         );
@@ -1072,6 +1097,8 @@ mod tests {
             "DELETE FROM attempts WHERE task_id = x'00'",
             "DELETE FROM logs WHERE task_id = x'00'",
             "DELETE FROM task_flow WHERE task_id = x'00'",
+            "DELETE FROM task_flow WHERE workflow_id = 'w'",
+            "DELETE FROM workflows WHERE id = 'w'",
             "SELECT * FROM attempts WHERE task_id = x'00' ORDER BY attempt",
             "SELECT * FROM logs WHERE task_id = x'00' AND attempt = 1 ORDER BY id",
             "SELECT * FROM events WHERE seq > 5 ORDER BY seq LIMIT 10",

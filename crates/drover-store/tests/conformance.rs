@@ -60,7 +60,11 @@ macro_rules! suite {
                 flow_round_trip_and_snapshot,
                 prune_tasks_removes_old_terminal_tasks_and_their_history,
                 prune_tasks_within_the_limit_until_none_is_due,
-                prune_tasks_removes_workflows_whose_nodes_are_gone,
+                prune_tasks_keeps_a_workflow_until_every_node_is_due,
+                prune_tasks_never_prunes_a_workflow_with_an_active_node,
+                prune_tasks_prunes_a_rerun_workflow_with_its_earlier_runs,
+                prune_tasks_prunes_workflows_whole,
+                prune_tasks_shares_the_limit_with_whole_workflows,
                 prune_tasks_reports_idempotency_keys,
                 drained_workers_survive_in_the_snapshot,
             );
@@ -1370,18 +1374,170 @@ pub mod flow_cases {
         assert_eq!(pruned.keys, vec![("order-42".to_string(), keyed.id)]);
     }
 
-    pub async fn prune_tasks_removes_workflows_whose_nodes_are_gone<S: Store>(s: &S) {
-        let node = |name: &str, id: TaskId| WorkflowNode {
+    fn node(name: &str, id: TaskId) -> WorkflowNode {
+        WorkflowNode {
             name: name.into(),
             task_id: id,
             after: vec![],
-        };
-        let wf = |id: &str, nodes: Vec<WorkflowNode>| WorkflowRecord {
+        }
+    }
+
+    fn workflow(id: &str, created_at: i64, nodes: Vec<WorkflowNode>) -> WorkflowRecord {
+        WorkflowRecord {
             id: id.into(),
             name: format!("{id} name"),
-            created_at: 1,
+            created_at,
             nodes,
-        };
+        }
+    }
+
+    /// A task with two attempts, their logs, and its flow record (node `node` of `wf`).
+    fn with_history(t: &TaskRecord, wf: Option<(&str, &str)>) -> Vec<Write> {
+        let mut w = vec![new(t), flow_of(t.id, wf)];
+        for n in 1..=2 {
+            w.push(Write::Attempt(attempt(t.id, n, "w")));
+            w.push(log(t.id, n, LogStream::Stdout, b"out"));
+        }
+        w
+    }
+
+    async fn assert_kept<S: Store>(s: &S, t: &TaskRecord) {
+        assert_eq!(
+            s.task(t.id).await.unwrap().as_ref(),
+            Some(t),
+            "task {}",
+            t.id
+        );
+        assert_eq!(
+            s.attempts(t.id).await.unwrap().len(),
+            2,
+            "attempts {}",
+            t.id
+        );
+        assert_eq!(s.logs(t.id, 1).await.unwrap().len(), 1, "logs {}", t.id);
+        assert!(s.flow(t.id).await.unwrap().is_some(), "flow {}", t.id);
+    }
+
+    async fn assert_gone<S: Store>(s: &S, id: TaskId) {
+        assert_eq!(s.task(id).await.unwrap(), None, "task {id}");
+        assert!(s.attempts(id).await.unwrap().is_empty(), "attempts {id}");
+        for n in 1..=2 {
+            assert!(s.logs(id, n).await.unwrap().is_empty(), "logs {id}");
+        }
+        assert_eq!(s.flow(id).await.unwrap(), None, "flow {id}");
+    }
+
+    pub async fn prune_tasks_keeps_a_workflow_until_every_node_is_due<S: Store>(s: &S) {
+        let a = finished(tid(1), 0, TaskState::Succeeded, 10);
+        let b = finished(tid(2), 1, TaskState::Failed, 5_000);
+        let plain = finished(tid(3), 2, TaskState::Succeeded, 10);
+        let wf = workflow("wf", 1, vec![node("a", a.id), node("b", b.id)]);
+        let mut writes = with_history(&a, Some(("wf", "a")));
+        writes.extend(with_history(&b, Some(("wf", "b"))));
+        writes.extend(with_history(&plain, None));
+        writes.push(Write::Workflow(wf.clone()));
+        s.commit(writes).await.unwrap();
+
+        // a is past the cutoff, b is not: only the task of no workflow goes.
+        assert_eq!(s.prune_tasks(T0 + 1_000, 100).await.unwrap().tasks, 1);
+        assert_gone(s, plain.id).await;
+        assert_kept(s, &a).await;
+        assert_kept(s, &b).await;
+        assert_eq!(s.workflow("wf").await.unwrap(), Some(wf.clone()));
+        assert_eq!(s.prune_tasks(T0 + 5_000, 100).await.unwrap().tasks, 0);
+        assert_eq!(s.workflow("wf").await.unwrap(), Some(wf));
+
+        // Both are: the workflow goes, whole.
+        let pruned = s.prune_tasks(T0 + 5_001, 100).await.unwrap();
+        assert_eq!(pruned.tasks, 2);
+        assert_gone(s, a.id).await;
+        assert_gone(s, b.id).await;
+        assert_eq!(s.workflow("wf").await.unwrap(), None);
+        assert!(s.workflows(10).await.unwrap().is_empty());
+        assert!(all_ids(s).await.is_empty());
+        assert_eq!(s.prune_tasks(i64::MAX, 100).await.unwrap().tasks, 0);
+    }
+
+    pub async fn prune_tasks_never_prunes_a_workflow_with_an_active_node<S: Store>(s: &S) {
+        let old = finished(tid(1), 0, TaskState::Succeeded, 10);
+        // A retried task keeps its old `finished_at`.
+        let running = full_running(tid(2), 1);
+        let queued = task(tid(3), 2, noop_def("q"), TaskState::Queued);
+        let w1 = workflow(
+            "wf-1",
+            1,
+            vec![node("old", old.id), node("run", running.id)],
+        );
+        let old2 = finished(tid(4), 3, TaskState::Failed, 10);
+        let w2 = workflow("wf-2", 2, vec![node("old", old2.id), node("q", queued.id)]);
+        // Every current node of wf-3 is due, but another task of it (not in the doc) is active.
+        let old3 = finished(tid(5), 4, TaskState::Succeeded, 10);
+        let other = task(tid(6), 5, noop_def("q"), TaskState::Pending);
+        let w3 = workflow("wf-3", 3, vec![node("old", old3.id)]);
+        // And the other way round: a current node of wf-4 is active, though no flow record
+        // names wf-4 for it.
+        let old4 = finished(tid(7), 6, TaskState::Succeeded, 10);
+        let unnamed = task(tid(8), 7, noop_def("q"), TaskState::Queued);
+        let w4 = workflow("wf-4", 4, vec![node("old", old4.id), node("q", unnamed.id)]);
+        let mut writes = with_history(&old, Some(("wf-1", "old")));
+        writes.extend(with_history(&running, Some(("wf-1", "run"))));
+        writes.extend(with_history(&old2, Some(("wf-2", "old"))));
+        writes.extend(with_history(&queued, Some(("wf-2", "q"))));
+        writes.extend(with_history(&old3, Some(("wf-3", "old"))));
+        writes.extend(with_history(&other, Some(("wf-3", "old"))));
+        writes.extend(with_history(&old4, Some(("wf-4", "old"))));
+        writes.extend(with_history(&unnamed, None));
+        writes.extend([w1.clone(), w2.clone(), w3.clone(), w4.clone()].map(Write::Workflow));
+        s.commit(writes).await.unwrap();
+
+        assert_eq!(
+            s.prune_tasks(i64::MAX, 100).await.unwrap(),
+            Default::default()
+        );
+        for t in [
+            &old, &running, &old2, &queued, &old3, &other, &old4, &unnamed,
+        ] {
+            assert_kept(s, t).await;
+        }
+        assert_eq!(s.workflows(10).await.unwrap(), vec![w4, w3, w2, w1]);
+    }
+
+    pub async fn prune_tasks_prunes_a_rerun_workflow_with_its_earlier_runs<S: Store>(s: &S) {
+        // Node x failed (x1) and was rerun (x2); node y succeeded and was kept by the rerun.
+        let mut x1 = finished(tid(1), 0, TaskState::Failed, 10);
+        x1.def = Arc::new(TaskDef {
+            idempotency_key: Some("first-run".into()),
+            ..(*x1.def).clone()
+        });
+        let y = finished(tid(2), 1, TaskState::Succeeded, 20);
+        let x2 = finished(tid(3), 2, TaskState::Succeeded, 3_000);
+        let wf = workflow("wf", 1, vec![node("x", x2.id), node("y", y.id)]);
+        let mut writes = with_history(&x1, Some(("wf", "x")));
+        writes.extend(with_history(&y, Some(("wf", "y"))));
+        writes.extend(with_history(&x2, Some(("wf", "x"))));
+        writes.push(Write::Workflow(wf.clone()));
+        s.commit(writes).await.unwrap();
+
+        // x1 and y are past the cutoff but x2 is not: none goes, not even the replaced x1.
+        assert_eq!(
+            s.prune_tasks(T0 + 1_000, 100).await.unwrap(),
+            Default::default()
+        );
+        for t in [&x1, &y, &x2] {
+            assert_kept(s, t).await;
+        }
+        assert_eq!(s.workflow("wf").await.unwrap(), Some(wf));
+
+        let pruned = s.prune_tasks(T0 + 3_001, 100).await.unwrap();
+        assert_eq!(pruned.tasks, 3);
+        assert_eq!(pruned.keys, vec![("first-run".to_string(), x1.id)]);
+        for t in [&x1, &y, &x2] {
+            assert_gone(s, t.id).await;
+        }
+        assert_eq!(s.workflow("wf").await.unwrap(), None);
+    }
+
+    pub async fn prune_tasks_prunes_workflows_whole<S: Store>(s: &S) {
         // wf-done: both nodes old and terminal. wf-live: one node still active.
         // wf-rerun: an old run's node was replaced by a recent one.
         let a = finished(tid(1), 0, TaskState::Succeeded, 10);
@@ -1390,9 +1546,10 @@ pub mod flow_cases {
         let d = task(tid(4), 3, noop_def("q"), TaskState::Queued);
         let e = finished(tid(5), 4, TaskState::Failed, 40);
         let f = finished(tid(6), 5, TaskState::Succeeded, 5_000);
-        let done = wf("wf-done", vec![node("a", a.id), node("b", b.id)]);
-        let live = wf("wf-live", vec![node("c", c.id), node("d", d.id)]);
-        let rerun = wf("wf-rerun", vec![node("e", f.id)]);
+        let plain = finished(tid(7), 6, TaskState::Cancelled, 50);
+        let done = workflow("wf-done", 1, vec![node("a", a.id), node("b", b.id)]);
+        let live = workflow("wf-live", 1, vec![node("c", c.id), node("d", d.id)]);
+        let rerun = workflow("wf-rerun", 1, vec![node("e", f.id)]);
         s.commit(vec![
             new(&a),
             new(&b),
@@ -1400,31 +1557,91 @@ pub mod flow_cases {
             new(&d),
             new(&e),
             new(&f),
+            new(&plain),
             flow_of(a.id, Some(("wf-done", "a"))),
             flow_of(b.id, Some(("wf-done", "b"))),
             flow_of(c.id, Some(("wf-live", "c"))),
             flow_of(d.id, Some(("wf-live", "d"))),
             flow_of(e.id, Some(("wf-rerun", "e"))),
             flow_of(f.id, Some(("wf-rerun", "e"))),
+            flow_of(plain.id, None),
             Write::Workflow(done.clone()),
             Write::Workflow(live.clone()),
             Write::Workflow(rerun.clone()),
         ])
         .await
         .unwrap();
-        // One of wf-done's nodes is left: it stays.
-        assert_eq!(s.prune_tasks(T0 + 1_000, 1).await.unwrap().tasks, 1);
-        assert_eq!(s.task(a.id).await.unwrap(), None);
-        assert_eq!(s.workflow("wf-done").await.unwrap(), Some(done));
-        assert_eq!(s.prune_tasks(T0 + 1_000, 100).await.unwrap().tasks, 3);
-        assert_eq!(all_ids(s).await, vec![d.id, f.id]);
+        // wf-done goes whole although that takes the count past the limit; the rest waits
+        // for the next call.
+        assert_eq!(s.prune_tasks(T0 + 1_000, 1).await.unwrap().tasks, 2);
+        assert_eq!(all_ids(s).await, vec![c.id, d.id, e.id, f.id, plain.id]);
         assert_eq!(s.workflow("wf-done").await.unwrap(), None);
+        // Of the old tasks that are left only the one of no workflow is due.
+        assert_eq!(s.prune_tasks(T0 + 1_000, 100).await.unwrap().tasks, 1);
+        assert_eq!(all_ids(s).await, vec![c.id, d.id, e.id, f.id]);
         assert_eq!(s.workflow("wf-live").await.unwrap(), Some(live.clone()));
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), Some(rerun.clone()));
         assert_eq!(s.workflows(10).await.unwrap().len(), 2);
-        assert_eq!(s.prune_tasks(T0 + 10_000, 100).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 10_000, 100).await.unwrap().tasks, 2);
+        assert_eq!(all_ids(s).await, vec![c.id, d.id]);
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), None);
+        assert_eq!(s.flow(e.id).await.unwrap(), None);
         assert_eq!(s.workflows(10).await.unwrap(), vec![live]);
+    }
+
+    pub async fn prune_tasks_shares_the_limit_with_whole_workflows<S: Store>(s: &S) {
+        // wf-empty: its nodes are gone already (pruned one by one by an earlier build).
+        let empty = workflow("wf-empty", 1, vec![node("x", tid(99))]);
+        let w1 = [1, 2, 3].map(|n| finished(tid(n), n as u64, TaskState::Succeeded, 10));
+        let w2 = [4, 5].map(|n| finished(tid(n), n as u64, TaskState::Failed, 10));
+        let wf1 = workflow(
+            "wf-1",
+            2,
+            w1.iter().map(|t| node(&t.id.to_string(), t.id)).collect(),
+        );
+        let wf2 = workflow(
+            "wf-2",
+            3,
+            w2.iter().map(|t| node(&t.id.to_string(), t.id)).collect(),
+        );
+        // A flow record naming a workflow that is not stored: a task of no workflow.
+        let orphan = finished(tid(6), 6, TaskState::Succeeded, 10);
+        let plain = finished(tid(7), 7, TaskState::Succeeded, 10);
+        let mut writes = vec![
+            Write::Workflow(empty),
+            Write::Workflow(wf1),
+            Write::Workflow(wf2),
+            new(&orphan),
+            flow_of(orphan.id, Some(("wf-unknown", "o"))),
+            new(&plain),
+        ];
+        for t in &w1 {
+            writes.push(new(t));
+            writes.push(flow_of(t.id, Some(("wf-1", "n"))));
+        }
+        for t in &w2 {
+            writes.push(new(t));
+            writes.push(flow_of(t.id, Some(("wf-2", "n"))));
+        }
+        s.commit(writes).await.unwrap();
+        let workflow_ids = |v: Vec<WorkflowRecord>| {
+            let mut ids: Vec<String> = v.into_iter().map(|w| w.id).collect();
+            ids.sort();
+            ids
+        };
+
+        // Oldest first: wf-empty (no task), then wf-1 whole.
+        assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 3);
+        assert_eq!(workflow_ids(s.workflows(10).await.unwrap()), vec!["wf-2"]);
+        assert_eq!(all_ids(s).await, vec![tid(4), tid(5), tid(6), tid(7)]);
+        assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 2);
+        assert!(s.workflows(10).await.unwrap().is_empty());
+        assert_eq!(all_ids(s).await, vec![tid(6), tid(7)]);
+        assert_eq!(s.prune_tasks(T0 + 100, 1).await.unwrap().tasks, 1);
+        assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 1);
+        assert!(all_ids(s).await.is_empty());
+        assert_eq!(s.flow(orphan.id).await.unwrap(), None);
+        assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 0);
     }
 }
 

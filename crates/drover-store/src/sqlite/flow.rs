@@ -4,7 +4,8 @@
 use drover_core::cron::{Misfire, Overlap, ScheduleRecord, ScheduleSpec, Trigger};
 use drover_core::dag::{WorkflowNode, WorkflowRecord};
 use drover_core::{
-    FlowRecord, FlowSnapshot, FlowSpec, QueueConfig, TaskDef, TaskId, TaskState, UpstreamPolicy,
+    FlowRecord, FlowSnapshot, FlowSpec, Micros, QueueConfig, TaskDef, TaskId, TaskState,
+    UpstreamPolicy,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde_json::{json, Value};
@@ -296,33 +297,78 @@ pub(super) fn workflows(
     Ok(out)
 }
 
-/// Task retention: deletes each of `touched` (workflows that just lost a node task) none of
-/// whose current nodes' tasks exist any more.
-pub(super) fn prune_workflows(
+/// Task retention's walk of the workflows (`?1` finished before, `?2` most workflows): those
+/// created before the cutoff, oldest first (`workflows_by_created`), each with whether it is
+/// due: every current node's task (from the doc) and every task of the workflow (by
+/// `task_flow.workflow_id`: earlier runs a rerun replaced, too) is gone, or terminal and
+/// finished before the cutoff. Each check stops at the first task that is not due.
+pub(super) fn due_workflows_sql() -> String {
+    let terminal = TaskState::ALL
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let not_due =
+        format!("(t.state NOT IN ({terminal}) OR t.finished_at IS NULL OR t.finished_at >= ?1)");
+    format!(
+        "SELECT w.id, \
+         NOT EXISTS (SELECT 1 FROM json_each(w.doc) n \
+             JOIN tasks t ON t.id = unhex(n.value ->> 'task_id', '-') WHERE {not_due}) \
+         AND NOT EXISTS (SELECT 1 FROM task_flow f JOIN tasks t ON t.id = f.task_id \
+             WHERE f.workflow_id = w.id AND {not_due}) \
+         FROM workflows w WHERE w.created_at < ?1 ORDER BY w.created_at, w.id LIMIT ?2"
+    )
+}
+
+/// The stored tasks of a workflow (`?1`), earlier runs included, by id.
+pub(super) const WORKFLOW_TASKS_SQL: &str = "SELECT t.id, t.idempotency_key FROM task_flow f \
+    JOIN tasks t ON t.id = f.task_id WHERE f.workflow_id = ?1 ORDER BY f.task_id";
+
+/// Task retention, the workflows: walks at most `PRUNE_WORKFLOW_SCAN` of those created before
+/// `before`, oldest first, and takes each due one whole (see `due_workflows_sql`) until `due`
+/// holds `limit` tasks; the last one taken may take it past `limit`. Appends the workflows'
+/// stored tasks (id, idempotency key) to `due` and returns the workflows, which
+/// `delete_workflow` deletes once their tasks are.
+pub(super) fn due_workflows(
     tx: &Transaction<'_>,
-    touched: &std::collections::BTreeSet<String>,
-) -> Result<(), StoreError> {
-    if touched.is_empty() {
-        return Ok(());
-    }
-    let mut exists = tx
-        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")
-        .map_err(db_err)?;
-    for id in touched {
-        let Some(w) = workflow(tx, id)? else {
-            continue;
+    before: Micros,
+    limit: i64,
+    due: &mut Vec<(Vec<u8>, Option<String>)>,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    let mut walk = tx.prepare_cached(&due_workflows_sql()).map_err(db_err)?;
+    let mut tasks_of = tx.prepare_cached(WORKFLOW_TASKS_SQL).map_err(db_err)?;
+    let scan = i64::try_from(crate::PRUNE_WORKFLOW_SCAN).unwrap_or(i64::MAX);
+    let mut rows = walk.query(params![before, scan]).map_err(db_err)?;
+    while (due.len() as i64) < limit {
+        let Some(row) = rows.next().map_err(db_err)? else {
+            break;
         };
-        let mut any = false;
-        for n in &w.nodes {
-            if exists.exists([&id_bytes(n.task_id)[..]]).map_err(db_err)? {
-                any = true;
-                break;
-            }
+        if !row.get::<_, bool>(1).map_err(db_err)? {
+            continue;
         }
-        if !any {
-            tx.execute("DELETE FROM workflows WHERE id = ?1", [id])
-                .map_err(db_err)?;
+        let id: String = row.get(0).map_err(db_err)?;
+        let tasks = tasks_of
+            .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        for t in tasks {
+            due.push(t.map_err(db_err)?);
         }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Deletes a workflow and whatever flow records still name it (its tasks are deleted).
+pub(super) fn delete_workflow(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    for sql in [
+        "DELETE FROM task_flow WHERE workflow_id = ?1",
+        "DELETE FROM workflows WHERE id = ?1",
+    ] {
+        tx.prepare_cached(sql)
+            .and_then(|mut st| st.execute([id]))
+            .map_err(db_err)?;
     }
     Ok(())
 }
