@@ -170,10 +170,7 @@ fn a_restart_mid_workflow_ends_it_once_with_the_right_state() {
     let r = b.attempt_ref(x);
     b.finish(1, r, AttemptOutcome::Failed, Some(2));
     // Restart: y is still active; x's failure is known only from the store.
-    let mut after = Bench::from_snapshot(3, b.now, b.snapshot());
-    after.tasks = b.tasks.clone();
-    after.events = b.events.clone();
-    after.workflows = b.workflows.clone();
+    let mut after = b.restarted(3);
     assert_eq!(
         after.core.workflow_state("wf1"),
         Some(WorkflowState::Running)
@@ -218,10 +215,7 @@ fn a_retry_or_a_restart_does_not_announce_the_workflow_twice() {
     assert_eq!(b.state(ids[0]), TaskState::Pending, "waiting for its retry");
     assert_eq!(b.core.workflow_state("wf2"), Some(WorkflowState::Running));
     // A restart while the node waits for its retry: still running, nothing announced again.
-    let mut after = Bench::from_snapshot(9, b.now, b.snapshot());
-    after.tasks = b.tasks.clone();
-    after.events = b.events.clone();
-    after.workflows = b.workflows.clone();
+    let mut after = b.restarted(9);
     assert_eq!(
         after.core.workflow_state("wf2"),
         Some(WorkflowState::Running)
@@ -385,8 +379,7 @@ fn a_drain_survives_a_restart_and_a_resume_after_it() {
     });
     assert!(b.drained.contains("w1"), "the drain is written");
     // Restart: the worker reconnects and is still drained.
-    let mut after = Bench::from_snapshot(7, b.now, b.snapshot());
-    after.drained = b.drained.clone();
+    let mut after = b.restarted(7);
     after.join(1, worker("w1", 2, 0));
     let id = after.submit_def(exec_def("q"));
     assert!(

@@ -99,6 +99,22 @@ impl Bench {
         }
     }
 
+    /// A server restart: a new core from the snapshot, over the same model store.
+    pub fn restarted(&self, seed: u8) -> Bench {
+        let mut b = Bench::from_snapshot(seed, self.now, self.snapshot());
+        b.tasks = self.tasks.clone();
+        b.attempts = self.attempts.clone();
+        b.events = self.events.clone();
+        b.flows = self.flows.clone();
+        b.queues = self.queues.clone();
+        b.schedules = self.schedules.clone();
+        b.workflows = self.workflows.clone();
+        b.drained = self.drained.clone();
+        b.next_id = self.next_id;
+        b.next_req = self.next_req;
+        b
+    }
+
     /// What `Store::load_snapshot` would return from the model store.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
