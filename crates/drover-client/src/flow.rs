@@ -64,8 +64,8 @@ impl Client {
     }
 
     /// Waits until the workflow has ended: listens to its workflow events (subscribed before
-    /// it reads the workflow, so its end is never missed) and re-reads it on each; polls if
-    /// the event stream is unavailable or breaks.
+    /// it reads the workflow, so its end is never missed) and reads it again at the final one;
+    /// polls if the event stream is unavailable or breaks.
     pub async fn wait_workflow(&self, id: &str) -> Result<WorkflowView> {
         let ended = |w: &WorkflowView| !matches!(w.state.as_str(), "pending" | "running");
         let query = EventQuery {
@@ -78,10 +78,9 @@ impl Client {
             if ended(&w) {
                 return Ok(w);
             }
-            while let Ok(Some(_)) = stream.next().await {
-                let w = self.workflow(id).await?;
-                if ended(&w) {
-                    return Ok(w);
+            while let Ok(Some(ev)) = stream.next().await {
+                if ev.is_terminal_workflow_event() {
+                    return self.workflow(id).await;
                 }
             }
         }
