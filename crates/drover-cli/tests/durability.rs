@@ -175,16 +175,8 @@ fn a_late_result_from_a_reclaimed_attempt_is_rejected() {
         Duration::from_secs(30),
         "the stale result to be rejected",
         || {
-            let m = http()
-                .get(format!("{url}/metrics"))
-                .send()
-                .unwrap()
-                .text()
-                .unwrap();
-            m.lines()
-                .find(|l| l.starts_with("drover_stale_results_rejected_total"))
-                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-                .filter(|&v| v >= 1.0)
+            let m = metrics_text(url);
+            (metric(&m, "drover_stale_results_rejected_total") >= 1.0).then_some(())
         },
     );
     let t = wait_state(url, &id, &["succeeded"], Duration::from_secs(30));

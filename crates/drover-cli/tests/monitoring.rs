@@ -110,26 +110,6 @@ fn submit_noops(url: &str, n: usize) -> BTreeSet<String> {
         .collect()
 }
 
-fn metrics_text(url: &str) -> String {
-    http()
-        .get(format!("{url}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
-/// The value of one sample line (`name{labels} value`), 0 if absent.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        .unwrap_or(0.0)
-}
-
 fn workers_json(url: &str) -> Vec<Value> {
     cli_json(url, &["workers"])["workers"]
         .as_array()

@@ -21,18 +21,6 @@ fn stdout_of(url: &str, id: &str) -> Option<String> {
     (status == 200).then(|| body["stdout"].as_str().unwrap_or_default().to_string())
 }
 
-fn tasks_pruned(url: &str) -> f64 {
-    let text = http()
-        .get(format!("{url}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("drover_tasks_pruned_total "))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[test]
 fn finished_tasks_and_their_logs_are_pruned_running_ones_stay() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +60,7 @@ fn finished_tasks_and_their_logs_are_pruned_running_ones_stay() {
     );
     let (status, body) = get(&format!("{url}/v1/tasks/{done}/logs"));
     assert_eq!(status, 404, "logs of a pruned task: {body}");
-    assert!(tasks_pruned(&url) >= 1.0);
+    assert!(metric(&metrics_text(&url), "drover_tasks_pruned_total") >= 1.0);
     let listed = cli_json(&url, &["list"]);
     assert!(
         !listed.to_string().contains(&done),

@@ -431,22 +431,8 @@ impl Store for MemStore {
             if let Some(k) = &t.def.idempotency_key {
                 keys.push((k.clone(), *id));
             }
-            let attempts: Vec<(TaskId, u32)> = g
-                .attempts
-                .range((*id, 0)..=(*id, u32::MAX))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in attempts {
-                g.attempts.remove(&k);
-            }
-            let logs: Vec<(TaskId, u32)> = g
-                .logs
-                .range((*id, 0)..=(*id, u32::MAX))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in logs {
-                g.logs.remove(&k);
-            }
+            remove_per_attempt(&mut g.attempts, *id);
+            remove_per_attempt(&mut g.logs, *id);
             g.flows.remove(id);
         }
         for w in workflows {
@@ -484,5 +470,14 @@ impl Store for MemStore {
         v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         v.truncate(limit);
         Ok(v)
+    }
+}
+
+/// Removes every entry of one task from a map keyed by (task, attempt).
+fn remove_per_attempt<V>(m: &mut BTreeMap<(TaskId, u32), V>, id: TaskId) {
+    // `m` keeps what sorts before the task, `of_task` what sorts from it on (then dropped).
+    let mut of_task = m.split_off(&(id, 0));
+    if let Some(next) = id.0.checked_add(1) {
+        m.append(&mut of_task.split_off(&(TaskId(next), 0)));
     }
 }
