@@ -56,12 +56,12 @@ export function fill(el, ...children) {
 
 // ---- task and worker states -------------------------------------------------------------
 
-export const TASK_STATES = [
-  'pending', 'queued', 'assigned', 'running', 'succeeded', 'failed',
-  'cancelled', 'timed_out', 'skipped', 'expired', 'dead',
-];
-export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'skipped', 'expired', 'dead']);
-export const FAILED_STATES = ['failed', 'timed_out', 'expired', 'dead'];
+// The states themselves come from the core (generated `states.js`); only how the page
+// groups them is decided here.
+import { TASK_STATES, TERMINAL } from './states.js';
+export { TASK_STATES, TERMINAL };
+/** Terminal states that mean the work did not get done. */
+export const FAILED_STATES = TASK_STATES.filter((s) => TERMINAL.has(s) && !['succeeded', 'cancelled', 'skipped'].includes(s));
 
 export function isTerminal(state) {
   return TERMINAL.has(state);

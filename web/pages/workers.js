@@ -4,7 +4,7 @@
 // getting back a worker is also announced.
 
 import { t } from '../i18n.js';
-import { h, fill, card, badge, fmtNum, fmtAgo, parseTime, loadBar, chips, fmtResource, button, alertBox, toast, confirmDialog, emptyState, refresher } from '../ui.js';
+import { h, fill, card, badge, fmtNum, fmtAgo, loadBar, chips, fmtResource, button, alertBox, toast, confirmDialog, emptyState, refresher } from '../ui.js';
 import { api } from '../api.js';
 
 export default {
@@ -54,15 +54,16 @@ export default {
       }
     };
 
-    // A draining worker (still finishing tasks) or a drained one (idle) can be resumed.
-    const isDraining = (w) => w.draining || w.state === 'draining' || w.state === 'drained';
+    // A draining worker (still finishing tasks), a drained one (idle), or a lost one that was
+    // draining when it went (its drain is kept) can be resumed.
+    const isDraining = (w) => w.draining;
     // Resume works for a lost worker too (its drain is kept for when it returns); Drain
     // needs it connected.
 
-    const heartbeatClass = (w, now) => {
-      const age = now - (parseTime(w.last_heartbeat) ?? now);
-      if (w.state === 'lost' || age > 15000) return 'hb-bad';
-      if (w.state === 'suspect' || age > 5000) return 'hb-warn';
+    // The server decides a worker's state from its own thresholds; the page only shows it.
+    const heartbeatClass = (w) => {
+      if (w.state === 'lost') return 'hb-bad';
+      if (w.state === 'suspect') return 'hb-warn';
       return 'hb-ok';
     };
 
@@ -103,7 +104,7 @@ export default {
               });
             }))
             : h('span', { class: 'muted', text: '—' })),
-          h('td', null, h('span', { class: ['hb', heartbeatClass(w, now)], title: w.last_heartbeat, text: fmtAgo(w.last_heartbeat, now) })),
+          h('td', null, h('span', { class: ['hb', heartbeatClass(w)], title: w.last_heartbeat, text: fmtAgo(w.last_heartbeat, now) })),
           h('td', { class: 'muted nowrap', title: w.joined_at, text: fmtAgo(w.joined_at, now) }),
           h('td', { class: 'actions' }, isDraining(w)
             ? button(t('action.resume'), {

@@ -5,6 +5,7 @@
 
 import { t } from '../i18n.js';
 import { h, fill, card, badge, fmtAgo, emptyState, alertBox, spinner, refresher, shortId, TASK_STATES, TERMINAL, button, confirmDialog, toast } from '../ui.js';
+import { WORKFLOW_TERMINAL } from '../states.js';
 import { stackBar } from '../charts.js';
 import { api } from '../api.js';
 import { renderDag, setNodeState, DEMO_WORKFLOW } from '../dag.js';
@@ -78,8 +79,8 @@ export const workflowGraph = {
       card(t('workflows.nodes'), nodesTable, { cls: 'card-flush' }));
 
     const onNode = (n) => { location.hash = `#/tasks/${n.task_id}`; };
-    const RERUNNABLE = new Set(['failed', 'skipped', 'cancelled', 'timed_out', 'dead', 'expired']);
-    const WF_TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+    // A rerun replaces every node that did not succeed.
+    const RERUNNABLE = new Set([...TERMINAL].filter((s) => s !== 'succeeded'));
 
     const rerun = async () => {
       const ok = await confirmDialog({ title: t('workflows.rerunTitle'), body: t('workflows.rerunBody'), confirm: t('action.rerunFailed') });
@@ -110,7 +111,7 @@ export const workflowGraph = {
       const nodes = wf.nodes || [];
       const counts = countStates();
       const done = nodes.filter((n) => TERMINAL.has(n.state)).length;
-      const canRerun = !isDemo && WF_TERMINAL.has(wf.state || 'running') && nodes.some((n) => RERUNNABLE.has(n.state));
+      const canRerun = !isDemo && WORKFLOW_TERMINAL.has(wf.state || 'running') && nodes.some((n) => RERUNNABLE.has(n.state));
       const parts = TASK_STATES.map((st) => ({ key: st, value: counts[st] || 0, label: stateLabel(st) }));
       fill(head,
         h('div', null,
@@ -181,14 +182,14 @@ export const workflowGraph = {
         if (node.state !== ev.state) setNode(node, ev.state);
         // Every node ended but no workflow event said how it ended (yet): ask the server.
         const ended = (wf.nodes || []).every((n) => TERMINAL.has(n.state));
-        return !ended || WF_TERMINAL.has(wf.state);
+        return !ended || WORKFLOW_TERMINAL.has(wf.state);
       }
       if (ev.type === 'workflow' && ev.workflow === wf.id) {
         const was = wf.state;
         if (was === ev.state) return true;
         wf.state = ev.state;
         renderSoon();
-        if (!quiet && WF_TERMINAL.has(ev.state)) {
+        if (!quiet && WORKFLOW_TERMINAL.has(ev.state)) {
           toast(t('workflows.endedToast', { name: wf.name || wf.id, state: stateLabel(ev.state) }), ev.state === 'succeeded' ? 'success' : 'error');
         }
         return true;

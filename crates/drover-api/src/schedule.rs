@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use drover_core::cron::{self, Misfire, Overlap, ScheduleSpec, Trigger, MAX_CATCH_UP};
+use drover_core::schedule::{self, Misfire, Overlap, ScheduleSpec, Trigger, MAX_CATCH_UP};
 use drover_core::Micros;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -66,8 +66,8 @@ impl ScheduleRequest {
         }
         let trigger = if let Some(expr) = &self.cron {
             let tz = self.tz.clone().unwrap_or_else(|| "UTC".into());
-            cron::parse_cron(expr).map_err(|m| ApiError::invalid("cron", m))?;
-            cron::parse_tz(&tz).map_err(|m| ApiError::invalid("tz", m))?;
+            schedule::parse_cron(expr).map_err(|m| ApiError::invalid("cron", m))?;
+            schedule::parse_tz(&tz).map_err(|m| ApiError::invalid("tz", m))?;
             Trigger::Cron {
                 expr: expr.trim().to_string(),
                 tz,

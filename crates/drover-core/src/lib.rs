@@ -5,11 +5,11 @@
 //! simulator and the property tests depend on that.
 
 pub mod coordinator;
-pub mod cron;
 pub mod dag;
 pub mod model;
 pub mod placement;
 pub mod retry;
+pub mod schedule;
 
 pub use coordinator::*;
 pub use model::*;

@@ -322,7 +322,7 @@ macro_rules! wire_enum {
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
-            pub fn as_str(self) -> &'static str {
+            pub const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)+
                 }
@@ -357,6 +357,19 @@ wire_enum! {
         Draining => "draining",
         Resumed => "resumed",
         Left => "left",
+    }
+}
+
+wire_enum! {
+    /// A connected worker's state as operators see it, decided by the core alone: its
+    /// silence (`suspect`, `lost`) first, then its drain (`draining` while it still holds
+    /// attempts, `drained` once it holds none), else `alive`.
+    WorkerStatus {
+        Alive => "alive",
+        Suspect => "suspect",
+        Lost => "lost",
+        Draining => "draining",
+        Drained => "drained",
     }
 }
 

@@ -5,7 +5,7 @@ mod harness;
 
 use std::sync::Arc;
 
-use drover_core::cron::*;
+use drover_core::schedule::*;
 use drover_core::*;
 use harness::*;
 
@@ -48,7 +48,7 @@ fn op(b: &mut Bench, op: ScheduleOp) -> Reply {
 }
 
 fn put(b: &mut Bench, s: ScheduleSpec) {
-    assert_eq!(op(b, ScheduleOp::Put(s)), Reply::Done);
+    assert_eq!(op(b, ScheduleOp::Put(s)), Reply::Scheduled(Ok(vec![])));
 }
 
 /// Tasks created so far, oldest first.
@@ -251,19 +251,22 @@ fn fixed_rate_and_fixed_delay() {
 fn pause_resume_delete_run_and_backfill() {
     let mut b = bench();
     put(&mut b, spec("p", cron("* * * * *")));
-    assert_eq!(op(&mut b, ScheduleOp::Pause("p".into(), true)), Reply::Done);
+    assert_eq!(
+        op(&mut b, ScheduleOp::Pause("p".into())),
+        Reply::Scheduled(Ok(vec![]))
+    );
     assert_eq!(b.core.poll_timeout(), None);
     b.advance_ms(3 * MIN);
     assert!(fired(&b).is_empty());
     assert_eq!(
-        op(&mut b, ScheduleOp::Pause("p".into(), false)),
-        Reply::Done
+        op(&mut b, ScheduleOp::Resume("p".into())),
+        Reply::Scheduled(Ok(vec![]))
     );
     // Slots passed while paused are not fired.
     b.advance_ms(0);
     assert!(fired(&b).is_empty());
     match op(&mut b, ScheduleOp::Run("p".into())) {
-        Reply::Submitted(ids) => assert_eq!(ids.len(), 1),
+        Reply::Scheduled(Ok(ids)) => assert_eq!(ids.len(), 1),
         other => panic!("{other:?}"),
     }
     let r = op(
@@ -276,7 +279,7 @@ fn pause_resume_delete_run_and_backfill() {
         },
     );
     match r {
-        Reply::Submitted(ids) => assert_eq!(ids.len(), 9),
+        Reply::Scheduled(Ok(ids)) => assert_eq!(ids.len(), 9),
         other => panic!("{other:?}"),
     }
     // A second backfill of the same range names the same (active) tasks: none new.
@@ -290,17 +293,20 @@ fn pause_resume_delete_run_and_backfill() {
         },
     );
     match again {
-        Reply::Submitted(ids) => assert_eq!(ids.len(), 1, "only the skipped slot"),
+        Reply::Scheduled(Ok(ids)) => assert_eq!(ids.len(), 1, "only the skipped slot"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(op(&mut b, ScheduleOp::Delete("p".into())), Reply::Done);
+    assert_eq!(
+        op(&mut b, ScheduleOp::Delete("p".into())),
+        Reply::Scheduled(Ok(vec![]))
+    );
     assert!(b.schedules.is_empty());
     assert_eq!(
         op(&mut b, ScheduleOp::Run("p".into())),
-        Reply::SubmitRefused(SubmitError::NoSuchSchedule("p".into()))
+        Reply::Scheduled(Err(ScheduleError::NotFound("p".into())))
     );
     assert!(matches!(
         op(&mut b, ScheduleOp::Put(spec("bad", cron("61 * * * *")))),
-        Reply::SubmitRefused(SubmitError::BadSchedule(_))
+        Reply::Scheduled(Err(ScheduleError::BadTrigger(_)))
     ));
 }

@@ -5,8 +5,8 @@ mod harness;
 
 use std::sync::Arc;
 
-use drover_core::cron::{Misfire, Overlap, ScheduleSpec, Trigger};
 use drover_core::dag::{WorkflowNode, WorkflowRecord};
+use drover_core::schedule::{Misfire, Overlap, ScheduleSpec, Trigger};
 use drover_core::*;
 use harness::*;
 
@@ -317,17 +317,17 @@ fn a_silent_worker_turns_suspect_then_lost_and_alive_when_heard_again() {
     assert_eq!(worker_events(&b, "w1"), vec![WorkerEventState::Joined]);
     // Suspect exactly when the window has passed, not before.
     b.advance_ms(suspect_ms - 1);
-    assert_eq!(b.core.workers()[0].silence, Silence::Heard);
+    assert_eq!(b.core.workers()[0].status, WorkerStatus::Alive);
     assert!(b.core.poll_timeout().is_some_and(|t| t <= b.now + 1000));
     b.advance_ms(1);
-    assert_eq!(b.core.workers()[0].silence, Silence::Suspect);
+    assert_eq!(b.core.workers()[0].status, WorkerStatus::Suspect);
     b.advance_ms(LEASE_MS as i64);
-    assert_eq!(b.core.workers()[0].silence, Silence::Lost);
+    assert_eq!(b.core.workers()[0].status, WorkerStatus::Lost);
     b.input(Input::Heartbeat {
         session: 1,
         held: vec![],
     });
-    assert_eq!(b.core.workers()[0].silence, Silence::Heard);
+    assert_eq!(b.core.workers()[0].status, WorkerStatus::Alive);
     b.input(Input::WorkerLeave { session: 1 });
     assert_eq!(
         worker_events(&b, "w1"),
@@ -386,7 +386,7 @@ fn a_drain_survives_a_restart_and_a_resume_after_it() {
         after.assigned_to(1).is_empty(),
         "a drained worker took {id}"
     );
-    assert_eq!(after.core.workers()[0].state(), "drained");
+    assert_eq!(after.core.workers()[0].status.as_str(), "drained");
     let req = after.fresh_req();
     after.input(Input::ResumeWorker {
         req,
@@ -462,9 +462,9 @@ fn schedule_changes_and_fires_are_events() {
     };
     op(&mut b, ScheduleOp::Put(spec(Overlap::Allow)));
     op(&mut b, ScheduleOp::Put(spec(Overlap::Skip)));
-    op(&mut b, ScheduleOp::Pause("tick".into(), true));
-    op(&mut b, ScheduleOp::Pause("tick".into(), true));
-    op(&mut b, ScheduleOp::Pause("tick".into(), false));
+    op(&mut b, ScheduleOp::Pause("tick".into()));
+    op(&mut b, ScheduleOp::Pause("tick".into()));
+    op(&mut b, ScheduleOp::Resume("tick".into()));
     op(&mut b, ScheduleOp::Run("tick".into()));
     // The manual run is still queued (no worker): the next slot is skipped by overlap.
     b.advance_ms(60_000);

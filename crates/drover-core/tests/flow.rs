@@ -448,7 +448,7 @@ fn run_dag(d: &Dag) -> Result<(), TestCaseError> {
         },
         &mut fx,
     );
-    core.dispatch(now, &mut fx);
+    core.dispatch_now(now, &mut fx);
     let mut state: Vec<TaskState> = vec![TaskState::Pending; n];
     let mut attempts = vec![0u32; n];
     let mut started_after: Vec<bool> = vec![true; n];
@@ -484,7 +484,8 @@ fn run_dag(d: &Dag) -> Result<(), TestCaseError> {
         fx = Effects::default();
         steps += 1;
         if steps % 97 == 0 {
-            core.check_invariants().map_err(TestCaseError::fail)?;
+            core.check_invariants()
+                .map_err(|v| TestCaseError::fail(v.to_string()))?;
         }
         if let Some((s, r)) = inflight.pop() {
             let i = index[&r.task_id];
@@ -507,7 +508,7 @@ fn run_dag(d: &Dag) -> Result<(), TestCaseError> {
                 },
                 &mut fx,
             );
-            core.dispatch(now, &mut fx);
+            core.dispatch_now(now, &mut fx);
             continue;
         }
         match core.poll_timeout() {
@@ -519,7 +520,8 @@ fn run_dag(d: &Dag) -> Result<(), TestCaseError> {
         }
         prop_assert!(steps < 100_000, "no progress");
     }
-    core.check_invariants().map_err(TestCaseError::fail)?;
+    core.check_invariants()
+        .map_err(|v| TestCaseError::fail(v.to_string()))?;
     prop_assert_eq!(core.active_counts().values().sum::<usize>(), 0);
     for i in 0..n {
         prop_assert!(state[i].is_terminal(), "node {} is {}", i, state[i]);

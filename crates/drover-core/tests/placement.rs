@@ -514,15 +514,15 @@ fn drain_takes_nothing_new_lets_running_finish_and_shows_drained() {
     let more = b.submit(1)[0];
     assert_eq!(b.state(more), TaskState::Queued);
     assert!(b.core.why_pending(more).unwrap().contains("draining"));
-    assert_eq!(b.core.workers()[0].state(), "draining");
+    assert_eq!(b.core.workers()[0].status.as_str(), "draining");
     b.run_ok(1, ids[0]);
     b.run_ok(1, ids[1]);
     assert_eq!(b.state(more), TaskState::Queued, "no new work after drain");
-    assert_eq!(b.core.workers()[0].state(), "drained");
+    assert_eq!(b.core.workers()[0].status.as_str(), "drained");
     // Draining survives a reconnect; resume undoes it.
     b.input(Input::WorkerLeave { session: 1 });
     b.join(2, worker("w1", 2, 0));
-    assert_eq!(b.core.workers()[0].state(), "drained");
+    assert_eq!(b.core.workers()[0].status.as_str(), "drained");
     b.input(Input::ResumeWorker {
         req: 2,
         name: "w1".into(),

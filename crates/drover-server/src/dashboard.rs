@@ -34,6 +34,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "dag.js",
     "i18n.js",
     "live.js",
+    "states.js",
     "ui.js",
     "pages/overview.js",
     "pages/tasks.js",

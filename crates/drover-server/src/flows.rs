@@ -357,7 +357,6 @@ pub(crate) async fn ended_nodes(
 ) -> Result<Vec<(String, Vec<TaskState>)>, StoreError> {
     let active: HashSet<TaskId> = snapshot.tasks.iter().map(|(t, _)| t.id).collect();
     let ids: BTreeSet<&str> = snapshot
-        .flow
         .flows
         .iter()
         .filter(|f| active.contains(&f.task_id))

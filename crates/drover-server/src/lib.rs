@@ -15,6 +15,7 @@ pub mod http;
 mod metrics;
 mod retention;
 mod schedules;
+pub mod web_states;
 pub mod webhooks;
 mod workers;
 
@@ -114,7 +115,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         .load_snapshot()
         .await
         .context("loading the active tasks")?;
-    snapshot.flow.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
+    snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
         .await
         .context("loading the workflows in progress")?;
     let mut seed = [0u8; 32];

@@ -231,7 +231,7 @@ impl Metrics {
 
     /// Sets the workers per state; states with none show 0.
     pub fn set_worker_counts(&self, counts: &HashMap<&'static str, i64>) {
-        for s in crate::workers::STATES {
+        for s in drover_core::WorkerStatus::ALL.iter().map(|s| s.as_str()) {
             self.workers
                 .with_label_values(&[s])
                 .set(counts.get(s).copied().unwrap_or(0));

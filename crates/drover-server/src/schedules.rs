@@ -10,8 +10,8 @@ use drover_api::flow::parse_time;
 use drover_api::rest::rfc3339;
 use drover_api::schedule::*;
 use drover_api::{ApiError, ErrorCode};
-use drover_core::cron::{fire_id, Trigger, MAX_BACKFILL};
-use drover_core::{Input, Reply, ScheduleOp, ScheduleSummary, SubmitError, TaskSpec};
+use drover_core::schedule::{fire_id, Trigger, MAX_BACKFILL};
+use drover_core::{Input, Reply, ScheduleError, ScheduleOp, ScheduleSummary, TaskId, TaskSpec};
 
 use crate::clock::now_micros;
 use crate::http::{gone, json_body, store_err, ApiResult, AppState, HttpError};
@@ -82,20 +82,22 @@ async fn find(s: &AppState, name: &str) -> ApiResult<ScheduleSummary> {
         .ok_or_else(|| HttpError(ApiError::not_found(format!("no schedule named '{name}'"))))
 }
 
-async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Reply> {
+/// Asks the core to carry out a schedule operation; returns the tasks it fired.
+async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Vec<TaskId>> {
     match s
         .driver
         .request(|req| Input::Schedule { req, op })
         .await
         .map_err(|_| gone())?
     {
-        Reply::SubmitRefused(SubmitError::NoSuchSchedule(n)) => {
+        Reply::Scheduled(Ok(ids)) => Ok(ids),
+        Reply::Scheduled(Err(ScheduleError::NotFound(n))) => {
             Err(ApiError::not_found(format!("no schedule named '{n}'")).into())
         }
-        Reply::SubmitRefused(SubmitError::BadSchedule(m)) => {
+        Reply::Scheduled(Err(ScheduleError::BadTrigger(m))) => {
             Err(ApiError::invalid("cron", m).into())
         }
-        r => Ok(r),
+        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
     }
 }
 
@@ -144,7 +146,7 @@ pub(crate) async fn pause(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ScheduleView>> {
-    ask(&s, ScheduleOp::Pause(name.clone(), true)).await?;
+    ask(&s, ScheduleOp::Pause(name.clone())).await?;
     Ok(Json(view(&find(&s, &name).await?)))
 }
 
@@ -154,17 +156,14 @@ pub(crate) async fn resume(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ScheduleView>> {
-    ask(&s, ScheduleOp::Pause(name.clone(), false)).await?;
+    ask(&s, ScheduleOp::Resume(name.clone())).await?;
     Ok(Json(view(&find(&s, &name).await?)))
 }
 
-fn fired(r: Reply) -> ApiResult<Json<FiredTasks>> {
-    match r {
-        Reply::Submitted(ids) => Ok(Json(FiredTasks {
-            ids: ids.iter().map(|i| i.to_string()).collect(),
-        })),
-        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
-    }
+fn fired(ids: Vec<TaskId>) -> ApiResult<Json<FiredTasks>> {
+    Ok(Json(FiredTasks {
+        ids: ids.iter().map(|i| i.to_string()).collect(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule")),

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use drover_api::rest::{rfc3339, WorkerView};
-use drover_core::{Micros, Silence, WorkerSummary};
+use drover_core::{Micros, WorkerStatus, WorkerSummary};
 
 use crate::clock::now_micros;
 use crate::driver::DriverHandle;
 use crate::metrics::Metrics;
 
-/// Every state a worker can show, for the metrics.
-pub const STATES: [&str; 5] = ["alive", "suspect", "lost", "draining", "drained"];
+/// The state of a disconnected worker.
+const LOST: &str = WorkerStatus::Lost.as_str();
 /// How long a lost worker stays listed.
 pub const LOST_KEEP: Duration = Duration::from_secs(600);
 /// Most lost workers remembered (the oldest go first).
@@ -56,10 +56,7 @@ impl WorkerMonitor {
 
     /// The state of a connected worker.
     pub fn state_of(w: &WorkerSummary) -> &'static str {
-        match w.silence {
-            Silence::Heard => w.state(),
-            silent => silent.as_str(),
-        }
+        w.status.as_str()
     }
 
     /// Every connected worker, then the recently lost ones, as the API shows them. Also
@@ -101,10 +98,10 @@ impl WorkerMonitor {
         }
         for (name, l) in &g.lost {
             match &l.last {
-                Some(w) => out.push(view(w, "lost", age_ms(now, w.last_seen))),
+                Some(w) => out.push(view(w, LOST, age_ms(now, w.last_seen))),
                 None => out.push(WorkerView {
                     name: name.clone(),
-                    state: "lost".into(),
+                    state: LOST.into(),
                     draining: false,
                     last_heartbeat_age_ms: age_ms(now, l.lost_at),
                     slots: 0,
@@ -134,8 +131,8 @@ impl WorkerMonitor {
     pub fn counts(&self, current: Vec<WorkerSummary>, now: Micros) -> HashMap<&'static str, i64> {
         let mut m = HashMap::new();
         for v in self.views(current, now) {
-            if let Some(s) = STATES.iter().find(|s| **s == v.state) {
-                *m.entry(*s).or_insert(0) += 1;
+            if let Some(s) = WorkerStatus::ALL.iter().find(|s| s.as_str() == v.state) {
+                *m.entry(s.as_str()).or_insert(0) += 1;
             }
         }
         m
@@ -189,7 +186,7 @@ mod tests {
     use super::*;
     use drover_core::WorkerInfo;
 
-    fn summary(name: &str, last_seen: Micros, silence: Silence) -> WorkerSummary {
+    fn summary(name: &str, last_seen: Micros, status: WorkerStatus) -> WorkerSummary {
         WorkerSummary {
             info: WorkerInfo {
                 name: name.into(),
@@ -201,7 +198,7 @@ mod tests {
             draining: false,
             joined_at: 0,
             last_seen,
-            silence,
+            status,
             resources_free: Default::default(),
         }
     }
@@ -212,9 +209,9 @@ mod tests {
         let now = 10_000_000;
         let views = m.views(
             vec![
-                summary("a", now - 150_000, Silence::Heard),
-                summary("s", now - 250_000, Silence::Suspect),
-                summary("l", now - 1_500_000, Silence::Lost),
+                summary("a", now - 150_000, WorkerStatus::Alive),
+                summary("s", now - 250_000, WorkerStatus::Suspect),
+                summary("l", now - 1_500_000, WorkerStatus::Lost),
             ],
             now,
         );
@@ -225,7 +222,7 @@ mod tests {
         assert_eq!(states, [("a", "alive"), ("s", "suspect"), ("l", "lost")]);
         assert_eq!(views[1].last_heartbeat_age_ms, 250);
         // "l" and "s" went away: both listed as lost, with their details.
-        let views = m.views(vec![summary("a", now, Silence::Heard)], now + 1000);
+        let views = m.views(vec![summary("a", now, WorkerStatus::Alive)], now + 1000);
         let states: Vec<_> = views
             .iter()
             .map(|v| (v.name.as_str(), v.state.as_str()))
@@ -241,7 +238,7 @@ mod tests {
             ("a", "lost")
         );
         // Back: alive, and off the lost list.
-        let counts = m.counts(vec![summary("a", later, Silence::Heard)], later);
+        let counts = m.counts(vec![summary("a", later, WorkerStatus::Alive)], later);
         assert_eq!((counts["alive"], counts.get("lost")), (1, None));
     }
 }

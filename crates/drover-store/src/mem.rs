@@ -31,7 +31,7 @@ struct Inner {
     flows: BTreeMap<TaskId, drover_core::FlowRecord>,
     queues: BTreeMap<String, drover_core::QueueConfig>,
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
-    schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
+    schedules: BTreeMap<String, drover_core::schedule::ScheduleRecord>,
     drained_workers: std::collections::BTreeSet<String>,
     /// max(seq) + 1 over every task ever inserted, pruned ones included (SQLite's
     /// `meta.next_task_seq`), so retention never makes numbering go back.
@@ -176,34 +176,32 @@ impl Store for MemStore {
             tasks,
             next_task_seq: g.next_task_seq,
             next_event_seq: g.events.keys().next_back().map_or(1, |s| s + 1),
-            flow: drover_core::FlowSnapshot {
-                flows: g
-                    .flows
+            flows: g
+                .flows
+                .values()
+                .filter(|f| {
+                    g.tasks
+                        .get(&f.task_id)
+                        .is_some_and(|t| !t.state.is_terminal())
+                })
+                .cloned()
+                .collect(),
+            queues: g.queues.values().cloned().collect(),
+            schedules: g.schedules.values().cloned().collect(),
+            // Read by the server from the workflows and tasks, not by the store.
+            workflows_ended: Vec::new(),
+            drained_workers: g.drained_workers.iter().cloned().collect(),
+            idempotency_keys: {
+                let mut keyed: Vec<&TaskRecord> = g
+                    .tasks
                     .values()
-                    .filter(|f| {
-                        g.tasks
-                            .get(&f.task_id)
-                            .is_some_and(|t| !t.state.is_terminal())
-                    })
-                    .cloned()
-                    .collect(),
-                queues: g.queues.values().cloned().collect(),
-                schedules: g.schedules.values().cloned().collect(),
-                // Read by the server from the workflows and tasks, not by the store.
-                workflows_ended: Vec::new(),
-                drained_workers: g.drained_workers.iter().cloned().collect(),
-                idempotency: {
-                    let mut keyed: Vec<&TaskRecord> = g
-                        .tasks
-                        .values()
-                        .filter(|t| t.def.idempotency_key.is_some())
-                        .collect();
-                    keyed.sort_by_key(|t| t.seq);
-                    keyed
-                        .into_iter()
-                        .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
-                        .collect()
-                },
+                    .filter(|t| t.def.idempotency_key.is_some())
+                    .collect();
+                keyed.sort_by_key(|t| t.seq);
+                keyed
+                    .into_iter()
+                    .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
+                    .collect()
             },
         })
     }

@@ -475,14 +475,15 @@ fn load_snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let flow = flow::load(&tx, &active)?;
-    tx.commit().map_err(db_err)?;
-    Ok(Snapshot {
+    let mut snap = Snapshot {
         tasks,
         next_task_seq: next_task as u64,
         next_event_seq: max_event.map_or(1, |m| m as u64 + 1),
-        flow,
-    })
+        ..Snapshot::default()
+    };
+    flow::load(&tx, &active, &mut snap)?;
+    tx.commit().map_err(db_err)?;
+    Ok(snap)
 }
 
 /// The listing query for `q` and its parameters.

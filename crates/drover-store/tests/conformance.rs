@@ -1184,11 +1184,11 @@ pub mod flow_cases {
         assert_eq!(s.workflows(10).await.unwrap(), vec![wf]);
         let snap = s.load_snapshot().await.unwrap();
         // Only flow records of active tasks.
-        assert_eq!(snap.flow.flows, vec![f]);
-        assert_eq!(snap.flow.queues, vec![q]);
+        assert_eq!(snap.flows, vec![f]);
+        assert_eq!(snap.queues, vec![q]);
         // Every stored key, in submission order (the core keeps the first of a key).
         assert_eq!(
-            snap.flow.idempotency,
+            snap.idempotency_keys,
             vec![
                 ("key-1".to_string(), tid(1)),
                 ("k-1".to_string(), tid(2)),
@@ -1358,7 +1358,7 @@ pub mod flow_cases {
             .await
             .unwrap();
         let snap = s.load_snapshot().await.unwrap();
-        assert_eq!(snap.flow.drained_workers, vec!["b".to_string()]);
+        assert_eq!(snap.drained_workers, vec!["b".to_string()]);
     }
 
     pub async fn prune_tasks_reports_idempotency_keys<S: Store>(s: &S) {

@@ -6,155 +6,148 @@
 //! `last_seen`, and a timer that fires early re-arms itself at the real deadline, so the
 //! hot path (heartbeats, logs) never touches the timer index.
 
-use std::collections::BTreeSet;
-
-use super::{ms, Coordinator, Effects};
-use crate::model::{EventKind, Micros, WorkerEventState};
+use super::timers::Timers;
+use crate::model::{Micros, WorkerEventState};
 
 /// How long a worker has been silent, as the core sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Silence {
+pub(super) enum Silence {
     #[default]
     Heard,
     Suspect,
     Lost,
 }
 
-impl Silence {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Silence::Heard => "alive",
-            Silence::Suspect => "suspect",
-            Silence::Lost => "lost",
-        }
-    }
+/// A connected worker's liveness record, kept in its registry entry.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Watch {
+    pub(super) last_seen: Micros,
+    pub(super) silence: Silence,
+    /// Its entry in the timers; `None` once it is lost.
+    timer: Option<Micros>,
 }
 
-#[derive(Default)]
+/// The silence thresholds, in µs.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Thresholds {
+    pub(super) suspect_after: Micros,
+    pub(super) lost_after: Micros,
+}
+
+#[derive(Debug, Default)]
 pub(super) struct Liveness {
-    /// (when to look again, worker).
-    timers: BTreeSet<(Micros, String)>,
+    timers: Timers<String>,
 }
 
 impl Liveness {
     pub(super) fn next_timer(&self) -> Option<Micros> {
-        self.timers.first().map(|t| t.0)
+        self.timers.next()
     }
-}
 
-impl Coordinator {
-    /// Arms the silence timer of a worker that just joined.
-    pub(super) fn liveness_joined(&mut self, now: Micros, name: &str) {
-        let at = now + ms(self.cfg.suspect_after_ms);
-        self.liveness.timers.insert((at, name.to_string()));
-        if let Some(w) = self.workers.get_mut(name) {
-            w.silence_timer = at;
+    /// A worker joined: its watch, with the timer armed.
+    pub(super) fn joined(&mut self, name: &str, now: Micros, t: Thresholds) -> Watch {
+        let at = now + t.suspect_after;
+        self.timers.arm(at, name.to_string());
+        Watch {
+            last_seen: now,
+            silence: Silence::Heard,
+            timer: Some(at),
         }
     }
 
-    pub(super) fn liveness_left(&mut self, name: &str, timer: Micros) {
-        self.liveness.timers.remove(&(timer, name.to_string()));
+    pub(super) fn left(&mut self, name: &str, watch: &Watch) {
+        if let Some(at) = watch.timer {
+            self.timers.disarm(at, name.to_string());
+        }
     }
 
-    /// The worker spoke: a suspect or lost one is alive again.
-    pub(super) fn liveness_heard(&mut self, now: Micros, name: &str, fx: &mut Effects) {
-        let Some(w) = self.workers.get_mut(name) else {
-            return;
-        };
+    /// The worker spoke. Returns `Alive` if it was suspect or lost.
+    pub(super) fn heard(
+        &mut self,
+        name: &str,
+        w: &mut Watch,
+        now: Micros,
+        t: Thresholds,
+    ) -> Option<WorkerEventState> {
         w.last_seen = now;
         if w.silence == Silence::Heard {
-            return;
+            return None;
         }
         w.silence = Silence::Heard;
-        let old = std::mem::replace(&mut w.silence_timer, now + ms(self.cfg.suspect_after_ms));
-        let new = w.silence_timer;
-        self.liveness.timers.remove(&(old, name.to_string()));
-        self.liveness.timers.insert((new, name.to_string()));
-        self.emit_worker(now, name, WorkerEventState::Alive, fx);
+        self.left(name, w);
+        let at = now + t.suspect_after;
+        w.timer = Some(at);
+        self.timers.arm(at, name.to_string());
+        Some(WorkerEventState::Alive)
     }
 
-    /// Fires due silence timers.
-    pub(super) fn liveness_due(&mut self, now: Micros, fx: &mut Effects) {
-        let suspect_after = ms(self.cfg.suspect_after_ms);
-        let lost_after = ms(self.cfg.lease_ms).max(suspect_after);
-        while let Some((at, _)) = self.liveness.timers.first() {
-            if *at > now {
-                break;
+    /// The next worker whose timer is due.
+    pub(super) fn pop_due(&mut self, now: Micros) -> Option<String> {
+        self.timers.pop_due(now).map(|(_, name)| name)
+    }
+
+    /// A due worker's timer fired: re-arms it at its real deadline, and returns the change
+    /// of its silence, if any.
+    pub(super) fn examine(
+        &mut self,
+        name: &str,
+        w: &mut Watch,
+        now: Micros,
+        t: Thresholds,
+    ) -> Option<WorkerEventState> {
+        let silent = now - w.last_seen;
+        let (next, change) = match w.silence {
+            Silence::Heard if silent < t.suspect_after => {
+                (Some(w.last_seen + t.suspect_after), None)
             }
-            let (_, name) = self.liveness.timers.pop_first().expect("just looked");
-            let Some(w) = self.workers.get_mut(&name) else {
-                continue;
-            };
-            let silent = now - w.last_seen;
-            let (next, change) = match w.silence {
-                Silence::Heard if silent < suspect_after => {
-                    (Some(w.last_seen + suspect_after), None)
-                }
-                Silence::Heard if silent < lost_after => {
-                    (Some(w.last_seen + lost_after), Some(Silence::Suspect))
-                }
-                Silence::Heard | Silence::Suspect if silent >= lost_after => {
-                    (None, Some(Silence::Lost))
-                }
-                Silence::Suspect => (Some(w.last_seen + lost_after), None),
-                Silence::Heard | Silence::Lost => (None, None),
-            };
-            w.silence_timer = next.unwrap_or(0);
-            if let Some(at) = next {
-                self.liveness.timers.insert((at, name.clone()));
+            Silence::Heard if silent < t.lost_after => {
+                (Some(w.last_seen + t.lost_after), Some(Silence::Suspect))
             }
-            if let Some(s) = change {
-                w.silence = s;
-                let state = match s {
-                    Silence::Suspect => WorkerEventState::Suspect,
-                    _ => WorkerEventState::Lost,
-                };
-                self.emit_worker(now, &name, state, fx);
+            Silence::Heard | Silence::Suspect if silent >= t.lost_after => {
+                (None, Some(Silence::Lost))
             }
+            Silence::Suspect => (Some(w.last_seen + t.lost_after), None),
+            Silence::Heard | Silence::Lost => (None, None),
+        };
+        w.timer = next;
+        if let Some(at) = next {
+            self.timers.arm(at, name.to_string());
         }
+        let change = change?;
+        w.silence = change;
+        Some(match change {
+            Silence::Suspect => WorkerEventState::Suspect,
+            _ => WorkerEventState::Lost,
+        })
     }
 
-    /// SILENCE_TIMER: a connected worker not yet lost has exactly its one timer entry; no
+    /// SILENCE_TIMER: each of `watches` not yet lost has exactly its one timer entry, and no
     /// entry belongs to anyone else.
-    pub(super) fn check_liveness(&self) -> Result<(), String> {
-        for (at, name) in &self.liveness.timers {
-            if self
-                .workers
-                .get(name)
-                .is_none_or(|w| w.silence_timer != *at)
+    pub(super) fn check<'a>(
+        &self,
+        watches: impl Iterator<Item = (&'a String, &'a Watch)>,
+    ) -> Result<(), String> {
+        let watches: std::collections::HashMap<&str, &Watch> =
+            watches.map(|(n, w)| (n.as_str(), w)).collect();
+        for (at, name) in self.timers.iter() {
+            if watches
+                .get(name.as_str())
+                .is_none_or(|w| w.timer != Some(*at))
             {
-                return Err(format!("SILENCE_TIMER: stray timer {at} for {name}"));
+                return Err(format!("stray timer {at} for {name}"));
             }
         }
-        for (name, w) in &self.workers {
-            let armed = self
-                .liveness
-                .timers
-                .contains(&(w.silence_timer, name.clone()));
+        for (name, w) in watches {
+            let armed = w
+                .timer
+                .is_some_and(|at| self.timers.is_armed(at, &name.to_string()));
             if armed != (w.silence != Silence::Lost) {
                 return Err(format!(
-                    "SILENCE_TIMER: {name} is {} with timer armed: {armed}",
-                    w.silence.as_str()
+                    "{name} is {:?} with timer armed: {armed}",
+                    w.silence
                 ));
             }
         }
         Ok(())
-    }
-
-    pub(super) fn emit_worker(
-        &mut self,
-        now: Micros,
-        name: &str,
-        state: WorkerEventState,
-        fx: &mut Effects,
-    ) {
-        self.emit(
-            now,
-            EventKind::Worker {
-                name: name.to_string(),
-                state,
-            },
-            fx,
-        );
     }
 }

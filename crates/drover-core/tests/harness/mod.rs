@@ -60,7 +60,7 @@ pub struct Bench {
     pub stale_rejected: u64,
     pub flows: BTreeMap<TaskId, FlowRecord>,
     pub queues: BTreeMap<String, QueueConfig>,
-    pub schedules: BTreeMap<String, drover_core::cron::ScheduleRecord>,
+    pub schedules: BTreeMap<String, drover_core::schedule::ScheduleRecord>,
     pub workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
     pub drained: std::collections::BTreeSet<String>,
     next_id: u128,
@@ -126,27 +126,25 @@ impl Bench {
                 .collect(),
             next_task_seq: self.tasks.values().map(|t| t.seq + 1).max().unwrap_or(0),
             next_event_seq: self.events.last().map(|e| e.seq + 1).unwrap_or(1),
-            flow: FlowSnapshot {
-                flows: self
-                    .flows
-                    .values()
-                    .filter(|f| {
-                        self.tasks
-                            .get(&f.task_id)
-                            .is_some_and(|t| !t.state.is_terminal())
-                    })
-                    .cloned()
-                    .collect(),
-                queues: self.queues.values().cloned().collect(),
-                schedules: self.schedules.values().cloned().collect(),
-                idempotency: self
-                    .tasks
-                    .values()
-                    .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
-                    .collect(),
-                workflows_ended: self.workflows_ended(),
-                drained_workers: self.drained.iter().cloned().collect(),
-            },
+            flows: self
+                .flows
+                .values()
+                .filter(|f| {
+                    self.tasks
+                        .get(&f.task_id)
+                        .is_some_and(|t| !t.state.is_terminal())
+                })
+                .cloned()
+                .collect(),
+            queues: self.queues.values().cloned().collect(),
+            schedules: self.schedules.values().cloned().collect(),
+            idempotency_keys: self
+                .tasks
+                .values()
+                .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
+                .collect(),
+            workflows_ended: self.workflows_ended(),
+            drained_workers: self.drained.iter().cloned().collect(),
         }
     }
 
@@ -249,7 +247,7 @@ impl Bench {
     pub fn input(&mut self, input: Input) {
         let mut fx = Effects::default();
         self.core.handle(self.now, input, &mut fx);
-        self.core.dispatch(self.now, &mut fx);
+        self.core.dispatch_now(self.now, &mut fx);
         self.apply(fx);
     }
 

@@ -1,11 +1,10 @@
 //! SQLite side of serial and parallel execution: task flow records, queue configurations,
 //! workflows, and the idempotency keys the core indexes at start (schema 0003).
 
-use drover_core::cron::{Misfire, Overlap, ScheduleRecord, ScheduleSpec, Trigger};
 use drover_core::dag::{WorkflowNode, WorkflowRecord};
+use drover_core::schedule::{Misfire, Overlap, ScheduleRecord, ScheduleSpec, Trigger};
 use drover_core::{
-    FlowRecord, FlowSnapshot, FlowSpec, Micros, QueueConfig, TaskDef, TaskId, TaskState,
-    UpstreamPolicy,
+    FlowRecord, FlowSpec, Micros, QueueConfig, Snapshot, TaskDef, TaskId, TaskState, UpstreamPolicy,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde_json::{json, Value};
@@ -197,8 +196,9 @@ pub(super) fn commit(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreErr
 }
 
 /// Flow state for the snapshot: flow records of non-terminal tasks, queue configs, keys.
-pub(super) fn load(conn: &Connection, active: &str) -> Result<FlowSnapshot, StoreError> {
-    let mut snap = FlowSnapshot::default();
+/// Fills in the snapshot's flows of active tasks, queues, schedules, drained workers and
+/// idempotency keys.
+pub(super) fn load(conn: &Connection, active: &str, snap: &mut Snapshot) -> Result<(), StoreError> {
     {
         let cols = FLOW_COLS
             .split(',')
@@ -238,9 +238,9 @@ pub(super) fn load(conn: &Connection, active: &str) -> Result<FlowSnapshot, Stor
         let id = <[u8; 16]>::try_from(id.as_slice())
             .map(|a| TaskId(u128::from_be_bytes(a)))
             .map_err(|_| corrupt("task id is not 16 bytes"))?;
-        snap.idempotency.push((k, id));
+        snap.idempotency_keys.push((k, id));
     }
-    Ok(snap)
+    Ok(())
 }
 
 pub(super) fn queue_configs(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {

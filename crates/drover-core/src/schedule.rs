@@ -180,6 +180,44 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// Slots in `(after, now]`, the newest `keep` of them, oldest first. Bounded work: a
+    /// fixed rate is arithmetic, a cron walk stops after a generous cap, so a per-second
+    /// expression after a year's downtime cannot stall the core.
+    pub fn recent_slots(&self, after: Micros, now: Micros, keep: usize) -> Vec<Micros> {
+        if let Compiled::Every { every_us, anchor } = self {
+            if now < *anchor {
+                return vec![];
+            }
+            let k_last = (now - anchor) / every_us;
+            let k_first = if after < *anchor {
+                0
+            } else {
+                (after - anchor) / every_us + 1
+            };
+            if k_first > k_last {
+                return vec![];
+            }
+            let from = k_first.max(k_last + 1 - keep as i64);
+            return (from..=k_last).map(|k| anchor + k * every_us).collect();
+        }
+        const WALK_CAP: usize = 100_000;
+        let mut window = std::collections::VecDeque::with_capacity(keep + 1);
+        let mut t = after;
+        for _ in 0..WALK_CAP {
+            let Some(n) = self.next_after(t).filter(|n| *n <= now) else {
+                break;
+            };
+            window.push_back(n);
+            if window.len() > keep {
+                window.pop_front();
+            }
+            t = n;
+        }
+        window.into_iter().collect()
+    }
+}
+
 /// The task id of a fire: UUIDv7-shaped, its timestamp the slot, the rest derived from the
 /// schedule name and slot, so a repeated decision for one slot names the same task.
 pub fn fire_id(schedule: &str, slot: Micros, salt: u32) -> TaskId {

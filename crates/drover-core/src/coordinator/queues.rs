@@ -1,0 +1,68 @@
+//! Queue configuration (`drover queue set|pause|resume`) and the live counts per queue.
+
+use std::collections::BTreeMap;
+
+use super::io::{Effects, Write};
+use super::ready::{QueueConfig, QueueStats};
+use super::Coordinator;
+use crate::model::TaskState;
+
+impl Coordinator {
+    /// Replaces a queue's configuration: durable, and applied to its tasks at once.
+    pub(super) fn configure_queue(&mut self, config: QueueConfig, fx: &mut Effects) {
+        match config.strategy {
+            Some(s) => self.cfg.queue_strategies.insert(config.name.clone(), s),
+            None => self.cfg.queue_strategies.remove(&config.name),
+        };
+        fx.writes.push(Write::Queue(config.clone()));
+        let mut leased = Vec::new();
+        let mut queued = Vec::new();
+        for t in self
+            .tasks
+            .values()
+            .filter(|t| t.rec.def.queue == config.name)
+        {
+            match t.rec.state {
+                s if s.is_leased() => leased.push(t.ready_key()),
+                TaskState::Queued => queued.push(t.ready_key()),
+                _ => {}
+            }
+        }
+        self.ready
+            .configure(config, leased.into_iter(), queued.into_iter());
+    }
+
+    /// Configured queues plus every queue with active tasks, with live counts.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        let mut m: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for q in self.ready.configs() {
+            let s = QueueStats {
+                name: q.name.clone(),
+                config: q.clone(),
+                ..QueueStats::default()
+            };
+            m.insert(q.name.clone(), s);
+        }
+        for t in self.tasks.values() {
+            let name = &t.rec.def.queue;
+            let s = m.entry(name.clone()).or_insert_with(|| QueueStats {
+                name: name.clone(),
+                config: QueueConfig {
+                    name: name.clone(),
+                    ..QueueConfig::default()
+                },
+                ..QueueStats::default()
+            });
+            if t.rec.state.is_leased() {
+                s.running += 1;
+            } else {
+                s.depth += 1;
+            }
+        }
+        m.into_values().collect()
+    }
+
+    pub fn queue_config(&self, name: &str) -> Option<&QueueConfig> {
+        self.ready.config(name)
+    }
+}

@@ -1,0 +1,330 @@
+//! The ready index and the gates in front of it.
+//!
+//! A queued task is in the ready index unless a gate parks it: its serial key's turn (only the
+//! first active task of a key by submission order may be ready or leased), or its queue
+//! paused or at its concurrency. This type owns the index and every gate, so that rule is
+//! kept true here alone: the coordinator says when a task becomes queued (`enqueue`), is
+//! assigned (`assigned`) or leaves the queued-or-leased set (`leave`), and the gates decide.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::tasks::ReadyKey;
+use crate::model::TaskId;
+use crate::placement::Strategy;
+
+/// A queue's durable configuration (`drover queue set|pause|resume`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub name: String,
+    /// At most this many tasks of the queue ready or running at once.
+    pub concurrency: Option<u32>,
+    pub paused: bool,
+    pub strategy: Option<Strategy>,
+}
+
+/// A queue's live counts, for `drover queue list`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub name: String,
+    /// Tasks waiting: pending or queued.
+    pub depth: usize,
+    /// Tasks assigned or running.
+    pub running: usize,
+    pub config: QueueConfig,
+}
+
+/// Where `enqueue` put a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Gate {
+    /// In the ready index.
+    Open,
+    /// Parked until its serial key's earlier tasks are done.
+    Turn,
+    /// Parked while its queue is paused.
+    Paused,
+    /// Parked while its queue is at its concurrency.
+    Full,
+}
+
+/// A configured queue: its config, the tasks it admitted (ready or leased) and the queued
+/// tasks it parks.
+#[derive(Debug)]
+struct QueueGate {
+    config: QueueConfig,
+    admitted: HashMap<TaskId, ReadyKey>,
+    parked: BTreeSet<ReadyKey>,
+}
+
+impl QueueGate {
+    fn has_room(&self) -> bool {
+        !self.config.paused
+            && self
+                .config
+                .concurrency
+                .is_none_or(|c| self.admitted.len() < c as usize)
+    }
+}
+
+/// A queued task waiting for its serial key's turn.
+#[derive(Debug)]
+struct TurnWaiter {
+    key: ReadyKey,
+    queue: String,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Ready {
+    index: BTreeSet<ReadyKey>,
+    queues: BTreeMap<String, QueueGate>,
+    /// Serial key -> its active tasks by submission order.
+    lines: HashMap<String, BTreeSet<(u64, TaskId)>>,
+    turn: HashMap<TaskId, TurnWaiter>,
+}
+
+impl Ready {
+    /// The ready index, in dispatch order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &ReadyKey> {
+        self.index.iter()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub(super) fn contains(&self, key: &ReadyKey) -> bool {
+        self.index.contains(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// A task with a serial key became active (before its first `enqueue`).
+    pub(super) fn join_line(&mut self, serial: &str, seq: u64, id: TaskId) {
+        self.lines
+            .entry(serial.to_string())
+            .or_default()
+            .insert((seq, id));
+    }
+
+    /// A task became queued: into the ready index unless a gate parks it.
+    pub(super) fn enqueue(&mut self, key: ReadyKey, queue: &str, serial: Option<&str>) -> Gate {
+        let id = key.2;
+        if let Some(s) = serial {
+            if self.first_of(s).is_some_and(|first| first != id) {
+                let queue = queue.to_string();
+                self.turn.insert(id, TurnWaiter { key, queue });
+                return Gate::Turn;
+            }
+        }
+        self.through_queue(key, queue)
+    }
+
+    fn through_queue(&mut self, key: ReadyKey, queue: &str) -> Gate {
+        let Some(q) = self.queues.get_mut(queue) else {
+            self.index.insert(key);
+            return Gate::Open;
+        };
+        let id = key.2;
+        if q.config.paused {
+            q.admitted.remove(&id);
+            q.parked.insert(key);
+            return Gate::Paused;
+        }
+        if !q.admitted.contains_key(&id) {
+            if !q.has_room() {
+                q.parked.insert(key);
+                return Gate::Full;
+            }
+            q.admitted.insert(id, key);
+        }
+        self.index.insert(key);
+        Gate::Open
+    }
+
+    /// A ready task was assigned: out of the index, still admitted by its queue.
+    pub(super) fn assigned(&mut self, key: &ReadyKey) {
+        self.index.remove(key);
+    }
+
+    /// A task left the queued-or-leased set (back to pending, or terminal): out of the index
+    /// and every gate; its queue admits what it parked while it has room.
+    pub(super) fn leave(&mut self, key: &ReadyKey, queue: &str) {
+        let id = key.2;
+        self.index.remove(key);
+        self.turn.remove(&id);
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        q.parked.remove(key);
+        if q.admitted.remove(&id).is_some() {
+            self.refill(queue);
+        }
+    }
+
+    /// A task with a serial key left the active set: the next one of the key gets its turn.
+    pub(super) fn leave_line(&mut self, serial: &str, seq: u64, id: TaskId) {
+        let Some(line) = self.lines.get_mut(serial) else {
+            return;
+        };
+        line.remove(&(seq, id));
+        let Some(&(_, next)) = line.first() else {
+            self.lines.remove(serial);
+            return;
+        };
+        if let Some(w) = self.turn.remove(&next) {
+            self.through_queue(w.key, &w.queue);
+        }
+    }
+
+    /// Admits parked tasks of a queue while it has room.
+    fn refill(&mut self, queue: &str) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        while q.has_room() {
+            let Some(key) = q.parked.pop_first() else {
+                return;
+            };
+            q.admitted.insert(key.2, key);
+            self.index.insert(key);
+        }
+    }
+
+    /// Sets a queue's configuration. A queue configured for the first time starts counting
+    /// what is admitted now: its `leased` tasks and its `queued` ones that are ready.
+    pub(super) fn configure(
+        &mut self,
+        config: QueueConfig,
+        leased: impl Iterator<Item = ReadyKey>,
+        queued: impl Iterator<Item = ReadyKey>,
+    ) {
+        let name = config.name.clone();
+        if let Some(q) = self.queues.get_mut(&name) {
+            q.config = config;
+        } else {
+            let mut admitted: HashMap<TaskId, ReadyKey> = leased.map(|k| (k.2, k)).collect();
+            admitted.extend(queued.filter(|k| self.index.contains(k)).map(|k| (k.2, k)));
+            let gate = QueueGate {
+                config,
+                admitted,
+                parked: BTreeSet::new(),
+            };
+            self.queues.insert(name.clone(), gate);
+        }
+        self.trim(&name);
+        self.refill(&name);
+    }
+
+    /// Parks ready tasks of a queue beyond what its config admits now (all of them when it
+    /// is paused), least urgent first; leased ones run to their end.
+    fn trim(&mut self, queue: &str) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let limit = match (q.config.paused, q.config.concurrency) {
+            (true, _) => 0,
+            (false, Some(c)) => c as usize,
+            (false, None) => return,
+        };
+        let mut ready: Vec<ReadyKey> = q
+            .admitted
+            .values()
+            .filter(|k| self.index.contains(k))
+            .copied()
+            .collect();
+        ready.sort();
+        while q.admitted.len() > limit {
+            let Some(key) = ready.pop() else {
+                return;
+            };
+            self.index.remove(&key);
+            q.admitted.remove(&key.2);
+            q.parked.insert(key);
+        }
+    }
+
+    pub(super) fn config(&self, queue: &str) -> Option<&QueueConfig> {
+        self.queues.get(queue).map(|q| &q.config)
+    }
+
+    pub(super) fn configs(&self) -> impl Iterator<Item = &QueueConfig> {
+        self.queues.values().map(|q| &q.config)
+    }
+
+    fn first_of(&self, serial: &str) -> Option<TaskId> {
+        self.lines.get(serial)?.first().map(|e| e.1)
+    }
+
+    /// Why a queued task is out of the index, in a sentence; `None` if no gate parks it.
+    pub(super) fn why_parked(
+        &self,
+        key: &ReadyKey,
+        queue: &str,
+        serial: Option<&str>,
+    ) -> Option<String> {
+        if let Some(s) = serial {
+            if let Some(first) = self.first_of(s).filter(|f| *f != key.2) {
+                return Some(format!(
+                    "waiting for its turn on key {s} (behind task {first})"
+                ));
+            }
+        }
+        let q = self.queues.get(queue).filter(|q| q.parked.contains(key))?;
+        Some(if q.config.paused {
+            format!("queue {queue} is paused")
+        } else {
+            format!(
+                "queue {queue} is at its concurrency limit ({})",
+                q.config.concurrency.unwrap_or(0)
+            )
+        })
+    }
+
+    /// Whether a queued task is legitimately out of the index (parked by a gate).
+    pub(super) fn is_parked(&self, key: &ReadyKey, queue: &str) -> bool {
+        self.turn.contains_key(&key.2)
+            || self
+                .queues
+                .get(queue)
+                .is_some_and(|q| q.parked.contains(key))
+    }
+
+    /// The serial lines, for the invariant checks: key -> task ids in turn order.
+    pub(super) fn lines(
+        &self,
+    ) -> impl Iterator<Item = (&String, impl Iterator<Item = TaskId> + '_)> + '_ {
+        self.lines
+            .iter()
+            .map(|(k, line)| (k, line.iter().map(|e| e.1)))
+    }
+
+    /// Per configured queue: its config, the tasks it admitted, and whether any of them is
+    /// in the ready index (for the QUEUE_GATE check).
+    pub(super) fn gates(&self) -> impl Iterator<Item = (&QueueConfig, Vec<TaskId>, usize)> {
+        self.queues.values().map(|q| {
+            let ready = q
+                .admitted
+                .values()
+                .filter(|k| self.index.contains(k))
+                .count();
+            (&q.config, q.admitted.keys().copied().collect(), ready)
+        })
+    }
+
+    /// Whether an index entry belongs to a queue that parks or admits it.
+    pub(super) fn admitted_by(&self, key: &ReadyKey, queue: &str) -> bool {
+        self.queues
+            .get(queue)
+            .is_none_or(|q| q.admitted.contains_key(&key.2))
+    }
+
+    /// Admits a parked task regardless of its gate: only for the checker's own tests.
+    #[cfg(test)]
+    pub(super) fn force_admit(&mut self, key: ReadyKey, queue: &str) {
+        let q = self.queues.get_mut(queue).expect("a configured queue");
+        q.parked.remove(&key);
+        q.admitted.insert(key.2, key);
+        self.index.insert(key);
+    }
+}

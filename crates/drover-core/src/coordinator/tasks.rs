@@ -1,0 +1,156 @@
+//! The active set: every non-terminal task with its current attempt and the in-memory facts
+//! about it (lease deadline, log bytes kept). Terminal tasks live only in the store.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use crate::model::{
+    AttemptRecord, AttemptRef, EventKind, LogStream, Micros, TaskId, TaskRecord, TaskState,
+};
+
+/// A queued task's place in the ready index: higher priority first, then submission order.
+pub(super) type ReadyKey = (Reverse<i32>, u64, TaskId);
+
+#[derive(Debug)]
+pub(super) struct ActiveTask {
+    pub(super) rec: TaskRecord,
+    pub(super) attempt: Option<AttemptRecord>,
+    /// When the current lease ends (in memory only: after a restart every lease gets
+    /// `restart_grace_ms`). `None` unless leased.
+    pub(super) lease_expires: Option<Micros>,
+    pub(super) log_kept: LogKept,
+}
+
+/// Output bytes kept of the current attempt, per stream. Past the limit the count is
+/// `limit + 1`: the cut is marked once.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LogKept {
+    stdout: usize,
+    stderr: usize,
+}
+
+impl LogKept {
+    pub(super) fn of(&mut self, stream: LogStream) -> &mut usize {
+        match stream {
+            LogStream::Stdout => &mut self.stdout,
+            LogStream::Stderr => &mut self.stderr,
+        }
+    }
+}
+
+impl ActiveTask {
+    pub(super) fn new(rec: TaskRecord, attempt: Option<AttemptRecord>) -> Self {
+        ActiveTask {
+            rec,
+            attempt,
+            lease_expires: None,
+            log_kept: LogKept::default(),
+        }
+    }
+
+    pub(super) fn ready_key(&self) -> ReadyKey {
+        ready_key(&self.rec)
+    }
+
+    pub(super) fn set_state(&mut self, state: TaskState, now: Micros) {
+        self.rec.state = state;
+        self.rec.updated_at = now;
+    }
+
+    /// Takes the attempt away from its worker (the lease is void from now on).
+    pub(super) fn release(&mut self) {
+        self.rec.lease = None;
+        self.rec.worker = None;
+        self.lease_expires = None;
+    }
+
+    /// Whether `r` names the current attempt, leased to `worker`.
+    pub(super) fn is_leased_to(&self, r: &AttemptRef, worker: &str) -> bool {
+        self.rec.state.is_leased()
+            && same_attempt(&self.rec, r)
+            && self.rec.worker.as_deref() == Some(worker)
+    }
+
+    pub(super) fn attempt_ref(&self) -> AttemptRef {
+        AttemptRef {
+            task_id: self.rec.id,
+            attempt: self.rec.attempt,
+            lease: self.rec.lease.unwrap_or_default(),
+        }
+    }
+
+    /// The task event of its current state; `emit` fills in the workflow.
+    pub(super) fn event(&self, reason: Option<String>) -> EventKind {
+        task_event(&self.rec, reason)
+    }
+}
+
+pub(super) fn ready_key(r: &TaskRecord) -> ReadyKey {
+    (Reverse(r.def.priority), r.seq, r.id)
+}
+
+pub(super) fn same_attempt(rec: &TaskRecord, r: &AttemptRef) -> bool {
+    rec.attempt == r.attempt && rec.lease == Some(r.lease)
+}
+
+pub(super) fn task_event(rec: &TaskRecord, reason: Option<String>) -> EventKind {
+    EventKind::Task {
+        task_id: rec.id,
+        queue: rec.def.queue.clone(),
+        state: rec.state,
+        attempt: rec.attempt,
+        worker: rec.worker.clone(),
+        reason,
+        workflow: None,
+    }
+}
+
+/// The active tasks by id.
+#[derive(Debug, Default)]
+pub(super) struct Tasks {
+    by_id: BTreeMap<TaskId, ActiveTask>,
+}
+
+impl Tasks {
+    pub(super) fn get(&self, id: &TaskId) -> Option<&ActiveTask> {
+        self.by_id.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &TaskId) -> Option<&mut ActiveTask> {
+        self.by_id.get_mut(id)
+    }
+
+    /// A task the caller knows is active.
+    pub(super) fn expect(&self, id: &TaskId) -> &ActiveTask {
+        self.by_id.get(id).expect("an active task")
+    }
+
+    pub(super) fn expect_mut(&mut self, id: &TaskId) -> &mut ActiveTask {
+        self.by_id.get_mut(id).expect("an active task")
+    }
+
+    pub(super) fn contains(&self, id: &TaskId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub(super) fn insert(&mut self, t: ActiveTask) {
+        self.by_id.insert(t.rec.id, t);
+    }
+
+    pub(super) fn remove(&mut self, id: &TaskId) -> Option<ActiveTask> {
+        self.by_id.remove(id)
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &ActiveTask> {
+        self.by_id.values()
+    }
+
+    pub(super) fn ids(&self) -> impl Iterator<Item = &TaskId> {
+        self.by_id.keys()
+    }
+
+    /// Whether a task is in `state` (false if not active).
+    pub(super) fn is_in(&self, id: &TaskId, state: TaskState) -> bool {
+        self.by_id.get(id).is_some_and(|t| t.rec.state == state)
+    }
+}
