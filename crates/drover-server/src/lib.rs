@@ -12,9 +12,12 @@ mod feed;
 mod flows;
 mod grpc;
 pub mod http;
+mod ids;
 mod metrics;
 mod retention;
 mod schedules;
+mod submit;
+mod tasks;
 pub mod webhooks;
 mod workers;
 
@@ -29,7 +32,7 @@ use drover_core::{Coordinator, CoreConfig};
 use drover_store::{SqliteStore, Store};
 use rand::TryRngCore;
 
-pub use http::ApiDoc;
+pub use http::openapi;
 
 /// Committed events kept in memory for live subscribers before they must re-read the store.
 const EVENT_BUFFER: usize = 65_536;
