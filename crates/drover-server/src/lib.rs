@@ -4,7 +4,7 @@
 //! Boundary: no scheduling decision is made here; every decision is the core's. This crate
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
-mod clock;
+pub mod clock;
 mod dashboard;
 pub mod driver;
 mod events;
