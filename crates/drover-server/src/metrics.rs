@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -28,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 
 /// `GET /metrics`: the task and worker counts are read now; a failed read leaves the
 /// previous values.
-async fn scrape(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {
+async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
     match s.store.count_by_state().await {
         Ok(counts) => s.metrics.set_task_counts(&counts),
         Err(e) => tracing::warn!(error = %e, "metrics: counting tasks failed"),

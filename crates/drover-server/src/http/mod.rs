@@ -12,7 +12,7 @@ use drover_api::rest::Health;
 use drover_api::{limits, ApiError, ErrorCode};
 use utoipa::OpenApi;
 
-pub use error::{too_large, unexpected, ApiResult, HttpError};
+pub use error::{unexpected, ApiResult, HttpError};
 pub use extract::{ApiJson, ApiQuery};
 pub use state::AppState;
 
