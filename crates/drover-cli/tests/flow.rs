@@ -469,10 +469,7 @@ fn cron_fires_each_slot_once_across_kill_9() {
         (cron_tasks(&url, "ticks").len() >= 3).then_some(())
     });
     server.proc.kill9();
-    let killed_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let killed_at = drover_server::clock::now_micros() / 1000;
     std::thread::sleep(Duration::from_millis(2500));
     let server = start_server(dir.path(), &addr);
     let url = server.url.clone();
@@ -551,8 +548,7 @@ fn at_holds_and_deadline_expires() {
 
 /// An RFC 3339 time `secs` from now.
 fn time_in(secs: u64) -> String {
-    let t = std::time::SystemTime::now() + Duration::from_secs(secs);
-    let s = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let s = drover_server::clock::now_micros() as u64 / 1_000_000 + secs;
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let (days, rem) = ((s / 86_400) as i64, s % 86_400);
     let z = days + 719_468;

@@ -197,6 +197,40 @@ pub fn env_name(node: &str) -> String {
         .collect()
 }
 
+/// What a rerun of a finished workflow does, from its current nodes' states.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rerun {
+    /// This node (an index) has not ended: a workflow is rerun only once it ended.
+    Running(usize),
+    /// Every node succeeded: nothing to rerun.
+    Nothing,
+    /// Replace these nodes by new tasks, in topological order (ids minted in this order
+    /// sort like the run order).
+    Replace(Vec<usize>),
+}
+
+/// Which nodes a rerun replaces: every node that did not succeed, the others keep their
+/// task. `states` are the nodes' current states, in node order.
+pub fn rerun(nodes: &[WorkflowNode], states: &[TaskState]) -> Result<Rerun, DagError> {
+    debug_assert_eq!(nodes.len(), states.len());
+    if let Some(i) = states.iter().position(|s| !s.is_terminal()) {
+        return Ok(Rerun::Running(i));
+    }
+    let pairs: Vec<(String, Vec<String>)> = nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.after.clone()))
+        .collect();
+    let replace: Vec<usize> = validate(&pairs)?
+        .into_iter()
+        .filter(|&i| states[i] != TaskState::Succeeded)
+        .collect();
+    Ok(if replace.is_empty() {
+        Rerun::Nothing
+    } else {
+        Rerun::Replace(replace)
+    })
+}
+
 /// Node name -> index.
 pub fn index(nodes: &[WorkflowNode]) -> BTreeMap<&str, usize> {
     nodes
@@ -269,5 +303,31 @@ mod tests {
         assert_eq!(agg(&[(Failed, 1), (Skipped, 0)]), "failed");
         assert_eq!(agg(&[(Cancelled, 0), (Succeeded, 1)]), "cancelled");
         assert_eq!(env_name("build-app.x"), "BUILD_APP_X");
+    }
+
+    #[test]
+    fn rerun_replaces_what_did_not_succeed_in_run_order() {
+        use TaskState::*;
+        let node = |name: &str, after: &[&str]| WorkflowNode {
+            name: name.into(),
+            task_id: TaskId(0),
+            after: after.iter().map(|s| s.to_string()).collect(),
+        };
+        // Listed out of order: d after b and c, both after a.
+        let nodes = [
+            node("d", &["b", "c"]),
+            node("b", &["a"]),
+            node("a", &[]),
+            node("c", &["a"]),
+        ];
+        assert_eq!(
+            rerun(&nodes, &[Skipped, Failed, Succeeded, Succeeded]),
+            Ok(Rerun::Replace(vec![1, 0]))
+        );
+        assert_eq!(rerun(&nodes, &[Succeeded; 4]), Ok(Rerun::Nothing));
+        assert_eq!(
+            rerun(&nodes, &[Pending, Running, Succeeded, Succeeded]),
+            Ok(Rerun::Running(0))
+        );
     }
 }

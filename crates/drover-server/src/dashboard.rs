@@ -50,7 +50,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The routes of the dashboard; merged into the REST router.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))

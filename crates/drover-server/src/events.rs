@@ -7,13 +7,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
 use drover_api::events::{EventFilter, EventView};
 use drover_api::proto::{self, event_service_server::EventService};
-use drover_api::{ApiError, ErrorCode};
+use drover_api::ApiError;
 use drover_core::Event;
 use drover_store::Store;
 use futures::Stream;
@@ -21,9 +22,19 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use utoipa::IntoParams;
 
+use crate::driver::DriverGone;
 use crate::feed::{EventFeed, FeedError};
-use crate::http::{AppState, HttpError};
+use crate::http::{ApiQuery, AppState, HttpError};
 use crate::metrics::{Metrics, SubscriberGuard};
+
+/// The OpenAPI part of `/v1/events`, merged into `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(sse), components(schemas(EventView)))]
+pub struct EventApi;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/events", get(sse))
+}
 
 /// A comment line this often keeps proxies and clients from timing out an idle stream.
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -70,8 +81,12 @@ fn filter_of(p: &EventParams) -> Result<EventFilter, ApiError> {
     )
 }
 
-fn feed_err(e: FeedError) -> ApiError {
-    ApiError::new(ErrorCode::Unavailable, format!("{e}; retry shortly"))
+/// A feed that cannot start: the store's error by its kind, or the server is stopping.
+fn feed_err(e: FeedError) -> HttpError {
+    match e {
+        FeedError::Store(e) => e.into(),
+        FeedError::Closed => DriverGone.into(),
+    }
 }
 
 /// Where a (re)connecting client resumes: `Last-Event-ID`, else `?after=`, else now.
@@ -146,23 +161,16 @@ fn sse_event(e: &Event) -> Result<SseEvent, Infallible> {
         ("Last-Event-ID" = Option<u64>, Header, description = "resume after this seq")),
     responses((status = 200, description = "text/event-stream of EventView", body = EventView),
         (status = 400, body = ApiError)))]
-pub async fn sse(
+async fn sse(
     State(s): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<EventParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<EventParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, HttpError> {
-    let Query(p) =
-        q.map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))?;
     let filter = filter_of(&p)?;
     let mut after = resume_point(&headers, p.after)?;
     let follow = p.follow.unwrap_or(true);
     if !follow && after.is_none() {
-        let last = s
-            .store
-            .last_event_seq()
-            .await
-            .map_err(|e| feed_err(e.into()))?;
-        after = Some(last.saturating_sub(HISTORY));
+        after = Some(s.store.last_event_seq().await?.saturating_sub(HISTORY));
     }
     // Subscribed before the response starts: a client that sees the headers may read state
     // and rely on every later change arriving here.
@@ -212,7 +220,7 @@ impl EventService for EventGrpc {
         .map_err(|e| e.to_status())?;
         let feed = EventFeed::subscribe(self.store.clone(), &self.events, r.after)
             .await
-            .map_err(|e| feed_err(e).to_status())?;
+            .map_err(|e| feed_err(e).0.to_status())?;
         let guard = self.metrics.subscriber("grpc");
         Ok(tonic::Response::new(Box::pin(filtered(
             feed,

@@ -1,29 +1,27 @@
-//! REST adapter for serial and parallel execution: submits with dependencies, serial keys,
-//! times and deadlines; queues; workflows. Decode, read the store, ask the driver, encode:
-//! every scheduling decision is the core's.
+//! REST adapter for serial and parallel execution: queues and workflows (submits with
+//! dependencies, serial keys, times and deadlines go through `submit`). Decode, read the
+//! store, ask the driver, encode: every scheduling decision is the core's.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_api::flow::*;
-use drover_api::rest::{rfc3339, SubmitRequest};
+use drover_api::rest::rfc3339;
 use drover_api::{ApiError, ErrorCode};
-use drover_core::dag::{self, WorkflowNode, WorkflowRecord};
+use drover_core::dag::{self, Rerun, WorkflowNode, WorkflowRecord};
 use drover_core::{
-    FlowSpec, FlowTask, Input, NewTask, QueueConfig, QueueStats, Reply, Snapshot, Strategy,
-    SubmitError, TaskId, TaskState,
+    FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Reply, Snapshot, Strategy,
+    TaskId, TaskRecord, TaskState,
 };
 use drover_store::{Store, StoreError};
 
 use crate::clock::now_micros;
-use crate::http::{gone, json_body, store_err, ApiResult, AppState, HttpError};
-
-/// Attempts at a flow submit whose upstream finished while it was on its way.
-const UPSTREAM_RETRIES: usize = 3;
+use crate::http::{unexpected, ApiJson, ApiResult, AppState, HttpError};
+use crate::ids::{task_id_at, uuid_at};
+use crate::submit::{new_flow_task, submit_flow};
 
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
@@ -53,7 +51,7 @@ const UPSTREAM_RETRIES: usize = 3;
 )]
 pub struct FlowApi;
 
-pub(crate) fn routes() -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/queues", get(list_queues))
         .route("/v1/queues/{name}", get(get_queue).put(set_queue))
@@ -62,140 +60,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/workflows", post(submit_workflow).get(list_workflows))
         .route("/v1/workflows/{id}", get(get_workflow))
         .route("/v1/workflows/{id}/rerun", post(rerun_workflow))
-}
-
-fn new_id() -> TaskId {
-    TaskId(uuid::Uuid::now_v7().as_u128())
-}
-
-/// A submit request as a new task and its flow fields, validated.
-pub(crate) fn new_flow_task(req: &SubmitRequest, now: i64) -> ApiResult<(NewTask, FlowSpec)> {
-    let v = req.validate()?;
-    let f = req.flow(now)?;
-    let not_before = match f.at {
-        Some(at) => Some(at),
-        None => (v.delay_ms > 0).then(|| now + v.delay_ms as i64 * 1000),
-    };
-    let serial_key = if f.serial {
-        v.def.placement.key.clone()
-    } else {
-        None
-    };
-    Ok((
-        NewTask {
-            id: new_id(),
-            def: v.def,
-            not_before,
-        },
-        FlowSpec {
-            after: f.after,
-            on_upstream_failure: f.on_upstream_failure,
-            serial_key,
-            deadline: f.deadline,
-            workflow: None,
-        },
-    ))
-}
-
-/// Submits tasks: the plain path when none has flow options, else `SubmitFlow` with the
-/// stored states of upstreams outside the batch (unknown ones are refused with 400).
-pub(crate) async fn submit_all(
-    s: &AppState,
-    tasks: Vec<(NewTask, FlowSpec)>,
-) -> ApiResult<Vec<TaskId>> {
-    let n = tasks.len();
-    if tasks.iter().all(|(_, f)| f.is_default()) {
-        let plain: Vec<NewTask> = tasks.into_iter().map(|(t, _)| t).collect();
-        return match s
-            .driver
-            .request(|req| Input::Submit { req, tasks: plain })
-            .await
-            .map_err(|_| gone())?
-        {
-            Reply::Submitted(ids) if ids.len() == n => Ok(ids),
-            other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
-        };
-    }
-    let flow_tasks: Vec<FlowTask> = tasks
-        .into_iter()
-        .map(|(task, flow)| FlowTask {
-            task,
-            flow,
-            upstream_states: vec![],
-        })
-        .collect();
-    submit_flow(s, flow_tasks, None).await
-}
-
-/// Sends a `SubmitFlow`, filling in upstream states from the store; retries when an
-/// upstream finished between the store read and the core's decision.
-async fn submit_flow(
-    s: &AppState,
-    mut tasks: Vec<FlowTask>,
-    workflow: Option<WorkflowRecord>,
-) -> ApiResult<Vec<TaskId>> {
-    let n = tasks.len();
-    let in_batch: HashSet<TaskId> = tasks.iter().map(|t| t.task.id).collect();
-    for attempt in 0..UPSTREAM_RETRIES {
-        let mut states: HashMap<TaskId, TaskState> = HashMap::new();
-        for t in &tasks {
-            for u in &t.flow.after {
-                if in_batch.contains(u) || states.contains_key(u) {
-                    continue;
-                }
-                match s.store.task(*u).await.map_err(store_err)? {
-                    Some(rec) => {
-                        states.insert(*u, rec.state);
-                    }
-                    None => {
-                        return Err(ApiError::invalid(
-                            "after",
-                            format!("no task with id {u}: upstream tasks must exist"),
-                        )
-                        .into())
-                    }
-                }
-            }
-        }
-        for t in &mut tasks {
-            t.upstream_states = t
-                .flow
-                .after
-                .iter()
-                .filter_map(|u| states.get(u).map(|st| (*u, *st)))
-                .collect();
-        }
-        let batch = tasks.clone();
-        let wf = workflow.clone();
-        match s
-            .driver
-            .request(|req| Input::SubmitFlow {
-                req,
-                tasks: batch,
-                workflow: wf,
-            })
-            .await
-            .map_err(|_| gone())?
-        {
-            Reply::Submitted(ids) if ids.len() == n => return Ok(ids),
-            Reply::SubmitRefused(SubmitError::UnknownUpstream(u)) => {
-                tracing::debug!(upstream = %u, attempt, "upstream finished meanwhile; retrying");
-            }
-            Reply::SubmitRefused(SubmitError::WorkflowRunning(id)) => {
-                return Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    format!("workflow {id} is still running; rerun it once it ended"),
-                )
-                .into())
-            }
-            other => return Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
-        }
-    }
-    Err(ApiError::new(
-        ErrorCode::Unavailable,
-        "upstream tasks changed state during the submit; retry",
-    )
-    .into())
 }
 
 // ---- queues ----
@@ -225,15 +89,12 @@ fn check_queue_name(name: &str) -> ApiResult<()> {
 }
 
 async fn stats(s: &AppState) -> ApiResult<Vec<QueueStats>> {
-    s.driver
-        .query(|c| c.queue_stats())
-        .await
-        .map_err(|_| gone())
+    Ok(s.driver.query(|c| c.queue_stats()).await?)
 }
 
 #[utoipa::path(get, path = "/v1/queues",
     responses((status = 200, body = QueueList)))]
-pub(crate) async fn list_queues(State(s): State<AppState>) -> ApiResult<Json<QueueList>> {
+async fn list_queues(State(s): State<AppState>) -> ApiResult<Json<QueueList>> {
     Ok(Json(QueueList {
         queues: stats(&s).await?.iter().map(queue_view).collect(),
     }))
@@ -257,7 +118,7 @@ async fn one_queue(s: &AppState, name: &str) -> ApiResult<QueueView> {
 
 #[utoipa::path(get, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue")),
     responses((status = 200, body = QueueView)))]
-pub(crate) async fn get_queue(
+async fn get_queue(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
@@ -280,11 +141,7 @@ async fn update_queue(
         )),
     };
     let n = name.clone();
-    let current = s
-        .driver
-        .query(move |c| c.queue_config(&n).cloned())
-        .await
-        .map_err(|_| gone())?;
+    let current = s.driver.query(move |c| c.queue_config(&n).cloned()).await?;
     let mut config = current.unwrap_or(QueueConfig {
         name: name.clone(),
         ..QueueConfig::default()
@@ -301,29 +158,27 @@ async fn update_queue(
     match s
         .driver
         .request(|req| Input::ConfigureQueue { req, config })
-        .await
-        .map_err(|_| gone())?
+        .await?
     {
         Reply::Done => Ok(Json(one_queue(s, &name).await?)),
-        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
+        other => Err(unexpected(other)),
     }
 }
 
 #[utoipa::path(put, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue")),
     request_body = QueueSetRequest,
     responses((status = 200, body = QueueView), (status = 400, body = ApiError)))]
-pub(crate) async fn set_queue(
+async fn set_queue(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<QueueSetRequest>, JsonRejection>,
+    ApiJson(change): ApiJson<QueueSetRequest>,
 ) -> ApiResult<Json<QueueView>> {
-    let change = json_body(body)?;
     update_queue(&s, name, change).await
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path, description = "queue")),
     responses((status = 200, body = QueueView)))]
-pub(crate) async fn pause_queue(
+async fn pause_queue(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
@@ -336,7 +191,7 @@ pub(crate) async fn pause_queue(
 
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path, description = "queue")),
     responses((status = 200, body = QueueView)))]
-pub(crate) async fn resume_queue(
+async fn resume_queue(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
@@ -347,6 +202,7 @@ pub(crate) async fn resume_queue(
     update_queue(&s, name, change).await
 }
 
+// ---- workflows ----
 // ---- workflows ----
 
 /// For the core's snapshot: each workflow with an active node, with the terminal states of
@@ -382,7 +238,7 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
     let mut nodes = Vec::with_capacity(w.nodes.len());
     let mut states = Vec::with_capacity(w.nodes.len());
     for n in &w.nodes {
-        let rec = s.store.task(n.task_id).await.map_err(store_err)?;
+        let rec = s.store.task(n.task_id).await?;
         let (state, attempts, started, finished, error) = match rec {
             Some(r) => (r.state, r.attempt, r.started_at, r.finished_at, r.error),
             None => (TaskState::Pending, 0, None, None, None),
@@ -409,18 +265,17 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
 
 #[utoipa::path(post, path = "/v1/workflows", request_body = WorkflowRequest,
     responses((status = 201, body = WorkflowView), (status = 400, body = ApiError)))]
-pub(crate) async fn submit_workflow(
+async fn submit_workflow(
     State(s): State<AppState>,
-    body: Result<Json<WorkflowRequest>, JsonRejection>,
+    ApiJson(doc): ApiJson<WorkflowRequest>,
 ) -> ApiResult<(StatusCode, Json<WorkflowView>)> {
-    let doc = json_body(body)?;
     let order = doc.validate()?;
     let now = now_micros();
-    let wf_id = uuid::Uuid::now_v7().to_string();
+    let wf_id = uuid_at(now).to_string();
     // Ids in topological order, so they sort like the run order.
     let mut ids: Vec<TaskId> = vec![TaskId(0); doc.tasks.len()];
     for &i in &order {
-        ids[i] = new_id();
+        ids[i] = task_id_at(now);
     }
     let by_name: HashMap<&str, usize> = doc
         .tasks
@@ -475,14 +330,13 @@ pub(crate) async fn submit_workflow(
 async fn load_workflow(s: &AppState, id: &str) -> ApiResult<WorkflowRecord> {
     s.store
         .workflow(id)
-        .await
-        .map_err(store_err)?
+        .await?
         .ok_or_else(|| HttpError(ApiError::not_found(format!("no workflow with id {id}"))))
 }
 
 #[utoipa::path(get, path = "/v1/workflows/{id}", params(("id" = String, Path, description = "workflow id")),
     responses((status = 200, body = WorkflowView), (status = 404, body = ApiError)))]
-pub(crate) async fn get_workflow(
+async fn get_workflow(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorkflowView>> {
@@ -492,8 +346,8 @@ pub(crate) async fn get_workflow(
 
 #[utoipa::path(get, path = "/v1/workflows",
     responses((status = 200, body = WorkflowList)))]
-pub(crate) async fn list_workflows(State(s): State<AppState>) -> ApiResult<Json<WorkflowList>> {
-    let list = s.store.workflows(100).await.map_err(store_err)?;
+async fn list_workflows(State(s): State<AppState>) -> ApiResult<Json<WorkflowList>> {
+    let list = s.store.workflows(100).await?;
     let mut out = Vec::with_capacity(list.len());
     for w in &list {
         out.push(workflow_view(&s, w).await?);
@@ -504,12 +358,11 @@ pub(crate) async fn list_workflows(State(s): State<AppState>) -> ApiResult<Json<
 #[utoipa::path(post, path = "/v1/workflows/{id}/rerun", params(("id" = String, Path, description = "workflow id")),
     request_body = RerunRequest,
     responses((status = 200, body = WorkflowView), (status = 409, body = ApiError)))]
-pub(crate) async fn rerun_workflow(
+async fn rerun_workflow(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<RerunRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<RerunRequest>,
 ) -> ApiResult<Json<WorkflowView>> {
-    let req = json_body(body)?;
     if !req.from_failed {
         return Err(ApiError::invalid(
             "from_failed",
@@ -518,88 +371,86 @@ pub(crate) async fn rerun_workflow(
         .into());
     }
     let mut w = load_workflow(&s, &id).await?;
+    let recs = node_tasks(&s, &w).await?;
+    let states: Vec<TaskState> = recs.iter().map(|r| r.state).collect();
+    let replace =
+        match dag::rerun(&w.nodes, &states).map_err(|e| ApiError::internal(e.to_string()))? {
+            Rerun::Running(i) => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "workflow {id} is still running (node '{}' is {}); rerun it once it ended",
+                        w.nodes[i].name, states[i]
+                    ),
+                )
+                .into())
+            }
+            Rerun::Nothing => return Ok(Json(workflow_view(&s, &w).await?)),
+            Rerun::Replace(nodes) => nodes,
+        };
+    let tasks = rerun_tasks(&s, &mut w, &recs, &replace, now_micros()).await?;
+    submit_flow(&s, tasks, Some(w.clone())).await?;
+    Ok(Json(workflow_view(&s, &w).await?))
+}
+
+/// The current task of each node, in node order.
+async fn node_tasks(s: &AppState, w: &WorkflowRecord) -> ApiResult<Vec<TaskRecord>> {
     let mut recs = Vec::with_capacity(w.nodes.len());
     for n in &w.nodes {
-        let rec = s
-            .store
-            .task(n.task_id)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| HttpError(ApiError::internal(format!("node {} has no task", n.name))))?;
-        if !rec.state.is_terminal() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!(
-                    "workflow {id} is still running (node '{}' is {}); rerun it once it ended",
-                    n.name, rec.state
-                ),
-            )
-            .into());
-        }
+        let rec =
+            s.store.task(n.task_id).await?.ok_or_else(|| {
+                HttpError(ApiError::internal(format!("node {} has no task", n.name)))
+            })?;
         recs.push(rec);
     }
-    let pairs: Vec<(String, Vec<String>)> = w
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), n.after.clone()))
-        .collect();
-    let order = dag::validate(&pairs).map_err(|e| ApiError::internal(e.to_string()))?;
-    let rerun: Vec<bool> = recs
-        .iter()
-        .map(|r| r.state != TaskState::Succeeded)
-        .collect();
-    if !rerun.iter().any(|r| *r) {
-        return Ok(Json(workflow_view(&s, &w).await?));
+    Ok(recs)
+}
+
+/// New tasks for the `replace`d nodes (ids minted in that order: the run order), with the
+/// workflow's nodes pointed at them; edges to the other nodes keep their tasks.
+async fn rerun_tasks(
+    s: &AppState,
+    w: &mut WorkflowRecord,
+    recs: &[TaskRecord],
+    replace: &[usize],
+    now: Micros,
+) -> ApiResult<Vec<FlowTask>> {
+    for &i in replace {
+        w.nodes[i].task_id = task_id_at(now);
     }
     let ix = dag::index(&w.nodes);
-    let mut new_ids: Vec<TaskId> = w.nodes.iter().map(|n| n.task_id).collect();
-    for &i in &order {
-        if rerun[i] {
-            new_ids[i] = new_id();
-        }
-    }
-    let mut tasks = Vec::new();
-    for &i in &order {
-        if !rerun[i] {
-            continue;
-        }
+    let mut tasks = Vec::with_capacity(replace.len());
+    for &i in replace {
         let old = &recs[i];
         let policy = s
             .store
             .flow(old.id)
-            .await
-            .map_err(store_err)?
+            .await?
             .map(|f| f.spec.on_upstream_failure)
             .unwrap_or_default();
-        let after: Vec<TaskId> = w.nodes[i]
-            .after
-            .iter()
-            .map(|a| new_ids[ix[a.as_str()]])
-            .collect();
+        // A rerun is a new task, not a repeat of the old submit.
+        let mut def = (*old.def).clone();
+        def.idempotency_key = None;
+        let node = &w.nodes[i];
         tasks.push(FlowTask {
             task: NewTask {
-                id: new_ids[i],
-                def: {
-                    // A rerun is a new task, not a repeat of the old submit.
-                    let mut d = (*old.def).clone();
-                    d.idempotency_key = None;
-                    d
-                },
+                id: node.task_id,
+                def,
                 not_before: None,
             },
             flow: FlowSpec {
-                after,
+                after: node
+                    .after
+                    .iter()
+                    .map(|a| w.nodes[ix[a.as_str()]].task_id)
+                    .collect(),
                 on_upstream_failure: policy,
                 serial_key: None,
                 deadline: None,
-                workflow: Some((w.id.clone(), w.nodes[i].name.clone())),
+                workflow: Some((w.id.clone(), node.name.clone())),
             },
             upstream_states: vec![],
         });
     }
-    for (i, n) in w.nodes.iter_mut().enumerate() {
-        n.task_id = new_ids[i];
-    }
-    submit_flow(&s, tasks, Some(w.clone())).await?;
-    Ok(Json(workflow_view(&s, &w).await?))
+    Ok(tasks)
 }

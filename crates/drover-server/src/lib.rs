@@ -4,7 +4,7 @@
 //! Boundary: no scheduling decision is made here; every decision is the core's. This crate
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
-mod clock;
+pub mod clock;
 mod dashboard;
 pub mod driver;
 mod events;
@@ -12,9 +12,12 @@ mod feed;
 mod flows;
 mod grpc;
 pub mod http;
+mod ids;
 mod metrics;
 mod retention;
 mod schedules;
+mod submit;
+mod tasks;
 pub mod web_states;
 pub mod webhooks;
 mod workers;
@@ -30,7 +33,7 @@ use drover_core::{Coordinator, CoreConfig};
 use drover_store::{SqliteStore, Store};
 use rand::TryRngCore;
 
-pub use http::ApiDoc;
+pub use http::openapi;
 
 /// Committed events kept in memory for live subscribers before they must re-read the store.
 const EVENT_BUFFER: usize = 65_536;

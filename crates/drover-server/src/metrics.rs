@@ -8,13 +8,41 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use drover_core::{Effects, Event, EventKind, Micros, TaskId, TaskRecord, TaskState};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+use crate::clock::now_micros;
 use crate::feed::{EventFeed, FeedError};
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+/// `GET /metrics`: the task and worker counts are read now; a failed read leaves the
+/// previous values.
+async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
+    match s.store.count_by_state().await {
+        Ok(counts) => s.metrics.set_task_counts(&counts),
+        Err(e) => tracing::warn!(error = %e, "metrics: counting tasks failed"),
+    }
+    if let Ok(list) = s.driver.workers().await {
+        s.metrics
+            .set_worker_counts(&s.workers.counts(list, now_micros()));
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
 
 pub struct Metrics {
     registry: Registry,

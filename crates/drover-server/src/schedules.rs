@@ -1,7 +1,6 @@
 //! REST adapter for schedules (`/v1/schedules`). Firing is decided in the core from `now`;
 //! this only validates, asks the driver and reads.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -14,7 +13,7 @@ use drover_core::schedule::{fire_id, Trigger, MAX_BACKFILL};
 use drover_core::{Input, Reply, ScheduleError, ScheduleOp, ScheduleSummary, TaskId, TaskSpec};
 
 use crate::clock::now_micros;
-use crate::http::{gone, json_body, store_err, ApiResult, AppState, HttpError};
+use crate::http::{unexpected, ApiJson, ApiResult, AppState, HttpError};
 
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
@@ -30,7 +29,7 @@ use crate::http::{gone, json_body, store_err, ApiResult, AppState, HttpError};
 )]
 pub struct ScheduleApi;
 
-pub(crate) fn routes() -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/schedules", get(list).post(add))
         .route("/v1/schedules/{name}", get(one).delete(remove))
@@ -71,7 +70,7 @@ fn view(s: &ScheduleSummary) -> ScheduleView {
 }
 
 async fn summaries(s: &AppState) -> ApiResult<Vec<ScheduleSummary>> {
-    s.driver.query(|c| c.schedules()).await.map_err(|_| gone())
+    Ok(s.driver.query(|c| c.schedules()).await?)
 }
 
 async fn find(s: &AppState, name: &str) -> ApiResult<ScheduleSummary> {
@@ -84,12 +83,7 @@ async fn find(s: &AppState, name: &str) -> ApiResult<ScheduleSummary> {
 
 /// Asks the core to carry out a schedule operation; returns the tasks it fired.
 async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Vec<TaskId>> {
-    match s
-        .driver
-        .request(|req| Input::Schedule { req, op })
-        .await
-        .map_err(|_| gone())?
-    {
+    match s.driver.request(|req| Input::Schedule { req, op }).await? {
         Reply::Scheduled(Ok(ids)) => Ok(ids),
         Reply::Scheduled(Err(ScheduleError::NotFound(n))) => {
             Err(ApiError::not_found(format!("no schedule named '{n}'")).into())
@@ -97,12 +91,12 @@ async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Vec<TaskId>> {
         Reply::Scheduled(Err(ScheduleError::BadTrigger(m))) => {
             Err(ApiError::invalid("cron", m).into())
         }
-        other => Err(ApiError::internal(format!("unexpected reply {other:?}")).into()),
+        other => Err(unexpected(other)),
     }
 }
 
 #[utoipa::path(get, path = "/v1/schedules", responses((status = 200, body = ScheduleList)))]
-pub(crate) async fn list(State(s): State<AppState>) -> ApiResult<Json<ScheduleList>> {
+async fn list(State(s): State<AppState>) -> ApiResult<Json<ScheduleList>> {
     Ok(Json(ScheduleList {
         schedules: summaries(&s).await?.iter().map(view).collect(),
     }))
@@ -110,11 +104,10 @@ pub(crate) async fn list(State(s): State<AppState>) -> ApiResult<Json<ScheduleLi
 
 #[utoipa::path(post, path = "/v1/schedules", request_body = ScheduleRequest,
     responses((status = 201, body = ScheduleView), (status = 400, body = ApiError)))]
-pub(crate) async fn add(
+async fn add(
     State(s): State<AppState>,
-    body: Result<Json<ScheduleRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
-    let req = json_body(body)?;
     let spec = req.validate(now_micros())?;
     let name = spec.name.clone();
     ask(&s, ScheduleOp::Put(spec)).await?;
@@ -123,26 +116,20 @@ pub(crate) async fn add(
 
 #[utoipa::path(get, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule")),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
-pub(crate) async fn one(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ScheduleView>> {
+async fn one(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ScheduleView>> {
     Ok(Json(view(&find(&s, &name).await?)))
 }
 
 #[utoipa::path(delete, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule")),
     responses((status = 204), (status = 404, body = ApiError)))]
-pub(crate) async fn remove(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     ask(&s, ScheduleOp::Delete(name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{name}/pause", params(("name" = String, Path, description = "schedule")),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
-pub(crate) async fn pause(
+async fn pause(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ScheduleView>> {
@@ -152,7 +139,7 @@ pub(crate) async fn pause(
 
 #[utoipa::path(post, path = "/v1/schedules/{name}/resume", params(("name" = String, Path, description = "schedule")),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
-pub(crate) async fn resume(
+async fn resume(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ScheduleView>> {
@@ -168,22 +155,18 @@ fn fired(ids: Vec<TaskId>) -> ApiResult<Json<FiredTasks>> {
 
 #[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule")),
     responses((status = 200, body = FiredTasks), (status = 404, body = ApiError)))]
-pub(crate) async fn run(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<FiredTasks>> {
+async fn run(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<FiredTasks>> {
     fired(ask(&s, ScheduleOp::Run(name)).await?)
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{name}/backfill", params(("name" = String, Path, description = "schedule")),
     request_body = BackfillRequest,
     responses((status = 200, body = FiredTasks), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
-pub(crate) async fn backfill(
+async fn backfill(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<BackfillRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<BackfillRequest>,
 ) -> ApiResult<Json<FiredTasks>> {
-    let req = json_body(body)?;
     let from = parse_time(&req.from).map_err(|m| HttpError(ApiError::invalid("from", m)))?;
     let to = parse_time(&req.to).map_err(|m| HttpError(ApiError::invalid("to", m)))?;
     if to < from {
@@ -210,12 +193,7 @@ pub(crate) async fn backfill(
     // Slots whose fire already happened (its task is stored) are not fired again.
     let mut skip = Vec::new();
     for slot in slots {
-        if s.store
-            .task(fire_id(&name, slot, 0))
-            .await
-            .map_err(store_err)?
-            .is_some()
-        {
+        if s.store.task(fire_id(&name, slot, 0)).await?.is_some() {
             skip.push(slot);
         }
     }

@@ -13,16 +13,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
 use drover_api::events::{
     event_name, pattern_matches, DeliveryList, DeliveryView, EventView, WebhookCreate, WebhookList,
     WebhookView,
 };
 use drover_api::rest::rfc3339;
-use drover_api::{limits, ApiError, ErrorCode};
+use drover_api::{limits, ApiError};
 use drover_core::Event;
 use drover_store::{DeliveryRecord, Store, WebhookRecord};
 use futures::stream::FuturesUnordered;
@@ -36,7 +36,8 @@ use utoipa::IntoParams;
 
 use crate::clock::now_micros;
 use crate::feed::{EventFeed, FeedError};
-use crate::http::{AppState, HttpError};
+use crate::http::{ApiJson, ApiQuery, ApiResult, AppState, HttpError};
+use crate::ids::uuid_at;
 use crate::metrics::Metrics;
 
 /// Events of one webhook in flight at once (each retrying on its own schedule).
@@ -358,12 +359,19 @@ fn view(w: &WebhookRecord, secret: bool) -> WebhookView {
     }
 }
 
-fn store_err(e: drover_store::StoreError) -> HttpError {
-    tracing::error!(error = %e, "store access failed");
-    HttpError(ApiError::new(
-        ErrorCode::Unavailable,
-        format!("{e}; retry shortly"),
-    ))
+/// The OpenAPI part of these endpoints, merged into `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create, list, remove, deliveries),
+    components(schemas(WebhookCreate, WebhookView, WebhookList, DeliveryView, DeliveryList))
+)]
+pub struct WebhookApi;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", get(list).post(create))
+        .route("/v1/webhooks/{id}", delete(remove))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries))
 }
 
 /// Checks the URL fully: http or https, a host, no credentials.
@@ -391,16 +399,10 @@ fn check_url(raw: &str) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/v1/webhooks", request_body = WebhookCreate,
     responses((status = 201, body = WebhookView, description = "the webhook, with its secret (shown only here)"),
         (status = 400, body = ApiError)))]
-pub async fn create(
+async fn create(
     State(s): State<AppState>,
-    body: Result<Json<WebhookCreate>, JsonRejection>,
-) -> Result<(StatusCode, Json<WebhookView>), HttpError> {
-    let req = body.map(|Json(b)| b).map_err(|e| {
-        HttpError(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("bad JSON body: {}", e.body_text()),
-        ))
-    })?;
+    ApiJson(req): ApiJson<WebhookCreate>,
+) -> ApiResult<(StatusCode, Json<WebhookView>)> {
     let events = req.validate()?;
     let url = check_url(&req.url)?;
     let secret = match req.secret.clone() {
@@ -415,24 +417,25 @@ pub async fn create(
             hex::encode(b)
         }
     };
+    let now = now_micros();
     let rec = WebhookRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: uuid_at(now).to_string(),
         url,
         events,
         secret,
-        created_at: now_micros(),
+        created_at: now,
         // Only events from now on.
-        cursor: s.store.last_event_seq().await.map_err(store_err)?,
+        cursor: s.store.last_event_seq().await?,
     };
-    s.store.insert_webhook(&rec).await.map_err(store_err)?;
+    s.store.insert_webhook(&rec).await?;
     s.webhooks.start(rec.clone());
     tracing::info!(webhook = %rec.id, url = %rec.url, "webhook added");
     Ok((StatusCode::CREATED, Json(view(&rec, true))))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks", responses((status = 200, body = WebhookList)))]
-pub async fn list(State(s): State<AppState>) -> Result<Json<WebhookList>, HttpError> {
-    let hooks = s.store.webhooks().await.map_err(store_err)?;
+async fn list(State(s): State<AppState>) -> ApiResult<Json<WebhookList>> {
+    let hooks = s.store.webhooks().await?;
     Ok(Json(WebhookList {
         webhooks: hooks.iter().map(|w| view(w, false)).collect(),
     }))
@@ -440,12 +443,9 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<WebhookList>, HttpEr
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", params(("id" = String, Path, description = "webhook id")),
     responses((status = 204), (status = 404, body = ApiError)))]
-pub async fn remove(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, HttpError> {
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.webhooks.stop(&id);
-    if s.store.delete_webhook(&id).await.map_err(store_err)? {
+    if s.store.delete_webhook(&id).await? {
         tracing::info!(webhook = %id, "webhook removed");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -465,24 +465,22 @@ pub struct DeliveryParams {
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries",
     params(("id" = String, Path, description = "webhook id"), DeliveryParams),
     responses((status = 200, body = DeliveryList), (status = 404, body = ApiError)))]
-pub async fn deliveries(
+async fn deliveries(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    q: Result<Query<DeliveryParams>, QueryRejection>,
-) -> Result<Json<DeliveryList>, HttpError> {
-    let Query(p) =
-        q.map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))?;
+    ApiQuery(p): ApiQuery<DeliveryParams>,
+) -> ApiResult<Json<DeliveryList>> {
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > limits::MAX_PAGE {
         return Err(ApiError::invalid("limit", format!("1 to {}", limits::MAX_PAGE)).into());
     }
-    let hooks = s.store.webhooks().await.map_err(store_err)?;
+    let hooks = s.store.webhooks().await?;
     if !hooks.iter().any(|w| w.id == id) {
         return Err(HttpError(ApiError::not_found(format!(
             "no webhook with id {id}"
         ))));
     }
-    let list = s.store.deliveries(&id, limit).await.map_err(store_err)?;
+    let list = s.store.deliveries(&id, limit).await?;
     Ok(Json(DeliveryList {
         deliveries: list
             .into_iter()

@@ -11,11 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use drover_api::rest::{rfc3339, WorkerView};
-use drover_core::{Micros, WorkerStatus, WorkerSummary};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_api::rest::{rfc3339, WorkerList, WorkerView};
+use drover_api::ApiError;
+use drover_core::{Input, Micros, Reply, WorkerStatus, WorkerSummary};
 
 use crate::clock::now_micros;
 use crate::driver::DriverHandle;
+use crate::http::{unexpected, ApiResult, AppState};
 use crate::metrics::Metrics;
 
 /// The state of a disconnected worker.
@@ -151,6 +156,75 @@ impl WorkerMonitor {
             };
             metrics.set_worker_counts(&self.counts(current, now_micros()));
         }
+    }
+}
+
+/// The OpenAPI part of these endpoints, merged into `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(workers, drain, resume),
+    components(schemas(WorkerView, WorkerList))
+)]
+pub struct WorkerApi;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/workers", get(workers))
+        .route("/v1/workers/{name}/drain", post(drain))
+        .route("/v1/workers/{name}/resume", post(resume))
+}
+
+#[utoipa::path(get, path = "/v1/workers", responses((status = 200, body = WorkerList)))]
+async fn workers(State(s): State<AppState>) -> ApiResult<Json<WorkerList>> {
+    let list = s.driver.workers().await?;
+    Ok(Json(WorkerList {
+        workers: s.workers.views(list, now_micros()),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/workers/{name}/drain", params(("name" = String, Path, description = "worker name")),
+    responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
+async fn drain(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<WorkerList>> {
+    set_draining(s, name, true).await
+}
+
+#[utoipa::path(post, path = "/v1/workers/{name}/resume", params(("name" = String, Path, description = "worker name")),
+    responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
+async fn resume(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<WorkerList>> {
+    set_draining(s, name, false).await
+}
+
+/// Drain: the worker takes nothing new and its running tasks finish. Replies with the worker.
+async fn set_draining(s: AppState, name: String, on: bool) -> ApiResult<Json<WorkerList>> {
+    let n = name.clone();
+    let reply = s
+        .driver
+        .request(move |req| {
+            if on {
+                Input::DrainWorker { req, name: n }
+            } else {
+                Input::ResumeWorker { req, name: n }
+            }
+        })
+        .await?;
+    match reply {
+        Reply::Drain(Ok(())) => {
+            if !on {
+                s.workers.resumed(&name);
+            }
+            let list = s.driver.workers().await?;
+            let mut views = s.workers.views(list, now_micros());
+            views.retain(|w| w.name == name);
+            Ok(Json(WorkerList { workers: views }))
+        }
+        Reply::Drain(Err(_)) => Err(ApiError::not_found(format!(
+            "no connected worker named '{name}'; see drover workers"
+        ))
+        .into()),
+        other => Err(unexpected(other)),
     }
 }
 

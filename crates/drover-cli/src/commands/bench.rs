@@ -4,11 +4,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use drover_api::rest::parse_rfc3339;
 use drover_client::{is_terminal, Client, ListQuery, StatsView, SubmitRequest, TaskView};
+use drover_server::clock::now_micros;
 use drover_server::ServerConfig;
 use drover_worker::WorkerConfig;
 use serde::Serialize;
@@ -397,13 +398,6 @@ impl Stall {
         }
         Ok(())
     }
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// `12345.6` as `12,346`.

@@ -1,0 +1,64 @@
+//! Request decoding: the body limit, and the JSON body and query string extractors. Every
+//! rejection becomes an `ApiError` here, once.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use drover_api::{limits, ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
+
+use super::error::{too_large, HttpError};
+
+/// A JSON body: 413 when over the limit, else 400 naming what is wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(too_large().into())
+            }
+            Err(e) => Err(HttpError(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("bad JSON body: {}", e.body_text()),
+            ))),
+        }
+    }
+}
+
+/// A query string: 400 naming what is wrong.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))
+    }
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it, so the
+/// client gets its 413 instead of a connection closed mid-upload.
+pub async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits::MAX_BODY_BYTES as u64) {
+        return HttpError(too_large()).into_response();
+    }
+    next.run(req).await
+}

@@ -1,0 +1,74 @@
+//! The REST edge: every feature's `routes()` (handlers live with their feature), the
+//! dashboard, health, the OpenAPI document, the fallback and the body limit.
+
+mod error;
+mod extract;
+mod state;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use drover_api::rest::Health;
+use drover_api::{limits, ApiError, ErrorCode};
+use utoipa::OpenApi;
+
+pub use error::{unexpected, ApiResult, HttpError};
+pub use extract::{ApiJson, ApiQuery};
+pub use state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::tasks::routes())
+        .merge(crate::workers::routes())
+        .merge(crate::events::routes())
+        .merge(crate::webhooks::routes())
+        .merge(crate::flows::routes())
+        .merge(crate::schedules::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::dashboard::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(extract::refuse_declared_oversize))
+        .with_state(state)
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+async fn not_found(uri: axum::http::Uri) -> HttpError {
+    HttpError(ApiError::not_found(format!(
+        "no such endpoint {}; see /openapi.json",
+        uri.path()
+    )))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Drover", description = "Distributed task scheduler REST API"),
+    paths(healthz),
+    components(schemas(ApiError, ErrorCode, Health))
+)]
+struct ApiDoc;
+
+/// The whole REST API: the parts each feature describes, merged.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for part in [
+        crate::tasks::TaskApi::openapi(),
+        crate::workers::WorkerApi::openapi(),
+        crate::events::EventApi::openapi(),
+        crate::webhooks::WebhookApi::openapi(),
+        crate::flows::FlowApi::openapi(),
+        crate::schedules::ScheduleApi::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
+}

@@ -1,0 +1,24 @@
+//! What every REST handler can reach.
+
+use std::sync::Arc;
+
+use drover_core::Event;
+use drover_store::Store;
+use tokio::sync::broadcast;
+
+use crate::driver::DriverHandle;
+use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
+use crate::workers::WorkerMonitor;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub driver: DriverHandle,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Committed events, in sequence order, as they commit.
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub webhooks: Arc<Webhooks>,
+    /// Worker liveness (alive, suspect, lost) and the recently lost workers.
+    pub workers: Arc<WorkerMonitor>,
+}

@@ -1,0 +1,145 @@
+//! Submitting tasks, shared by the task and workflow endpoints: a validated request becomes
+//! a new task, and a batch goes to the core with the stored states of its upstreams.
+
+use std::collections::{HashMap, HashSet};
+
+use drover_api::rest::SubmitRequest;
+use drover_api::{ApiError, ErrorCode};
+use drover_core::dag::WorkflowRecord;
+use drover_core::{
+    FlowSpec, FlowTask, Input, Micros, NewTask, Reply, SubmitError, TaskId, TaskState,
+};
+
+use crate::http::{unexpected, ApiResult, AppState};
+use crate::ids::task_id_at;
+
+/// Attempts at a flow submit whose upstream finished while it was on its way.
+const UPSTREAM_RETRIES: usize = 3;
+
+/// A submit request as a new task and its flow fields, validated.
+pub fn new_flow_task(req: &SubmitRequest, now: Micros) -> ApiResult<(NewTask, FlowSpec)> {
+    let v = req.validate()?;
+    let f = req.flow(now)?;
+    let not_before = match f.at {
+        Some(at) => Some(at),
+        None => (v.delay_ms > 0).then(|| now + v.delay_ms as i64 * 1000),
+    };
+    let serial_key = if f.serial {
+        v.def.placement.key.clone()
+    } else {
+        None
+    };
+    Ok((
+        NewTask {
+            id: task_id_at(now),
+            def: v.def,
+            not_before,
+        },
+        FlowSpec {
+            after: f.after,
+            on_upstream_failure: f.on_upstream_failure,
+            serial_key,
+            deadline: f.deadline,
+            workflow: None,
+        },
+    ))
+}
+
+/// Submits tasks: the plain path when none has flow options, else `SubmitFlow` with the
+/// stored states of upstreams outside the batch (unknown ones are refused with 400).
+pub async fn submit_all(s: &AppState, tasks: Vec<(NewTask, FlowSpec)>) -> ApiResult<Vec<TaskId>> {
+    let n = tasks.len();
+    if tasks.iter().all(|(_, f)| f.is_default()) {
+        let plain: Vec<NewTask> = tasks.into_iter().map(|(t, _)| t).collect();
+        return match s
+            .driver
+            .request(|req| Input::Submit { req, tasks: plain })
+            .await?
+        {
+            Reply::Submitted(ids) if ids.len() == n => Ok(ids),
+            other => Err(unexpected(other)),
+        };
+    }
+    let flow_tasks: Vec<FlowTask> = tasks
+        .into_iter()
+        .map(|(task, flow)| FlowTask {
+            task,
+            flow,
+            upstream_states: vec![],
+        })
+        .collect();
+    submit_flow(s, flow_tasks, None).await
+}
+
+/// Sends a `SubmitFlow`, filling in upstream states from the store; retries when an
+/// upstream finished between the store read and the core's decision.
+pub async fn submit_flow(
+    s: &AppState,
+    mut tasks: Vec<FlowTask>,
+    workflow: Option<WorkflowRecord>,
+) -> ApiResult<Vec<TaskId>> {
+    let n = tasks.len();
+    for attempt in 0..UPSTREAM_RETRIES {
+        let states = upstream_states(s, &tasks).await?;
+        for t in &mut tasks {
+            t.upstream_states = t
+                .flow
+                .after
+                .iter()
+                .filter_map(|u| states.get(u).map(|st| (*u, *st)))
+                .collect();
+        }
+        let batch = tasks.clone();
+        let wf = workflow.clone();
+        match s
+            .driver
+            .request(|req| Input::SubmitFlow {
+                req,
+                tasks: batch,
+                workflow: wf,
+            })
+            .await?
+        {
+            Reply::Submitted(ids) if ids.len() == n => return Ok(ids),
+            Reply::SubmitRefused(SubmitError::UnknownUpstream(u)) => {
+                tracing::debug!(upstream = %u, attempt, "upstream finished meanwhile; retrying");
+            }
+            Reply::SubmitRefused(SubmitError::WorkflowRunning(id)) => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("workflow {id} is still running; rerun it once it ended"),
+                )
+                .into())
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Unavailable,
+        "upstream tasks changed state during the submit; retry",
+    )
+    .into())
+}
+
+/// The stored states of the upstreams outside the batch; an unknown one is refused.
+async fn upstream_states(
+    s: &AppState,
+    tasks: &[FlowTask],
+) -> ApiResult<HashMap<TaskId, TaskState>> {
+    let in_batch: HashSet<TaskId> = tasks.iter().map(|t| t.task.id).collect();
+    let mut states = HashMap::new();
+    for u in tasks.iter().flat_map(|t| &t.flow.after) {
+        if in_batch.contains(u) || states.contains_key(u) {
+            continue;
+        }
+        let Some(rec) = s.store.task(*u).await? else {
+            return Err(ApiError::invalid(
+                "after",
+                format!("no task with id {u}: upstream tasks must exist"),
+            )
+            .into());
+        };
+        states.insert(*u, rec.state);
+    }
+    Ok(states)
+}

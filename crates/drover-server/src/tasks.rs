@@ -1,0 +1,274 @@
+//! REST adapter for tasks (`/v1/tasks`, `/v1/stats`): submit, list, read, cancel, logs.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_api::rest::*;
+use drover_api::{limits, ApiError, ErrorCode};
+use drover_core::{CancelError, Input, LogStream, Reply, TaskId, TaskState};
+use drover_store::TaskQuery;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::clock::now_micros;
+use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, HttpError};
+use crate::submit::{new_flow_task, submit_all};
+
+/// The OpenAPI part of these endpoints, merged into `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(submit, submit_batch, list, task, cancel, logs, stats),
+    components(schemas(
+        SubmitRequest,
+        BatchSubmitRequest,
+        BatchSubmitResponse,
+        TaskView,
+        AttemptView,
+        SpecView,
+        TaskList,
+        LogsView,
+        StatsView
+    ))
+)]
+pub struct TaskApi;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tasks", post(submit).get(list))
+        .route("/v1/tasks:batch", post(submit_batch))
+        .route("/v1/tasks/{id}", get(task))
+        .route("/v1/tasks/{id}/cancel", post(cancel))
+        .route("/v1/tasks/{id}/logs", get(logs))
+        .route("/v1/stats", get(stats))
+}
+
+fn parse_id(id: &str) -> ApiResult<TaskId> {
+    id.parse::<TaskId>()
+        .map_err(|m| HttpError(ApiError::invalid("id", m)))
+}
+
+fn no_task(id: TaskId) -> HttpError {
+    HttpError(ApiError::not_found(format!("no task with id {id}")))
+}
+
+async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
+    let rec = s.store.task(id).await?.ok_or_else(|| no_task(id))?;
+    let attempts = s.store.attempts(id).await?;
+    let mut view = TaskView::from_record(&rec, &attempts);
+    if rec.state == TaskState::Queued || rec.state == TaskState::Pending {
+        view.waiting_reason = s.driver.query(move |c| c.why_waiting(id)).await?;
+    }
+    Ok(view)
+}
+
+#[utoipa::path(post, path = "/v1/tasks", request_body = SubmitRequest,
+    responses((status = 201, body = TaskView), (status = 400, body = ApiError)))]
+async fn submit(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<SubmitRequest>,
+) -> ApiResult<(StatusCode, Json<TaskView>)> {
+    let task = new_flow_task(&req, now_micros())?;
+    let ids = submit_all(&s, vec![task]).await?;
+    Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
+}
+
+#[utoipa::path(post, path = "/v1/tasks:batch", request_body = BatchSubmitRequest,
+    responses((status = 201, body = BatchSubmitResponse), (status = 400, body = ApiError)))]
+async fn submit_batch(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<BatchSubmitRequest>,
+) -> ApiResult<(StatusCode, Json<BatchSubmitResponse>)> {
+    if req.tasks.is_empty() || req.tasks.len() > limits::MAX_BATCH {
+        return Err(ApiError::invalid(
+            "tasks",
+            format!(
+                "a batch holds 1 to {} tasks, not {}",
+                limits::MAX_BATCH,
+                req.tasks.len()
+            ),
+        )
+        .into());
+    }
+    let now = now_micros();
+    let mut tasks = Vec::with_capacity(req.tasks.len());
+    for (i, t) in req.tasks.iter().enumerate() {
+        // Validate everything before anything is stored: one bad task refuses the batch.
+        tasks.push(new_flow_task(t, now).map_err(|HttpError(mut e)| {
+            e.message = format!("tasks[{i}].{}", e.message);
+            e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
+            HttpError(e)
+        })?);
+    }
+    let ids = submit_all(&s, tasks).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchSubmitResponse {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only tasks in this state.
+    state: Option<String>,
+    /// Only tasks of this queue.
+    queue: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tasks", params(ListParams),
+    responses((status = 200, body = TaskList), (status = 400, body = ApiError)))]
+async fn list(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<TaskList>> {
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > limits::MAX_PAGE {
+        return Err(ApiError::invalid("limit", format!("1 to {}", limits::MAX_PAGE)).into());
+    }
+    let state = p
+        .state
+        .as_deref()
+        .map(|st| {
+            st.parse::<TaskState>()
+                .map_err(|m| HttpError(ApiError::invalid("state", m)))
+        })
+        .transpose()?;
+    let before = p
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<TaskId>()
+                .map_err(|m| HttpError(ApiError::invalid("cursor", m)))
+        })
+        .transpose()?;
+    let query = TaskQuery {
+        state,
+        queue: p.queue,
+        before,
+        limit,
+    };
+    let recs = s.store.list_tasks(&query).await?;
+    let next_cursor = (recs.len() == limit)
+        .then(|| recs.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(TaskList {
+        tasks: recs.iter().map(|r| TaskView::from_record(r, &[])).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ApiError)))]
+async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
+    Ok(Json(load_view(&s, parse_id(&id)?).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
+    let id = parse_id(&id)?;
+    match s
+        .driver
+        .request(|req| Input::Cancel { req, task_id: id })
+        .await?
+    {
+        Reply::Cancelled(Ok(())) => Ok(Json(load_view(&s, id).await?)),
+        Reply::Cancelled(Err(CancelError::NotActive)) => {
+            let view = load_view(&s, id).await?;
+            Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "task {id} already ended ({}); nothing to cancel",
+                    view.state
+                ),
+            )
+            .into())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Attempt number (default: the latest).
+    attempt: Option<u32>,
+    /// Only stdout after this many bytes (the previous answer's `stdout_next`).
+    stdout_from: Option<u64>,
+    /// Only stderr after this many bytes (the previous answer's `stderr_next`).
+    stderr_from: Option<u64>,
+}
+
+/// The bytes of `all` from `from` on, without a trailing incomplete UTF-8 character (it is
+/// sent once complete), as text; and the offset that follows what was sent.
+fn log_slice(all: &[u8], from: Option<u64>) -> (String, u64) {
+    let start = from
+        .map_or(0, |f| usize::try_from(f).unwrap_or(usize::MAX))
+        .min(all.len());
+    let mut part = &all[start..];
+    if let Err(e) = std::str::from_utf8(part) {
+        if e.error_len().is_none() {
+            part = &part[..e.valid_up_to()];
+        }
+    }
+    (
+        String::from_utf8_lossy(part).into_owned(),
+        (start + part.len()) as u64,
+    )
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "task id"), LogParams),
+    responses((status = 200, body = LogsView), (status = 404, body = ApiError)))]
+async fn logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<LogParams>,
+) -> ApiResult<Json<LogsView>> {
+    let id = parse_id(&id)?;
+    let rec = s.store.task(id).await?.ok_or_else(|| no_task(id))?;
+    let attempt = p.attempt.unwrap_or(rec.attempt);
+    if attempt > rec.attempt {
+        return Err(ApiError::invalid(
+            "attempt",
+            format!("task {id} has {} attempt(s) so far", rec.attempt),
+        )
+        .into());
+    }
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for c in s.store.logs(id, attempt).await? {
+        match c.stream {
+            LogStream::Stdout => out.extend_from_slice(&c.data),
+            LogStream::Stderr => err.extend_from_slice(&c.data),
+        }
+    }
+    let (stdout, stdout_next) = log_slice(&out, p.stdout_from);
+    let (stderr, stderr_next) = log_slice(&err, p.stderr_from);
+    Ok(Json(LogsView {
+        task_id: id.to_string(),
+        attempt,
+        stdout,
+        stderr,
+        stdout_next,
+        stderr_next,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = StatsView)))]
+async fn stats(State(s): State<AppState>) -> ApiResult<Json<StatsView>> {
+    let counts = s.store.count_by_state().await?;
+    let workers = s.driver.workers().await?.len() as u32;
+    Ok(Json(StatsView {
+        tasks_by_state: counts
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_string(), v))
+            .collect(),
+        workers,
+    }))
+}
