@@ -18,33 +18,33 @@ const FIX: &str = "only drover-store contains SQL: move the statement behind a d
 /// A statement opener, and the keyword that must follow it within [`CONTINUATION`] lines
 /// (`None`: the opener alone is SQL).
 struct Pattern {
-    opener: [&'static str; 2],
+    opener: &'static [&'static str],
     then: Option<&'static str>,
 }
 
 const PATTERNS: &[Pattern] = &[
     Pattern {
-        opener: ["SELECT", ""],
+        opener: &["SELECT"],
         then: Some("FROM"),
     },
     Pattern {
-        opener: ["UPDATE", ""],
+        opener: &["UPDATE"],
         then: Some("SET"),
     },
     Pattern {
-        opener: ["INSERT", "INTO"],
+        opener: &["INSERT", "INTO"],
         then: None,
     },
     Pattern {
-        opener: ["DELETE", "FROM"],
+        opener: &["DELETE", "FROM"],
         then: None,
     },
     Pattern {
-        opener: ["CREATE", "TABLE"],
+        opener: &["CREATE", "TABLE"],
         then: None,
     },
     Pattern {
-        opener: ["PRAGMA", ""],
+        opener: &["PRAGMA"],
         then: None,
     },
 ];
@@ -75,7 +75,7 @@ pub fn sql_lines(src: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         for p in PATTERNS {
-            let opener = format!("{} ", p.opener.join(" ").trim_end());
+            let opener = format!("{} ", p.opener.join(" "));
             let Some(at) = line.find(&opener) else {
                 continue;
             };
