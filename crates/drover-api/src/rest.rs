@@ -97,69 +97,7 @@ impl SubmitRequest {
         check_name("queue", &queue)?;
         let kind = self.kind.clone().unwrap_or_else(|| "default".into());
         check_name("kind", &kind)?;
-        let spec = if kind == "noop" {
-            if !self.argv.is_empty() {
-                return Err(ApiError::invalid("argv", "a noop task takes no argv"));
-            }
-            TaskSpec::Noop
-        } else {
-            if self.argv.is_empty() {
-                return Err(ApiError::invalid(
-                    "argv",
-                    "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"]",
-                ));
-            }
-            if self.argv[0].is_empty() {
-                return Err(ApiError::invalid("argv", "argv[0], the program, is empty"));
-            }
-            if self.argv.len() > limits::MAX_ARGV {
-                return Err(ApiError::invalid(
-                    "argv",
-                    format!(
-                        "argv has {} entries; at most {}",
-                        self.argv.len(),
-                        limits::MAX_ARGV
-                    ),
-                ));
-            }
-            let bytes: usize = self.argv.iter().map(|a| a.len()).sum::<usize>()
-                + self
-                    .env
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>();
-            if bytes > limits::MAX_SPEC_BYTES {
-                return Err(ApiError::invalid(
-                    "argv",
-                    format!(
-                        "argv and env total {bytes} bytes; at most {}",
-                        limits::MAX_SPEC_BYTES
-                    ),
-                ));
-            }
-            if self.argv.iter().any(|a| a.contains('\0')) {
-                return Err(ApiError::invalid("argv", "an argument contains a NUL byte"));
-            }
-            for (k, v) in &self.env {
-                if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                    return Err(ApiError::invalid(
-                        "env",
-                        format!("bad environment variable name or value: '{k}'"),
-                    ));
-                }
-            }
-            if self.env.len() > limits::MAX_ENV {
-                return Err(ApiError::invalid(
-                    "env",
-                    format!("at most {} variables", limits::MAX_ENV),
-                ));
-            }
-            TaskSpec::Exec {
-                argv: self.argv.clone(),
-                env: self.env.clone().into_iter().collect(),
-                cwd: self.cwd.clone(),
-            }
-        };
+        let spec = self.spec(&kind)?;
         let retries = self.retries.unwrap_or(0);
         if retries > limits::MAX_RETRIES {
             return Err(ApiError::invalid(
@@ -203,6 +141,82 @@ impl SubmitRequest {
 }
 
 impl SubmitRequest {
+    /// The spec: none for a `noop` task, else the command, checked.
+    fn spec(&self, kind: &str) -> Result<TaskSpec, ApiError> {
+        if kind == "noop" {
+            if !self.argv.is_empty() {
+                return Err(ApiError::invalid("argv", "a noop task takes no argv"));
+            }
+            return Ok(TaskSpec::Noop);
+        }
+        self.check_argv()?;
+        self.check_env()?;
+        Ok(TaskSpec::Exec {
+            argv: self.argv.clone(),
+            env: self.env.clone().into_iter().collect(),
+            cwd: self.cwd.clone(),
+        })
+    }
+
+    fn check_argv(&self) -> Result<(), ApiError> {
+        if self.argv.is_empty() {
+            return Err(ApiError::invalid(
+                "argv",
+                "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"]",
+            ));
+        }
+        if self.argv[0].is_empty() {
+            return Err(ApiError::invalid("argv", "argv[0], the program, is empty"));
+        }
+        if self.argv.len() > limits::MAX_ARGV {
+            return Err(ApiError::invalid(
+                "argv",
+                format!(
+                    "argv has {} entries; at most {}",
+                    self.argv.len(),
+                    limits::MAX_ARGV
+                ),
+            ));
+        }
+        let bytes: usize = self.argv.iter().map(|a| a.len()).sum::<usize>()
+            + self
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if bytes > limits::MAX_SPEC_BYTES {
+            return Err(ApiError::invalid(
+                "argv",
+                format!(
+                    "argv and env total {bytes} bytes; at most {}",
+                    limits::MAX_SPEC_BYTES
+                ),
+            ));
+        }
+        if self.argv.iter().any(|a| a.contains('\0')) {
+            return Err(ApiError::invalid("argv", "an argument contains a NUL byte"));
+        }
+        Ok(())
+    }
+
+    fn check_env(&self) -> Result<(), ApiError> {
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(ApiError::invalid(
+                    "env",
+                    format!("bad environment variable name or value: '{k}'"),
+                ));
+            }
+        }
+        if self.env.len() > limits::MAX_ENV {
+            return Err(ApiError::invalid(
+                "env",
+                format!("at most {} variables", limits::MAX_ENV),
+            ));
+        }
+        Ok(())
+    }
+
     fn placement(&self) -> Result<PlacementSpec, ApiError> {
         let selector = match self.label_selector.as_deref().map(str::trim) {
             None | Some("") => Selector::default(),

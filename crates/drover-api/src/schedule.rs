@@ -44,55 +44,7 @@ impl ScheduleRequest {
     /// Checks everything; `now` anchors a fixed-rate schedule.
     pub fn validate(&self, now: Micros) -> Result<ScheduleSpec, ApiError> {
         crate::rest::check_name("name", &self.name)?;
-        let given = [
-            self.cron.is_some(),
-            self.every.is_some(),
-            self.delay_after_previous.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if given != 1 {
-            return Err(ApiError::invalid(
-                "cron",
-                "give exactly one of cron, every, delay_after_previous",
-            ));
-        }
-        if self.tz.is_some() && self.cron.is_none() {
-            return Err(ApiError::invalid(
-                "tz",
-                "a time zone applies to a cron expression",
-            ));
-        }
-        let trigger = if let Some(expr) = &self.cron {
-            let tz = self.tz.clone().unwrap_or_else(|| "UTC".into());
-            schedule::parse_cron(expr).map_err(|m| ApiError::invalid("cron", m))?;
-            schedule::parse_tz(&tz).map_err(|m| ApiError::invalid("tz", m))?;
-            Trigger::Cron {
-                expr: expr.trim().to_string(),
-                tz,
-            }
-        } else if let Some(e) = &self.every {
-            let ms = parse_duration_ms(e).map_err(|m| ApiError::invalid("every", m))?;
-            if ms < 1000 {
-                return Err(ApiError::invalid("every", "at least 1s"));
-            }
-            Trigger::Every {
-                every_ms: ms,
-                anchor: now,
-            }
-        } else {
-            let d = self.delay_after_previous.as_deref().unwrap_or_default();
-            let ms =
-                parse_duration_ms(d).map_err(|m| ApiError::invalid("delay_after_previous", m))?;
-            if ms == 0 {
-                return Err(ApiError::invalid(
-                    "delay_after_previous",
-                    "must be positive",
-                ));
-            }
-            Trigger::DelayAfterPrevious { delay_ms: ms }
-        };
+        let trigger = self.trigger(now)?;
         let overlap = self
             .overlap
             .as_deref()
@@ -133,6 +85,60 @@ impl ScheduleRequest {
             misfire,
             max_catch_up,
             template: Arc::new(v.def),
+        })
+    }
+
+    /// Exactly one of `cron` (with its `tz`), `every` (anchored at `now`) and
+    /// `delay_after_previous`, checked.
+    fn trigger(&self, now: Micros) -> Result<Trigger, ApiError> {
+        let given = [
+            self.cron.is_some(),
+            self.every.is_some(),
+            self.delay_after_previous.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given != 1 {
+            return Err(ApiError::invalid(
+                "cron",
+                "give exactly one of cron, every, delay_after_previous",
+            ));
+        }
+        if self.tz.is_some() && self.cron.is_none() {
+            return Err(ApiError::invalid(
+                "tz",
+                "a time zone applies to a cron expression",
+            ));
+        }
+        Ok(if let Some(expr) = &self.cron {
+            let tz = self.tz.clone().unwrap_or_else(|| "UTC".into());
+            schedule::parse_cron(expr).map_err(|m| ApiError::invalid("cron", m))?;
+            schedule::parse_tz(&tz).map_err(|m| ApiError::invalid("tz", m))?;
+            Trigger::Cron {
+                expr: expr.trim().to_string(),
+                tz,
+            }
+        } else if let Some(e) = &self.every {
+            let ms = parse_duration_ms(e).map_err(|m| ApiError::invalid("every", m))?;
+            if ms < 1000 {
+                return Err(ApiError::invalid("every", "at least 1s"));
+            }
+            Trigger::Every {
+                every_ms: ms,
+                anchor: now,
+            }
+        } else {
+            let d = self.delay_after_previous.as_deref().unwrap_or_default();
+            let ms =
+                parse_duration_ms(d).map_err(|m| ApiError::invalid("delay_after_previous", m))?;
+            if ms == 0 {
+                return Err(ApiError::invalid(
+                    "delay_after_previous",
+                    "must be positive",
+                ));
+            }
+            Trigger::DelayAfterPrevious { delay_ms: ms }
         })
     }
 }

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use drover_core::{
     Assignment, AttemptOutcome, AttemptRef, Coordinator, CoreConfig, Effects, Input, Micros,
-    NewTask, Outcome, PlacementSpec, Snapshot, TaskDef, TaskId, TaskSpec, ToWorker, WorkerInfo,
-    Write,
+    NewTask, Outcome, PlacementSpec, RequestId, Snapshot, TaskDef, TaskId, TaskSpec, ToWorker,
+    WorkerInfo, Write,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -259,6 +259,22 @@ impl Sim<'_> {
 /// Runs one strategy; the report's numbers depend only on `opts` and the strategy.
 pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
     let wl = workload(opts);
+    let mut sim = Sim::new(opts, strategy, &wl);
+    let mut fx = Effects::default();
+    sim.join_workers(&mut fx);
+    for (i, &at) in wl.arrivals.iter().enumerate() {
+        sim.push(at, Ev::Arrive(i));
+    }
+    let mut submitter = Submitter::new(opts);
+    while let Some(now) = sim.next_instant() {
+        sim.run_instant(now, &wl, &mut submitter, &mut fx);
+    }
+    report(opts, strategy, &sim)
+}
+
+/// The core for `strategy`: the oracle runs on least-loaded, with its own ranker (set once
+/// the workers are known).
+fn coordinator(opts: &SimOptions, strategy: SimStrategy) -> Coordinator {
     let core_strategy = match strategy {
         SimStrategy::Core(s) => s,
         SimStrategy::Oracle => drover_core::Strategy::LeastLoaded,
@@ -273,7 +289,12 @@ pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
     };
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&opts.seed.to_le_bytes());
-    let mut core = Coordinator::new(cfg, seed, 0, Snapshot::default());
+    Coordinator::new(cfg, seed, 0, Snapshot::default())
+}
+
+/// The simulated workers, named `w00`, `w01`, … and labelled with their group's zone, and
+/// the truth the oracle ranks by: each one's mean run time and failure rate.
+fn sim_workers(opts: &SimOptions) -> (Vec<SimWorker>, BTreeMap<String, (f64, f64)>) {
     let total: u32 = opts.workers.iter().map(|g| g.count).sum();
     let width = total.to_string().len().max(2);
     let mut workers = Vec::new();
@@ -302,82 +323,131 @@ pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
             });
         }
     }
-    if strategy == SimStrategy::Oracle {
-        core.set_ranker(Some(Box::new(Oracle::new(truth, opts.adaptive.clone()))));
+    (workers, truth)
+}
+
+/// Submits the arrivals of an instant as one request, as the server's driver folds what
+/// arrived together; a finish in between flushes the arrivals before it, so the core sees
+/// the inputs in event order.
+struct Submitter {
+    def: TaskDef,
+    req: RequestId,
+    batch: Vec<(NewTask, PlacementSpec)>,
+}
+
+impl Submitter {
+    fn new(opts: &SimOptions) -> Submitter {
+        let def = TaskDef {
+            queue: "sim".into(),
+            kind: "sim".into(),
+            priority: 0,
+            spec: TaskSpec::Noop,
+            max_attempts: 1 + opts.retries,
+            backoff_ms: 0,
+            timeout_ms: None,
+            idempotency_key: None,
+            placement: Default::default(),
+        };
+        Submitter {
+            def,
+            req: 0,
+            batch: Vec::new(),
+        }
     }
-    let mut sim = Sim {
-        opts,
-        core,
-        workers,
-        base: wl.base.clone(),
-        submitted: wl.arrivals.clone(),
-        ended: vec![None; opts.tasks],
-        extra: BTreeMap::new(),
-        events: BinaryHeap::new(),
-        seq: 0,
-        dirty: Vec::new(),
-    };
-    let mut fx = Effects::default();
-    for i in 0..sim.workers.len() {
-        let (session, info) = (sim.workers[i].session, sim.workers[i].info.clone());
-        sim.core.handle(
-            0,
-            Input::WorkerJoin {
+
+    /// Task `i` (id `i + 1`) arrives with its routing key.
+    fn arrive(&mut self, i: usize, key: u32) {
+        let spec = PlacementSpec {
+            key: Some(format!("key-{key}")),
+            ..PlacementSpec::default()
+        };
+        let task = NewTask {
+            id: TaskId(i as u128 + 1),
+            def: self.def.clone(),
+            not_before: None,
+        };
+        self.batch.push((task, spec));
+    }
+
+    fn flush(&mut self, core: &mut Coordinator, now: Micros, fx: &mut Effects) {
+        if !self.batch.is_empty() {
+            self.req += 1;
+            let tasks = std::mem::take(&mut self.batch);
+            core.handle(
+                now,
+                Input::SubmitPlaced {
+                    req: self.req,
+                    tasks,
+                },
+                fx,
+            );
+        }
+    }
+}
+
+impl<'a> Sim<'a> {
+    fn new(opts: &'a SimOptions, strategy: SimStrategy, wl: &Workload) -> Sim<'a> {
+        let mut core = coordinator(opts, strategy);
+        let (workers, truth) = sim_workers(opts);
+        if strategy == SimStrategy::Oracle {
+            core.set_ranker(Some(Box::new(Oracle::new(truth, opts.adaptive.clone()))));
+        }
+        Sim {
+            opts,
+            core,
+            workers,
+            base: wl.base.clone(),
+            submitted: wl.arrivals.clone(),
+            ended: vec![None; opts.tasks],
+            extra: BTreeMap::new(),
+            events: BinaryHeap::new(),
+            seq: 0,
+            dirty: Vec::new(),
+        }
+    }
+}
+
+impl Sim<'_> {
+    /// Every worker joins at time 0.
+    fn join_workers(&mut self, fx: &mut Effects) {
+        for i in 0..self.workers.len() {
+            let (session, info) = (self.workers[i].session, self.workers[i].info.clone());
+            let join = Input::WorkerJoin {
                 session,
                 info,
                 held: vec![],
-            },
-            &mut fx,
-        );
-    }
-    sim.apply(0, &mut fx);
-    for (i, &at) in wl.arrivals.iter().enumerate() {
-        sim.push(at, Ev::Arrive(i));
-    }
-    let def = std::sync::Arc::new(TaskDef {
-        queue: "sim".into(),
-        kind: "sim".into(),
-        priority: 0,
-        spec: TaskSpec::Noop,
-        max_attempts: 1 + opts.retries,
-        backoff_ms: 0,
-        timeout_ms: None,
-        idempotency_key: None,
-        placement: Default::default(),
-    });
-    let mut req = 0;
-    let mut batch = Vec::new();
-    loop {
-        let next_ev = sim.events.peek().map(|Reverse((t, _, _))| *t);
-        let next_timer = sim.core.poll_timeout();
-        let now = match (next_ev, next_timer) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) => a,
-            (None, Some(b)) if b < (1 << 50) => b,
-            _ => break,
-        };
-        while let Some(Reverse((t, _, _))) = sim.events.peek() {
-            if *t != now {
-                break;
-            }
-            let Some(Reverse((_, _, ev))) = sim.events.pop() else {
-                break;
             };
+            self.core.handle(0, join, fx);
+        }
+        self.apply(0, fx);
+    }
+
+    /// The next event or core timer; `None` once neither is left (timers far beyond any
+    /// simulated run, such as the leases, do not count).
+    fn next_instant(&self) -> Option<Micros> {
+        let next_ev = self.events.peek().map(|Reverse((t, _, _))| *t);
+        match (next_ev, self.core.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (Some(a), None) => Some(a),
+            (None, Some(b)) if b < (1 << 50) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The next event at `now`, if any is left.
+    fn pop_due(&mut self, now: Micros) -> Option<Ev> {
+        match self.events.peek() {
+            Some(Reverse((t, _, _))) if *t == now => self.events.pop().map(|Reverse(e)| e.2),
+            _ => None,
+        }
+    }
+
+    /// Everything that happens at `now`: its events, then timers and dispatch, as the
+    /// server's driver does after a batch.
+    fn run_instant(&mut self, now: Micros, wl: &Workload, sub: &mut Submitter, fx: &mut Effects) {
+        while let Some(ev) = self.pop_due(now) {
             match ev {
-                Ev::Arrive(i) => {
-                    let spec = PlacementSpec {
-                        key: Some(format!("key-{}", wl.keys[i])),
-                        ..PlacementSpec::default()
-                    };
-                    batch.push((
-                        NewTask {
-                            id: TaskId(i as u128 + 1),
-                            def: (*def).clone(),
-                            not_before: None,
-                        },
-                        spec,
-                    ));
-                }
+                Ev::Arrive(i) => sub.arrive(i, wl.keys[i]),
                 Ev::Finish {
                     worker,
                     task,
@@ -385,59 +455,58 @@ pub fn run_one(opts: &SimOptions, strategy: SimStrategy) -> SimReport {
                     lease,
                     ok,
                 } => {
-                    if !batch.is_empty() {
-                        req += 1;
-                        let tasks = std::mem::take(&mut batch);
-                        sim.core
-                            .handle(now, Input::SubmitPlaced { req, tasks }, &mut fx);
-                    }
-                    let w = &mut sim.workers[worker];
-                    w.running -= 1;
-                    let session = w.session;
-                    sim.dirty.push(worker);
-                    let outcome = Outcome {
-                        kind: if ok {
-                            AttemptOutcome::Succeeded
-                        } else {
-                            AttemptOutcome::Failed
-                        },
-                        exit_code: Some(if ok { 0 } else { 1 }),
-                        error: None,
+                    sub.flush(&mut self.core, now, fx);
+                    let attempt = AttemptRef {
+                        task_id: task,
+                        attempt,
+                        lease: drover_core::LeaseToken(lease),
                     };
-                    sim.core.handle(
-                        now,
-                        Input::Finished {
-                            session,
-                            attempt: AttemptRef {
-                                task_id: task,
-                                attempt,
-                                lease: drover_core::LeaseToken(lease),
-                            },
-                            outcome,
-                        },
-                        &mut fx,
-                    );
+                    self.finish(now, worker, attempt, ok, fx);
                 }
             }
         }
-        if !batch.is_empty() {
-            req += 1;
-            let tasks = std::mem::take(&mut batch);
-            sim.core
-                .handle(now, Input::SubmitPlaced { req, tasks }, &mut fx);
-        }
-        // Timers (retry backoff) and dispatch, as the server's driver does after a batch.
-        sim.core.handle_timeout(now, &mut fx);
-        sim.apply(now, &mut fx);
-        sim.start_work(now, &mut fx);
-        sim.apply(now, &mut fx);
-        if opts.check_invariants {
-            if let Err(e) = sim.core.check_invariants() {
+        sub.flush(&mut self.core, now, fx);
+        // Timers (retry backoff) and dispatch.
+        self.core.handle_timeout(now, fx);
+        self.apply(now, fx);
+        self.start_work(now, fx);
+        self.apply(now, fx);
+        if self.opts.check_invariants {
+            if let Err(e) = self.core.check_invariants() {
                 panic!("invariant broken at {now}: {e}");
             }
         }
     }
-    report(opts, strategy, &sim)
+
+    /// A worker reports an attempt finished; its slot is free for queued work.
+    fn finish(
+        &mut self,
+        now: Micros,
+        worker: usize,
+        attempt: AttemptRef,
+        ok: bool,
+        fx: &mut Effects,
+    ) {
+        let w = &mut self.workers[worker];
+        w.running -= 1;
+        let session = w.session;
+        self.dirty.push(worker);
+        let outcome = Outcome {
+            kind: if ok {
+                AttemptOutcome::Succeeded
+            } else {
+                AttemptOutcome::Failed
+            },
+            exit_code: Some(if ok { 0 } else { 1 }),
+            error: None,
+        };
+        let finished = Input::Finished {
+            session,
+            attempt,
+            outcome,
+        };
+        self.core.handle(now, finished, fx);
+    }
 }
 
 fn round6(x: f64) -> f64 {

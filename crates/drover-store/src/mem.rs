@@ -366,78 +366,10 @@ impl Store for MemStore {
         if limit == 0 {
             return Ok(PrunedTasks::default());
         }
-        let is_due = |t: &TaskRecord| {
-            t.state.is_terminal() && t.finished_at.is_some_and(|f| f < finished_before)
-        };
-        // Whole workflows first, as SQLite walks them: created before the cutoff, oldest
-        // first, at most PRUNE_WORKFLOW_SCAN; each with its tasks by id.
-        let mut tasks_of: BTreeMap<&str, Vec<TaskId>> = BTreeMap::new();
-        for f in g.flows.values() {
-            if let Some((w, _)) = &f.spec.workflow {
-                tasks_of.entry(w.as_str()).or_default().push(f.task_id);
-            }
-        }
-        let mut candidates: Vec<_> = g
-            .workflows
-            .values()
-            .filter(|w| w.created_at < finished_before)
-            .collect();
-        candidates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let mut due: Vec<TaskId> = Vec::new();
-        let mut workflows = Vec::new();
-        for w in candidates.into_iter().take(crate::PRUNE_WORKFLOW_SCAN) {
-            if due.len() >= limit {
-                break;
-            }
-            let tasks = tasks_of.get(w.id.as_str()).map_or(&[][..], Vec::as_slice);
-            let whole_due = w
-                .nodes
-                .iter()
-                .map(|n| &n.task_id)
-                .chain(tasks)
-                .all(|id| g.tasks.get(id).is_none_or(is_due));
-            if whole_due {
-                due.extend(tasks.iter().filter(|id| g.tasks.contains_key(id)));
-                workflows.push(w.id.clone());
-            }
-        }
-        // Then the tasks of no workflow: by terminal state, then oldest created (id) first,
-        // created by the cutoff.
-        let newest = crate::newest_id_created_by(finished_before);
-        let state_rank = |s: TaskState| TaskState::ALL.iter().position(|x| *x == s);
-        let of_a_workflow = |id: &TaskId| {
-            g.flows
-                .get(id)
-                .and_then(|f| f.spec.workflow.as_ref())
-                .is_some_and(|(w, _)| g.workflows.contains_key(w))
-        };
-        let mut plain: Vec<(Option<usize>, TaskId)> = g
-            .tasks
-            .values()
-            .filter(|t| is_due(t))
-            .filter(|t| newest.is_some_and(|n| t.id <= n))
-            .filter(|t| !of_a_workflow(&t.id))
-            .map(|t| (state_rank(t.state), t.id))
-            .collect();
-        plain.sort_unstable();
-        plain.truncate(limit.saturating_sub(due.len()));
-        due.extend(plain.into_iter().map(|(_, id)| id));
-
-        let mut keys = Vec::new();
-        for id in &due {
-            let t = g.tasks.remove(id).expect("listed above");
-            if let Some(k) = &t.def.idempotency_key {
-                keys.push((k.clone(), *id));
-            }
-            remove_per_attempt(&mut g.attempts, *id);
-            remove_per_attempt(&mut g.logs, *id);
-            g.flows.remove(id);
-        }
-        for w in workflows {
-            g.flows
-                .retain(|_, f| f.spec.workflow.as_ref().is_none_or(|(id, _)| *id != w));
-            g.workflows.remove(&w);
-        }
+        let (mut due, workflows) = g.due_workflows(finished_before, limit);
+        let plain = g.due_tasks(finished_before, limit.saturating_sub(due.len()));
+        due.extend(plain);
+        let keys = g.remove_pruned(&due, workflows);
         Ok(PrunedTasks {
             tasks: due.len() as u64,
             keys,
@@ -469,6 +401,95 @@ impl Store for MemStore {
         v.truncate(limit);
         Ok(v)
     }
+}
+/// `Store::prune_tasks`, in the order SQLite takes things (see `sqlite::retention`).
+impl Inner {
+    /// Whole workflows first, as SQLite walks them: created before the cutoff, oldest first,
+    /// at most PRUNE_WORKFLOW_SCAN, until `limit` tasks are due; each with its tasks by id.
+    /// Returns the due tasks and workflows.
+    fn due_workflows(&self, before: Micros, limit: usize) -> (Vec<TaskId>, Vec<String>) {
+        let mut tasks_of: BTreeMap<&str, Vec<TaskId>> = BTreeMap::new();
+        for f in self.flows.values() {
+            if let Some((w, _)) = &f.spec.workflow {
+                tasks_of.entry(w.as_str()).or_default().push(f.task_id);
+            }
+        }
+        let mut candidates: Vec<_> = self
+            .workflows
+            .values()
+            .filter(|w| w.created_at < before)
+            .collect();
+        candidates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let mut due: Vec<TaskId> = Vec::new();
+        let mut workflows = Vec::new();
+        for w in candidates.into_iter().take(crate::PRUNE_WORKFLOW_SCAN) {
+            if due.len() >= limit {
+                break;
+            }
+            let tasks = tasks_of.get(w.id.as_str()).map_or(&[][..], Vec::as_slice);
+            let whole_due = w
+                .nodes
+                .iter()
+                .map(|n| &n.task_id)
+                .chain(tasks)
+                .all(|id| self.tasks.get(id).is_none_or(|t| is_due(t, before)));
+            if whole_due {
+                due.extend(tasks.iter().filter(|id| self.tasks.contains_key(id)));
+                workflows.push(w.id.clone());
+            }
+        }
+        (due, workflows)
+    }
+
+    /// Then up to `limit` tasks of no workflow: by terminal state, then oldest created (id)
+    /// first, created by the cutoff.
+    fn due_tasks(&self, before: Micros, limit: usize) -> Vec<TaskId> {
+        let newest = crate::newest_id_created_by(before);
+        let state_rank = |s: TaskState| TaskState::ALL.iter().position(|x| *x == s);
+        let of_a_workflow = |id: &TaskId| {
+            self.flows
+                .get(id)
+                .and_then(|f| f.spec.workflow.as_ref())
+                .is_some_and(|(w, _)| self.workflows.contains_key(w))
+        };
+        let mut plain: Vec<(Option<usize>, TaskId)> = self
+            .tasks
+            .values()
+            .filter(|t| is_due(t, before))
+            .filter(|t| newest.is_some_and(|n| t.id <= n))
+            .filter(|t| !of_a_workflow(&t.id))
+            .map(|t| (state_rank(t.state), t.id))
+            .collect();
+        plain.sort_unstable();
+        plain.truncate(limit);
+        plain.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Removes the due tasks with what hangs off them, then the workflows; returns the
+    /// tasks' idempotency keys.
+    fn remove_pruned(&mut self, due: &[TaskId], workflows: Vec<String>) -> Vec<(String, TaskId)> {
+        let mut keys = Vec::new();
+        for id in due {
+            let t = self.tasks.remove(id).expect("listed as due");
+            if let Some(k) = &t.def.idempotency_key {
+                keys.push((k.clone(), *id));
+            }
+            remove_per_attempt(&mut self.attempts, *id);
+            remove_per_attempt(&mut self.logs, *id);
+            self.flows.remove(id);
+        }
+        for w in workflows {
+            self.flows
+                .retain(|_, f| f.spec.workflow.as_ref().is_none_or(|(id, _)| *id != w));
+            self.workflows.remove(&w);
+        }
+        keys
+    }
+}
+
+/// Terminal and finished before the cutoff.
+fn is_due(t: &TaskRecord, before: Micros) -> bool {
+    t.state.is_terminal() && t.finished_at.is_some_and(|f| f < before)
 }
 
 /// Removes every entry of one task from a map keyed by (task, attempt).

@@ -92,27 +92,7 @@ pub(crate) async fn execute(
     let Some(program) = req.argv.first() else {
         return ExecResult::failed("exec spec has an empty argv".into());
     };
-    let mut cmd = Command::new(program);
-    cmd.args(&req.argv[1..])
-        .envs(&req.env)
-        .env("DROVER_TASK_ID", &req.task_id)
-        .env("DROVER_ATTEMPT", req.attempt.to_string());
-    match &req.idempotency_key {
-        Some(key) => cmd.env("DROVER_IDEMPOTENCY_KEY", key),
-        // Never leak the worker's own value (a worker started from inside a task).
-        None => cmd.env_remove("DROVER_IDEMPOTENCY_KEY"),
-    };
-    if let Some(cwd) = &req.cwd {
-        cmd.current_dir(cwd);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    sys::die_with_worker(&mut cmd);
-
-    let mut child = match cmd.spawn() {
+    let mut child = match command(&req, program).spawn() {
         Ok(child) => child,
         Err(e) => return ExecResult::failed(spawn_error(&req, &e)),
     };
@@ -159,30 +139,65 @@ pub(crate) async fn execute(
         why = &mut kill => {
             group.kill();
             let _ = child.wait().await;
-            let error = match why {
-                Ok(Kill::Cancel) => "cancelled",
-                Ok(Kill::Shutdown) => "worker shutting down",
-                Ok(Kill::Abandon) | Err(_) => "abandoned by the worker",
-            };
-            ExecResult {
-                outcome: Outcome::Cancelled,
-                exit_code: None,
-                error: Some(error.into()),
-            }
+            killed(why.ok())
         }
     };
     // A task's process group does not outlive the task: background children it left behind go
     // too (and then the pipes they held reach end of file). Dropping the guard kills the group.
     drop(group);
 
-    let drain = futures::future::join_all(pumps.iter_mut());
-    if tokio::time::timeout(DRAIN_GRACE, drain).await.is_err() {
-        tracing::debug!(task_id = %req.task_id, "output still open after the process group ended");
-        for p in &pumps {
+    drain(&mut pumps, &req.task_id).await;
+    result
+}
+
+/// The attempt's process: its argv, environment and directory, in a process group of its
+/// own that dies with the worker, stdin closed, output piped.
+fn command(req: &ExecRequest, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(&req.argv[1..])
+        .envs(&req.env)
+        .env("DROVER_TASK_ID", &req.task_id)
+        .env("DROVER_ATTEMPT", req.attempt.to_string());
+    match &req.idempotency_key {
+        Some(key) => cmd.env("DROVER_IDEMPOTENCY_KEY", key),
+        // Never leak the worker's own value (a worker started from inside a task).
+        None => cmd.env_remove("DROVER_IDEMPOTENCY_KEY"),
+    };
+    if let Some(cwd) = &req.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    sys::die_with_worker(&mut cmd);
+    cmd
+}
+
+/// The result of an attempt killed on request (`None`: the kill sender was dropped).
+fn killed(why: Option<Kill>) -> ExecResult {
+    let error = match why {
+        Some(Kill::Cancel) => "cancelled",
+        Some(Kill::Shutdown) => "worker shutting down",
+        Some(Kill::Abandon) | None => "abandoned by the worker",
+    };
+    ExecResult {
+        outcome: Outcome::Cancelled,
+        exit_code: None,
+        error: Some(error.into()),
+    }
+}
+
+/// Waits up to `DRAIN_GRACE` for the output pumps to reach end of file, then stops them.
+async fn drain(pumps: &mut [JoinHandle<()>], task_id: &str) {
+    let all = futures::future::join_all(pumps.iter_mut());
+    if tokio::time::timeout(DRAIN_GRACE, all).await.is_err() {
+        tracing::debug!(%task_id, "output still open after the process group ended");
+        for p in pumps.iter() {
             p.abort();
         }
     }
-    result
 }
 
 /// Kills a process group with SIGKILL: on `kill` (any number of times) and when dropped.

@@ -8,6 +8,7 @@
 //! out together as soon as there is room.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,137 +81,191 @@ enum Step {
     Lost(String),
 }
 
+/// What the connection loop keeps between steps.
+struct Session {
+    servers: Vec<String>,
+    agent: Agent,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    backoff: Backoff,
+    /// Index (modulo `servers`) of the server to try next.
+    next_server: usize,
+    link: Link,
+    heartbeat_due: bool,
+    /// When shutdown began.
+    stop: Option<Instant>,
+}
+
 pub(crate) async fn run(
     cfg: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let servers = check(&cfg)?;
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
-    let mut agent = Agent::new(Arc::new(cfg), events_tx);
-    let mut shutdown = Box::pin(shutdown);
-    let mut backoff = Backoff::new();
-    let mut next_server = 0usize;
-    let mut link = Link::Down {
-        retry_at: Instant::now(),
+    let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
+    let mut s = Session {
+        servers,
+        agent: Agent::new(Arc::new(cfg), events_tx),
+        events_rx,
+        backoff: Backoff::new(),
+        next_server: 0,
+        link: Link::Down {
+            retry_at: Instant::now(),
+        },
+        heartbeat_due: false,
+        stop: None,
     };
-    let mut heartbeat_due = false;
-    let mut stop: Option<Instant> = None;
-
+    let mut shutdown = Box::pin(shutdown);
     loop {
-        // Send what is pending, while the channel has room.
-        if let Link::Up(conn) = &link {
-            if let Err(why) = flush(&mut agent, &mut heartbeat_due, &conn.tx) {
-                link = lost(&mut backoff, &mut next_server, stop, conn, why);
-                continue;
-            }
+        if !s.send_pending() {
+            continue;
         }
-        if stop.is_some()
-            && agent.running() == 0
-            && (agent.outbox.is_empty() || !matches!(link, Link::Up(_)))
-        {
+        if s.finished() {
             break;
         }
+        let step = s.next_step(&mut shutdown).await;
+        if s.on_step(step).is_break() {
+            break;
+        }
+    }
+    if let Link::Up(conn) = s.link {
+        close(*conn, s.stop.unwrap_or_else(Instant::now) + STOP_LIMIT).await;
+    }
+    Ok(())
+}
 
-        let want_room = heartbeat_due || !agent.outbox.is_empty();
-        let step = {
-            let (tx, inbound, heartbeat, connecting, retry_at) = match &mut link {
-                Link::Up(c) => (
-                    Some(&c.tx),
-                    Some(&mut c.inbound),
-                    Some(&mut c.heartbeat),
-                    None,
-                    None,
-                ),
-                Link::Connecting { fut, .. } => (None, None, None, Some(fut), None),
-                Link::Down { retry_at } => (None, None, None, None, Some(*retry_at)),
-                Link::Off => (None, None, None, None, None),
-            };
-            tokio::select! {
-                () = &mut shutdown, if stop.is_none() => Step::Shutdown,
-                () = sleep_until(stop.map(|s| s + STOP_GRACE)) => Step::StopDeadline,
-                room = has_room(tx), if want_room => {
-                    if room { Step::Continue } else { Step::Lost("outbound stream closed".into()) }
-                }
-                msg = next_message(inbound) => match msg {
-                    Some(Ok(msg)) => Step::Server(msg),
-                    Some(Err(status)) => Step::Lost(format!("stream failed: {status}")),
-                    None => Step::Lost("server closed the stream".into()),
-                },
-                Some(ev) = events_rx.recv() => {
-                    agent.on_event(ev);
-                    for _ in 0..EVENT_BATCH {
-                        match events_rx.try_recv() {
-                            Ok(ev) => agent.on_event(ev),
-                            Err(_) => break,
-                        }
-                    }
-                    Step::Continue
-                }
-                () = tick(heartbeat) => {
-                    heartbeat_due = true;
-                    Step::Continue
-                }
-                res = poll(connecting) => Step::Connected(res),
-                () = sleep_until(retry_at) => Step::Retry,
+impl Session {
+    /// Sends what is pending, while the channel has room; `false` if the link was lost.
+    fn send_pending(&mut self) -> bool {
+        if let Link::Up(conn) = &self.link {
+            if let Err(why) = flush(&mut self.agent, &mut self.heartbeat_due, &conn.tx) {
+                self.link = lost(
+                    &mut self.backoff,
+                    &mut self.next_server,
+                    self.stop,
+                    conn,
+                    why,
+                );
+                return false;
             }
-        };
+        }
+        true
+    }
 
+    /// Shutting down, nothing running, and nothing left to send (or no server to send it to).
+    fn finished(&self) -> bool {
+        self.stop.is_some()
+            && self.agent.running() == 0
+            && (self.agent.outbox.is_empty() || !matches!(self.link, Link::Up(_)))
+    }
+
+    /// Waits for the next thing to happen; executor events are handled here, in a batch.
+    async fn next_step<F: Future<Output = ()>>(&mut self, shutdown: &mut Pin<Box<F>>) -> Step {
+        let want_room = self.heartbeat_due || !self.agent.outbox.is_empty();
+        let (tx, inbound, heartbeat, connecting, retry_at) = match &mut self.link {
+            Link::Up(c) => (
+                Some(&c.tx),
+                Some(&mut c.inbound),
+                Some(&mut c.heartbeat),
+                None,
+                None,
+            ),
+            Link::Connecting { fut, .. } => (None, None, None, Some(fut), None),
+            Link::Down { retry_at } => (None, None, None, None, Some(*retry_at)),
+            Link::Off => (None, None, None, None, None),
+        };
+        let (agent, events_rx, stop) = (&mut self.agent, &mut self.events_rx, self.stop);
+        tokio::select! {
+            () = shutdown, if stop.is_none() => Step::Shutdown,
+            () = sleep_until(stop.map(|s| s + STOP_GRACE)) => Step::StopDeadline,
+            room = has_room(tx), if want_room => {
+                if room { Step::Continue } else { Step::Lost("outbound stream closed".into()) }
+            }
+            msg = next_message(inbound) => match msg {
+                Some(Ok(msg)) => Step::Server(msg),
+                Some(Err(status)) => Step::Lost(format!("stream failed: {status}")),
+                None => Step::Lost("server closed the stream".into()),
+            },
+            Some(ev) = events_rx.recv() => {
+                agent.on_event(ev);
+                for _ in 0..EVENT_BATCH {
+                    match events_rx.try_recv() {
+                        Ok(ev) => agent.on_event(ev),
+                        Err(_) => break,
+                    }
+                }
+                Step::Continue
+            }
+            () = tick(heartbeat) => {
+                self.heartbeat_due = true;
+                Step::Continue
+            }
+            res = poll(connecting) => Step::Connected(res),
+            () = sleep_until(retry_at) => Step::Retry,
+        }
+    }
+
+    /// Acts on a step; `Break` ends the loop.
+    fn on_step(&mut self, step: Step) -> ControlFlow<()> {
         match step {
             Step::Continue => {}
             Step::Shutdown => {
-                tracing::info!(running = agent.running(), "worker shutting down");
-                stop = Some(Instant::now());
-                agent.begin_shutdown();
-                if !matches!(link, Link::Up(_)) {
-                    link = Link::Off;
+                tracing::info!(running = self.agent.running(), "worker shutting down");
+                self.stop = Some(Instant::now());
+                self.agent.begin_shutdown();
+                if !matches!(self.link, Link::Up(_)) {
+                    self.link = Link::Off;
                 }
             }
             Step::StopDeadline => {
                 tracing::warn!(
-                    running = agent.running(),
+                    running = self.agent.running(),
                     "worker shutdown: attempts still running after the grace period"
                 );
-                break;
+                return ControlFlow::Break(());
             }
-            Step::Server(msg) => agent.on_server(msg),
+            Step::Server(msg) => self.agent.on_server(msg),
             Step::Lost(why) => {
-                if let Link::Up(conn) = &link {
-                    link = lost(&mut backoff, &mut next_server, stop, conn, &why);
+                if let Link::Up(conn) = &self.link {
+                    self.link = lost(
+                        &mut self.backoff,
+                        &mut self.next_server,
+                        self.stop,
+                        conn,
+                        &why,
+                    );
                 }
             }
             Step::Connected(Ok(conn)) => {
-                backoff.reset();
-                heartbeat_due = false;
-                link = Link::Up(conn);
+                self.backoff.reset();
+                self.heartbeat_due = false;
+                self.link = Link::Up(conn);
             }
-            Step::Connected(Err(e)) => {
-                if let Link::Connecting { server, .. } = &link {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(
-                        %server,
-                        error = format!("{e:#}"),
-                        retry_in = ?delay,
-                        "cannot connect to the server"
-                    );
-                    next_server += 1;
-                    link = Link::Down {
-                        retry_at: Instant::now() + delay,
-                    };
-                }
-            }
+            Step::Connected(Err(e)) => self.connect_failed(&e),
             Step::Retry => {
-                let server = servers[next_server % servers.len()].clone();
+                let server = self.servers[self.next_server % self.servers.len()].clone();
                 tracing::debug!(%server, "connecting");
-                let fut = Box::pin(connect(server.clone(), agent.register()));
-                link = Link::Connecting { server, fut };
+                let fut = Box::pin(connect(server.clone(), self.agent.register()));
+                self.link = Link::Connecting { server, fut };
             }
         }
+        ControlFlow::Continue(())
     }
 
-    if let Link::Up(conn) = link {
-        close(*conn, stop.unwrap_or_else(Instant::now) + STOP_LIMIT).await;
+    /// The next server, after a backoff.
+    fn connect_failed(&mut self, e: &anyhow::Error) {
+        if let Link::Connecting { server, .. } = &self.link {
+            let delay = self.backoff.next_delay();
+            tracing::warn!(
+                %server,
+                error = format!("{e:#}"),
+                retry_in = ?delay,
+                "cannot connect to the server"
+            );
+            self.next_server += 1;
+            self.link = Link::Down {
+                retry_at: Instant::now() + delay,
+            };
+        }
     }
-    Ok(())
 }
 
 /// Checks the configuration and returns the server URLs, `http://` added where no scheme is.

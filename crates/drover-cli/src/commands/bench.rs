@@ -115,16 +115,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         }
         report.runs.push(r);
     }
-    let pick = |f: fn(&RunResult) -> f64| {
-        median(&report.runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
-    };
-    report.submit_tasks_per_sec = round(pick(|r| r.submit_tasks_per_sec), 1);
-    report.end_to_end_tasks_per_sec = round(pick(|r| r.end_to_end_tasks_per_sec), 1);
-    report.latency_p50_ms = round(pick(|r| r.latency_p50_ms), 3);
-    report.latency_p99_ms = round(pick(|r| r.latency_p99_ms), 3);
-    report.failures = report.runs.iter().map(|r| r.failures).sum();
+    report.summarize();
+    print_summary(&args, &report)?;
+    if report.failures > 0 {
+        eprintln!(
+            "drover bench: {} of {} tasks did not succeed",
+            report.failures,
+            args.tasks * args.runs as usize
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+impl Report {
+    /// The medians over the runs, and every run's failures.
+    fn summarize(&mut self) {
+        let pick = |f: fn(&RunResult) -> f64| {
+            median(&self.runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
+        self.submit_tasks_per_sec = round(pick(|r| r.submit_tasks_per_sec), 1);
+        self.end_to_end_tasks_per_sec = round(pick(|r| r.end_to_end_tasks_per_sec), 1);
+        self.latency_p50_ms = round(pick(|r| r.latency_p50_ms), 3);
+        self.latency_p99_ms = round(pick(|r| r.latency_p99_ms), 3);
+        self.failures = self.runs.iter().map(|r| r.failures).sum();
+    }
+}
+
+/// The report as JSON, or (text, several runs) the line of medians.
+fn print_summary(args: &BenchArgs, report: &Report) -> anyhow::Result<()> {
     match args.output {
-        Format::Json => output::json(&report)?,
+        Format::Json => output::json(report)?,
         Format::Text if args.runs > 1 => output::text(&format!(
             "median of {} runs: submit {} tasks/s · end to end {} tasks/s · latency p50 {} ms, p99 {} ms · {} failures\n",
             args.runs,
@@ -136,15 +157,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         ))?,
         Format::Text => {}
     }
-    if report.failures > 0 {
-        eprintln!(
-            "drover bench: {} of {} tasks did not succeed",
-            report.failures,
-            args.tasks * args.runs as usize
-        );
-        return Ok(1);
-    }
-    Ok(0)
+    Ok(())
 }
 
 fn check(args: &BenchArgs) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use drover_client::{BackfillRequest, ScheduleRequest, ScheduleView, SubmitRequest};
 
-use crate::cli::{CronAddArgs, CronCommand};
+use crate::cli::{ClientOpts, CronAddArgs, CronCommand};
 use crate::exit::usage;
 use crate::output::{self, Format, Table};
 use crate::parse;
@@ -10,40 +10,7 @@ use crate::parse;
 pub async fn cron(cmd: CronCommand) -> anyhow::Result<u8> {
     match cmd {
         CronCommand::Add(a) => add(*a).await,
-        CronCommand::List(opts) => {
-            let client = super::client(&opts)?;
-            let list = client.schedules().await?;
-            match opts.output {
-                Format::Json => output::json(&list)?,
-                Format::Text => {
-                    let mut t = Table::new(vec![
-                        "NAME",
-                        "TRIGGER",
-                        "NEXT FIRE",
-                        "PAUSED",
-                        "OVERLAP",
-                        "MISFIRE",
-                        "COMMAND",
-                    ]);
-                    for s in &list.schedules {
-                        t.row(vec![
-                            s.name.clone(),
-                            trigger(s),
-                            s.next_fire_at
-                                .as_deref()
-                                .map(output::short_time)
-                                .unwrap_or_else(|| "-".into()),
-                            if s.paused { "yes".into() } else { "no".into() },
-                            s.overlap.clone(),
-                            s.misfire.clone(),
-                            output::cut(&s.argv.join(" "), 40),
-                        ]);
-                    }
-                    output::text(&t.render())?;
-                }
-            }
-            Ok(0)
-        }
+        CronCommand::List(opts) => list(&opts).await,
         CronCommand::Pause(a) => {
             let client = super::client(&a.client)?;
             let s = client.pause_schedule(&a.name, true).await?;
@@ -93,6 +60,42 @@ pub async fn cron(cmd: CronCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `drover cron list`: a table, or the JSON list.
+async fn list(opts: &ClientOpts) -> anyhow::Result<u8> {
+    let client = super::client(opts)?;
+    let list = client.schedules().await?;
+    match opts.output {
+        Format::Json => output::json(&list)?,
+        Format::Text => {
+            let mut t = Table::new(vec![
+                "NAME",
+                "TRIGGER",
+                "NEXT FIRE",
+                "PAUSED",
+                "OVERLAP",
+                "MISFIRE",
+                "COMMAND",
+            ]);
+            for s in &list.schedules {
+                t.row(vec![
+                    s.name.clone(),
+                    trigger(s),
+                    s.next_fire_at
+                        .as_deref()
+                        .map(output::short_time)
+                        .unwrap_or_else(|| "-".into()),
+                    if s.paused { "yes".into() } else { "no".into() },
+                    s.overlap.clone(),
+                    s.misfire.clone(),
+                    output::cut(&s.argv.join(" "), 40),
+                ]);
+            }
+            output::text(&t.render())?;
+        }
+    }
+    Ok(0)
 }
 
 fn trigger(s: &ScheduleView) -> String {

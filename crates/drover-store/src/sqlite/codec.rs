@@ -30,7 +30,7 @@ pub(super) const ATTEMPT_COLS: &str =
 pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
      reason, worker_name, worker_state, workflow, schedule";
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 

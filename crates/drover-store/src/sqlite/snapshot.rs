@@ -1,0 +1,78 @@
+//! The state the core starts from (`Store::load_snapshot`): the active tasks with their
+//! current attempts, the sequence numbers, flows, queues, schedules, drains and keys.
+
+use drover_core::{Snapshot, TaskId};
+use rusqlite::Connection;
+
+use super::codec::{corrupt, task_with_attempt_from_row, ATTEMPT_COLS, TASK_COLS};
+use super::tasks::states_sql;
+use super::{db_err, deps, drains, events, prefixed, queues, schedules};
+use crate::StoreError;
+
+pub(super) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
+    // One read transaction, so the tasks and the sequence numbers agree.
+    let tx = conn.unchecked_transaction().map_err(db_err)?;
+    let mut tasks = Vec::new();
+    {
+        let mut stmt = tx.prepare(&active_tasks_sql()).map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            tasks.push(task_with_attempt_from_row(row)?);
+        }
+    }
+    let next_task: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'next_task_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let max_event = events::last_seq(&tx)?;
+    let snap = Snapshot {
+        tasks,
+        next_task_seq: next_task as u64,
+        next_event_seq: max_event.map_or(1, |m| m as u64 + 1),
+        flows: deps::of_states(&tx, &states_sql(false))?,
+        queues: queues::all(&tx)?,
+        schedules: schedules::all(&tx)?,
+        drained_workers: drains::all(&tx)?,
+        idempotency_keys: idempotency_keys(&tx)?,
+        // Read by the server from the workflows and tasks, not by the store.
+        workflows_ended: Vec::new(),
+    };
+    tx.commit().map_err(db_err)?;
+    Ok(snap)
+}
+
+/// The non-terminal tasks joined with their current attempt (`TASK_COLS`, then
+/// `ATTEMPT_COLS`, NULL when there is none).
+pub(super) fn active_tasks_sql() -> String {
+    format!(
+        "SELECT {}, {} FROM tasks t LEFT JOIN attempts a \
+         ON a.task_id = t.id AND a.attempt = t.attempt WHERE t.state IN ({})",
+        prefixed(TASK_COLS, "t."),
+        prefixed(ATTEMPT_COLS, "a."),
+        states_sql(false),
+    )
+}
+
+/// Every stored idempotency key with its task, in submission order.
+fn idempotency_keys(conn: &Connection) -> Result<Vec<(String, TaskId)>, StoreError> {
+    let mut st = conn
+        .prepare(
+            "SELECT idempotency_key, id FROM tasks WHERE idempotency_key IS NOT NULL \
+             ORDER BY seq",
+        )
+        .map_err(db_err)?;
+    let mut rows = st.query([]).map_err(db_err)?;
+    let mut keys = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let k: String = r.get(0).map_err(db_err)?;
+        let id: Vec<u8> = r.get(1).map_err(db_err)?;
+        let id = <[u8; 16]>::try_from(id.as_slice())
+            .map(|a| TaskId(u128::from_be_bytes(a)))
+            .map_err(|_| corrupt("task id is not 16 bytes"))?;
+        keys.push((k, id));
+    }
+    Ok(keys)
+}

@@ -1,0 +1,252 @@
+//! Tasks and their attempts: the commit's writes and the API's reads.
+
+use std::collections::BTreeMap;
+
+use drover_core::{AttemptRecord, TaskId, TaskRecord, TaskState};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, Transaction};
+
+use super::codec::{
+    attempt_from_row, id_bytes, lease_to_sql, outcome_to_sql, placement_to_json, spec_to_json,
+    task_from_row, u64_to_sql, ATTEMPT_COLS, TASK_COLS,
+};
+use super::{db_err, db_err_in};
+use crate::{StoreError, TaskQuery};
+
+// `OR FAIL` on the task statements: any error rolls back the whole transaction anyway, so a
+// statement need not be undoable on its own. That spares SQLite a statement journal per
+// statement (the `state_counts` triggers would otherwise need one), a large share of the cost
+// of a commit.
+const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
+     max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, \
+     lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
+     exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+     ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+
+/// Only the mutable state: the definition is written once, by the insert.
+const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
+     not_before = ?5, worker = ?6, lease = ?7, updated_at = ?8, started_at = ?9, \
+     finished_at = ?10, exit_code = ?11, error = ?12, placement = COALESCE(?13, placement) \
+     WHERE id = ?1";
+
+const BUMP_TASK_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_task_seq'";
+
+const UPSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, worker, assigned_at, \
+     started_at, finished_at, outcome, exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+     ?8, ?9) ON CONFLICT (task_id, attempt) DO UPDATE SET worker = excluded.worker, \
+     assigned_at = excluded.assigned_at, started_at = excluded.started_at, \
+     finished_at = excluded.finished_at, outcome = excluded.outcome, \
+     exit_code = excluded.exit_code, error = excluded.error";
+
+/// `'a', 'b', …`: the task states that are terminal (or not), for an `IN (…)`.
+pub(super) fn states_sql(terminal: bool) -> String {
+    TaskState::ALL
+        .iter()
+        .filter(|s| s.is_terminal() == terminal)
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts the batch's new tasks, updates the others, and moves the task sequence past the
+/// new ones.
+pub(super) fn write(tx: &Transaction<'_>, tasks: &[(TaskRecord, bool)]) -> Result<(), StoreError> {
+    let mut next_task_seq: Option<u64> = None;
+    {
+        let mut insert = tx.prepare_cached(INSERT_TASK).map_err(db_err)?;
+        let mut update = tx.prepare_cached(UPDATE_TASK).map_err(db_err)?;
+        for (t, is_new) in tasks {
+            if *is_new {
+                next_task_seq = next_task_seq.max(Some(t.seq.saturating_add(1)));
+                insert_task(&mut insert, t)?;
+            } else {
+                update_task(&mut update, t)?;
+            }
+        }
+    }
+    if let Some(next) = next_task_seq {
+        tx.prepare_cached(BUMP_TASK_SEQ)
+            .and_then(|mut st| st.execute([u64_to_sql(next)]))
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn insert_task(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    t: &TaskRecord,
+) -> Result<(), StoreError> {
+    let d = &t.def;
+    insert
+        .execute(params![
+            &id_bytes(t.id)[..],
+            u64_to_sql(t.seq),
+            d.queue,
+            d.kind,
+            d.priority,
+            spec_to_json(&d.spec),
+            d.max_attempts,
+            u64_to_sql(d.backoff_ms),
+            d.timeout_ms.map(u64_to_sql),
+            d.idempotency_key,
+            placement_to_json(&d.placement),
+            t.state.as_str(),
+            t.attempt,
+            t.lost,
+            t.not_before,
+            t.worker,
+            lease_to_sql(t.lease),
+            t.created_at,
+            t.updated_at,
+            t.started_at,
+            t.finished_at,
+            t.exit_code,
+            t.error,
+        ])
+        .map_err(|e| db_err_in(e, || format!("inserting task {}", t.id)))?;
+    Ok(())
+}
+
+fn update_task(
+    update: &mut rusqlite::CachedStatement<'_>,
+    t: &TaskRecord,
+) -> Result<(), StoreError> {
+    let n = update
+        .execute(params![
+            &id_bytes(t.id)[..],
+            t.state.as_str(),
+            t.attempt,
+            t.lost,
+            t.not_before,
+            t.worker,
+            lease_to_sql(t.lease),
+            t.updated_at,
+            t.started_at,
+            t.finished_at,
+            t.exit_code,
+            t.error,
+            // Placement changes only when a broadcast fans out (its shard).
+            (!t.def.placement.is_default()).then(|| placement_to_json(&t.def.placement)),
+        ])
+        .map_err(db_err)?;
+    if n != 1 {
+        return Err(StoreError::Backend(format!(
+            "update of unknown task {}",
+            t.id
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn write_attempts(
+    tx: &Transaction<'_>,
+    attempts: &[AttemptRecord],
+) -> Result<(), StoreError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(UPSERT_ATTEMPT).map_err(db_err)?;
+    for a in attempts {
+        upsert
+            .execute(params![
+                &id_bytes(a.task_id)[..],
+                a.attempt,
+                a.worker,
+                a.assigned_at,
+                a.started_at,
+                a.finished_at,
+                outcome_to_sql(a.outcome),
+                a.exit_code,
+                a.error,
+            ])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub(super) fn task(c: &Connection, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))
+        .map_err(db_err)?;
+    let mut rows = stmt.query([&id_bytes(id)[..]]).map_err(db_err)?;
+    match rows.next().map_err(db_err)? {
+        Some(row) => task_from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn attempts(c: &Connection, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 ORDER BY attempt"
+        ))
+        .map_err(db_err)?;
+    let mut rows = stmt.query([&id_bytes(id)[..]]).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(attempt_from_row(row, 0)?);
+    }
+    Ok(out)
+}
+
+/// The listing query for `q` and its parameters.
+pub(super) fn list_sql(q: &TaskQuery) -> (String, Vec<Value>) {
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    if let Some(s) = q.state {
+        conds.push("state = ?");
+        args.push(Value::Text(s.as_str().to_owned()));
+    }
+    if let Some(queue) = &q.queue {
+        // With a state too, walk `tasks_by_state` and filter the queue (`+` keeps the planner
+        // off `tasks_by_queue`): a state is usually a far smaller set than a queue's history.
+        conds.push(if q.state.is_some() {
+            "+queue = ?"
+        } else {
+            "queue = ?"
+        });
+        args.push(Value::Text(queue.clone()));
+    }
+    if let Some(b) = q.before {
+        conds.push("id < ?");
+        args.push(Value::Blob(id_bytes(b).to_vec()));
+    }
+    args.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conds.join(" AND "))
+    };
+    let sql = format!("SELECT {TASK_COLS} FROM tasks {filter}ORDER BY id DESC LIMIT ?");
+    (sql, args)
+}
+
+pub(super) fn list(conn: &Connection, q: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+    if q.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (sql, args) = list_sql(q);
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(task_from_row(row)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn count_by_state(c: &Connection) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+    let mut stmt = c
+        .prepare_cached("SELECT state, n FROM state_counts WHERE n > 0")
+        .map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
+    let mut out = BTreeMap::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let state: String = row.get(0).map_err(db_err)?;
+        let n: i64 = row.get(1).map_err(db_err)?;
+        let state = state.parse::<TaskState>().map_err(StoreError::Corrupt)?;
+        let n = u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} tasks {state}")))?;
+        out.insert(state, n);
+    }
+    Ok(out)
+}
