@@ -8,12 +8,21 @@ use drover_core::{
     AttemptRecord, Event, FlowRecord, LogChunk, QueueConfig, TaskId, TaskRecord, Write,
 };
 
+/// How a task's record reaches the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowOp {
+    /// Its first write: a new row.
+    Insert,
+    /// A change of an existing row.
+    Update,
+}
+
 /// A batch of writes with later writes of the same task or attempt folded into earlier ones.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    /// The last record per task id, in order of first appearance, with `is_new` OR'd over
-    /// every write of that task in the batch.
-    pub tasks: Vec<(TaskRecord, bool)>,
+    /// The last record per task id, in order of first appearance; an insert if any write of
+    /// that task in the batch was its first.
+    pub tasks: Vec<(TaskRecord, RowOp)>,
     /// The last record per (task id, attempt), in order of first appearance.
     pub attempts: Vec<AttemptRecord>,
     /// In batch order.
@@ -40,17 +49,22 @@ impl Batch {
         let mut flow_ix: HashMap<TaskId, usize> = HashMap::new();
         for w in writes {
             match w {
-                Write::Task { record, is_new } => match task_ix.entry(record.id) {
-                    Entry::Occupied(e) => {
-                        let slot = &mut b.tasks[*e.get()];
-                        slot.0 = record;
-                        slot.1 |= is_new;
+                Write::Task { record, is_new } => {
+                    let op = if is_new { RowOp::Insert } else { RowOp::Update };
+                    match task_ix.entry(record.id) {
+                        Entry::Occupied(e) => {
+                            let slot = &mut b.tasks[*e.get()];
+                            slot.0 = record;
+                            if op == RowOp::Insert {
+                                slot.1 = op;
+                            }
+                        }
+                        Entry::Vacant(e) => {
+                            e.insert(b.tasks.len());
+                            b.tasks.push((record, op));
+                        }
                     }
-                    Entry::Vacant(e) => {
-                        e.insert(b.tasks.len());
-                        b.tasks.push((record, is_new));
-                    }
-                },
+                }
                 Write::Attempt(a) => match attempt_ix.entry((a.task_id, a.attempt)) {
                     Entry::Occupied(e) => b.attempts[*e.get()] = a,
                     Entry::Vacant(e) => {

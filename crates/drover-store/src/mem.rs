@@ -9,7 +9,7 @@ use drover_core::{
     AttemptRecord, Event, LogChunk, Micros, Snapshot, TaskId, TaskRecord, TaskState, Write,
 };
 
-use crate::batch::Batch;
+use crate::batch::{Batch, RowOp};
 use crate::{DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, WebhookRecord};
 
 #[derive(Debug, Default)]
@@ -54,15 +54,16 @@ impl Inner {
     /// Refuses the batch if SQLite would: inserting a task that exists, updating one that
     /// does not, or reusing an event sequence number.
     fn check(&self, b: &Batch) -> Result<(), StoreError> {
-        for (rec, is_new) in &b.tasks {
+        for (rec, op) in &b.tasks {
             let exists = self.tasks.contains_key(&rec.id);
-            if *is_new && exists {
+            let is_new = *op == RowOp::Insert;
+            if is_new && exists {
                 return Err(StoreError::Backend(format!(
                     "task {} already exists (inserted twice)",
                     rec.id
                 )));
             }
-            if !*is_new && !exists {
+            if !is_new && !exists {
                 return Err(StoreError::Backend(format!(
                     "update of unknown task {}",
                     rec.id
@@ -82,8 +83,8 @@ impl Inner {
     }
 
     fn apply(&mut self, b: Batch) {
-        for (rec, is_new) in b.tasks {
-            if is_new {
+        for (rec, op) in b.tasks {
+            if op == RowOp::Insert {
                 self.next_task_seq = self.next_task_seq.max(rec.seq.saturating_add(1));
                 self.tasks.insert(rec.id, rec);
             } else if let Some(old) = self.tasks.get_mut(&rec.id) {

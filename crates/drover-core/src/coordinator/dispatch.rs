@@ -14,7 +14,7 @@ use crate::model::{Micros, TaskDef, TaskId, TaskRecord, TaskState};
 use crate::placement::hash::{fnv1a, mix};
 use crate::placement::{
     broadcast_targets, candidates, rank, Candidates, PlacementSpec, Ranker, Shard, Strategy,
-    WorkerView,
+    WaitNote, WorkerView,
 };
 
 /// A round's decisions, applied once the views are dropped.
@@ -310,21 +310,13 @@ fn plan_round<'k, 'r>(
             });
         }
         let cands = &cached.as_ref().expect("just set").cands;
-        let choice = match ranker.as_deref_mut() {
-            Some(r) => r
-                .choose(&def.kind, &spec, &views, &cands.ok, &cands.eligible)
-                .filter(|i| cands.ok.binary_search(i).is_ok())
-                .ok_or(None),
-            None => rank(
-                strategy,
-                &spec,
-                &def.kind,
-                &views,
-                cands,
-                &mut placer.state,
-                rng,
-            ),
+        let pick = Pick {
+            strategy,
+            spec: &spec,
+            kind: &def.kind,
+            cands,
         };
+        let choice = choose(pick, &views, ranker.as_deref_mut(), placer, rng);
         match choice {
             Ok(i) => {
                 cached = None;
@@ -341,6 +333,41 @@ fn plan_round<'k, 'r>(
         }
     }
     round
+}
+
+/// One task's placement question within a round.
+struct Pick<'a> {
+    strategy: Strategy,
+    spec: &'a PlacementSpec,
+    kind: &'a str,
+    cands: &'a Candidates,
+}
+
+/// The worker a task goes to (an index into `views`), by the external ranker if one is set,
+/// else by the task's strategy; or why none (a note for `why_pending`).
+fn choose<'r>(
+    p: Pick<'_>,
+    views: &[WorkerView<'_>],
+    ranker: Option<&mut (dyn Ranker + 'r)>,
+    placer: &mut Placer,
+    rng: &mut ChaCha20Rng,
+) -> Result<usize, Option<WaitNote>> {
+    let cands = p.cands;
+    match ranker {
+        Some(r) => r
+            .choose(p.kind, p.spec, views, &cands.ok, &cands.eligible)
+            .filter(|i| cands.ok.binary_search(i).is_ok())
+            .ok_or(None),
+        None => rank(
+            p.strategy,
+            p.spec,
+            p.kind,
+            views,
+            cands,
+            &mut placer.state,
+            rng,
+        ),
+    }
 }
 
 /// Resources held per worker: summed once per round, only when a task asks for some.

@@ -11,6 +11,7 @@ use super::codec::{
     task_from_row, u64_to_sql, ATTEMPT_COLS, TASK_COLS,
 };
 use super::{db_err, db_err_in};
+use crate::batch::RowOp;
 use crate::{StoreError, TaskQuery};
 
 // `OR FAIL` on the task statements: any error rolls back the whole transaction anyway, so a
@@ -50,13 +51,13 @@ pub(super) fn states_sql(terminal: bool) -> String {
 
 /// Inserts the batch's new tasks, updates the others, and moves the task sequence past the
 /// new ones.
-pub(super) fn write(tx: &Transaction<'_>, tasks: &[(TaskRecord, bool)]) -> Result<(), StoreError> {
+pub(super) fn write(tx: &Transaction<'_>, tasks: &[(TaskRecord, RowOp)]) -> Result<(), StoreError> {
     let mut next_task_seq: Option<u64> = None;
     {
         let mut insert = tx.prepare_cached(INSERT_TASK).map_err(db_err)?;
         let mut update = tx.prepare_cached(UPDATE_TASK).map_err(db_err)?;
-        for (t, is_new) in tasks {
-            if *is_new {
+        for (t, op) in tasks {
+            if *op == RowOp::Insert {
                 next_task_seq = next_task_seq.max(Some(t.seq.saturating_add(1)));
                 insert_task(&mut insert, t)?;
             } else {
