@@ -237,6 +237,35 @@ fn queue_concurrency_and_pause() {
 }
 
 #[test]
+fn lowering_a_queue_limit_parks_the_least_urgent_ready_tasks() {
+    let mut b = Bench::new(9);
+    let limit = |b: &mut Bench, concurrency| {
+        let name = "q".into();
+        let config = QueueConfig {
+            name,
+            concurrency,
+            ..QueueConfig::default()
+        };
+        configure(b, config);
+    };
+    limit(&mut b, Some(3));
+    // No worker yet: all three are ready, admitted by the queue.
+    let ids = b.submit(4);
+    limit(&mut b, Some(1));
+    assert_eq!(
+        b.core.why_waiting(ids[1]).as_deref(),
+        Some("queue q is at its concurrency limit (1)")
+    );
+    b.join(1, worker("w1", 8, 0));
+    let leased = |b: &Bench| ids.iter().filter(|i| b.state(**i).is_leased()).count();
+    assert_eq!(leased(&b), 1, "only the first, by submission order");
+    assert!(b.state(ids[0]).is_leased());
+    b.run_ok(1, ids[0]);
+    assert!(b.state(ids[1]).is_leased());
+    assert_eq!(leased(&b), 1);
+}
+
+#[test]
 fn a_deadline_expires_a_task_that_did_not_start() {
     let mut b = Bench::new(8);
     let id = b
