@@ -86,6 +86,17 @@ impl Client {
 
     /// Like [`Client::new`] with a bound on each request other than [`DEFAULT_TIMEOUT`].
     pub fn with_timeout(base_url: &str, token: Option<String>, timeout: Duration) -> Result<Self> {
+        Self::with_ca(base_url, token, timeout, None)
+    }
+
+    /// Like [`Client::with_timeout`], trusting the CA certificate `ca_cert_pem` (PEM) for
+    /// `https://` servers besides the web PKI roots.
+    pub fn with_ca(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        ca_cert_pem: Option<&[u8]>,
+    ) -> Result<Self> {
         let bases = base_url
             .split(',')
             .map(str::trim)
@@ -98,16 +109,23 @@ impl Client {
                 reason: format!("no URL given; e.g. {DEFAULT_SERVER}"),
             });
         }
-        let http = reqwest::Client::builder()
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: base_url.into(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_cert_pem {
+            let ca = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| invalid(format!("the CA certificate: {}", error::root_cause(&e))))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .user_agent(concat!("drover-client/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::InvalidUrl {
-                url: base_url.into(),
-                reason: error::root_cause(&e),
-            })?;
+            .map_err(|e| invalid(error::root_cause(&e)))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 bases,
@@ -465,15 +483,10 @@ fn normalize_base(url: &str) -> Result<String> {
     };
     let parsed = reqwest::Url::parse(&with_scheme).map_err(|e| bad(e.to_string()))?;
     match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(bad(
-                "this build's client speaks plain http only; use http://".into(),
-            ))
-        }
+        "http" | "https" => {}
         s => {
             return Err(bad(format!(
-                "unsupported scheme '{s}'; use http://HOST:PORT"
+                "unsupported scheme '{s}'; use http://HOST:PORT or https://HOST:PORT"
             )))
         }
     }
@@ -517,7 +530,7 @@ mod tests {
             normalize_base("http://h:1/prefix/").unwrap(),
             "http://h:1/prefix"
         );
-        assert!(normalize_base("https://h:1").is_err());
+        assert_eq!(normalize_base("https://h:1").unwrap(), "https://h:1");
         assert!(normalize_base("ftp://h").is_err());
         assert!(normalize_base("http://").is_err());
     }

@@ -18,6 +18,7 @@ mod retention;
 mod schedules;
 mod submit;
 mod tasks;
+pub mod tls;
 pub mod web_states;
 pub mod webhooks;
 mod workers;

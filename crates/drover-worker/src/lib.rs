@@ -40,6 +40,17 @@ pub struct WorkerConfig {
     /// Output kept per stream per attempt; beyond it the worker sends one marker line
     /// `[drover: stdout truncated after N bytes]` and drops the rest.
     pub max_output_bytes: usize,
+    /// TLS towards `https://` servers.
+    pub tls: ClientTls,
+}
+
+/// TLS towards the server, used for `https://` URLs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM of the CA that signed the server's certificate; the web PKI roots when `None`.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// PEM certificate and key this worker presents (for a server with `--tls-client-ca`).
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl WorkerConfig {
@@ -58,6 +69,7 @@ impl WorkerConfig {
             kinds: Vec::new(),
             resources: BTreeMap::new(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            tls: ClientTls::default(),
         }
     }
 }

@@ -23,7 +23,7 @@ use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Status, Streaming};
 
 use crate::agent::{Agent, Event};
@@ -84,6 +84,8 @@ enum Step {
 /// What the connection loop keeps between steps.
 struct Session {
     servers: Vec<String>,
+    /// Applied to `https://` servers.
+    tls: ClientTlsConfig,
     agent: Agent,
     events_rx: mpsc::UnboundedReceiver<Event>,
     backoff: Backoff,
@@ -103,6 +105,7 @@ pub(crate) async fn run(
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let mut s = Session {
         servers,
+        tls: tls_config(&cfg.tls),
         agent: Agent::new(Arc::new(cfg), events_tx),
         events_rx,
         backoff: Backoff::new(),
@@ -243,7 +246,8 @@ impl Session {
             Step::Retry => {
                 let server = self.servers[self.next_server % self.servers.len()].clone();
                 tracing::debug!(%server, "connecting");
-                let fut = Box::pin(connect(server.clone(), self.agent.register()));
+                let tls = server.starts_with("https://").then(|| self.tls.clone());
+                let fut = Box::pin(connect(server.clone(), tls, self.agent.register()));
                 self.link = Link::Connecting { server, fut };
             }
         }
@@ -344,13 +348,35 @@ fn lost(
 }
 
 /// Opens a session and waits for `Registered`.
-async fn connect(server: String, register: WorkerMessage) -> anyhow::Result<Box<Conn>> {
+/// The TLS settings of `https://` connections: the given CA (else the web PKI roots), and
+/// the worker's own certificate when it has one.
+fn tls_config(t: &crate::ClientTls) -> ClientTlsConfig {
+    let c = ClientTlsConfig::new();
+    let c = match &t.ca_cert_pem {
+        Some(pem) => c.ca_certificate(Certificate::from_pem(pem)),
+        None => c.with_webpki_roots(),
+    };
+    match &t.identity_pem {
+        Some((cert, key)) => c.identity(Identity::from_pem(cert, key)),
+        None => c,
+    }
+}
+
+async fn connect(
+    server: String,
+    tls: Option<ClientTlsConfig>,
+    register: WorkerMessage,
+) -> anyhow::Result<Box<Conn>> {
     let held = match &register.body {
         Some(worker_message::Body::Register(r)) => r.held.len(),
         _ => 0,
     };
     let open = async {
-        let endpoint = Endpoint::from_shared(server.clone())?
+        let mut endpoint = Endpoint::from_shared(server.clone())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
