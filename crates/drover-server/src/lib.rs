@@ -30,9 +30,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use drover_api::proto::event_service_server::EventServiceServer;
 use drover_api::proto::worker_service_server::WorkerServiceServer;
-use drover_core::{Coordinator, CoreConfig};
+use drover_core::{Coordinator, CoreConfig, Event, Snapshot};
 use drover_store::{SqliteStore, Store};
 use rand::TryRngCore;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::{AbortHandle, JoinHandle};
 
 pub use http::openapi;
 
@@ -91,8 +93,8 @@ pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
 
 pub struct ServerHandle {
     pub addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    serve: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: oneshot::Sender<()>,
+    serve: JoinHandle<anyhow::Result<()>>,
 }
 
 impl ServerHandle {
@@ -110,7 +112,62 @@ impl ServerHandle {
 
 /// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
-    let path = sqlite_path(&cfg.store)?;
+    let (store, snapshot) = open_store(&cfg.store).await?;
+    let seed = os_seed()?;
+    let active = snapshot.tasks.len();
+    let metrics = Arc::new(metrics::Metrics::new());
+    // Everything committed before the driver starts is in the snapshot; the tracker follows
+    // the events after it.
+    let tracker = metrics::Tracker::new(metrics.clone(), &snapshot.tasks);
+    let last_seq = snapshot.next_event_seq.saturating_sub(1);
+    let core = Coordinator::new(core_config(&cfg), seed, clock::now_micros(), snapshot);
+    // Committed events, for live subscribers; a slow one lags and re-reads from the store.
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
+    let (driver, handle) =
+        driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
+    let driver_task = tokio::spawn(driver.run());
+    // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
+    // would otherwise keep the driver running).
+    let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
+    let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms));
+    background.extend(spawn_upkeep(
+        &cfg,
+        &store,
+        &handle,
+        &worker_monitor,
+        &metrics,
+    ));
+    let hooks = start_webhooks(&cfg, &store, &events, &metrics).await?;
+    let app = app(
+        &cfg,
+        http::AppState {
+            driver: handle,
+            store,
+            metrics,
+            events,
+            webhooks: hooks.clone(),
+            workers: worker_monitor,
+        },
+    );
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, active_tasks = active, "drover server listening");
+    let (shutdown, serve) = serve(listener, app, driver_task, hooks, background);
+    Ok(ServerHandle {
+        addr,
+        shutdown,
+        serve,
+    })
+}
+
+/// Opens the store at `url` and loads what the core starts from: the active tasks and the
+/// workflows in progress.
+async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Snapshot)> {
+    let path = sqlite_path(url)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&path)
             .with_context(|| format!("opening the store at {}", path.display()))?,
@@ -122,11 +179,21 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
         .await
         .context("loading the workflows in progress")?;
+    Ok((store, snapshot))
+}
+
+/// The core's random seed, from the OS.
+fn os_seed() -> anyhow::Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut seed)
         .context("reading OS randomness")?;
-    let core_cfg = CoreConfig {
+    Ok(seed)
+}
+
+/// The core's settings, from the server's.
+fn core_config(cfg: &ServerConfig) -> CoreConfig {
+    CoreConfig {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
         max_lost: cfg.max_lost,
@@ -134,38 +201,36 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         // one heartbeat delayed by a slow commit does not; never longer than half a lease.
         suspect_after_ms: (cfg.heartbeat_ms * 5 / 2).min(cfg.lease_ms / 2).max(1),
         ..CoreConfig::default()
-    };
-    let active = snapshot.tasks.len();
-    let metrics = Arc::new(metrics::Metrics::new());
-    // Everything committed before the driver starts is in the snapshot; the tracker follows
-    // the events after it.
-    let tracker = metrics::Tracker::new(metrics.clone(), &snapshot.tasks);
-    let last_seq = snapshot.next_event_seq.saturating_sub(1);
-    let core = Coordinator::new(core_cfg, seed, clock::now_micros(), snapshot);
-    // Committed events, for live subscribers; a slow one lags and re-reads from the store.
-    let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
-    let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
-    let (driver, handle) =
-        driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
-    let driver_task = tokio::spawn(driver.run());
-    // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
-    // would otherwise keep the driver running).
-    let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
-    let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms));
-    background.push(
-        tokio::spawn(worker_monitor.clone().run(handle.clone(), metrics.clone())).abort_handle(),
-    );
-    background.push(
-        tokio::spawn(retention::prune_loop(
-            store.clone(),
-            handle.clone(),
-            cfg.event_retention,
-            cfg.task_retention,
-            cfg.prune_every,
-            metrics.clone(),
-        ))
-        .abort_handle(),
-    );
+    }
+}
+
+/// Spawns the worker monitor and the retention loop.
+fn spawn_upkeep(
+    cfg: &ServerConfig,
+    store: &Arc<dyn Store>,
+    handle: &driver::DriverHandle,
+    worker_monitor: &Arc<workers::WorkerMonitor>,
+    metrics: &Arc<metrics::Metrics>,
+) -> [AbortHandle; 2] {
+    let monitor = tokio::spawn(worker_monitor.clone().run(handle.clone(), metrics.clone()));
+    let retention = tokio::spawn(retention::prune_loop(
+        store.clone(),
+        handle.clone(),
+        cfg.event_retention,
+        cfg.task_retention,
+        cfg.prune_every,
+        metrics.clone(),
+    ));
+    [monitor.abort_handle(), retention.abort_handle()]
+}
+
+/// Starts the webhook recorder and the stored webhooks' tasks.
+async fn start_webhooks(
+    cfg: &ServerConfig,
+    store: &Arc<dyn Store>,
+    events: &broadcast::Sender<Arc<Event>>,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<Arc<webhooks::Webhooks>> {
     let hooks = webhooks::Webhooks::new(
         store.clone(),
         events.clone(),
@@ -176,35 +241,37 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     if n > 0 {
         tracing::info!(webhooks = n, "webhook dispatcher started");
     }
+    Ok(hooks)
+}
 
+/// The REST API with the gRPC services mounted on it.
+fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
-        driver: handle.clone(),
+        driver: state.driver.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
     });
     let watch = EventServiceServer::new(events::EventGrpc {
-        store: store.clone(),
-        events: events.clone(),
-        metrics: metrics.clone(),
+        store: state.store.clone(),
+        events: state.events.clone(),
+        metrics: state.metrics.clone(),
     });
     // gRPC and REST share one port: the gRPC services' paths go to tonic.
-    let app = http::router(http::AppState {
-        driver: handle,
-        store,
-        metrics,
-        events,
-        webhooks: hooks.clone(),
-        workers: worker_monitor,
-    })
-    .route_service("/drover.v1.WorkerService/{*method}", grpc)
-    .route_service("/drover.v1.EventService/{*method}", watch);
+    http::router(state)
+        .route_service("/drover.v1.WorkerService/{*method}", grpc)
+        .route_service("/drover.v1.EventService/{*method}", watch)
+}
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, active_tasks = active, "drover server listening");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+/// Serves `app` until shutdown is sent or the driver stops (a fatal store error), then
+/// stops the webhooks and the background tasks.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    driver_task: JoinHandle<anyhow::Result<()>>,
+    hooks: Arc<webhooks::Webhooks>,
+    background: Vec<AbortHandle>,
+) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
+    let (tx, rx) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = rx.await;
@@ -222,9 +289,5 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         }
         r
     });
-    Ok(ServerHandle {
-        addr,
-        shutdown: tx,
-        serve,
-    })
+    (tx, serve)
 }

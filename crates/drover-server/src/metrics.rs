@@ -67,144 +67,144 @@ pub struct Metrics {
     tasks_pruned: IntCounter,
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
+/// A metric's name and help text.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+}
+
+const fn family(name: &'static str, help: &'static str) -> Family {
+    Family { name, help }
+}
+
+// The driver's: commits, leases and results.
+const COMMITS: Family = family("drover_store_commits_total", "Group commits to the store");
+const COMMIT_SECONDS: Family = family("drover_store_commit_seconds", "Latency of one group commit");
+const COMMIT_WRITES: Family = family(
+    "drover_store_commit_batch_writes",
+    "Writes per group commit",
+);
+const RECLAIMED: Family = family(
+    "drover_leases_reclaimed_total",
+    "Attempts reclaimed because their lease expired",
+);
+const STALE_REJECTED: Family = family(
+    "drover_stale_results_rejected_total",
+    "Results or starts refused because they carried a stale lease",
+);
+
+// Tasks and queues: read at scrape time or kept by the tracker.
+const TASKS: Family = family(
+    "drover_tasks",
+    "Tasks in the store by state (read at scrape time)",
+);
+const QUEUE_DEPTH: Family = family(
+    "drover_queue_depth",
+    "Tasks queued (ready, waiting for a worker) per queue",
+);
+const QUEUE_RUNNING: Family = family(
+    "drover_queue_running",
+    "Tasks assigned to or running on a worker per queue",
+);
+const SUBMIT_TO_START: Family = family(
+    "drover_task_submit_to_start_seconds",
+    "From submission to the start of the first attempt",
+);
+const RUN_SECONDS: Family = family(
+    "drover_task_run_seconds",
+    "Run time of an attempt, from its start to its end",
+);
+const ATTEMPTS: Family = family("drover_task_attempts_total", "Attempts assigned to workers");
+const RETRIES: Family = family(
+    "drover_task_retries_total",
+    "Attempts after a task's first (retries and reassignments)",
+);
+const FINISHED: Family = family(
+    "drover_tasks_finished_total",
+    "Tasks that reached a terminal state",
+);
+
+// Workers and event streams.
+const WORKERS: Family = family(
+    "drover_workers",
+    "Workers by state (alive, suspect, lost, draining, drained)",
+);
+const SUBSCRIBERS: Family = family(
+    "drover_event_subscribers",
+    "Open event streams by protocol (sse, grpc)",
+);
+
+// Webhooks and retention.
+const WEBHOOK_DELIVERIES: Family = family(
+    "drover_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (ok, error)",
+);
+const WEBHOOK_FAILURES: Family = family(
+    "drover_webhook_failures_total",
+    "Events a webhook gave up on after its last attempt",
+);
+const EVENTS_PRUNED: Family = family(
+    "drover_events_pruned_total",
+    "Events deleted by the retention window",
+);
+const TASKS_PRUNED: Family = family(
+    "drover_tasks_pruned_total",
+    "Terminal tasks (with their attempts and logs) deleted by task retention",
+);
+
+fn counter(r: &Registry, f: Family) -> IntCounter {
+    let c = IntCounter::new(f.name, f.help).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+fn counter_vec(r: &Registry, f: Family, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(f.name, f.help), &[label]).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+fn gauge_vec(r: &Registry, f: Family, label: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(f.name, f.help), &[label]).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+fn histogram(r: &Registry, f: Family, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(f.name, f.help).buckets(buckets))
         .expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
 }
 
 impl Metrics {
+    /// Registers every metric, in field order.
     pub fn new() -> Self {
         let r = Registry::new();
         let seconds = prometheus::exponential_buckets(0.0005, 2.0, 14).expect("buckets");
         // 1 ms to ~9 h: tasks run from no-ops to batch jobs.
         let long = prometheus::exponential_buckets(0.001, 4.0, 13).expect("buckets");
+        let writes = prometheus::exponential_buckets(1.0, 4.0, 10).expect("buckets");
         Metrics {
-            commits: counter(
-                &r,
-                "drover_store_commits_total",
-                "Group commits to the store",
-            ),
-            commit_seconds: histogram(
-                &r,
-                "drover_store_commit_seconds",
-                "Latency of one group commit",
-                seconds.clone(),
-            ),
-            commit_writes: histogram(
-                &r,
-                "drover_store_commit_batch_writes",
-                "Writes per group commit",
-                prometheus::exponential_buckets(1.0, 4.0, 10).expect("buckets"),
-            ),
-            reclaimed: counter(
-                &r,
-                "drover_leases_reclaimed_total",
-                "Attempts reclaimed because their lease expired",
-            ),
-            stale_rejected: counter(
-                &r,
-                "drover_stale_results_rejected_total",
-                "Results or starts refused because they carried a stale lease",
-            ),
-            tasks: gauge_vec(
-                &r,
-                "drover_tasks",
-                "Tasks in the store by state (read at scrape time)",
-                "state",
-            ),
-            queue_depth: gauge_vec(
-                &r,
-                "drover_queue_depth",
-                "Tasks queued (ready, waiting for a worker) per queue",
-                "queue",
-            ),
-            queue_running: gauge_vec(
-                &r,
-                "drover_queue_running",
-                "Tasks assigned to or running on a worker per queue",
-                "queue",
-            ),
-            submit_to_start: histogram(
-                &r,
-                "drover_task_submit_to_start_seconds",
-                "From submission to the start of the first attempt",
-                seconds,
-            ),
-            run_seconds: histogram(
-                &r,
-                "drover_task_run_seconds",
-                "Run time of an attempt, from its start to its end",
-                long,
-            ),
-            attempts: counter(
-                &r,
-                "drover_task_attempts_total",
-                "Attempts assigned to workers",
-            ),
-            retries: counter(
-                &r,
-                "drover_task_retries_total",
-                "Attempts after a task's first (retries and reassignments)",
-            ),
-            finished: counter_vec(
-                &r,
-                "drover_tasks_finished_total",
-                "Tasks that reached a terminal state",
-                "state",
-            ),
-            workers: gauge_vec(
-                &r,
-                "drover_workers",
-                "Workers by state (alive, suspect, lost, draining, drained)",
-                "state",
-            ),
-            subscribers: gauge_vec(
-                &r,
-                "drover_event_subscribers",
-                "Open event streams by protocol (sse, grpc)",
-                "protocol",
-            ),
-            webhook_deliveries: counter_vec(
-                &r,
-                "drover_webhook_deliveries_total",
-                "Webhook delivery attempts by outcome (ok, error)",
-                "outcome",
-            ),
-            webhook_failures: counter(
-                &r,
-                "drover_webhook_failures_total",
-                "Events a webhook gave up on after its last attempt",
-            ),
-            events_pruned: counter(
-                &r,
-                "drover_events_pruned_total",
-                "Events deleted by the retention window",
-            ),
-            tasks_pruned: counter(
-                &r,
-                "drover_tasks_pruned_total",
-                "Terminal tasks (with their attempts and logs) deleted by task retention",
-            ),
+            commits: counter(&r, COMMITS),
+            commit_seconds: histogram(&r, COMMIT_SECONDS, seconds.clone()),
+            commit_writes: histogram(&r, COMMIT_WRITES, writes),
+            reclaimed: counter(&r, RECLAIMED),
+            stale_rejected: counter(&r, STALE_REJECTED),
+            tasks: gauge_vec(&r, TASKS, "state"),
+            queue_depth: gauge_vec(&r, QUEUE_DEPTH, "queue"),
+            queue_running: gauge_vec(&r, QUEUE_RUNNING, "queue"),
+            submit_to_start: histogram(&r, SUBMIT_TO_START, seconds),
+            run_seconds: histogram(&r, RUN_SECONDS, long),
+            attempts: counter(&r, ATTEMPTS),
+            retries: counter(&r, RETRIES),
+            finished: counter_vec(&r, FINISHED, "state"),
+            workers: gauge_vec(&r, WORKERS, "state"),
+            subscribers: gauge_vec(&r, SUBSCRIBERS, "protocol"),
+            webhook_deliveries: counter_vec(&r, WEBHOOK_DELIVERIES, "outcome"),
+            webhook_failures: counter(&r, WEBHOOK_FAILURES),
+            events_pruned: counter(&r, EVENTS_PRUNED),
+            tasks_pruned: counter(&r, TASKS_PRUNED),
             registry: r,
         }
     }

@@ -6,7 +6,6 @@
 //! change as work finishes.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use super::{PlacementSpec, WorkerView};
 
@@ -80,112 +79,137 @@ impl Unplaced {
         if self.workers == 0 {
             return "no workers are connected".into();
         }
-        let resource = |i: u16| {
-            spec.resources
-                .iter()
-                .nth(i as usize)
-                .map(|(k, v)| format!("{k}={v}"))
-                .unwrap_or_else(|| "?".into())
-        };
-        let requirement = |i: u16| spec.selector.0.get(i as usize);
-        if let Some(sh) = &spec.shard {
-            if self.count(Rejection::Pinned) == self.workers {
-                return format!(
-                    "shard {} of {} waits for worker {}, which is not connected",
-                    sh.index, sh.count, sh.worker
-                );
-            }
+        if let Some(s) = self.missing_shard_worker(spec) {
+            return s;
         }
-        // One static reason for every worker: say it as a fact about the cluster.
-        if let [(r, n)] = self.rejected.as_slice() {
-            if *n == self.workers && self.note.is_none() {
-                match r {
-                    Rejection::Kind => return format!("no worker has kind {kind}"),
-                    Rejection::Label(i) => {
-                        if let Some(req) = requirement(*i) {
-                            return format!("no worker matches label {req}");
-                        }
-                    }
-                    Rejection::Capacity(i) => {
-                        return format!("no worker has {} in total", resource(*i))
-                    }
-                    Rejection::Draining => {
-                        return format!("all {} workers are draining", self.workers)
-                    }
-                    Rejection::NoCredit => {
-                        return format!(
-                            "waiting for a free slot: all {} workers are busy",
-                            self.workers
-                        )
-                    }
-                    _ => {}
-                }
-            }
+        if let Some(s) = self.cluster_fact(spec, kind) {
+            return s;
         }
-        let mut parts: Vec<(u32, String)> = Vec::new();
-        for &(r, n) in &self.rejected {
-            let w = if n == 1 { "worker" } else { "workers" };
-            let (has, lacks, is) = if n == 1 {
-                ("has", "lacks", "is")
-            } else {
-                ("have", "lack", "are")
-            };
-            let text = match r {
-                Rejection::Pinned => continue,
-                Rejection::Kind => format!("{n} {w} {lacks} kind {kind}"),
-                Rejection::Label(i) => match requirement(i) {
-                    Some(req @ super::Requirement::Eq(..))
-                    | Some(req @ super::Requirement::Exists(..))
-                    | Some(req @ super::Requirement::In(..)) => {
-                        format!("{n} {w} {lacks} label {req}")
-                    }
-                    Some(req) => format!("{n} {w} do not match {req}"),
-                    None => format!("{n} {w} fail the label selector"),
-                },
-                Rejection::Capacity(i) => {
-                    format!("{n} {w} {has} less than {} in total", resource(i))
-                }
-                Rejection::Draining => format!("{n} {w} {is} draining"),
-                Rejection::Unresponsive => format!("{n} {w} {is} not responding"),
-                Rejection::NoCredit => format!("{n} {w} {has} no free slot"),
-                Rejection::Resource(i) => format!("{n} {w} {lacks} free {}", resource(i)),
-            };
-            parts.push((n, text));
-        }
-        // Most common reason first; ties keep the check order.
-        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
-        let mut out = parts
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>()
-            .join("; ");
-        match &self.note {
-            Some(WaitNote::KeyOwnerBusy { worker }) => {
-                let key = spec.key.as_deref().unwrap_or("");
-                if !out.is_empty() {
-                    out.push_str("; ");
-                }
-                let _ = write!(
-                    out,
-                    "waiting for worker {worker}, the owner of key '{key}' on the hash ring, to have room"
-                );
+        let mut out = self.reasons(spec, kind);
+        if let Some(note) = self.note_text(spec) {
+            if !out.is_empty() {
+                out.push_str("; ");
             }
-            Some(WaitNote::WaitingForFaster { worker }) => {
-                if !out.is_empty() {
-                    out.push_str("; ");
-                }
-                let _ = write!(
-                    out,
-                    "waiting for worker {worker}: expected to finish sooner there than on a free worker (adaptive)"
-                );
-            }
-            None => {}
+            out.push_str(&note);
         }
         if out.is_empty() {
             out = "waiting for a free slot".into();
         }
         out
     }
+
+    /// A broadcast copy whose pinned worker is not connected: every worker rejects it as
+    /// pinned elsewhere.
+    fn missing_shard_worker(&self, spec: &PlacementSpec) -> Option<String> {
+        let sh = spec.shard.as_ref()?;
+        (self.count(Rejection::Pinned) == self.workers).then(|| {
+            format!(
+                "shard {} of {} waits for worker {}, which is not connected",
+                sh.index, sh.count, sh.worker
+            )
+        })
+    }
+
+    /// One static reason for every worker: say it as a fact about the cluster.
+    fn cluster_fact(&self, spec: &PlacementSpec, kind: &str) -> Option<String> {
+        let [(r, n)] = self.rejected.as_slice() else {
+            return None;
+        };
+        if *n != self.workers || self.note.is_some() {
+            return None;
+        }
+        match r {
+            Rejection::Kind => Some(format!("no worker has kind {kind}")),
+            Rejection::Label(i) => {
+                requirement(spec, *i).map(|req| format!("no worker matches label {req}"))
+            }
+            Rejection::Capacity(i) => {
+                Some(format!("no worker has {} in total", resource(spec, *i)))
+            }
+            Rejection::Draining => Some(format!("all {} workers are draining", self.workers)),
+            Rejection::NoCredit => Some(format!(
+                "waiting for a free slot: all {} workers are busy",
+                self.workers
+            )),
+            _ => None,
+        }
+    }
+
+    /// The rejections as clauses, most common first, joined with "; " (pinned ones unsaid).
+    fn reasons(&self, spec: &PlacementSpec, kind: &str) -> String {
+        let mut parts: Vec<(u32, String)> = self
+            .rejected
+            .iter()
+            .filter_map(|&(r, n)| reason(spec, kind, r, n).map(|text| (n, text)))
+            .collect();
+        // Most common reason first; ties keep the check order.
+        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+        parts
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// What the strategy's wait note adds, if there is one.
+    fn note_text(&self, spec: &PlacementSpec) -> Option<String> {
+        Some(match self.note.as_ref()? {
+            WaitNote::KeyOwnerBusy { worker } => {
+                let key = spec.key.as_deref().unwrap_or("");
+                format!(
+                    "waiting for worker {worker}, the owner of key '{key}' on the hash ring, to have room"
+                )
+            }
+            WaitNote::WaitingForFaster { worker } => format!(
+                "waiting for worker {worker}: expected to finish sooner there than on a free worker (adaptive)"
+            ),
+        })
+    }
+}
+
+/// The requested resource with index `i`, as `name=amount`.
+fn resource(spec: &PlacementSpec, i: u16) -> String {
+    spec.resources
+        .iter()
+        .nth(i as usize)
+        .map(|(k, v)| format!("{k}={v}"))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The selector requirement with index `i`.
+fn requirement(spec: &PlacementSpec, i: u16) -> Option<&super::Requirement> {
+    spec.selector.0.get(i as usize)
+}
+
+/// One clause for `n` workers rejected for `r`; `None` for reasons not worth saying.
+fn reason(spec: &PlacementSpec, kind: &str, r: Rejection, n: u32) -> Option<String> {
+    let w = if n == 1 { "worker" } else { "workers" };
+    let (has, lacks, is) = if n == 1 {
+        ("has", "lacks", "is")
+    } else {
+        ("have", "lack", "are")
+    };
+    let text = match r {
+        Rejection::Pinned => return None,
+        Rejection::Kind => format!("{n} {w} {lacks} kind {kind}"),
+        Rejection::Label(i) => match requirement(spec, i) {
+            Some(req @ super::Requirement::Eq(..))
+            | Some(req @ super::Requirement::Exists(..))
+            | Some(req @ super::Requirement::In(..)) => {
+                format!("{n} {w} {lacks} label {req}")
+            }
+            Some(req) => format!("{n} {w} do not match {req}"),
+            None => format!("{n} {w} fail the label selector"),
+        },
+        Rejection::Capacity(i) => {
+            format!("{n} {w} {has} less than {} in total", resource(spec, i))
+        }
+        Rejection::Draining => format!("{n} {w} {is} draining"),
+        Rejection::Unresponsive => format!("{n} {w} {is} not responding"),
+        Rejection::NoCredit => format!("{n} {w} {has} no free slot"),
+        Rejection::Resource(i) => format!("{n} {w} {lacks} free {}", resource(spec, i)),
+    };
+    Some(text)
 }
 
 /// The result of the feasibility pass over every worker.

@@ -62,77 +62,10 @@ pub fn rank<R: Rng>(
         Strategy::LeastLoaded | Strategy::Broadcast => {
             rotated(ok, n, state.cursor).min_by(|&a, &b| less_loaded(&workers[a], &workers[b]))
         }
-        Strategy::PowerOfTwo => match ok.len() {
-            0 => None,
-            1 => Some(ok[0]),
-            len => {
-                let a = rng.random_range(0..len);
-                let mut b = rng.random_range(0..len - 1);
-                if b >= a {
-                    b += 1;
-                }
-                let (a, b) = (ok[a], ok[b]);
-                Some(if less_loaded(&workers[b], &workers[a]).is_lt() {
-                    b
-                } else {
-                    a
-                })
-            }
-        },
-        Strategy::ConsistentHash => match &spec.key {
-            None => rotated(ok, n, state.cursor).next(),
-            Some(key) => {
-                if state.ring.names().len() != n {
-                    state
-                        .ring
-                        .sync(workers.iter().map(|w| w.info.name.as_str()));
-                }
-                let owner = state
-                    .ring
-                    .lookup(key, |i| cands.eligible.binary_search(&i).is_ok());
-                match owner {
-                    Some(o) if ok.binary_search(&o).is_ok() => Some(o),
-                    Some(o) => {
-                        return Err(Some(WaitNote::KeyOwnerBusy {
-                            worker: workers[o].info.name.clone(),
-                        }))
-                    }
-                    None => None,
-                }
-            }
-        },
-        Strategy::BinPack => {
-            let mut best: Option<(f64, usize)> = None;
-            for &i in ok {
-                let s = fill_after(spec, &workers[i]);
-                if best.is_none_or(|(b, _)| s > b) {
-                    best = Some((s, i));
-                }
-            }
-            best.map(|(_, i)| i)
-        }
-        Strategy::Spread => {
-            let label = spec.spread_label();
-            let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
-            for w in workers {
-                let v = w.info.labels.get(label).map(String::as_str).unwrap_or("");
-                *groups.entry(v).or_default() += w.held;
-            }
-            let group = |i: usize| {
-                let v = workers[i]
-                    .info
-                    .labels
-                    .get(label)
-                    .map(String::as_str)
-                    .unwrap_or("");
-                groups[v]
-            };
-            rotated(ok, n, state.cursor).min_by(|&a, &b| {
-                group(a)
-                    .cmp(&group(b))
-                    .then_with(|| less_loaded(&workers[a], &workers[b]))
-            })
-        }
+        Strategy::PowerOfTwo => power_of_two(workers, ok, rng),
+        Strategy::ConsistentHash => consistent_hash(spec, workers, cands, state)?,
+        Strategy::BinPack => bin_pack(spec, workers, ok),
+        Strategy::Spread => spread(spec, workers, ok, state.cursor),
         Strategy::Adaptive => return adaptive(spec, kind, workers, cands, state),
         Strategy::Failover => ok.first().copied(),
     };
@@ -143,6 +76,99 @@ pub fn rank<R: Rng>(
         }
         None => Err(None),
     }
+}
+
+/// `power_of_two`: the less loaded of two distinct random feasible workers.
+fn power_of_two<R: Rng>(workers: &[WorkerView<'_>], ok: &[usize], rng: &mut R) -> Option<usize> {
+    match ok.len() {
+        0 => None,
+        1 => Some(ok[0]),
+        len => {
+            let a = rng.random_range(0..len);
+            let mut b = rng.random_range(0..len - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (a, b) = (ok[a], ok[b]);
+            Some(if less_loaded(&workers[b], &workers[a]).is_lt() {
+                b
+            } else {
+                a
+            })
+        }
+    }
+}
+
+/// `consistent_hash`: the key's owner on the ring among the eligible workers; waits with a
+/// note when the owner is busy. Without a key, round robin.
+fn consistent_hash(
+    spec: &PlacementSpec,
+    workers: &[WorkerView<'_>],
+    cands: &Candidates,
+    state: &mut PlacementState,
+) -> Result<Option<usize>, Option<WaitNote>> {
+    let n = workers.len();
+    let ok = &cands.ok;
+    let Some(key) = &spec.key else {
+        return Ok(rotated(ok, n, state.cursor).next());
+    };
+    if state.ring.names().len() != n {
+        state
+            .ring
+            .sync(workers.iter().map(|w| w.info.name.as_str()));
+    }
+    let owner = state
+        .ring
+        .lookup(key, |i| cands.eligible.binary_search(&i).is_ok());
+    match owner {
+        Some(o) if ok.binary_search(&o).is_ok() => Ok(Some(o)),
+        Some(o) => Err(Some(WaitNote::KeyOwnerBusy {
+            worker: workers[o].info.name.clone(),
+        })),
+        None => Ok(None),
+    }
+}
+
+/// `bin_pack`: the feasible worker left fullest by the task; the first of equals.
+fn bin_pack(spec: &PlacementSpec, workers: &[WorkerView<'_>], ok: &[usize]) -> Option<usize> {
+    let mut best: Option<(f64, usize)> = None;
+    for &i in ok {
+        let s = fill_after(spec, &workers[i]);
+        if best.is_none_or(|(b, _)| s > b) {
+            best = Some((s, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// `spread`: a feasible worker in the spread label's group holding the fewest attempts,
+/// then the least loaded, starting the tie-break at the cursor.
+fn spread(
+    spec: &PlacementSpec,
+    workers: &[WorkerView<'_>],
+    ok: &[usize],
+    cursor: usize,
+) -> Option<usize> {
+    let label = spec.spread_label();
+    let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in workers {
+        let v = w.info.labels.get(label).map(String::as_str).unwrap_or("");
+        *groups.entry(v).or_default() += w.held;
+    }
+    let group = |i: usize| {
+        let v = workers[i]
+            .info
+            .labels
+            .get(label)
+            .map(String::as_str)
+            .unwrap_or("");
+        groups[v]
+    };
+    rotated(ok, workers.len(), cursor).min_by(|&a, &b| {
+        group(a)
+            .cmp(&group(b))
+            .then_with(|| less_loaded(&workers[a], &workers[b]))
+    })
 }
 
 /// How full the worker is after taking the task: credit used plus, for every requested
