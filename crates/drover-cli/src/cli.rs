@@ -226,6 +226,9 @@ pub struct ClientOpts {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an https:// server (besides the system's web PKI).
+    #[arg(long, env = "DROVER_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -289,6 +292,22 @@ pub struct ServerArgs {
     /// Pause after a failed webhook POST; doubles after each (with jitter).
     #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_backoff: u64,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+}
+
+/// TLS of the server's one port (REST, gRPC and the dashboard).
+#[derive(Args, Debug, Clone)]
+pub struct ServerTlsArgs {
+    /// PEM certificate chain to serve TLS with.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA that signs worker certificates: workers must present one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -321,6 +340,15 @@ pub struct WorkerArgs {
     /// Output kept per stream of each attempt, e.g. 1MiB.
     #[arg(long, value_parser = parse::quantity, value_name = "SIZE")]
     pub max_output: Option<u64>,
+    /// PEM CA certificate to trust for https:// servers (besides the system's web PKI).
+    #[arg(long, env = "DROVER_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate this worker presents to a server with --tls-client-ca.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,11 +14,14 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::driver::{Command, DriverHandle};
+use crate::tls::PeerCert;
 
 pub struct WorkerGrpc {
     pub driver: DriverHandle,
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
+    /// mTLS: a worker must present a certificate the server's client CA verified.
+    pub require_client_cert: bool,
 }
 
 type ServerStream = Pin<Box<dyn Stream<Item = Result<proto::ServerMessage, Status>> + Send>>;
@@ -31,6 +34,13 @@ impl WorkerService for WorkerGrpc {
         &self,
         request: Request<Streaming<proto::WorkerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let verified = request.extensions().get::<PeerCert>() == Some(&PeerCert(true));
+        if self.require_client_cert && !verified {
+            return Err(Status::unauthenticated(
+                "this server requires workers to present a client certificate signed by its \
+                 --tls-client-ca: start the worker with --tls-cert and --tls-key",
+            ));
+        }
         let mut inbound = request.into_inner();
         let register = match inbound.next().await {
             Some(Ok(proto::WorkerMessage {

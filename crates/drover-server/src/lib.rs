@@ -4,6 +4,7 @@
 //! Boundary: no scheduling decision is made here; every decision is the core's. This crate
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
+mod accept;
 pub mod clock;
 mod dashboard;
 pub mod driver;
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     /// How often the retention windows are applied.
     pub prune_every: std::time::Duration,
     pub webhooks: webhooks::WebhookConfig,
+    /// Serve TLS (REST, gRPC and the dashboard on the same port).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ServerConfig {
@@ -72,6 +75,7 @@ impl ServerConfig {
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
+            tls: None,
         }
     }
 }
@@ -156,7 +160,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, active_tasks = active, "drover server listening");
-    let (shutdown, serve) = serve(listener, app, driver_task, hooks, background);
+    let tls = cfg.tls.as_ref().map(tls::server_config).transpose()?;
+    let (shutdown, serve) = serve(listener, app, tls, driver_task, hooks, background);
     Ok(ServerHandle {
         addr,
         shutdown,
@@ -250,6 +255,7 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
         driver: state.driver.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
+        require_client_cert: cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     });
     let watch = EventServiceServer::new(events::EventGrpc {
         store: state.store.clone(),
@@ -267,13 +273,14 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
 fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     driver_task: JoinHandle<anyhow::Result<()>>,
     hooks: Arc<webhooks::Webhooks>,
     background: Vec<AbortHandle>,
 ) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = accept::serve(listener, app, tls, async move {
             let _ = rx.await;
         });
         let r = tokio::select! {

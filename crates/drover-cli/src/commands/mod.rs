@@ -12,10 +12,19 @@ pub mod up;
 
 use crate::cli::ClientOpts;
 
-/// The SDK client for a client command's `--server` and `--token`.
+/// The SDK client for a client command's `--server`, `--token` and `--ca-cert`.
 pub fn client(opts: &ClientOpts) -> anyhow::Result<drover_client::Client> {
-    Ok(drover_client::Client::new(
+    let ca = opts.ca_cert.as_deref().map(read_pem).transpose()?;
+    Ok(drover_client::Client::with_ca(
         &opts.server,
         opts.token.clone(),
+        drover_client::DEFAULT_TIMEOUT,
+        ca.as_deref(),
     )?)
+}
+
+/// A PEM file's bytes, or a usage error naming it.
+pub fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| crate::exit::usage(format!("cannot read {}: {e}", path.display())))
 }

@@ -121,10 +121,23 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     cfg.webhooks.timeout = std::time::Duration::from_millis(args.webhook_timeout);
     cfg.webhooks.max_attempts = args.webhook_attempts;
     cfg.webhooks.backoff = std::time::Duration::from_millis(args.webhook_backoff);
+    cfg.tls = args
+        .tls
+        .tls_cert
+        .clone()
+        .zip(args.tls.tls_key.clone())
+        .map(|(cert, key)| drover_server::tls::TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls.tls_client_ca.clone(),
+        });
     let mut handle = drover_server::start(cfg).await?;
+    let mut url = local::connect_url(handle.addr);
+    if args.tls.tls_cert.is_some() {
+        url = url.replacen("http://", "https://", 1);
+    }
     ready(&format!(
-        "drover server listening on {} (store {})\n",
-        local::connect_url(handle.addr),
+        "drover server listening on {url} (store {})\n",
         path.display()
     ));
     tokio::select! {
@@ -171,6 +184,10 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     }
     if cfg.slots == 0 {
         return Err(usage("--slots must be at least 1"));
+    }
+    cfg.tls.ca_cert_pem = args.ca_cert.as_deref().map(super::read_pem).transpose()?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls.identity_pem = Some((super::read_pem(cert)?, super::read_pem(key)?));
     }
     ready(&format!(
         "drover worker {} connecting to {} ({} slots, prefetch {})\n",

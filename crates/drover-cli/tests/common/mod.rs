@@ -62,7 +62,7 @@ pub fn free_addr() -> String {
 }
 
 /// Starts a process and waits for a stdout line containing `marker`; returns the line.
-fn spawn_until(name: &str, args: &[&str], marker: &str) -> (Proc, String) {
+pub fn spawn_until(name: &str, args: &[&str], marker: &str) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "warn")
