@@ -61,6 +61,8 @@ pub enum Command {
     /// Schedules: cron expressions with time zones, fixed rate, fixed delay.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// The audit log: every state-changing or refused request, newest first.
+    Audit(crate::commands::audit::AuditArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +285,9 @@ pub struct ServerArgs {
     /// How long finished tasks (with their attempts and logs) are kept, e.g. 30d.
     #[arg(long, default_value = "7d", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub task_retention: u64,
+    /// How long audit records are kept.
+    #[arg(long, default_value = "90d", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub audit_retention: u64,
     /// Bound on one webhook POST.
     #[arg(long, default_value = "10s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_timeout: u64,

@@ -106,6 +106,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Queue(c) => flow::queue(c).await,
         Command::Workflow(c) => flow::workflow(c).await,
         Command::Cron(c) => cron::cron(c).await,
+        Command::Audit(a) => audit::audit(a).await,
     }
 }
 

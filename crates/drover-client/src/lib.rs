@@ -262,6 +262,27 @@ impl Client {
         self.get("/v1/stats", &[]).await
     }
 
+    /// `GET /v1/audit`: audit records, newest first.
+    pub async fn audit(
+        &self,
+        p: &drover_api::audit::AuditParams,
+    ) -> Result<drover_api::audit::AuditList> {
+        let mut q = Vec::new();
+        if let Some(s) = &p.since {
+            q.push(("since", s.clone()));
+        }
+        if let Some(t) = &p.token {
+            q.push(("token", t.clone()));
+        }
+        if let Some(b) = p.before {
+            q.push(("before", b.to_string()));
+        }
+        if let Some(l) = p.limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get("/v1/audit", &q).await
+    }
+
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<Health> {
         self.get("/healthz", &[]).await

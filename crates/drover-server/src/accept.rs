@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::audit::RemoteAddr;
 use crate::tls::PeerCert;
 
 /// Serves `app` on `listener` until `shutdown` resolves.
@@ -48,15 +49,17 @@ pub async fn serve(
         tokio::spawn(async move {
             let served = match acceptor {
                 None => {
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service(app, None));
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(tcp),
+                        service(app, peer, None),
+                    );
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => match handshake(&acceptor, tcp).await {
                     Ok((stream, cert)) => {
                         let conn = builder.serve_connection_with_upgrades(
                             TokioIo::new(stream),
-                            service(app, Some(cert)),
+                            service(app, peer, Some(cert)),
                         );
                         watcher.watch(conn.into_owned()).await
                     }
@@ -89,10 +92,11 @@ async fn handshake(
     Ok((stream, PeerCert(verified)))
 }
 
-/// The app as a hyper service; on TLS connections every request carries the connection's
-/// `PeerCert`.
+/// The app as a hyper service; every request carries its peer's address and, on TLS
+/// connections, the connection's `PeerCert`.
 fn service(
     app: Router,
+    peer: std::net::SocketAddr,
     cert: Option<PeerCert>,
 ) -> TowerToHyperService<
     impl tower::Service<
@@ -103,6 +107,7 @@ fn service(
         > + Clone,
 > {
     TowerToHyperService::new(app.map_request(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(RemoteAddr(peer));
         if let Some(c) = cert {
             req.extensions_mut().insert(c);
         }

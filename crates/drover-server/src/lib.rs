@@ -5,6 +5,7 @@
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
 mod accept;
+pub mod audit;
 pub mod clock;
 mod dashboard;
 pub mod driver;
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub event_retention: std::time::Duration,
     /// How long terminal tasks (with their attempts and logs) are kept after they finished.
     pub task_retention: std::time::Duration,
+    /// How long audit records are kept.
+    pub audit_retention: std::time::Duration,
     /// How often the retention windows are applied.
     pub prune_every: std::time::Duration,
     pub webhooks: webhooks::WebhookConfig,
@@ -73,6 +76,7 @@ impl ServerConfig {
             max_lost: 3,
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
             tls: None,
@@ -223,6 +227,7 @@ fn spawn_upkeep(
         handle.clone(),
         cfg.event_retention,
         cfg.task_retention,
+        cfg.audit_retention,
         cfg.prune_every,
         metrics.clone(),
     ));
@@ -262,10 +267,12 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
         events: state.events.clone(),
         metrics: state.metrics.clone(),
     });
+    let audit = audit::AuditLog::start(state.store.clone());
     // gRPC and REST share one port: the gRPC services' paths go to tonic.
     http::router(state)
         .route_service("/drover.v1.WorkerService/{*method}", grpc)
         .route_service("/drover.v1.EventService/{*method}", watch)
+        .layer(axum::middleware::from_fn_with_state(audit, audit::record))
 }
 
 /// Serves `app` until shutdown is sent or the driver stops (a fatal store error), then

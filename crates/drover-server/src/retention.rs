@@ -25,6 +25,7 @@ pub async fn prune_loop(
     driver: DriverHandle,
     keep: Duration,
     keep_tasks: Duration,
+    keep_audit: Duration,
     every: Duration,
     metrics: Arc<Metrics>,
 ) {
@@ -48,6 +49,11 @@ pub async fn prune_loop(
         let task_cutoff =
             now.saturating_sub(Micros::try_from(keep_tasks.as_micros()).unwrap_or(Micros::MAX));
         prune_tasks(store.as_ref(), &driver, task_cutoff, &metrics).await;
+        let audit_cutoff =
+            now.saturating_sub(Micros::try_from(keep_audit.as_micros()).unwrap_or(Micros::MAX));
+        if let Err(e) = store.prune_audit(audit_cutoff).await {
+            tracing::warn!(error = %e, "pruning the audit log failed; will retry");
+        }
     }
 }
 

@@ -14,10 +14,12 @@ use drover_core::{
     TaskState, Write,
 };
 
+pub mod audit;
 mod batch;
 pub mod mem;
 pub mod sqlite;
 
+pub use audit::{AuditQuery, AuditRecord};
 pub use mem::MemStore;
 pub use sqlite::SqliteStore;
 
@@ -158,6 +160,14 @@ pub trait Store: Send + Sync + 'static {
     async fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, StoreError>;
     /// Workflows, newest first, at most `limit`.
     async fn workflows(&self, limit: usize) -> Result<Vec<WorkflowRecord>, StoreError>;
+
+    // The audit log (schema 0009).
+    /// Appends records in order; each gets the next seq.
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError>;
+    /// Records matching `query`, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes records with `at < before`; returns how many.
+    async fn prune_audit(&self, before: Micros) -> Result<u64, StoreError>;
 }
 
 /// Most workflows one `Store::prune_tasks` call looks at, the oldest first, due or not. A

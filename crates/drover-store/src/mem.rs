@@ -10,7 +10,10 @@ use drover_core::{
 };
 
 use crate::batch::{Batch, RowOp};
-use crate::{DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, WebhookRecord};
+use crate::{
+    AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
+    WebhookRecord,
+};
 
 #[derive(Debug, Default)]
 pub struct MemStore {
@@ -28,6 +31,7 @@ struct Inner {
     webhooks: Vec<WebhookRecord>,
     /// In write order.
     deliveries: Vec<DeliveryRecord>,
+    audit: Vec<AuditRecord>,
     flows: BTreeMap<TaskId, drover_core::FlowRecord>,
     queues: BTreeMap<String, drover_core::QueueConfig>,
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
@@ -401,6 +405,28 @@ impl Store for MemStore {
         v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         v.truncate(limit);
         Ok(v)
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for mut r in records {
+            r.seq = g.audit.last().map_or(1, |l| l.seq + 1);
+            g.audit.push(r);
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let g = self.lock();
+        let hits = g.audit.iter().rev().filter(|r| query.matches(r));
+        Ok(hits.take(query.limit).cloned().collect())
+    }
+
+    async fn prune_audit(&self, before: Micros) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let n = g.audit.len();
+        g.audit.retain(|r| r.at >= before);
+        Ok((n - g.audit.len()) as u64)
     }
 }
 /// `Store::prune_tasks`, in the order SQLite takes things (see `sqlite::retention`).

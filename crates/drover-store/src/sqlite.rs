@@ -25,8 +25,12 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
-use crate::{DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, WebhookRecord};
+use crate::{
+    AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
+    WebhookRecord,
+};
 
+mod audit;
 mod codec;
 mod commit;
 mod deps;
@@ -50,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0005_events_and_retention.sql"),
     include_str!("sqlite/migrations/0006_drained_workers.sql"),
     include_str!("sqlite/migrations/0007_workflows_by_created.sql"),
+    include_str!("sqlite/migrations/0009_audit.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with
@@ -416,6 +421,22 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
         self.read(move |c| workflows::newest(c, limit)).await
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| audit::append(c, &records)).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = query.clone();
+        self.read(move |c| audit::list(c, &q)).await
+    }
+
+    async fn prune_audit(&self, before: Micros) -> Result<u64, StoreError> {
+        self.write(move |c| audit::prune(c, before)).await
     }
 }
 

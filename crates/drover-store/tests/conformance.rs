@@ -67,6 +67,7 @@ macro_rules! suite {
                 prune_tasks_shares_the_limit_with_whole_workflows,
                 prune_tasks_reports_idempotency_keys,
                 drained_workers_survive_in_the_snapshot,
+                audit_log_filters_pages_and_prunes,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,6 +88,8 @@ macro_rules! suite {
                 use super::cases::*;
                 #[allow(unused_imports)]
                 use super::flow_cases::*;
+                #[allow(unused_imports)]
+                use super::audit_cases::*;
                 $case(&f.store).await;
             }
         )*
@@ -1822,5 +1825,73 @@ mod sqlite_only {
         assert_eq!(s.task(t.id).await.unwrap(), Some(t.clone()));
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         c.execute_batch("ROLLBACK").unwrap();
+    }
+}
+
+mod audit_cases {
+    use drover_store::{AuditQuery, AuditRecord, Store};
+
+    fn rec(at: i64, token: Option<&str>, status: u16) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            at,
+            token: token.map(str::to_string),
+            role: token.map(|_| "admin".to_string()),
+            remote: "127.0.0.1:5000".into(),
+            operation: "POST /v1/tasks/{id}/cancel".into(),
+            object: format!("/v1/tasks/{at}/cancel"),
+            status,
+        }
+    }
+
+    pub async fn audit_log_filters_pages_and_prunes<S: Store>(s: &S) {
+        s.append_audit(vec![]).await.unwrap();
+        let batch = vec![
+            rec(100, Some("ci"), 200),
+            rec(200, None, 401),
+            rec(300, Some("ci"), 403),
+        ];
+        s.append_audit(batch).await.unwrap();
+        s.append_audit(vec![rec(400, Some("ops"), 201)])
+            .await
+            .unwrap();
+        let all = |limit| AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        };
+        let got = s.audit(&all(10)).await.unwrap();
+        let ats: Vec<i64> = got.iter().map(|r| r.at).collect();
+        assert_eq!(ats, vec![400, 300, 200, 100], "newest first");
+        assert!(got.windows(2).all(|w| w[0].seq > w[1].seq), "seqs increase");
+        assert_eq!(got[2].token, None);
+        assert_eq!(got[2].status, 401);
+        assert_eq!(got[3].object, "/v1/tasks/100/cancel");
+        let ci = AuditQuery {
+            token: Some("ci".into()),
+            ..all(10)
+        };
+        let ci: Vec<i64> = s.audit(&ci).await.unwrap().iter().map(|r| r.at).collect();
+        assert_eq!(ci, vec![300, 100]);
+        let since = AuditQuery {
+            since: Some(250),
+            ..all(10)
+        };
+        assert_eq!(s.audit(&since).await.unwrap().len(), 2);
+        let page = s.audit(&all(2)).await.unwrap();
+        let next = AuditQuery {
+            before: Some(page[1].seq),
+            ..all(2)
+        };
+        let next: Vec<i64> = s.audit(&next).await.unwrap().iter().map(|r| r.at).collect();
+        assert_eq!(next, vec![200, 100]);
+        assert_eq!(s.prune_audit(250).await.unwrap(), 2);
+        let left: Vec<i64> = s
+            .audit(&all(10))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.at)
+            .collect();
+        assert_eq!(left, vec![400, 300]);
     }
 }

@@ -1,5 +1,6 @@
 //! One module per group of commands. Each returns the process exit code.
 
+pub mod audit;
 pub mod bench;
 pub mod cron;
 pub mod events;

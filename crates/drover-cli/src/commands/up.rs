@@ -106,6 +106,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     if args.task_retention == 0 {
         return Err(usage("--task-retention must be positive, e.g. 7d"));
     }
+    if args.audit_retention == 0 {
+        return Err(usage("--audit-retention must be positive, e.g. 90d"));
+    }
+    cfg.audit_retention = std::time::Duration::from_millis(args.audit_retention);
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(
             "--webhook-timeout and --webhook-attempts must be positive",
