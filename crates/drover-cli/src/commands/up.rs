@@ -155,6 +155,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         ));
     }
     let name = args.name.clone().unwrap_or_else(default_name);
+    drover_api::limits::check_worker_name(&name).map_err(|e| usage(format!("--name: {e}")))?;
     let mut cfg = WorkerConfig::new(servers, name);
     if let Some(s) = args.slots {
         cfg.slots = s;
@@ -195,7 +196,26 @@ fn default_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+    let pid = std::process::id().to_string();
+    // Within the worker name's character set and length.
+    let host: String = host
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '-',
+        })
+        .take(drover_api::limits::MAX_WORKER_NAME - pid.len() - 1)
+        .collect();
+    let host = match host.chars().next() {
+        Some(c) if c.is_ascii_alphanumeric() => host,
+        _ => format!("w{host}"),
+    };
+    let name = format!("{host}-{pid}");
+    if drover_api::limits::check_worker_name(&name).is_ok() {
+        name
+    } else {
+        format!("worker-{pid}")
+    }
 }
 
 /// The ready message on stdout, flushed (tests and scripts read it through a pipe).
