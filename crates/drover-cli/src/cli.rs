@@ -289,6 +289,10 @@ pub struct ServerArgs {
     /// Pause after a failed webhook POST; doubles after each (with jitter).
     #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_backoff: u64,
+    /// Let webhooks reach loopback, private, link-local and other non-public addresses
+    /// (for receivers on this machine or network) [default: refused].
+    #[arg(long)]
+    pub allow_private_webhooks: bool,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@
 
 pub mod clock;
 mod dashboard;
+pub mod destinations;
 pub mod driver;
 mod events;
 mod feed;

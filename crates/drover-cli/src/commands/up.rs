@@ -121,6 +121,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     cfg.webhooks.timeout = std::time::Duration::from_millis(args.webhook_timeout);
     cfg.webhooks.max_attempts = args.webhook_attempts;
     cfg.webhooks.backoff = std::time::Duration::from_millis(args.webhook_backoff);
+    cfg.webhooks.allow_private = args.allow_private_webhooks;
     let mut handle = drover_server::start(cfg).await?;
     ready(&format!(
         "drover server listening on {} (store {})\n",
