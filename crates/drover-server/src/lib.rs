@@ -8,6 +8,7 @@ pub mod clock;
 mod dashboard;
 pub mod destinations;
 pub mod driver;
+pub mod edge;
 mod events;
 mod feed;
 mod flows;
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     /// How often the retention windows are applied.
     pub prune_every: std::time::Duration,
     pub webhooks: webhooks::WebhookConfig,
+    /// Connection, timeout, rate and event-stream limits.
+    pub edge: edge::EdgeConfig,
 }
 
 impl ServerConfig {
@@ -70,6 +73,7 @@ impl ServerConfig {
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
+            edge: edge::EdgeConfig::default(),
         }
     }
 }
@@ -182,10 +186,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
     });
+    let edge = edge::Edge::new(cfg.edge.clone());
     let watch = EventServiceServer::new(events::EventGrpc {
         store: store.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
+        edge: edge.clone(),
     });
     // gRPC and REST share one port: the gRPC services' paths go to tonic.
     let app = http::router(http::AppState {
@@ -195,6 +201,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         events,
         webhooks: hooks.clone(),
         workers: worker_monitor,
+        edge: edge.clone(),
     })
     .route_service("/drover.v1.WorkerService/{*method}", grpc)
     .route_service("/drover.v1.EventService/{*method}", watch);
@@ -206,7 +213,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     tracing::info!(%addr, active_tasks = active, "drover server listening");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = edge::serve(listener, app, edge, async move {
             let _ = rx.await;
         });
         let r = tokio::select! {

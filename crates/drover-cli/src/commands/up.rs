@@ -122,6 +122,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     cfg.webhooks.max_attempts = args.webhook_attempts;
     cfg.webhooks.backoff = std::time::Duration::from_millis(args.webhook_backoff);
     cfg.webhooks.allow_private = args.allow_private_webhooks;
+    cfg.edge = edge_config(&args)?;
     let mut handle = drover_server::start(cfg).await?;
     ready(&format!(
         "drover server listening on {} (store {})\n",
@@ -187,6 +188,29 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     })
     .await?;
     Ok(0)
+}
+
+/// The edge's limits from the server's flags.
+fn edge_config(args: &ServerArgs) -> anyhow::Result<drover_server::edge::EdgeConfig> {
+    use std::time::Duration;
+    if args.header_read_timeout == 0 || args.idle_timeout == 0 {
+        return Err(usage(
+            "--header-read-timeout and --idle-timeout must be positive",
+        ));
+    }
+    if args.max_connections == 0 || args.max_event_streams == 0 || args.rate_burst == 0 {
+        return Err(usage(
+            "--max-connections, --max-event-streams and --rate-burst must be at least 1",
+        ));
+    }
+    Ok(drover_server::edge::EdgeConfig {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout),
+        idle_timeout: Duration::from_millis(args.idle_timeout),
+        max_connections: args.max_connections,
+        max_subscribers: args.max_event_streams,
+        rate_per_sec: args.rate_limit,
+        rate_burst: args.rate_burst,
+    })
 }
 
 /// `HOSTNAME-PID`.
