@@ -13,6 +13,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthenticated,
     PermissionDenied,
+    /// Over a rate limit (429, with `Retry-After`).
+    ResourceExhausted,
     Unavailable,
     Internal,
 }
@@ -26,6 +28,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::ResourceExhausted => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -38,6 +41,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::FailedPrecondition,
+            ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Internal => tonic::Code::Internal,
         }

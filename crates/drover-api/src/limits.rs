@@ -12,3 +12,59 @@ pub const MAX_NAME: usize = 200;
 pub const MAX_RETRIES: u32 = 100;
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
 pub const MAX_PAGE: usize = 1000;
+
+/// Longest worker name.
+pub const MAX_WORKER_NAME: usize = 63;
+
+/// Worker names: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`, so a name is safe in a log line, a URL path
+/// and a label (no spaces, no control characters, no newline forging log lines).
+pub fn check_worker_name(name: &str) -> Result<(), String> {
+    let ok_first = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_rest = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok_first && ok_rest && name.len() <= MAX_WORKER_NAME {
+        return Ok(());
+    }
+    Err(format!(
+        "worker name {:?} is not allowed: 1 to {MAX_WORKER_NAME} characters of A-Z a-z 0-9 . _ -, \
+         starting with a letter or digit",
+        name.chars().take(80).collect::<String>()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_worker_name;
+
+    #[test]
+    fn worker_names_are_a_safe_character_set() {
+        for ok in [
+            "w1",
+            "local-1",
+            "host.example.com-1234",
+            "A_b",
+            &"x".repeat(63),
+        ] {
+            assert_eq!(check_worker_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "-w",
+            ".w",
+            "_w",
+            "w 1",
+            "w\n1",
+            "w\u{0}",
+            "w/1",
+            "wé",
+            "w:1",
+            &"x".repeat(64),
+        ] {
+            assert!(check_worker_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -297,6 +297,29 @@ pub struct ServerArgs {
     /// Pause after a failed webhook POST; doubles after each (with jitter).
     #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_backoff: u64,
+    /// Let webhooks reach loopback, private, link-local and other non-public addresses
+    /// (for receivers on this machine or network) [default: refused].
+    #[arg(long)]
+    pub allow_private_webhooks: bool,
+    /// A request's headers must arrive within this; a half-sent request is closed.
+    #[arg(long, default_value = "10s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub header_read_timeout: u64,
+    /// A connection with no request in flight this long is closed.
+    #[arg(long, default_value = "60s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub idle_timeout: u64,
+    /// Open connections at once; more wait to be accepted.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+    /// Open event streams (SSE and gRPC watch) at once; more get 503 / RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_event_streams: usize,
+    /// Requests per second per client (its token, else its address); more get 429 with
+    /// Retry-After. 0: no limit. /healthz and /readyz are exempt.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub rate_limit: u32,
+    /// Requests a client may send at once above --rate-limit.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub rate_burst: u32,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
 }

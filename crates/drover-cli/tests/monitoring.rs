@@ -470,7 +470,14 @@ fn webhooks_are_signed_retried_and_logged() {
     let server = start_server_with(
         dir.path(),
         &free_addr(),
-        &["--webhook-backoff", "200ms", "--webhook-timeout", "5s"],
+        // The receiver is on 127.0.0.1.
+        &[
+            "--webhook-backoff",
+            "200ms",
+            "--webhook-timeout",
+            "5s",
+            "--allow-private-webhooks",
+        ],
     );
     let url = server.url.clone();
     let _w = start_worker(&url, "hook-w", 2, &[]);

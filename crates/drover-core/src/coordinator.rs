@@ -43,8 +43,8 @@ pub use deps::MAX_OUTPUT;
 pub use flow::{FlowRecord, FlowSpec, FlowTask, UpstreamPolicy};
 pub use invariants::{Invariant, Violation};
 pub use io::{
-    Assignment, CancelError, CoreConfig, Effects, Input, NewTask, Outcome, Reply, RequestId,
-    ScheduleError, SessionId, Snapshot, SubmitError, ToWorker, Write,
+    Assignment, CancelError, CoreConfig, Effects, Input, JoinError, NewTask, Outcome, Reply,
+    RequestId, ScheduleError, SessionId, Snapshot, SubmitError, ToWorker, Write,
 };
 pub use ready::{QueueConfig, QueueStats};
 pub use schedules::{ScheduleOp, ScheduleSummary};
@@ -184,10 +184,14 @@ impl Coordinator {
                 fx.replies.push((req, Reply::Scheduled(r)));
             }
             Input::WorkerJoin {
+                req,
                 session,
                 info,
                 held,
-            } => self.worker_join(now, session, info, held, fx),
+            } => {
+                let r = self.worker_join(now, session, info, held, fx);
+                fx.replies.push((req, Reply::Joined(r)));
+            }
             Input::WorkerLeave { session } => self.worker_leave(now, session, fx),
             Input::Heartbeat { session, held } => self.heartbeat(now, session, held, fx),
             Input::Started { session, attempt } => self.started(now, session, attempt, fx),

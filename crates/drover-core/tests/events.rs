@@ -177,6 +177,7 @@ fn a_restart_mid_workflow_ends_it_once_with_the_right_state() {
     );
     let held = vec![after.attempt_ref(y)];
     after.input(Input::WorkerJoin {
+        req: 0,
         session: 7,
         info: worker("w1", 4, 0),
         held,

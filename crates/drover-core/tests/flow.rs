@@ -368,6 +368,7 @@ fn dependencies_keys_and_gates_survive_a_restart() {
     r2.events = b.events.clone();
     let held = vec![r2.attempt_ref(a), r2.attempt_ref(k1)];
     r2.input(Input::WorkerJoin {
+        req: 0,
         session: 1,
         info: worker("w1", 4, 0),
         held,
@@ -443,6 +444,7 @@ fn run_dag(d: &Dag) -> Result<(), TestCaseError> {
         core.handle(
             now,
             Input::WorkerJoin {
+                req: 0,
                 session: w as u64 + 1,
                 info: worker(&format!("w{w}"), 3, 0),
                 held: vec![],
@@ -725,6 +727,7 @@ fn run_dag_with_restarts(d: &Dag, restart_every: usize) -> Result<(), TestCaseEr
                     .collect();
                 session += 1;
                 r.input(Input::WorkerJoin {
+                    req: 0,
                     session,
                     info: worker("w1", 4, 0),
                     held,

@@ -245,6 +245,7 @@ fn after_a_restart_workers_reattach_and_nothing_runs_twice() {
     r.attempts = b.attempts.clone();
     r.events = b.events.clone();
     r.input(Input::WorkerJoin {
+        req: 0,
         session: 2,
         info: worker("w1", 2, 0),
         held: held.clone(),

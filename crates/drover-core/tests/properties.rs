@@ -115,12 +115,30 @@ impl World {
                 let held = self.held_by(w);
                 // A worker process keeps its configuration across reconnects.
                 let (slots, prefetch) = *self.configs[w].get_or_insert((slots, prefetch));
+                let name = format!("w{w}");
+                // A live session (connected, not lost) keeps its name: never a takeover.
+                let live = self.sessions[w].is_some()
+                    && self
+                        .b
+                        .core
+                        .workers()
+                        .iter()
+                        .any(|x| x.info.name == name && x.status != WorkerStatus::Lost);
+                let req = self.b.fresh_req();
                 self.b.input(Input::WorkerJoin {
+                    req,
                     session: s,
-                    info: worker(&format!("w{w}"), slots, prefetch),
+                    info: worker(&name, slots, prefetch),
                     held,
                 });
-                self.sessions[w] = Some(s);
+                let accepted = matches!(
+                    self.b.replies.last(),
+                    Some((r, Reply::Joined(Ok(())))) if *r == req
+                );
+                assert_eq!(accepted, !live, "join of {name} (live: {live})");
+                if accepted {
+                    self.sessions[w] = Some(s);
+                }
             }
             Op::Leave { w } => {
                 if let Some(s) = self.sessions[w].take() {
@@ -198,6 +216,7 @@ impl World {
             self.apply(Op::Leave { w });
         }
         self.b.input(Input::WorkerJoin {
+            req: 0,
             session: s,
             info: worker("healthy", 8, 0),
             held: vec![],

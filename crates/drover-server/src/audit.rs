@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -25,10 +25,6 @@ use crate::http::{ApiQuery, ApiResult, AppState};
 const QUEUE: usize = 8192;
 /// Most records written in one transaction.
 const BATCH: usize = 512;
-
-/// The peer of a request's connection, set by the accept loop.
-#[derive(Clone, Copy, Debug)]
-pub struct RemoteAddr(pub SocketAddr);
 
 /// Who made a request, as the auth guard found it; it puts this in the response's extensions
 /// (refusals included) so the log can name the token.
@@ -88,7 +84,7 @@ pub async fn record(State(log): State<AuditLog>, req: Request, next: Next) -> Re
     let operation = format!("{} {}", req.method(), route.as_deref().unwrap_or(&object));
     let remote = req
         .extensions()
-        .get::<RemoteAddr>()
+        .get::<ConnectInfo<SocketAddr>>()
         .map(|r| r.0.to_string());
     let resp = next.run(req).await;
     let status = resp.status();

@@ -327,7 +327,8 @@ fn request_id(input: &Input) -> Option<RequestId> {
         | Input::DrainWorker { req, .. }
         | Input::ResumeWorker { req, .. }
         | Input::ConfigureQueue { req, .. }
-        | Input::Schedule { req, .. } => Some(*req),
+        | Input::Schedule { req, .. }
+        | Input::WorkerJoin { req, .. } => Some(*req),
         _ => None,
     }
 }

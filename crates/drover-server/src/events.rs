@@ -23,9 +23,13 @@ use tokio::sync::broadcast;
 use utoipa::IntoParams;
 
 use crate::driver::DriverGone;
+use crate::edge::Edge;
 use crate::feed::{EventFeed, FeedError};
 use crate::http::{ApiQuery, AppState, HttpError};
 use crate::metrics::{Metrics, SubscriberGuard};
+
+/// What an open event stream holds until it ends: its gauge count and its place.
+type Subscriber = (SubscriberGuard, tokio::sync::OwnedSemaphorePermit);
 
 /// The OpenAPI part of `/v1/events`, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
@@ -114,7 +118,7 @@ fn resume_point(headers: &HeaderMap, after: Option<u64>) -> Result<Option<u64>, 
 fn filtered<T: Send + 'static>(
     feed: EventFeed,
     filter: EventFilter,
-    guard: SubscriberGuard,
+    guard: Subscriber,
     follow: bool,
     encode: fn(&Event) -> T,
 ) -> impl Stream<Item = T> + Send + 'static {
@@ -174,10 +178,14 @@ async fn sse(
     }
     // Subscribed before the response starts: a client that sees the headers may read state
     // and rely on every later change arriving here.
+    let place = s
+        .edge
+        .subscriber()
+        .ok_or_else(|| HttpError(s.edge.too_many_streams()))?;
     let feed = EventFeed::subscribe(s.store.clone(), &s.events, after)
         .await
         .map_err(feed_err)?;
-    let guard = s.metrics.subscriber("sse");
+    let guard = (s.metrics.subscriber("sse"), place);
     // Where the stream starts, so a client that reconnects before any event arrived misses
     // nothing either.
     let hello = format!("subscribed after={}", feed.last_seq());
@@ -193,6 +201,7 @@ pub struct EventGrpc {
     pub store: Arc<dyn Store>,
     pub events: broadcast::Sender<Arc<Event>>,
     pub metrics: Arc<Metrics>,
+    pub edge: Arc<Edge>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::Event, tonic::Status>> + Send>>;
@@ -218,10 +227,15 @@ impl EventService for EventGrpc {
             Some(&r.workflow),
         )
         .map_err(|e| e.to_status())?;
+        let place = self.edge.subscriber().ok_or_else(|| {
+            let mut e = self.edge.too_many_streams();
+            e.code = drover_api::ErrorCode::ResourceExhausted;
+            e.to_status()
+        })?;
         let feed = EventFeed::subscribe(self.store.clone(), &self.events, r.after)
             .await
             .map_err(|e| feed_err(e).0.to_status())?;
-        let guard = self.metrics.subscriber("grpc");
+        let guard = (self.metrics.subscriber("grpc"), place);
         Ok(tonic::Response::new(Box::pin(filtered(
             feed,
             filter,

@@ -6,7 +6,7 @@ use drover_api::convert::attempt_of;
 use drover_api::proto::{
     self, server_message::Body, worker_message, worker_service_server::WorkerService,
 };
-use drover_core::{AttemptRef, Input, LogStream, Outcome, SessionId};
+use drover_core::{AttemptRef, Input, JoinError, LogStream, Outcome, Reply, SessionId};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -24,6 +24,20 @@ pub struct WorkerGrpc {
     pub require_client_cert: bool,
 }
 
+impl WorkerGrpc {
+    /// mTLS: with a client CA, only a worker with a verified certificate may open a session.
+    fn check_client_cert<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let verified = request.extensions().get::<PeerCert>() == Some(&PeerCert(true));
+        if self.require_client_cert && !verified {
+            return Err(Status::unauthenticated(
+                "this server requires workers to present a client certificate signed by its \
+                 --tls-client-ca: start the worker with --tls-cert and --tls-key",
+            ));
+        }
+        Ok(())
+    }
+}
+
 type ServerStream = Pin<Box<dyn Stream<Item = Result<proto::ServerMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -34,13 +48,7 @@ impl WorkerService for WorkerGrpc {
         &self,
         request: Request<Streaming<proto::WorkerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let verified = request.extensions().get::<PeerCert>() == Some(&PeerCert(true));
-        if self.require_client_cert && !verified {
-            return Err(Status::unauthenticated(
-                "this server requires workers to present a client certificate signed by its \
-                 --tls-client-ca: start the worker with --tls-cert and --tls-key",
-            ));
-        }
+        self.check_client_cert(&request)?;
         let mut inbound = request.into_inner();
         let register = match inbound.next().await {
             Some(Ok(proto::WorkerMessage {
@@ -53,11 +61,10 @@ impl WorkerService for WorkerGrpc {
                 ))
             }
         };
-        if register.name.is_empty() || register.name.len() > drover_api::limits::MAX_NAME {
-            return Err(Status::invalid_argument(
-                "register: name must be 1 to 200 bytes",
-            ));
-        }
+        drover_api::limits::check_worker_name(&register.name)
+            .map_err(|e| Status::invalid_argument(format!("register: {e}")))?;
+        // TODO(auth): a worker token's limits (name pattern, kinds, labels) are checked here,
+        // before the join: a registration outside them is PERMISSION_DENIED.
         if register.slots == 0 {
             return Err(Status::invalid_argument(
                 "register: slots must be at least 1",
@@ -77,16 +84,28 @@ impl WorkerService for WorkerGrpc {
         self.driver
             .send(Command::Attach(session, out_tx))
             .map_err(|_| gone())?;
-        self.driver
-            .send(Command::Input(
-                Input::WorkerJoin {
-                    session,
-                    info: (&register).into(),
-                    held,
-                },
-                None,
-            ))
+        let info = (&register).into();
+        let joined = self
+            .driver
+            .request(|req| Input::WorkerJoin {
+                req,
+                session,
+                info,
+                held,
+            })
+            .await
             .map_err(|_| gone())?;
+        if let Reply::Joined(Err(JoinError::NameInUse(name))) = joined {
+            // Drops the outbox; the core knows no such session.
+            let _ = self
+                .driver
+                .send(Command::Input(Input::WorkerLeave { session }, None));
+            tracing::warn!(worker = %name, session, "refused a second registration of a live worker");
+            return Err(Status::already_exists(format!(
+                "worker {name} is already connected; a name is released when its session \
+                 ends or has been silent for a lease"
+            )));
+        }
         tracing::info!(worker = %register.name, session, "worker connected");
         let driver = self.driver.clone();
         tokio::spawn(async move {

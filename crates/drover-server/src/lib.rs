@@ -4,11 +4,12 @@
 //! Boundary: no scheduling decision is made here; every decision is the core's. This crate
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
-mod accept;
 pub mod audit;
 pub mod clock;
 mod dashboard;
+pub mod destinations;
 pub mod driver;
+pub mod edge;
 mod events;
 mod feed;
 mod flows;
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     pub webhooks: webhooks::WebhookConfig,
     /// Serve TLS (REST, gRPC and the dashboard on the same port).
     pub tls: Option<tls::TlsFiles>,
+    /// Connection, timeout, rate and event-stream limits.
+    pub edge: edge::EdgeConfig,
 }
 
 impl ServerConfig {
@@ -80,6 +83,7 @@ impl ServerConfig {
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
             tls: None,
+            edge: edge::EdgeConfig::default(),
         }
     }
 }
@@ -147,6 +151,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         &metrics,
     ));
     let hooks = start_webhooks(&cfg, &store, &events, &metrics).await?;
+    let edge = edge::Edge::new(cfg.edge.clone());
     let app = app(
         &cfg,
         http::AppState {
@@ -156,6 +161,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
             events,
             webhooks: hooks.clone(),
             workers: worker_monitor,
+            edge: edge.clone(),
         },
     );
 
@@ -165,7 +171,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, active_tasks = active, "drover server listening");
     let tls = cfg.tls.as_ref().map(tls::server_config).transpose()?;
-    let (shutdown, serve) = serve(listener, app, tls, driver_task, hooks, background);
+    let (shutdown, serve) = serve(listener, app, (edge, tls), driver_task, hooks, background);
     Ok(ServerHandle {
         addr,
         shutdown,
@@ -266,6 +272,7 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
         store: state.store.clone(),
         events: state.events.clone(),
         metrics: state.metrics.clone(),
+        edge: state.edge.clone(),
     });
     let audit = audit::AuditLog::start(state.store.clone());
     // gRPC and REST share one port: the gRPC services' paths go to tonic.
@@ -280,14 +287,14 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
 fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    (edge, tls): (Arc<edge::Edge>, Option<Arc<rustls::ServerConfig>>),
     driver_task: JoinHandle<anyhow::Result<()>>,
     hooks: Arc<webhooks::Webhooks>,
     background: Vec<AbortHandle>,
 ) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
-        let server = accept::serve(listener, app, tls, async move {
+        let server = edge::serve(listener, app, edge, tls, async move {
             let _ = rx.await;
         });
         let r = tokio::select! {

@@ -35,6 +35,7 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use utoipa::IntoParams;
 
 use crate::clock::now_micros;
+use crate::destinations;
 use crate::feed::{EventFeed, FeedError};
 use crate::http::{ApiJson, ApiQuery, ApiResult, AppState, HttpError};
 use crate::ids::uuid_at;
@@ -57,6 +58,10 @@ pub struct WebhookConfig {
     pub backoff: Duration,
     /// POSTs in flight at once, over all webhooks.
     pub concurrency: usize,
+    /// Whether webhooks may reach loopback, private, link-local and other non-public addresses
+    /// (`--allow-private-webhooks`, for local receivers). Off: refused at creation and at
+    /// every connection.
+    pub allow_private: bool,
 }
 
 impl Default for WebhookConfig {
@@ -66,6 +71,7 @@ impl Default for WebhookConfig {
             max_attempts: 8,
             backoff: Duration::from_secs(1),
             concurrency: 32,
+            allow_private: false,
         }
     }
 }
@@ -102,12 +108,16 @@ impl Webhooks {
         metrics: Arc<Metrics>,
         cfg: WebhookConfig,
     ) -> anyhow::Result<Arc<Webhooks>> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(cfg.timeout)
-            .user_agent(concat!("drover-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("drover-webhooks/", env!("CARGO_PKG_VERSION")));
+        if !cfg.allow_private {
+            // Every connection goes to addresses checked when it is made.
+            http = http.dns_resolver(Arc::new(destinations::CheckedResolver));
+        }
+        let http = http.build()?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(record(store.clone(), rx));
         Ok(Arc::new(Webhooks {
@@ -252,6 +262,15 @@ impl Webhooks {
         name: &str,
         seq: u64,
     ) -> (Option<u16>, Option<String>) {
+        if !self.cfg.allow_private {
+            let blocked = reqwest::Url::parse(&t.url)
+                .ok()
+                .and_then(|u| destinations::blocked_literal(&u));
+            if let Some(b) = blocked {
+                tracing::debug!(webhook = %t.id, destination = %b, "webhook destination blocked");
+                return (None, Some("blocked destination".into()));
+            }
+        }
         let ts = (now_micros() / 1_000_000).to_string();
         let r = self
             .http
@@ -268,14 +287,11 @@ impl Webhooks {
         match r {
             Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
             Ok(resp) => {
-                let st = resp.status();
-                (Some(st.as_u16()), Some(format!("HTTP {st}")))
+                let st = resp.status().as_u16();
+                (Some(st), Some(format!("HTTP {st}")))
             }
-            Err(e) if e.is_timeout() => (
-                None,
-                Some(format!("no answer within {:?}", self.cfg.timeout)),
-            ),
-            Err(e) => (None, Some(root_cause(&e))),
+            // By class only: a raw OS message would tell open from closed ports.
+            Err(e) => (None, Some(destinations::classify(&e).to_string())),
         }
     }
 }
@@ -304,16 +320,6 @@ fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     let _ = rand::rngs::OsRng.try_fill_bytes(&mut b);
     u64::from_le_bytes(b)
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        msg = s.to_string();
-        cur = s.source();
-    }
-    msg
 }
 
 /// Writes delivery attempts and cursors in batches (one transaction per `FLUSH_EVERY`).
@@ -405,6 +411,19 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
     let events = req.validate()?;
     let url = check_url(&req.url)?;
+    if !s.webhooks.cfg.allow_private {
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|e| ApiError::invalid("url", e.to_string()))?;
+        destinations::check_new(&parsed).await.map_err(|b| {
+            ApiError::invalid(
+                "url",
+                format!(
+                    "{b}; webhooks may only reach public addresses (run the server with \
+                     --allow-private-webhooks for local receivers)"
+                ),
+            )
+        })?;
+    }
     let secret = match req.secret.clone() {
         Some(s) => s,
         None => {

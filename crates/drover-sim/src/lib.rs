@@ -413,6 +413,7 @@ impl Sim<'_> {
         for i in 0..self.workers.len() {
             let (session, info) = (self.workers[i].session, self.workers[i].info.clone());
             let join = Input::WorkerJoin {
+                req: 0,
                 session,
                 info,
                 held: vec![],

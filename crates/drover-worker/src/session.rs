@@ -95,6 +95,11 @@ struct Session {
     heartbeat_due: bool,
     /// When shutdown began.
     stop: Option<Instant>,
+    /// Whether this process has registered once (a later refusal is a reconnect racing the
+    /// server noticing that the previous connection died: retried).
+    registered: bool,
+    /// Why the worker stops on its own: its first registration was refused.
+    refused: Option<anyhow::Error>,
 }
 
 pub(crate) async fn run(
@@ -115,6 +120,8 @@ pub(crate) async fn run(
         },
         heartbeat_due: false,
         stop: None,
+        registered: false,
+        refused: None,
     };
     let mut shutdown = Box::pin(shutdown);
     loop {
@@ -132,7 +139,10 @@ pub(crate) async fn run(
     if let Link::Up(conn) = s.link {
         close(*conn, s.stop.unwrap_or_else(Instant::now) + STOP_LIMIT).await;
     }
-    Ok(())
+    match s.refused {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 impl Session {
@@ -238,11 +248,19 @@ impl Session {
                 }
             }
             Step::Connected(Ok(conn)) => {
+                self.registered = true;
                 self.backoff.reset();
                 self.heartbeat_due = false;
                 self.link = Link::Up(conn);
             }
-            Step::Connected(Err(e)) => self.connect_failed(&e),
+            Step::Connected(Err(e)) => {
+                if let Some(why) = self.refusal(&e) {
+                    tracing::error!(error = %why, "the server refused this worker");
+                    self.refused = Some(why);
+                    return ControlFlow::Break(());
+                }
+                self.connect_failed(&e)
+            }
             Step::Retry => {
                 let server = self.servers[self.next_server % self.servers.len()].clone();
                 tracing::debug!(%server, "connecting");
@@ -252,6 +270,19 @@ impl Session {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// A registration refusal that retrying cannot fix, on this process's first registration:
+    /// the name is taken by a live worker, or the registration is invalid or not permitted.
+    fn refusal(&self, e: &anyhow::Error) -> Option<anyhow::Error> {
+        use tonic::Code;
+        let status = e.downcast_ref::<Status>()?;
+        let why = match status.code() {
+            Code::AlreadyExists if !self.registered => "the worker name is already in use",
+            Code::InvalidArgument | Code::PermissionDenied => "registration refused",
+            _ => return None,
+        };
+        Some(anyhow!("{why}: {}", status.message()))
     }
 
     /// The next server, after a backoff.
@@ -277,12 +308,7 @@ fn check(cfg: &WorkerConfig) -> anyhow::Result<Vec<String>> {
     if cfg.servers.is_empty() {
         bail!("no server address given");
     }
-    if cfg.name.is_empty() || cfg.name.len() > drover_api::limits::MAX_NAME {
-        bail!(
-            "the worker name must be 1 to {} bytes",
-            drover_api::limits::MAX_NAME
-        );
-    }
+    drover_api::limits::check_worker_name(&cfg.name).map_err(|e| anyhow!(e))?;
     if cfg.slots == 0 {
         bail!("a worker needs at least one slot");
     }

@@ -7,7 +7,7 @@ use drover_server::ServerConfig;
 use drover_worker::WorkerConfig;
 
 use super::local::{self, LocalCluster};
-use crate::cli::{ServerArgs, UpArgs, WorkerArgs};
+use crate::cli::{ServerArgs, ServerTlsArgs, UpArgs, WorkerArgs};
 use crate::exit::usage;
 use crate::parse;
 use crate::signal::Terminate;
@@ -100,41 +100,18 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     if let Some(n) = args.max_lost {
         cfg.max_lost = n;
     }
-    if args.event_retention == 0 {
-        return Err(usage("--event-retention must be positive, e.g. 7d"));
-    }
-    if args.task_retention == 0 {
-        return Err(usage("--task-retention must be positive, e.g. 7d"));
-    }
-    if args.audit_retention == 0 {
-        return Err(usage("--audit-retention must be positive, e.g. 90d"));
-    }
-    cfg.audit_retention = std::time::Duration::from_millis(args.audit_retention);
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(
             "--webhook-timeout and --webhook-attempts must be positive",
         ));
     }
-    cfg.event_retention = std::time::Duration::from_millis(args.event_retention);
-    cfg.task_retention = std::time::Duration::from_millis(args.task_retention);
-    // Applied a few times per (shorter) window, at most every minute.
-    cfg.prune_every = (cfg.event_retention.min(cfg.task_retention) / 4).clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(60),
-    );
+    set_retention(&mut cfg, &args)?;
     cfg.webhooks.timeout = std::time::Duration::from_millis(args.webhook_timeout);
     cfg.webhooks.max_attempts = args.webhook_attempts;
     cfg.webhooks.backoff = std::time::Duration::from_millis(args.webhook_backoff);
-    cfg.tls = args
-        .tls
-        .tls_cert
-        .clone()
-        .zip(args.tls.tls_key.clone())
-        .map(|(cert, key)| drover_server::tls::TlsFiles {
-            cert,
-            key,
-            client_ca: args.tls.tls_client_ca.clone(),
-        });
+    cfg.webhooks.allow_private = args.allow_private_webhooks;
+    cfg.edge = edge_config(&args)?;
+    cfg.tls = tls_files(&args.tls);
     let mut handle = drover_server::start(cfg).await?;
     let mut url = local::connect_url(handle.addr);
     if args.tls.tls_cert.is_some() {
@@ -157,6 +134,37 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// The retention windows, each positive, and how often they are applied.
+fn set_retention(cfg: &mut ServerConfig, args: &ServerArgs) -> anyhow::Result<()> {
+    for (flag, ms, eg) in [
+        ("--event-retention", args.event_retention, "7d"),
+        ("--task-retention", args.task_retention, "7d"),
+        ("--audit-retention", args.audit_retention, "90d"),
+    ] {
+        if ms == 0 {
+            return Err(usage(format!("{flag} must be positive, e.g. {eg}")));
+        }
+    }
+    cfg.event_retention = std::time::Duration::from_millis(args.event_retention);
+    cfg.task_retention = std::time::Duration::from_millis(args.task_retention);
+    cfg.audit_retention = std::time::Duration::from_millis(args.audit_retention);
+    // Applied a few times per (shorter) window, at most every minute.
+    cfg.prune_every = (cfg.event_retention.min(cfg.task_retention) / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    Ok(())
+}
+
+fn tls_files(tls: &ServerTlsArgs) -> Option<drover_server::tls::TlsFiles> {
+    let (cert, key) = tls.tls_cert.clone().zip(tls.tls_key.clone())?;
+    Some(drover_server::tls::TlsFiles {
+        cert,
+        key,
+        client_ca: tls.tls_client_ca.clone(),
+    })
+}
+
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let signals = Terminate::install()?;
     let servers: Vec<String> = args
@@ -172,6 +180,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         ));
     }
     let name = args.name.clone().unwrap_or_else(default_name);
+    drover_api::limits::check_worker_name(&name).map_err(|e| usage(format!("--name: {e}")))?;
     let mut cfg = WorkerConfig::new(servers, name);
     if let Some(s) = args.slots {
         cfg.slots = s;
@@ -208,6 +217,29 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The edge's limits from the server's flags.
+fn edge_config(args: &ServerArgs) -> anyhow::Result<drover_server::edge::EdgeConfig> {
+    use std::time::Duration;
+    if args.header_read_timeout == 0 || args.idle_timeout == 0 {
+        return Err(usage(
+            "--header-read-timeout and --idle-timeout must be positive",
+        ));
+    }
+    if args.max_connections == 0 || args.max_event_streams == 0 || args.rate_burst == 0 {
+        return Err(usage(
+            "--max-connections, --max-event-streams and --rate-burst must be at least 1",
+        ));
+    }
+    Ok(drover_server::edge::EdgeConfig {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout),
+        idle_timeout: Duration::from_millis(args.idle_timeout),
+        max_connections: args.max_connections,
+        max_subscribers: args.max_event_streams,
+        rate_per_sec: args.rate_limit,
+        rate_burst: args.rate_burst,
+    })
+}
+
 /// `HOSTNAME-PID`.
 fn default_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -216,7 +248,26 @@ fn default_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+    let pid = std::process::id().to_string();
+    // Within the worker name's character set and length.
+    let host: String = host
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '-',
+        })
+        .take(drover_api::limits::MAX_WORKER_NAME - pid.len() - 1)
+        .collect();
+    let host = match host.chars().next() {
+        Some(c) if c.is_ascii_alphanumeric() => host,
+        _ => format!("w{host}"),
+    };
+    let name = format!("{host}-{pid}");
+    if drover_api::limits::check_worker_name(&name).is_ok() {
+        name
+    } else {
+        format!("worker-{pid}")
+    }
 }
 
 /// The ready message on stdout, flushed (tests and scripts read it through a pipe).

@@ -288,6 +288,7 @@ mod tests {
             ..WorkerInfo::default()
         };
         let join = Input::WorkerJoin {
+            req: 0,
             session: 1,
             info,
             held: vec![],

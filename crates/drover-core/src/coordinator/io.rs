@@ -130,7 +130,10 @@ pub enum Input {
         req: RequestId,
         op: ScheduleOp,
     },
+    /// A worker registers a session. Replies `Reply::Joined`: refused (nothing changes) while
+    /// another session of the same name is live, i.e. connected and not `lost`.
     WorkerJoin {
+        req: RequestId,
         session: SessionId,
         info: WorkerInfo,
         /// Attempts it still holds from before (re-attach after a reconnect or server restart).
@@ -190,7 +193,17 @@ pub enum Reply {
     SubmitRefused(SubmitError),
     /// A schedule operation: the tasks it fired (a run or a backfill), or why it was refused.
     Scheduled(Result<Vec<TaskId>, ScheduleError>),
+    /// A worker join: accepted, or refused with nothing changed.
+    Joined(Result<(), JoinError>),
     Done,
+}
+
+/// Why a worker's registration was refused (nothing changed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// Another session of this name is live (connected, not lost): never a takeover. The
+    /// name frees up when that session ends (its stream closes) or falls silent for a lease.
+    NameInUse(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

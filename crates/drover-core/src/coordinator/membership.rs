@@ -3,10 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::io::{Effects, SessionId, ToWorker, Write};
+use super::io::{Effects, JoinError, SessionId, ToWorker, Write};
 use super::workers::{Drain, DrainError};
 use super::{ms, Coordinator};
-use crate::model::{AttemptRef, EventKind, Micros, WorkerEventState, WorkerInfo};
+use crate::model::{AttemptRef, EventKind, Micros, WorkerEventState, WorkerInfo, WorkerStatus};
 
 impl Coordinator {
     pub(super) fn worker_join(
@@ -16,10 +16,17 @@ impl Coordinator {
         info: WorkerInfo,
         held: Vec<AttemptRef>,
         fx: &mut Effects,
-    ) {
+    ) -> Result<(), JoinError> {
         let name = info.name.clone();
-        // A new session of a known name replaces the old one (its timer first).
+        // One live session per name, never a takeover: a second registration is refused while
+        // the first is connected and not lost. A session that ended (its stream closed, so
+        // `WorkerLeave`) is gone; one silent for a whole lease (`lost`) is presumed dead (a
+        // network cut the server has not noticed yet), and the new session replaces it (its
+        // timer first). Its attempts live on only if the new session re-attaches them.
         if let Some(old) = self.workers.get(&name) {
+            if old.status() != WorkerStatus::Lost {
+                return Err(JoinError::NameInUse(name));
+            }
             self.liveness.left(&name, &old.watch);
         }
         let watch = self.liveness.joined(&name, now, self.thresholds());
@@ -49,6 +56,7 @@ impl Coordinator {
             },
             fx,
         );
+        Ok(())
     }
 
     pub(super) fn worker_leave(&mut self, now: Micros, session: SessionId, fx: &mut Effects) {

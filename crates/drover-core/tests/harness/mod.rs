@@ -330,12 +330,31 @@ impl Bench {
         (0..n).map(|_| self.submit_def(exec_def("q"))).collect()
     }
 
+    /// Joins a worker; panics if the join is refused.
     pub fn join(&mut self, session: SessionId, info: WorkerInfo) {
+        let name = info.name.clone();
+        let r = self.join_with(session, info, vec![]);
+        assert_eq!(r, Ok(()), "join of {name} refused");
+    }
+
+    /// Joins a worker that holds `held`; the core's answer.
+    pub fn join_with(
+        &mut self,
+        session: SessionId,
+        info: WorkerInfo,
+        held: Vec<AttemptRef>,
+    ) -> Result<(), JoinError> {
+        let req = self.fresh_req();
         self.input(Input::WorkerJoin {
+            req,
             session,
             info,
-            held: vec![],
+            held,
         });
+        match self.replies.last() {
+            Some((r, Reply::Joined(j))) if *r == req => j.clone(),
+            other => panic!("no join reply: {other:?}"),
+        }
     }
 
     pub fn state(&self, id: TaskId) -> TaskState {

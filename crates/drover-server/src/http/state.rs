@@ -7,6 +7,7 @@ use drover_store::Store;
 use tokio::sync::broadcast;
 
 use crate::driver::DriverHandle;
+use crate::edge::Edge;
 use crate::metrics::Metrics;
 use crate::webhooks::Webhooks;
 use crate::workers::WorkerMonitor;
@@ -21,4 +22,6 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// Worker liveness (alive, suspect, lost) and the recently lost workers.
     pub workers: Arc<WorkerMonitor>,
+    /// The edge's limits (event-stream places).
+    pub edge: Arc<Edge>,
 }

@@ -1,0 +1,98 @@
+//! Worker identity through real processes: a second `drover worker` with the name of a live one
+//! is refused and exits non-zero, the first keeps its task (started once); names outside the
+//! safe character set are refused by the CLI and by the server.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_second_worker_with_a_live_name_is_refused_and_the_task_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let _w1 = start_worker(&server.url, "w1", 1, &[]);
+    let marker = dir.path().join("starts");
+    // Runs past two leases (2 s each): a takeover would have started it again.
+    let script = format!("echo $DROVER_ATTEMPT >> {}; sleep 5", marker.display());
+    let id = submit(&server.url, &["--", "sh", "-c", &script]);
+    wait_state(&server.url, &id, &["running"], Duration::from_secs(30));
+
+    let mut impostor = Command::new(BIN)
+        .args(["worker", "--server", &server.url, "--name", "w1"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = impostor.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let mut impostor = Proc {
+        child: impostor,
+        name: "impostor".into(),
+    };
+    let st = impostor
+        .wait_exit(Duration::from_secs(30))
+        .expect("the second w1 exits by itself");
+    let err = reader.join().unwrap();
+    assert!(!st.success(), "exit status {st:?}");
+    assert!(
+        err.contains("the worker name is already in use") && err.contains("w1"),
+        "stderr: {err}"
+    );
+
+    let t = wait_state(&server.url, &id, &["succeeded"], Duration::from_secs(30));
+    assert_eq!(t["attempt"], 1);
+    assert_eq!(t["worker"], "w1");
+    let starts = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(starts, "1\n", "started exactly once");
+    let ws = cli_json(&server.url, &["workers"]);
+    let w1: Vec<_> = ws["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["name"] == "w1")
+        .collect();
+    assert_eq!(w1.len(), 1);
+    assert_eq!(w1[0]["state"], "alive");
+}
+
+#[test]
+fn unsafe_worker_names_are_refused_by_the_cli_and_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    for bad in ["w 1", "w\nforged log line", "-w", &"x".repeat(64)] {
+        let out = Command::new(BIN)
+            .args(["worker", "--server", &server.url, &format!("--name={bad}")])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains("--name: worker name"), "{bad:?}: {err}");
+    }
+    // A client that skips the CLI's check: the server refuses the registration.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        use drover_api::proto::{worker_message, worker_service_client::WorkerServiceClient};
+        use drover_api::proto::{Register, WorkerMessage};
+        let mut c = WorkerServiceClient::connect(server.url.clone())
+            .await
+            .unwrap();
+        let reg = WorkerMessage {
+            body: Some(worker_message::Body::Register(Register {
+                name: "w1\nINFO forged".into(),
+                slots: 1,
+                ..Register::default()
+            })),
+        };
+        c.session(tokio_stream::iter(vec![reg]))
+            .await
+            .expect_err("refused")
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("worker name"), "{status:?}");
+}
