@@ -178,6 +178,9 @@ pub struct WorkflowTaskRequest {
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: stored encrypted, shown as `***`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +215,7 @@ impl WorkflowTaskRequest {
             priority: self.priority,
             argv: self.argv.clone(),
             env: self.env.clone(),
+            secret_env: self.secret_env.clone(),
             cwd: self.cwd.clone(),
             retries: self.retries,
             backoff: self.backoff.clone(),

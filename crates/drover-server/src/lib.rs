@@ -16,6 +16,7 @@ mod ids;
 mod metrics;
 mod retention;
 mod schedules;
+pub mod secrets;
 mod submit;
 mod tasks;
 pub mod web_states;
@@ -54,6 +55,11 @@ pub struct ServerConfig {
     /// How often the retention windows are applied.
     pub prune_every: std::time::Duration,
     pub webhooks: webhooks::WebhookConfig,
+    /// The key that seals secret env (default: `secret.key` next to the SQLite file, created
+    /// on first start, mode 0600).
+    pub secret_key_file: Option<PathBuf>,
+    /// During a key rotation: the old key, which still opens what it sealed.
+    pub previous_secret_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -69,6 +75,8 @@ impl ServerConfig {
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
+            secret_key_file: None,
+            previous_secret_key_file: None,
         }
     }
 }
@@ -114,6 +122,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         SqliteStore::open(&path)
             .with_context(|| format!("opening the store at {}", path.display()))?,
     );
+    let key_path = cfg
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| secrets::default_key_path(&path));
+    let secrets = Arc::new(
+        secrets::SecretKeys::load(&key_path, cfg.previous_secret_key_file.as_deref())
+            .with_context(|| format!("loading the secret key {}", key_path.display()))?,
+    );
     let mut snapshot = store
         .load_snapshot()
         .await
@@ -146,6 +162,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
     let (driver, handle) =
         driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
+    let driver = driver.with_secrets(secrets.clone());
     let driver_task = tokio::spawn(driver.run());
     // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
     // would otherwise keep the driver running).
@@ -194,6 +211,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         events,
         webhooks: hooks.clone(),
         workers: worker_monitor,
+        secrets,
     })
     .route_service("/drover.v1.WorkerService/{*method}", grpc)
     .route_service("/drover.v1.EventService/{*method}", watch);

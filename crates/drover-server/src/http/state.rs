@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 
 use crate::driver::DriverHandle;
 use crate::metrics::Metrics;
+use crate::secrets::SecretKeys;
 use crate::webhooks::Webhooks;
 use crate::workers::WorkerMonitor;
 
@@ -21,4 +22,6 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// Worker liveness (alive, suspect, lost) and the recently lost workers.
     pub workers: Arc<WorkerMonitor>,
+    /// Seals secret env at submit (it is opened only on the way to a worker).
+    pub secrets: Arc<SecretKeys>,
 }
