@@ -122,14 +122,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         SqliteStore::open(&path)
             .with_context(|| format!("opening the store at {}", path.display()))?,
     );
-    let key_path = cfg
-        .secret_key_file
-        .clone()
-        .unwrap_or_else(|| secrets::default_key_path(&path));
-    let secrets = Arc::new(
-        secrets::SecretKeys::load(&key_path, cfg.previous_secret_key_file.as_deref())
-            .with_context(|| format!("loading the secret key {}", key_path.display()))?,
-    );
+    let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &path)?);
     let mut snapshot = store
         .load_snapshot()
         .await

@@ -72,6 +72,17 @@ impl SecretKeys {
         }
     }
 
+    /// The server's keys: `--secret-key-file` (default `secret.key` next to the SQLite file
+    /// at `db`) and `--previous-secret-key-file`.
+    pub fn for_server(cfg: &crate::ServerConfig, db: &Path) -> anyhow::Result<Self> {
+        let current = cfg
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| default_key_path(db));
+        Self::load(&current, cfg.previous_secret_key_file.as_deref())
+            .with_context(|| format!("loading the secret key {}", current.display()))
+    }
+
     /// Reads the current key from `current` (creating it, mode 0600, if it does not exist) and
     /// the previous one from `previous`, which must exist.
     pub fn load(current: &Path, previous: Option<&Path>) -> anyhow::Result<Self> {
