@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::rest::{parse_duration_ms, SubmitRequest};
+use crate::secret::SecretValues;
 
 /// Most upstream tasks of one task.
 pub const MAX_AFTER: usize = 100;
@@ -179,8 +180,9 @@ pub struct WorkflowTaskRequest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Secret environment variables: stored encrypted, shown as `***`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secret_env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secret_env: SecretValues,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

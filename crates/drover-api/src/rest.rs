@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::limits;
-use crate::secret::{self, Seal};
+use crate::secret::{self, Seal, SecretValues};
 
 /// A task to submit. Durations are strings such as `"30s"`, `"500ms"` or `"2m"`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -34,8 +34,9 @@ pub struct SubmitRequest {
     pub env: BTreeMap<String, String>,
     /// Environment variables whose values are secret: they reach the process but are stored
     /// encrypted and shown only as `***` (names: letters, digits, `_`; not also in `env`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secret_env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secret_env: SecretValues,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     /// Retries after a failed or timed-out attempt (default 0).
@@ -199,7 +200,7 @@ impl SubmitRequest {
             + self
                 .env
                 .iter()
-                .chain(&self.secret_env)
+                .chain(self.secret_env.iter())
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>();
         if bytes > limits::MAX_SPEC_BYTES {

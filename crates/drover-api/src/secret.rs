@@ -4,14 +4,50 @@
 //! Error messages name a secret, never its value.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
 
 use drover_core::Sealed;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::limits;
 
 /// What every view shows in place of a secret value.
 pub const MASK: &str = "***";
+
+/// Secret values by name, as a request carries them: a plain JSON object on the wire, but its
+/// `Debug` shows names only, so a request logged by mistake shows no secret.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValues(pub BTreeMap<String, String>);
+
+impl SecretValues {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Deref for SecretValues {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<BTreeMap<String, String>> for SecretValues {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        SecretValues(m)
+    }
+}
+
+impl fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, MASK)))
+            .finish()
+    }
+}
 
 /// Encrypts secret values for storage. The server implements it with its key; the core only
 /// carries the result.
@@ -138,6 +174,13 @@ mod tests {
             .map(|i| (format!("S{i}"), "v".to_string()))
             .collect();
         assert!(check(&many, &none).is_err());
+    }
+
+    #[test]
+    fn debug_of_request_values_shows_names_only() {
+        let v = SecretValues(map(&[("TOKEN", "s3cr3t")]));
+        assert_eq!(format!("{v:?}"), r#"{"TOKEN": "***"}"#);
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"TOKEN":"s3cr3t"}"#);
     }
 
     #[test]
