@@ -177,6 +177,7 @@ const en = {
   'field.command': 'Command',
   'field.cwd': 'Working directory',
   'field.env': 'Environment',
+  'field.secretEnv': 'Secret environment',
   'field.retries': 'Retries',
   'field.delay': 'Delay',
 
@@ -191,6 +192,7 @@ const en = {
   'task.cancelled': 'Task cancelled',
   'task.retryTitle': 'Run this task again?',
   'task.retryBody': 'A new task is submitted with the same queue, kind, priority, command, timeout and retries.',
+  'task.retrySecrets': 'Its secret values are never shown, so it cannot be resubmitted from here: use drover submit --secret-env.',
   'task.submitted': 'Submitted task {id}',
 
   'result.pending': 'Waiting for its time or its dependencies.',
@@ -463,6 +465,7 @@ const zh = {
   'field.command': '命令',
   'field.cwd': '工作目录',
   'field.env': '环境变量',
+  'field.secretEnv': '机密环境变量',
   'field.retries': '重试次数',
   'field.delay': '延迟',
 
@@ -477,6 +480,7 @@ const zh = {
   'task.cancelled': '任务已取消',
   'task.retryTitle': '重新运行此任务？',
   'task.retryBody': '将以相同的队列、类型、优先级、命令、超时和重试次数提交一个新任务。',
+  'task.retrySecrets': '其机密值从不显示，因此无法在此重新提交：请使用 drover submit --secret-env。',
   'task.submitted': '已提交任务 {id}',
 
   'result.pending': '正在等待执行时间或上游依赖。',

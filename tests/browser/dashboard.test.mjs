@@ -4,6 +4,7 @@
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
   startServer, startWorker, stop, cli, waitFor, launchBrowser, newPage, shot, removeTempDirs, tempDir,
@@ -177,6 +178,26 @@ describe('dashboard', () => {
     await waitText(page, '[data-testid=stdout]', 'hello from drover');
     const view = await (await fetch(`${server.url}/v1/tasks/${newId}`)).json();
     assert.deepEqual(view.spec.argv, ['sh', '-c', 'echo hello from drover; sleep 1']);
+  });
+
+  it('shows secret env only as *** and never its value', async () => {
+    const secret = `canary-${randomUUID()}`;
+    // The task succeeds only if a value of the secret's length reached its environment (the
+    // command must not hold the value: the page shows the command).
+    const out = await cli(['submit', '--server', server.url, '--secret-env', `CANARY=${secret}`, '--env', 'PLAIN=shown',
+      '--', 'sh', '-c', `test "\${#CANARY}" -eq ${secret.length}`]);
+    const id = out.trim().split('\n').pop().trim();
+    await page.goto(`${server.url}/#/tasks/${id}`);
+    await waitState(page, '.task-sub .badge', 'succeeded');
+    await waitText(page, '[data-testid=secret-env]', 'CANARY=***');
+    assert.equal(await page.locator('[data-testid=retry]').isDisabled(), true, 'secrets cannot be resent from the page');
+    shots.push(await shot(page, 'task-secret-env'));
+    const shown = async () => `${await page.evaluate(() => document.body.innerText)}\n${await page.content()}`;
+    assert.ok((await shown()).includes('PLAIN=shown'), 'the plain env is shown');
+    assert.ok(!(await shown()).includes(secret), 'the task page shows the secret');
+    await page.goto(`${server.url}/#/tasks`);
+    await page.locator(`tr[data-id="${id}"]`).waitFor({ timeout: T });
+    assert.ok(!(await shown()).includes(secret), 'the task list shows the secret');
   });
 
   it('cancels a running task from its page', async () => {

@@ -70,6 +70,9 @@ export default {
       }
     };
 
+    /** The task has secret env (shown by the server as NAME=***). */
+    const hasSecrets = () => Object.keys((task.spec || {}).secret_env || {}).length > 0;
+
     const renderHead = () => {
       const terminal = isTerminal(task.state);
       fill(head,
@@ -80,7 +83,8 @@ export default {
           h('div', { class: 'task-sub' }, badge(task.state, { big: true }),
             h('span', { class: 'muted', text: t('task.subline', { queue: task.queue, kind: task.kind, ago: fmtAgo(task.created_at) }) }))),
         h('div', { class: 'head-actions' },
-          button(t('action.retry'), { iconName: 'retry', onclick: doRetry, attrs: { 'data-testid': 'retry' } }),
+          // Secret values never come back from the server, so the dashboard cannot resend them.
+          button(t('action.retry'), { iconName: 'retry', onclick: doRetry, disabled: hasSecrets(), attrs: { 'data-testid': 'retry', ...(hasSecrets() ? { title: t('task.retrySecrets') } : {}) } }),
           button(t('action.cancelTask'), { kind: 'danger', iconName: 'cancel', onclick: doCancel, disabled: terminal, attrs: { 'data-testid': 'cancel' } })));
     };
 
@@ -113,7 +117,8 @@ export default {
           ? h('pre', { class: 'code', dataset: { testid: 'command' }, text: shellJoin(spec.argv) })
           : h('pre', { class: 'code', text: spec.type || task.kind }),
         spec.cwd ? h('div', { class: 'spec-sub' }, h('span', { class: 'muted', text: `${t('field.cwd')} ` }), h('code', { class: 'code-inline', text: spec.cwd })) : null,
-        spec.env && Object.keys(spec.env).length ? h('div', { class: 'spec-sub' }, h('div', { class: 'muted', text: t('field.env') }), chips(spec.env, 'chip mono')) : null));
+        spec.env && Object.keys(spec.env).length ? h('div', { class: 'spec-sub' }, h('div', { class: 'muted', text: t('field.env') }), chips(spec.env, 'chip mono')) : null,
+        hasSecrets() ? h('div', { class: 'spec-sub', dataset: { testid: 'secret-env' } }, h('div', { class: 'muted', text: t('field.secretEnv') }), chips(spec.secret_env, 'chip mono')) : null));
     };
 
     const renderResult = () => {

@@ -47,7 +47,8 @@ impl From<&core::Assignment> for proto::Assignment {
             kind: d.kind.clone(),
             queue: d.queue.clone(),
             spec: Some(match &d.spec {
-                core::TaskSpec::Exec { argv, env, cwd } => {
+                // Secret env is added by the server, which alone can open it.
+                core::TaskSpec::Exec { argv, env, cwd, .. } => {
                     let mut env: std::collections::HashMap<String, String> =
                         env.iter().cloned().collect();
                     if let Some(s) = &d.placement.shard {
@@ -58,6 +59,7 @@ impl From<&core::Assignment> for proto::Assignment {
                         argv: argv.clone(),
                         env,
                         cwd: cwd.clone(),
+                        ..Default::default()
                     })
                 }
                 core::TaskSpec::Noop => proto::assignment::Spec::Noop(proto::NoopSpec {}),

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::rest::{parse_duration_ms, SubmitRequest};
+use crate::secret::SecretValues;
 
 /// Most upstream tasks of one task.
 pub const MAX_AFTER: usize = 100;
@@ -178,6 +179,10 @@ pub struct WorkflowTaskRequest {
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: stored encrypted, shown as `***`.
+    #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secret_env: SecretValues,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +217,7 @@ impl WorkflowTaskRequest {
             priority: self.priority,
             argv: self.argv.clone(),
             env: self.env.clone(),
+            secret_env: self.secret_env.clone(),
             cwd: self.cwd.clone(),
             retries: self.retries,
             backoff: self.backoff.clone(),

@@ -11,6 +11,7 @@ pub mod flow;
 pub mod limits;
 pub mod rest;
 pub mod schedule;
+pub mod secret;
 
 /// Generated from `proto/drover/v1/worker.proto` and `events.proto`.
 pub mod proto {

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::limits;
+use crate::secret::{self, Seal, SecretValues};
 
 /// A task to submit. Durations are strings such as `"30s"`, `"500ms"` or `"2m"`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -31,6 +32,11 @@ pub struct SubmitRequest {
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secret: they reach the process but are stored
+    /// encrypted and shown only as `***` (names: letters, digits, `_`; not also in `env`).
+    #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secret_env: SecretValues,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     /// Retries after a failed or timed-out attempt (default 0).
@@ -91,13 +97,20 @@ pub struct ValidSubmit {
 }
 
 impl SubmitRequest {
-    /// Checks every field and bound; the error names the field and what to do.
+    /// Checks every field and bound; the error names the field and what to do. Secret values
+    /// are checked but not sealed: for clients, never for a definition to store (see
+    /// [`SubmitRequest::validate_sealed`]).
     pub fn validate(&self) -> Result<ValidSubmit, ApiError> {
+        self.validate_sealed(&secret::CheckOnly)
+    }
+
+    /// [`SubmitRequest::validate`], with the secret env sealed by `seal`.
+    pub fn validate_sealed(&self, seal: &dyn Seal) -> Result<ValidSubmit, ApiError> {
         let queue = self.queue.clone().unwrap_or_else(|| "default".into());
         check_name("queue", &queue)?;
         let kind = self.kind.clone().unwrap_or_else(|| "default".into());
         check_name("kind", &kind)?;
-        let spec = self.spec(&kind)?;
+        let spec = self.spec(&kind, seal)?;
         let retries = self.retries.unwrap_or(0);
         if retries > limits::MAX_RETRIES {
             return Err(ApiError::invalid(
@@ -142,19 +155,24 @@ impl SubmitRequest {
 
 impl SubmitRequest {
     /// The spec: none for a `noop` task, else the command, checked.
-    fn spec(&self, kind: &str) -> Result<TaskSpec, ApiError> {
+    fn spec(&self, kind: &str, seal: &dyn Seal) -> Result<TaskSpec, ApiError> {
         if kind == "noop" {
             if !self.argv.is_empty() {
                 return Err(ApiError::invalid("argv", "a noop task takes no argv"));
+            }
+            if !self.secret_env.is_empty() {
+                return Err(ApiError::invalid("secret_env", "a noop task takes no env"));
             }
             return Ok(TaskSpec::Noop);
         }
         self.check_argv()?;
         self.check_env()?;
+        secret::check(&self.secret_env, &self.env)?;
         Ok(TaskSpec::Exec {
             argv: self.argv.clone(),
             env: self.env.clone().into_iter().collect(),
             cwd: self.cwd.clone(),
+            secret_env: secret::seal_all(&self.secret_env, seal)?,
         })
     }
 
@@ -182,13 +200,14 @@ impl SubmitRequest {
             + self
                 .env
                 .iter()
+                .chain(self.secret_env.iter())
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>();
         if bytes > limits::MAX_SPEC_BYTES {
             return Err(ApiError::invalid(
                 "argv",
                 format!(
-                    "argv and env total {bytes} bytes; at most {}",
+                    "argv, env and secret_env total {bytes} bytes; at most {}",
                     limits::MAX_SPEC_BYTES
                 ),
             ));
@@ -320,6 +339,9 @@ pub enum SpecView {
         argv: Vec<String>,
         env: BTreeMap<String, String>,
         cwd: Option<String>,
+        /// The names of the secret environment variables, each with the value `***`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        secret_env: BTreeMap<String, String>,
     },
     Noop,
 }
@@ -388,10 +410,16 @@ impl TaskView {
             finished_at: r.finished_at.map(rfc3339),
             not_before: r.not_before.map(rfc3339),
             spec: match &d.spec {
-                TaskSpec::Exec { argv, env, cwd } => SpecView::Exec {
+                TaskSpec::Exec {
+                    argv,
+                    env,
+                    cwd,
+                    secret_env,
+                } => SpecView::Exec {
                     argv: argv.clone(),
                     env: env.iter().cloned().collect(),
                     cwd: cwd.clone(),
+                    secret_env: secret::masked(secret_env),
                 },
                 TaskSpec::Noop => SpecView::Noop,
             },

@@ -41,8 +41,18 @@ pub struct ScheduleRequest {
 }
 
 impl ScheduleRequest {
-    /// Checks everything; `now` anchors a fixed-rate schedule.
+    /// Checks everything; `now` anchors a fixed-rate schedule. The template's secret env is
+    /// checked, not sealed: for clients (see [`ScheduleRequest::validate_sealed`]).
     pub fn validate(&self, now: Micros) -> Result<ScheduleSpec, ApiError> {
+        self.validate_sealed(now, &crate::secret::CheckOnly)
+    }
+
+    /// [`ScheduleRequest::validate`], with the template's secret env sealed by `seal`.
+    pub fn validate_sealed(
+        &self,
+        now: Micros,
+        seal: &dyn crate::secret::Seal,
+    ) -> Result<ScheduleSpec, ApiError> {
         crate::rest::check_name("name", &self.name)?;
         let trigger = self.trigger(now)?;
         let overlap = self
@@ -73,7 +83,7 @@ impl ScheduleRequest {
                 "after, at, delay and deadline do not apply to a scheduled task",
             ));
         }
-        let v = t.validate().map_err(|mut e| {
+        let v = t.validate_sealed(seal).map_err(|mut e| {
             e.message = format!("task.{}", e.message);
             e.field = e.field.map(|f| format!("task.{f}"));
             e

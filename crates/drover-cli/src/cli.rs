@@ -145,6 +145,11 @@ pub struct CronAddArgs {
     /// Environment variable for the task (repeatable): NAME=VALUE.
     #[arg(long, value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Secret environment variable for the task (repeatable): NAME=VALUE, or NAME to take the
+    /// value from this shell's environment (kept out of `ps` and history). Stored encrypted,
+    /// shown as ***.
+    #[arg(long, value_name = "NAME[=VALUE]")]
+    pub secret_env: Vec<String>,
     /// The command and its arguments (after `--`).
     #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -297,6 +302,14 @@ pub struct ServerArgs {
     /// Pause after a failed webhook POST; doubles after each (with jitter).
     #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_backoff: u64,
+    /// The key that encrypts secret env at rest [default: secret.key next to the SQLite file,
+    /// created on first start, mode 0600].
+    #[arg(long, value_name = "PATH")]
+    pub secret_key_file: Option<PathBuf>,
+    /// While rotating the key: the old key file, which still decrypts what it encrypted (new
+    /// secrets are encrypted with --secret-key-file).
+    #[arg(long, value_name = "PATH")]
+    pub previous_secret_key_file: Option<PathBuf>,
     /// Let webhooks reach loopback, private, link-local and other non-public addresses
     /// (for receivers on this machine or network) [default: refused].
     #[arg(long)]
@@ -377,6 +390,10 @@ pub struct WorkerArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Names of this worker's environment variables its tasks also get: A,B. Tasks otherwise
+    /// start with a clean environment (PATH, HOME, LANG, DROVER_* and their own env).
+    #[arg(long, value_name = "NAME,..")]
+    pub pass_env: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -462,6 +479,11 @@ pub struct SubmitArgs {
     /// Environment variable for the task (repeatable): NAME=VALUE.
     #[arg(long, value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Secret environment variable for the task (repeatable): NAME=VALUE, or NAME to take the
+    /// value from this shell's environment (kept out of `ps` and history). Stored encrypted,
+    /// shown as ***.
+    #[arg(long, value_name = "NAME[=VALUE]")]
+    pub secret_env: Vec<String>,
     /// Working directory of the task, on the worker.
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,

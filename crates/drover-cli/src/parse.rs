@@ -126,6 +126,46 @@ pub fn env_pairs(items: &[String]) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+/// `--secret-env` entries: `NAME=VALUE`, or `NAME` for the value of this process's own
+/// variable. Errors name the variable, never a value.
+pub fn secret_pairs(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let (k, v) = match item.split_once('=') {
+            Some((k, v)) => (k, v.to_string()),
+            None => {
+                let v = std::env::var(item).map_err(|_| {
+                    format!(
+                        "--secret-env: '{item}' is not set in this environment (write NAME=VALUE, \
+                         or NAME to take an exported variable's value)"
+                    )
+                })?;
+                (item.as_str(), v)
+            }
+        };
+        if !drover_api::secret::is_env_name(k) {
+            return Err(format!(
+                "--secret-env: '{}' is not a valid variable name (a letter or _, then letters, \
+                 digits or _); write NAME=VALUE",
+                k.chars().take(64).collect::<String>()
+            ));
+        }
+        if out.insert(k.to_string(), v).is_some() {
+            return Err(format!("--secret-env: {k} is given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// `--pass-env` names: comma separated, each a valid variable name.
+pub fn env_names(items: &[String]) -> Result<Vec<String>, String> {
+    let names = name_list(items);
+    match names.iter().find(|n| !drover_api::secret::is_env_name(n)) {
+        Some(bad) => Err(format!("--pass-env: '{bad}' is not a valid variable name")),
+        None => Ok(names),
+    }
+}
+
 /// The command after `--`, each argument kept byte for byte; the API carries text, so an
 /// argument that is not UTF-8 is refused rather than altered.
 pub fn argv(args: &[OsString]) -> Result<Vec<String>, String> {
@@ -231,6 +271,28 @@ mod tests {
         assert!(quantity("").is_err());
         assert!(quantity("99999999999999999999999").is_err());
         assert!(quantity("20000PiB").is_err(), "beyond u64");
+    }
+
+    #[test]
+    fn secret_pairs_take_values_or_the_environment_and_never_echo_a_value() {
+        let e = secret_pairs(&v(&["TOKEN=a=b,c", "PATH"])).unwrap();
+        assert_eq!(e["TOKEN"], "a=b,c");
+        assert_eq!(e["PATH"], std::env::var("PATH").unwrap());
+        let err = secret_pairs(&v(&["=hunter2"])).unwrap_err();
+        assert!(
+            err.contains("not a valid") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = secret_pairs(&v(&["BAD NAME=hunter2"])).unwrap_err();
+        assert!(
+            err.contains("BAD NAME") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = secret_pairs(&v(&["DROVER_SURELY_UNSET_VARIABLE"])).unwrap_err();
+        assert!(err.contains("not set"), "{err}");
+        assert!(secret_pairs(&v(&["A=1", "A=2"])).is_err());
+        assert_eq!(env_names(&v(&["A,B_1", "A"])).unwrap(), ["A", "B_1"]);
+        assert!(env_names(&v(&["A-B"])).is_err());
     }
 
     #[test]

@@ -133,6 +133,18 @@ impl FromStr for TaskState {
     }
 }
 
+/// An encrypted value (a secret environment variable's): opaque bytes the core stores and
+/// copies but never interprets. The server seals it at submit and opens it only to build the
+/// assignment it sends to a worker.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(pub Vec<u8>);
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
+}
+
 /// What a worker runs.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum TaskSpec {
@@ -141,6 +153,8 @@ pub enum TaskSpec {
         argv: Vec<String>,
         env: Vec<(String, String)>,
         cwd: Option<String>,
+        /// Secret environment variables, by name, sealed: never shown, stored encrypted.
+        secret_env: Vec<(String, Sealed)>,
     },
     /// Completed by the worker in-process, without fork/exec (benchmarks, health probes).
     Noop,

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use drover_api::proto::{self, server_message::Body};
 use drover_core::{
-    Coordinator, Effects, Event, Input, Reply, RequestId, SessionId, ToWorker, WorkerSummary, Write,
+    Assignment, Coordinator, Effects, Event, Input, Reply, RequestId, SessionId, ToWorker,
+    WorkerSummary, Write,
 };
 use drover_store::{Store, StoreError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::now_micros;
 use crate::metrics::Metrics;
+use crate::secrets::SecretKeys;
 
 /// Most commands folded into one batch; bounds a commit's size and latency.
 const MAX_BATCH: usize = 50_000;
@@ -92,6 +94,8 @@ pub struct Driver {
     waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<Arc<Event>>,
+    /// Opens secret env for assignments (none: assignments carry no secret env).
+    secrets: Option<Arc<SecretKeys>>,
 }
 
 impl Driver {
@@ -114,8 +118,24 @@ impl Driver {
             waiting: HashMap::new(),
             metrics,
             events,
+            secrets: None,
         };
         (driver, handle)
+    }
+
+    /// The keys that open secret env when an assignment is sent.
+    pub fn with_secrets(mut self, keys: Arc<SecretKeys>) -> Self {
+        self.secrets = Some(keys);
+        self
+    }
+
+    /// An assignment as sent: the only place secret env is opened.
+    fn assignment(&self, a: &Assignment) -> proto::Assignment {
+        let mut msg: proto::Assignment = a.into();
+        if let Some(keys) = &self.secrets {
+            keys.reveal(a, &mut msg);
+        }
+        msg
     }
 
     /// Runs until every handle is dropped. A failed commit is fatal: the process must restart
@@ -255,7 +275,10 @@ impl Driver {
         let mut cancels: HashMap<SessionId, Vec<proto::AttemptRef>> = HashMap::new();
         for (session, msg) in fx.sends {
             match msg {
-                ToWorker::Assign(a) => assigns.entry(session).or_default().push((&a).into()),
+                ToWorker::Assign(a) => {
+                    let msg = self.assignment(&a);
+                    assigns.entry(session).or_default().push(msg);
+                }
                 ToWorker::Cancel(r) => cancels.entry(session).or_default().push(r.into()),
                 ToWorker::Reject { attempt, reason } => {
                     tracing::warn!(task_id = %attempt.task_id, attempt = attempt.attempt, %reason, "rejected a stale result");

@@ -286,7 +286,7 @@ async fn submit_workflow(
     let mut tasks = Vec::with_capacity(doc.tasks.len());
     for &i in &order {
         let node = &doc.tasks[i];
-        let (mut task, _) = new_flow_task(&node.to_submit(), now)?;
+        let (mut task, _) = new_flow_task(&node.to_submit(), now, s.secrets.as_ref())?;
         task.id = ids[i];
         tasks.push(FlowTask {
             task,

@@ -19,6 +19,7 @@ mod ids;
 mod metrics;
 mod retention;
 mod schedules;
+pub mod secrets;
 mod submit;
 mod tasks;
 pub mod tls;
@@ -66,6 +67,11 @@ pub struct ServerConfig {
     pub tls: Option<tls::TlsFiles>,
     /// Connection, timeout, rate and event-stream limits.
     pub edge: edge::EdgeConfig,
+    /// The key that seals secret env (default: `secret.key` next to the SQLite file, created
+    /// on first start, mode 0600).
+    pub secret_key_file: Option<PathBuf>,
+    /// During a key rotation: the old key, which still opens what it sealed.
+    pub previous_secret_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -84,6 +90,8 @@ impl ServerConfig {
             webhooks: webhooks::WebhookConfig::default(),
             tls: None,
             edge: edge::EdgeConfig::default(),
+            secret_key_file: None,
+            previous_secret_key_file: None,
         }
     }
 }
@@ -125,6 +133,10 @@ impl ServerHandle {
 /// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let (store, snapshot) = open_store(&cfg.store).await?;
+    let secrets = Arc::new(secrets::SecretKeys::for_server(
+        &cfg,
+        &sqlite_path(&cfg.store)?,
+    )?);
     let seed = os_seed()?;
     let active = snapshot.tasks.len();
     let metrics = Arc::new(metrics::Metrics::new());
@@ -138,6 +150,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
     let (driver, handle) =
         driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
+    let driver = driver.with_secrets(secrets.clone());
     let driver_task = tokio::spawn(driver.run());
     // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
     // would otherwise keep the driver running).
@@ -162,6 +175,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
             webhooks: hooks.clone(),
             workers: worker_monitor,
             edge: edge.clone(),
+            secrets,
         },
     );
 

@@ -108,7 +108,7 @@ async fn add(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
-    let spec = req.validate(now_micros())?;
+    let spec = req.validate_sealed(now_micros(), s.secrets.as_ref())?;
     let name = spec.name.clone();
     ask(&s, ScheduleOp::Put(spec)).await?;
     Ok((StatusCode::CREATED, Json(view(&find(&s, &name).await?))))

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use drover_api::rest::SubmitRequest;
+use drover_api::secret::Seal;
 use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::WorkflowRecord;
 use drover_core::{
@@ -16,9 +17,13 @@ use crate::ids::task_id_at;
 /// Attempts at a flow submit whose upstream finished while it was on its way.
 const UPSTREAM_RETRIES: usize = 3;
 
-/// A submit request as a new task and its flow fields, validated.
-pub fn new_flow_task(req: &SubmitRequest, now: Micros) -> ApiResult<(NewTask, FlowSpec)> {
-    let v = req.validate()?;
+/// A submit request as a new task and its flow fields, validated, its secret env sealed.
+pub fn new_flow_task(
+    req: &SubmitRequest,
+    now: Micros,
+    seal: &dyn Seal,
+) -> ApiResult<(NewTask, FlowSpec)> {
+    let v = req.validate_sealed(seal)?;
     let f = req.flow(now)?;
     let not_before = match f.at {
         Some(at) => Some(at),

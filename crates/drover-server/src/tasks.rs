@@ -68,7 +68,7 @@ async fn submit(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<TaskView>)> {
-    let task = new_flow_task(&req, now_micros())?;
+    let task = new_flow_task(&req, now_micros(), s.secrets.as_ref())?;
     let ids = submit_all(&s, vec![task]).await?;
     Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
 }
@@ -94,11 +94,13 @@ async fn submit_batch(
     let mut tasks = Vec::with_capacity(req.tasks.len());
     for (i, t) in req.tasks.iter().enumerate() {
         // Validate everything before anything is stored: one bad task refuses the batch.
-        tasks.push(new_flow_task(t, now).map_err(|HttpError(mut e)| {
-            e.message = format!("tasks[{i}].{}", e.message);
-            e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
-            HttpError(e)
-        })?);
+        tasks.push(
+            new_flow_task(t, now, s.secrets.as_ref()).map_err(|HttpError(mut e)| {
+                e.message = format!("tasks[{i}].{}", e.message);
+                e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
+                HttpError(e)
+            })?,
+        );
     }
     let ids = submit_all(&s, tasks).await?;
     Ok((

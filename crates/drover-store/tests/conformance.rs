@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use drover_core::{
     AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
-    ScheduleChange, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
+    ScheduleChange, Sealed, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
     WorkflowState, Write,
 };
 use drover_store::{
@@ -125,6 +125,11 @@ pub fn exec_def(queue: &str) -> TaskDef {
                 ("EMPTY".into(), String::new()),
             ],
             cwd: Some("/tmp/work dir".into()),
+            // Opaque bytes, kept exactly (any byte, empty too), in order.
+            secret_env: vec![
+                ("TOKEN".into(), Sealed(vec![0, 1, 0xfe, 0xff, b'"'])),
+                ("EMPTY_SEALED".into(), Sealed(vec![])),
+            ],
         },
         max_attempts: 5,
         backoff_ms: u64::MAX,
@@ -264,6 +269,7 @@ pub mod cases {
                 argv: vec![],
                 env: vec![],
                 cwd: None,
+                secret_env: vec![],
             },
             timeout_ms: Some(0),
             ..exec_def("q")

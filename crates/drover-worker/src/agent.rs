@@ -60,11 +60,14 @@ pub(crate) struct Agent {
     pub(crate) outbox: Outbox,
     events: mpsc::UnboundedSender<Event>,
     stopping: bool,
+    /// `cfg.pass_env`, shared by every attempt.
+    pass_env: Arc<[String]>,
 }
 
 impl Agent {
     pub(crate) fn new(cfg: Arc<WorkerConfig>, events: mpsc::UnboundedSender<Event>) -> Self {
         Agent {
+            pass_env: cfg.pass_env.clone().into(),
             cfg,
             held: HashMap::new(),
             queue: VecDeque::new(),
@@ -258,10 +261,18 @@ impl Agent {
             };
             match job.spec {
                 Spec::Noop(_) => self.complete_noop(attempt),
+                Spec::Exec(spec) if spec.secret_error.is_some() => {
+                    // The server could not open its secrets: run nothing.
+                    let error = spec.secret_error.unwrap_or_default();
+                    self.outbox.started(attempt.clone());
+                    self.finish(attempt, Outcome::Failed, &error);
+                }
                 Spec::Exec(spec) => {
                     let req = ExecRequest {
                         argv: spec.argv,
                         env: spec.env,
+                        secret_env: exec::SecretEnv(spec.secret_env),
+                        pass_env: self.pass_env.clone(),
                         cwd: spec.cwd,
                         timeout: job
                             .timeout_ms

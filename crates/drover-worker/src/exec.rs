@@ -28,11 +28,27 @@ const READ_CHUNK: usize = 32 << 10;
 /// the group could hold a pipe open forever).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
+/// What a task's process inherits from the worker's environment, besides `--pass-env`.
+pub(crate) const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// Secret environment variables: their `Debug` shows names only.
+#[derive(Clone, Default)]
+pub(crate) struct SecretEnv(pub HashMap<String, String>);
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 /// Everything needed to run one attempt, taken out of the assignment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ExecRequest {
     pub argv: Vec<String>,
     pub env: HashMap<String, String>,
+    pub secret_env: SecretEnv,
+    /// Names of the worker's own environment variables the task also gets (`--pass-env`).
+    pub pass_env: Arc<[String]>,
     pub cwd: Option<String>,
     pub timeout: Option<Duration>,
     pub task_id: String,
@@ -152,10 +168,26 @@ pub(crate) async fn execute(
 
 /// The attempt's process: its argv, environment and directory, in a process group of its
 /// own that dies with the worker, stdin closed, output piped.
+///
+/// The environment starts clean: `PATH`, `HOME` and `LANG` and the `--pass-env` names from
+/// the worker's own, then the task's env and secret env, then the task's identity
+/// (`DROVER_TASK_ID`, ...), which the spec cannot override. Nothing else of the worker's
+/// (its token, its cloud credentials) reaches a task.
 fn command(req: &ExecRequest, program: &str) -> Command {
     let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(req.pass_env.iter().map(String::as_str))
+    {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
     cmd.args(&req.argv[1..])
         .envs(&req.env)
+        .envs(&req.secret_env.0)
         .env("DROVER_TASK_ID", &req.task_id)
         .env("DROVER_ATTEMPT", req.attempt.to_string());
     match &req.idempotency_key {
@@ -447,6 +479,26 @@ mod tests {
             stdout(&events),
             "0190a1b2-task|3|unset|hello $HOME 'x'|inherited"
         );
+    }
+
+    #[tokio::test]
+    async fn environment_is_clean_but_for_the_base_the_passed_and_the_secret() {
+        // Cargo sets CARGO_MANIFEST_DIR in the test process: the worker's own environment.
+        let ours = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+        let script = r#"printf '%s|%s|%s|%s' "${CARGO_MANIFEST_DIR-unset}" "$TOKEN" "${PATH:+path}" "$(env | grep -c '^CARGO_')""#;
+        let mut r = req(&["sh", "-c", script]);
+        r.secret_env.0.insert("TOKEN".into(), "s3cr3t".into());
+        assert!(
+            !format!("{r:?}").contains("s3cr3t"),
+            "Debug shows no secret"
+        );
+        let (result, events) = run(r.clone()).await;
+        assert_eq!(result, succeeded());
+        assert_eq!(stdout(&events), "unset|s3cr3t|path|0");
+
+        r.pass_env = vec!["CARGO_MANIFEST_DIR".to_string()].into();
+        let (_, events) = run(r).await;
+        assert_eq!(stdout(&events), format!("{ours}|s3cr3t|path|1"));
     }
 
     #[tokio::test]

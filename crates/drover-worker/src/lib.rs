@@ -40,6 +40,10 @@ pub struct WorkerConfig {
     /// Output kept per stream per attempt; beyond it the worker sends one marker line
     /// `[drover: stdout truncated after N bytes]` and drops the rest.
     pub max_output_bytes: usize,
+    /// Names of the worker's environment variables its tasks also get. A task's environment
+    /// is otherwise clean: `PATH`, `HOME`, `LANG`, the `DROVER_*` variables Drover sets, and
+    /// the task's own env and secret env.
+    pub pass_env: Vec<String>,
     /// TLS towards `https://` servers.
     pub tls: ClientTls,
 }
@@ -70,6 +74,7 @@ impl WorkerConfig {
             resources: BTreeMap::new(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             tls: ClientTls::default(),
+            pass_env: Vec::new(),
         }
     }
 }

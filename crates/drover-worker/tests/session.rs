@@ -247,6 +247,7 @@ fn exec(a: &AttemptRef, argv: &[&str]) -> Assignment {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: Default::default(),
             cwd: None,
+            ..Default::default()
         })),
         ..noop(a)
     }
@@ -391,6 +392,42 @@ async fn exec_reports_started_output_and_result_with_the_same_ref() {
     assert_eq!(
         (outcome(f), f.exit_code, f.error.as_deref()),
         (Outcome::Failed, Some(2), None)
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn secret_env_reaches_the_process_and_an_unopened_one_runs_nothing() {
+    let mut server = Server::start().await;
+    let worker = Worker::start(config(&server));
+    let mut s = server.session().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let (a, b) = (aref("t-secret", 1), aref("t-unopened", 1));
+    let mut with_secret = exec(&a, &["sh", "-c", "printf %s \"$TOKEN\""]);
+    let mut unopened = exec(&b, &["touch", marker.to_str().unwrap()]);
+    if let Some(Spec::Exec(e)) = &mut with_secret.spec {
+        e.secret_env.insert("TOKEN".into(), "s3cr3t".into());
+    }
+    if let Some(Spec::Exec(e)) = &mut unopened.spec {
+        e.secret_error = Some("cannot decrypt secret_env TOKEN: wrong key".into());
+    }
+    s.assign(vec![with_secret, unopened]).await;
+    s.until("both finished", |s| {
+        s.finished_of(&a).is_some() && s.finished_of(&b).is_some()
+    })
+    .await;
+    assert_eq!(s.seen.output(&a, 1), "s3cr3t");
+    assert_eq!(outcome(s.seen.finished_of(&a).unwrap()), Outcome::Succeeded);
+    let f = s.seen.finished_of(&b).unwrap();
+    assert_eq!(outcome(f), Outcome::Failed);
+    assert_eq!(
+        f.error.as_deref(),
+        Some("cannot decrypt secret_env TOKEN: wrong key")
+    );
+    assert!(
+        !marker.exists(),
+        "the command of an unopened task never ran"
     );
     worker.shutdown().await;
 }

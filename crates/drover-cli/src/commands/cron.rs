@@ -155,6 +155,7 @@ async fn add(a: CronAddArgs) -> anyhow::Result<u8> {
             priority: a.priority,
             argv,
             env: parse::env_pairs(&a.env).map_err(usage)?,
+            secret_env: parse::secret_pairs(&a.secret_env).map_err(usage)?.into(),
             retries: a.retries,
             timeout: a.timeout.clone(),
             ..SubmitRequest::default()

@@ -52,6 +52,7 @@ pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
         priority: args.priority,
         argv,
         env: parse::env_pairs(&args.env).map_err(usage)?,
+        secret_env: parse::secret_pairs(&args.secret_env).map_err(usage)?.into(),
         cwd: args.cwd.clone(),
         retries: args.retries,
         backoff: args.backoff.clone(),

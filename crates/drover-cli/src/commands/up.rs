@@ -112,6 +112,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     cfg.webhooks.allow_private = args.allow_private_webhooks;
     cfg.edge = edge_config(&args)?;
     cfg.tls = tls_files(&args.tls);
+    cfg.secret_key_file = args.secret_key_file.clone();
+    cfg.previous_secret_key_file = args.previous_secret_key_file.clone();
     let mut handle = drover_server::start(cfg).await?;
     let mut url = local::connect_url(handle.addr);
     if args.tls.tls_cert.is_some() {
@@ -191,6 +193,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     cfg.labels = parse::kv_list(&args.labels, "labels").map_err(usage)?;
     cfg.kinds = parse::name_list(&args.kinds);
     cfg.resources = parse::resources(&args.resources).map_err(usage)?;
+    cfg.pass_env = parse::env_names(&args.pass_env).map_err(usage)?;
     if let Some(m) = args.max_output {
         cfg.max_output_bytes =
             usize::try_from(m).map_err(|_| usage("--max-output is too large"))?;

@@ -29,6 +29,7 @@ pub fn exec_def(queue: &str) -> TaskDef {
             argv: vec!["true".into()],
             env: vec![],
             cwd: None,
+            secret_env: vec![],
         },
         max_attempts: 1,
         backoff_ms: 100,

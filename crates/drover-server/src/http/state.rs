@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use crate::driver::DriverHandle;
 use crate::edge::Edge;
 use crate::metrics::Metrics;
+use crate::secrets::SecretKeys;
 use crate::webhooks::Webhooks;
 use crate::workers::WorkerMonitor;
 
@@ -24,4 +25,6 @@ pub struct AppState {
     pub workers: Arc<WorkerMonitor>,
     /// The edge's limits (event-stream places).
     pub edge: Arc<Edge>,
+    /// Seals secret env at submit (it is opened only on the way to a worker).
+    pub secrets: Arc<SecretKeys>,
 }

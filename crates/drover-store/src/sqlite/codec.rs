@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use drover_core::{
     AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
-    PlacementSpec, ScheduleChange, Shard, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState,
+    PlacementSpec, ScheduleChange, Sealed, Shard, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState,
     WorkerEventState, WorkflowState,
 };
 use rusqlite::types::ValueRef;
@@ -92,12 +92,27 @@ fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, StoreE
 
 pub(super) fn spec_to_json(spec: &TaskSpec) -> String {
     let v = match spec {
-        TaskSpec::Exec { argv, env, cwd } => json!({
-            "type": "exec",
-            "argv": argv,
-            "env": env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-            "cwd": cwd,
-        }),
+        TaskSpec::Exec {
+            argv,
+            env,
+            cwd,
+            secret_env,
+        } => {
+            let mut v = json!({
+                "type": "exec",
+                "argv": argv,
+                "env": env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                "cwd": cwd,
+            });
+            // Only ciphertext is stored (hex); absent when the task has no secret env.
+            if !secret_env.is_empty() {
+                v["secret_env"] = secret_env
+                    .iter()
+                    .map(|(k, s)| json!([k, hex::encode(&s.0)]))
+                    .collect();
+            }
+            v
+        }
         TaskSpec::Noop => json!({ "type": "noop" }),
     };
     v.to_string()
@@ -112,6 +127,24 @@ fn str_list(v: &Value, what: &str) -> Result<Vec<String>, StoreError> {
                 .map(str::to_owned)
                 .ok_or_else(|| corrupt(format!("spec: {what} holds a non-string")))
         })
+        .collect()
+}
+
+/// `[[name, hex ciphertext], ...]`.
+fn sealed_pairs(list: &Value) -> Result<Vec<(String, Sealed)>, StoreError> {
+    list.as_array()
+        .ok_or_else(|| corrupt("spec: secret_env is not an array"))?
+        .iter()
+        .map(
+            |pair| match str_list(pair, "secret_env entry")?.as_slice() {
+                [k, v] => hex::decode(v)
+                    .map(|b| (k.clone(), Sealed(b)))
+                    .map_err(|_| corrupt("spec: secret_env value is not hex")),
+                _ => Err(corrupt(
+                    "spec: secret_env entry is not a [name, value] pair",
+                )),
+            },
+        )
         .collect()
 }
 
@@ -135,7 +168,16 @@ pub(super) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
                 Some(Value::String(c)) => Some(c.clone()),
                 Some(_) => return Err(corrupt("spec: cwd is not a string")),
             };
-            Ok(TaskSpec::Exec { argv, env, cwd })
+            let secret_env = match v.get("secret_env") {
+                None => vec![],
+                Some(list) => sealed_pairs(list)?,
+            };
+            Ok(TaskSpec::Exec {
+                argv,
+                env,
+                cwd,
+                secret_env,
+            })
         }
         Some("noop") => Ok(TaskSpec::Noop),
         other => Err(corrupt(format!("spec of unknown type {other:?}"))),
