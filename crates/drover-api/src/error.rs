@@ -13,6 +13,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthenticated,
     PermissionDenied,
+    /// The request named a host this server does not serve (DNS rebinding, a wrong proxy).
+    Misdirected,
     Unavailable,
     Internal,
 }
@@ -23,6 +25,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
+            ErrorCode::Misdirected => 421,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -36,6 +39,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge => tonic::Code::InvalidArgument,
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::Misdirected => tonic::Code::FailedPrecondition,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::FailedPrecondition,
             ErrorCode::Unavailable => tonic::Code::Unavailable,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cli_auth::{AuthServerArgs, LoginArgs, TokenCommand};
 use crate::output::Format;
 use crate::parse;
 
@@ -61,6 +62,11 @@ pub enum Command {
     /// Schedules: cron expressions with time zones, fixed rate, fixed delay.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// API tokens: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Save a token for a server in the credentials file, for later commands.
+    Login(LoginArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,6 +254,8 @@ pub struct UpArgs {
     /// Extra assignments each local worker may hold waiting for a slot.
     #[arg(long, value_name = "N")]
     pub prefetch: Option<u32>,
+    #[command(flatten)]
+    pub auth: AuthServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -289,6 +297,8 @@ pub struct ServerArgs {
     /// Pause after a failed webhook POST; doubles after each (with jitter).
     #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_backoff: u64,
+    #[command(flatten)]
+    pub auth: AuthServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -321,6 +331,14 @@ pub struct WorkerArgs {
     /// Output kept per stream of each attempt, e.g. 1MiB.
     #[arg(long, value_parser = parse::quantity, value_name = "SIZE")]
     pub max_output: Option<u64>,
+    /// A worker (or admin) token [default: the credentials file's for the first --server].
+    #[arg(
+        long,
+        env = "DROVER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

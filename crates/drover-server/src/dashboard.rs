@@ -54,6 +54,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
+        // The login link of `drover up` (`/login#code=...`): the page reads the fragment.
+        .route("/login", get(index))
         .route("/favicon.ico", get(favicon))
         .route("/assets/{*path}", get(asset))
 }

@@ -1,6 +1,7 @@
 //! The worker protocol adapter: decodes a worker's stream into core inputs. No logic here.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use drover_api::convert::attempt_of;
 use drover_api::proto::{
@@ -13,9 +14,11 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{until_revoked, Auth, Identity};
 use crate::driver::{Command, DriverHandle};
 
 pub struct WorkerGrpc {
+    pub auth: Arc<Auth>,
     pub driver: DriverHandle,
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
@@ -31,6 +34,7 @@ impl WorkerService for WorkerGrpc {
         &self,
         request: Request<Streaming<proto::WorkerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let who = request.extensions().get::<Identity>().cloned();
         let mut inbound = request.into_inner();
         let register = match inbound.next().await {
             Some(Ok(proto::WorkerMessage {
@@ -91,8 +95,13 @@ impl WorkerService for WorkerGrpc {
             tracing::info!(session, "worker disconnected");
             let _ = driver.send(Command::Input(Input::WorkerLeave { session }, None));
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
-            out_rx,
+        // A revoked token ends the session: the worker hears why and cannot reconnect with it.
+        let revoked = Status::unauthenticated("the worker's token was revoked or has expired");
+        Ok(Response::new(Box::pin(until_revoked(
+            UnboundedReceiverStream::new(out_rx),
+            self.auth.clone(),
+            who,
+            Some(Err(revoked)),
         ))))
     }
 }

@@ -4,6 +4,7 @@
 //! Boundary: no scheduling decision is made here; every decision is the core's. This crate
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
+pub mod auth;
 pub mod clock;
 mod dashboard;
 pub mod driver;
@@ -54,6 +55,7 @@ pub struct ServerConfig {
     /// How often the retention windows are applied.
     pub prune_every: std::time::Duration,
     pub webhooks: webhooks::WebhookConfig,
+    pub auth: auth::AuthConfig,
 }
 
 impl ServerConfig {
@@ -69,6 +71,7 @@ impl ServerConfig {
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             prune_every: std::time::Duration::from_secs(60),
             webhooks: webhooks::WebhookConfig::default(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -90,6 +93,8 @@ pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
 
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// Tokens: `drover up` mints its workers' token here and reads where the admin token is.
+    pub auth: Arc<auth::Auth>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     serve: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -114,6 +119,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         SqliteStore::open(&path)
             .with_context(|| format!("opening the store at {}", path.display()))?,
     );
+    let token_file = path.parent().map(|d| d.join("admin.token"));
+    let auth = auth::Auth::start(store.clone(), &cfg.auth, token_file, cfg.listen)
+        .await
+        .context("loading the API tokens")?;
     let mut snapshot = store
         .load_snapshot()
         .await
@@ -177,17 +186,20 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     }
 
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
+        auth: auth.clone(),
         driver: handle.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
     });
     let watch = EventServiceServer::new(events::EventGrpc {
+        auth: auth.clone(),
         store: store.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
     });
     // gRPC and REST share one port: the gRPC services' paths go to tonic.
     let app = http::router(http::AppState {
+        auth: auth.clone(),
         driver: handle,
         store,
         metrics,
@@ -196,7 +208,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         workers: worker_monitor,
     })
     .route_service("/drover.v1.WorkerService/{*method}", grpc)
-    .route_service("/drover.v1.EventService/{*method}", watch);
+    .route_service("/drover.v1.EventService/{*method}", watch)
+    // Every route, REST and gRPC, behind the one guard (auth/layer.rs).
+    .layer(axum::middleware::from_fn_with_state(
+        auth.clone(),
+        auth::guard,
+    ));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -223,6 +240,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     });
     Ok(ServerHandle {
         addr,
+        auth,
         shutdown: tx,
         serve,
     })

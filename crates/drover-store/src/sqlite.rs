@@ -25,7 +25,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
-use crate::{DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, WebhookRecord};
+use crate::{
+    DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery, TokenRecord, WebhookRecord,
+};
 
 mod codec;
 mod commit;
@@ -38,6 +40,7 @@ mod retention;
 mod schedules;
 mod snapshot;
 mod tasks;
+mod tokens;
 mod webhooks;
 mod workflows;
 
@@ -50,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0005_events_and_retention.sql"),
     include_str!("sqlite/migrations/0006_drained_workers.sql"),
     include_str!("sqlite/migrations/0007_workflows_by_created.sql"),
+    include_str!("sqlite/migrations/0008_api_tokens.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with
@@ -416,6 +420,20 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
         self.read(move |c| workflows::newest(c, limit)).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let t = token.clone();
+        self.write(move |c| tokens::insert(c, &t)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(tokens::all).await
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |c| tokens::delete(c, &name)).await
     }
 }
 

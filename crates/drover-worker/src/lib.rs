@@ -40,6 +40,8 @@ pub struct WorkerConfig {
     /// Output kept per stream per attempt; beyond it the worker sends one marker line
     /// `[drover: stdout truncated after N bytes]` and drops the rest.
     pub max_output_bytes: usize,
+    /// The bearer token sent when opening the worker stream (a `worker` or `admin` token).
+    pub token: Option<String>,
 }
 
 impl WorkerConfig {
@@ -58,6 +60,7 @@ impl WorkerConfig {
             kinds: Vec::new(),
             resources: BTreeMap::new(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            token: None,
         }
     }
 }

@@ -84,6 +84,8 @@ enum Step {
 /// What the connection loop keeps between steps.
 struct Session {
     servers: Vec<String>,
+    /// `authorization` metadata of every session request.
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     agent: Agent,
     events_rx: mpsc::UnboundedReceiver<Event>,
     backoff: Backoff,
@@ -100,9 +102,18 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let servers = check(&cfg)?;
+    let auth = match cfg.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| anyhow!("the token has characters a header cannot carry"))?,
+        ),
+        None => None,
+    };
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let mut s = Session {
         servers,
+        auth,
         agent: Agent::new(Arc::new(cfg), events_tx),
         events_rx,
         backoff: Backoff::new(),
@@ -243,7 +254,11 @@ impl Session {
             Step::Retry => {
                 let server = self.servers[self.next_server % self.servers.len()].clone();
                 tracing::debug!(%server, "connecting");
-                let fut = Box::pin(connect(server.clone(), self.agent.register()));
+                let fut = Box::pin(connect(
+                    server.clone(),
+                    self.auth.clone(),
+                    self.agent.register(),
+                ));
                 self.link = Link::Connecting { server, fut };
             }
         }
@@ -344,7 +359,11 @@ fn lost(
 }
 
 /// Opens a session and waits for `Registered`.
-async fn connect(server: String, register: WorkerMessage) -> anyhow::Result<Box<Conn>> {
+async fn connect(
+    server: String,
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    register: WorkerMessage,
+) -> anyhow::Result<Box<Conn>> {
     let held = match &register.body {
         Some(worker_message::Body::Register(r)) => r.held.len(),
         _ => 0,
@@ -362,7 +381,11 @@ async fn connect(server: String, register: WorkerMessage) -> anyhow::Result<Box<
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         tx.try_send(register)
             .map_err(|_| anyhow!("outbound channel unusable"))?;
-        let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(a) = auth {
+            request.metadata_mut().insert("authorization", a);
+        }
+        let mut inbound = client.session(request).await?.into_inner();
         let first = inbound
             .message()
             .await?

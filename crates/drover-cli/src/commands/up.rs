@@ -19,7 +19,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     let dir = std::fs::canonicalize(&args.data_dir)
         .with_context(|| format!("resolving {}", args.data_dir.display()))?;
     let db = dir.join("drover.db");
-    let cfg = ServerConfig::new(args.listen, local::sqlite_url(&db)?);
+    let mut cfg = ServerConfig::new(args.listen, local::sqlite_url(&db)?);
+    cfg.auth = args.auth.config(args.listen).map_err(usage)?;
     let workers: Vec<WorkerConfig> = (1..=args.workers)
         .map(|i| {
             let mut w = WorkerConfig::new(Vec::new(), format!("local-{i}"));
@@ -38,12 +39,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     let names: Vec<String> = (1..=args.workers).map(|i| format!("local-{i}")).collect();
     ready(&format!(
         "drover is up: listening on {url} (REST and gRPC)\n  \
-         data:     {db}\n  \
+         data:     {db}\n\
+         {login}  \
          workers:  {workers}\n  \
          try:      drover submit --wait -- echo hello\n  \
          stop:     Ctrl-C\n",
         url = cluster.url,
         db = db.display(),
+        login = login_lines(&cluster),
         workers = if names.is_empty() {
             "none (start some with `drover worker`)".into()
         } else {
@@ -94,6 +97,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("creating the store directory {}", parent.display()))?;
     }
     let mut cfg = ServerConfig::new(args.listen, args.store.clone());
+    cfg.auth = args.auth.config(args.listen).map_err(usage)?;
     cfg.lease_ms = args.lease;
     cfg.heartbeat_ms = args.heartbeat;
     cfg.restart_grace_ms = args.restart_grace;
@@ -123,9 +127,17 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     cfg.webhooks.backoff = std::time::Duration::from_millis(args.webhook_backoff);
     let mut handle = drover_server::start(cfg).await?;
     ready(&format!(
-        "drover server listening on {} (store {})\n",
+        "drover server listening on {} (store {})\n{}",
         local::connect_url(handle.addr),
-        path.display()
+        path.display(),
+        match (&handle.auth.admin_token_file, handle.auth.enabled()) {
+            (_, false) => "  authentication is off (--no-auth)\n".to_string(),
+            (Some(f), true) => format!(
+                "  admin token: {} (`drover login URL --token-file FILE`)\n",
+                f.display()
+            ),
+            (None, true) => String::new(),
+        }
     ));
     tokio::select! {
         sig = signals.recv() => {
@@ -156,6 +168,11 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     }
     let name = args.name.clone().unwrap_or_else(default_name);
     let mut cfg = WorkerConfig::new(servers, name);
+    cfg.token = args
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| super::auth::stored_token(&args.server));
     if let Some(s) = args.slots {
         cfg.slots = s;
     }
@@ -185,6 +202,38 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     })
     .await?;
     Ok(0)
+}
+
+/// What `drover up` says about logging in: where the admin token is, that this machine's
+/// `drover` commands use it (saved in the credentials file), and a one-time dashboard link.
+fn login_lines(cluster: &LocalCluster) -> String {
+    let auth = &cluster.server.auth;
+    if !auth.enabled() {
+        return "  auth:     off (--no-auth; loopback only)\n".into();
+    }
+    let file = auth
+        .admin_token_file
+        .as_ref()
+        .map_or_else(|| "-".into(), |f| f.display().to_string());
+    let Some(token) = cluster.admin_token() else {
+        return format!(
+            "  admin:    the token in {file} is gone; create one with `drover token create`\n"
+        );
+    };
+    let saved = match super::auth::store_token(&cluster.url, &token) {
+        Ok(p) => format!("saved for `drover` commands in {}", p.display()),
+        Err(e) => format!("not saved for `drover` commands ({e:#}); use --token"),
+    };
+    let link = auth
+        .login_code(&token)
+        .map(|c| {
+            format!(
+                "  login:    {}/login#code={c} (one-time dashboard link)\n",
+                cluster.url
+            )
+        })
+        .unwrap_or_default();
+    format!("  admin:    token in {file} (mode 0600), {saved}\n{link}")
 }
 
 /// `HOSTNAME-PID`.

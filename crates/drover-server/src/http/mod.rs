@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::flows::routes())
         .merge(crate::schedules::routes())
         .merge(crate::metrics::routes())
+        .merge(crate::auth::routes())
         .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
@@ -67,6 +68,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         crate::webhooks::WebhookApi::openapi(),
         crate::flows::FlowApi::openapi(),
         crate::schedules::ScheduleApi::openapi(),
+        crate::auth::AuthApi::openapi(),
     ] {
         doc.merge(part);
     }

@@ -6,6 +6,7 @@ use drover_core::Event;
 use drover_store::Store;
 use tokio::sync::broadcast;
 
+use crate::auth::Auth;
 use crate::driver::DriverHandle;
 use crate::metrics::Metrics;
 use crate::webhooks::Webhooks;
@@ -13,6 +14,8 @@ use crate::workers::WorkerMonitor;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Tokens and sessions (the guard in front of every route uses it too).
+    pub auth: Arc<Auth>,
     pub driver: DriverHandle,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
