@@ -30,6 +30,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "favicon.svg",
     "app.js",
     "api.js",
+    "auth.js",
     "charts.js",
     "dag.js",
     "i18n.js",
