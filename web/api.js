@@ -32,6 +32,7 @@ async function request(method, path, body) {
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
+  if (res.status === 401) window.dispatchEvent(new CustomEvent('drover:unauthenticated'));
   if (!res.ok) {
     const message = (data && data.message) || `${res.status} ${res.statusText}`.trim();
     throw new ApiError(res.status, (data && data.code) || `http_${res.status}`, message, data && data.field);

@@ -4,6 +4,7 @@
 import { t, getLang, setLang, LANGS } from './i18n.js';
 import { h, icon, fill, button, toast, shellSplit, append } from './ui.js';
 import { api } from './api.js';
+import { ensureSession, renderLogin, userBox, can } from './auth.js';
 import * as live from './live.js';
 import overview from './pages/overview.js';
 import tasks from './pages/tasks.js';
@@ -53,7 +54,7 @@ function buildShell() {
       onclick: () => setLang(l.code),
       text: l.label,
     })));
-  shell.newTask = button('', { kind: 'primary', iconName: 'plus', onclick: openSubmitDialog, attrs: { 'data-testid': 'new-task' } });
+  shell.newTask = can('submit') ? button('', { kind: 'primary', iconName: 'plus', onclick: openSubmitDialog, attrs: { 'data-testid': 'new-task' } }) : null;
   shell.page = h('main', { class: 'page', id: 'page' });
   shell.foot = h('div', { class: 'sidebar-foot' });
   fill(root,
@@ -64,7 +65,7 @@ function buildShell() {
     h('div', { class: 'main' },
       h('header', { class: 'topbar' },
         shell.crumbs,
-        h('div', { class: 'topbar-right' }, shell.live, shell.newTask, h('span', { class: 'lang-icon' }, icon('globe', 16)), shell.langs)),
+        h('div', { class: 'topbar-right' }, shell.live, shell.newTask, userBox(), h('span', { class: 'lang-icon' }, icon('globe', 16)), shell.langs)),
       shell.page));
 }
 
@@ -95,7 +96,7 @@ function renderShellText() {
     href: n.href,
     dataset: { nav: n.id },
   }, icon(n.iconName), h('span', { text: t(`nav.${n.id}`) }))));
-  shell.newTask.querySelector('span').textContent = t('action.newTask');
+  if (shell.newTask) shell.newTask.querySelector('span').textContent = t('action.newTask');
   for (const b of shell.langs.querySelectorAll('button')) {
     b.classList.toggle('active', b.dataset.lang === getLang());
     b.setAttribute('aria-pressed', String(b.dataset.lang === getLang()));
@@ -268,7 +269,17 @@ function openSubmitDialog() {
 
 // ---- start ---------------------------------------------------------------------------------
 
-function init() {
+async function init() {
+  const loginError = await ensureSession();
+  if (loginError !== null) {
+    renderLogin(document.getElementById('app'), loginError);
+    return;
+  }
+  // A revoked token or an ended session: back to the login form.
+  window.addEventListener('drover:unauthenticated', () => {
+    live.stop();
+    renderLogin(document.getElementById('app'), t('login.ended'));
+  });
   buildShell();
   live.onMode(renderLive);
   live.start();

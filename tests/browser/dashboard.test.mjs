@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
   startServer, startWorker, stop, cli, waitFor, launchBrowser, newPage, shot, removeTempDirs, tempDir,
+  login, adminToken,
 } from './harness.mjs';
 
 const T = 20_000; // ceiling of every DOM wait
@@ -79,6 +80,7 @@ describe('dashboard', () => {
     w2 = await startWorker(server.url, 'w2', ['--slots', '4', '--labels', 'zone=b', '--kinds', 'default,noop', '--resources', 'cpu=8,mem=16GiB']);
     context = await launchBrowser();
     page = await newPage(context, errors);
+    await login(page, server.url, adminToken(server.url));
     const cdp = await context.newCDPSession(page);
     cdp.on('Network.eventSourceMessageReceived', (m) => {
       try {
@@ -623,6 +625,7 @@ describe('dashboard at scale', () => {
     }
     context = await launchBrowser();
     page = await newPage(context, errors);
+    await login(page, server.url, adminToken(server.url));
   });
 
   after(async () => {
@@ -675,5 +678,103 @@ describe('dashboard at scale', () => {
     console.log(`100k tasks: first page in ${firstPaint} ms, next page in ${nextPage} ms`);
     assert.ok(firstPaint < 5000, `first page in ${firstPaint} ms`);
     assert.ok(nextPage < 2000, `next page in ${nextPage} ms`);
+  });
+});
+
+describe('sign-in', () => {
+  let server;
+  let w1;
+  let context;
+  let page;
+  const errors = [];
+  const shots = [];
+
+  /** Creates a token with the admin token; returns its secret. */
+  async function token(name, role) {
+    const res = await fetch(`${server.url}/v1/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name, role }),
+    });
+    assert.equal(res.status, 201, await res.clone().text());
+    return (await res.json()).secret;
+  }
+
+  before(async () => {
+    server = await startServer();
+    w1 = await startWorker(server.url, 'w1', ['--slots', '1']);
+    context = await launchBrowser();
+    page = await newPage(context, errors);
+  });
+
+  after(async () => {
+    if (context) await context.close();
+    await stop(w1);
+    await stop(server && server.child);
+    await removeTempDirs();
+    if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
+  });
+
+  afterEach(() => {
+    const found = errors.splice(0);
+    assert.deepEqual(found, [], 'the page logged errors');
+  });
+
+  it('asks for a token, signs in with a pasted one into an HttpOnly cookie, and signs out', async () => {
+    await page.goto(`${server.url}/`);
+    await page.locator('[data-testid=login]').waitFor({ timeout: T });
+    shots.push(await shot(page, 'login'));
+    await page.locator('[data-testid=login-token]').fill('drover_not-a-token');
+    await page.locator('[data-testid=login-submit]').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=login-error]')?.textContent.length > 0, null, { timeout: T });
+    await page.locator('[data-testid=login-token]').fill(adminToken(server.url));
+    await page.locator('[data-testid=login-submit]').click();
+    await page.locator('[data-testid=whoami]').waitFor({ timeout: T });
+    assert.equal(await page.locator('[data-testid=whoami]').getAttribute('data-role'), 'admin');
+    const cookies = await context.cookies(server.url);
+    const session = cookies.find((c) => c.name === 'drover_session');
+    assert.ok(session, 'a session cookie');
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, 'Strict');
+    assert.equal(await page.evaluate(() => document.cookie), '', 'the page cannot read the cookie');
+    await page.locator('[data-testid=logout]').click();
+    await page.locator('[data-testid=login]').waitFor({ timeout: T });
+    const left = (await context.cookies(server.url)).find((c) => c.name === 'drover_session');
+    assert.ok(!left, 'signed out: the cookie is gone');
+    const res = await fetch(`${server.url}/v1/tasks`, { headers: { cookie: `drover_session=${session.value}` }, noAuth: true });
+    assert.equal(res.status, 401, 'the old session is over on the server too');
+  });
+
+  it('shows a viewer no Cancel button, and the server refuses its cancel with 403', async () => {
+    const id = await submit(server.url, 'sleep', '30');
+    await login(page, server.url, await token('browser-viewer', 'viewer'));
+    assert.equal(await page.locator('[data-testid=whoami]').getAttribute('data-role'), 'viewer');
+    assert.equal(await page.locator('[data-testid=new-task]').count(), 0);
+    await page.goto(`${server.url}/#/tasks/${id}`);
+    await page.locator('.task-id').waitFor({ timeout: T });
+    assert.equal(await page.locator('[data-testid=cancel]').count(), 0, 'no Cancel button');
+    assert.equal(await page.locator('[data-testid=retry]').count(), 0, 'no Retry button');
+    shots.push(await shot(page, 'viewer-task'));
+    // Trying anyway, with the page's own session: 403, and the task runs on.
+    const status = await page.evaluate(async (tid) => (await fetch(`/v1/tasks/${tid}/cancel`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
+    })).status, id);
+    assert.equal(status, 403);
+    const view = await (await fetch(`${server.url}/v1/tasks/${id}`)).json();
+    assert.ok(!['cancelled'].includes(view.state), view.state);
+    await fetch(`${server.url}/v1/tasks/${id}/cancel`, { method: 'POST' });
+  });
+
+  it('ends the session of a revoked token and asks to sign in again', async () => {
+    await login(page, server.url, await token('browser-revoked', 'operator'));
+    await page.goto(`${server.url}/#/tasks`);
+    await page.locator('[data-testid=task-table]').waitFor({ timeout: T });
+    const res = await fetch(`${server.url}/v1/tokens/browser-revoked`, { method: 'DELETE' });
+    assert.equal(res.status, 204);
+    // The next request of the page (live stream or polling) is refused: the login form returns.
+    await page.locator('[data-testid=login]').waitFor({ timeout: T });
+    shots.push(await shot(page, 'revoked'));
+    const status = await page.evaluate(async () => (await fetch('/v1/tasks')).status);
+    assert.equal(status, 401);
   });
 });

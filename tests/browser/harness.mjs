@@ -14,6 +14,25 @@ export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const SHOTS = join(ROOT, 'artifacts/screenshots');
 
 const children = new Set();
+
+/**
+ * The admin token of each server we started, by URL. Requests of the tests (fetch, the CLI,
+ * workers) to one of them carry it; the browser logs in with `login()`.
+ */
+const tokens = new Map();
+const plainFetch = globalThis.fetch;
+globalThis.fetch = (input, init = {}) => {
+  const url = String(input instanceof Request ? input.url : input);
+  const token = [...tokens].find(([base]) => url.startsWith(base))?.[1];
+  const headers = new Headers(init.headers || {});
+  if (token && !headers.has('authorization') && !init.noAuth) headers.set('authorization', `Bearer ${token}`);
+  return plainFetch(input, { ...init, headers });
+};
+
+/** The admin token of a server we started. */
+export function adminToken(url) {
+  return tokens.get(url);
+}
 const tempDirs = new Set();
 
 // Whatever happens, no process of ours outlives the test run.
@@ -42,8 +61,8 @@ export async function removeTempDirs() {
 }
 
 /** Spawns a long-running process and remembers it; its output is kept for failure reports. */
-function start(args, name) {
-  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
+function start(args, name, env = {}) {
+  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...env } });
   child.output = '';
   child.name = name;
   const keep = (d) => {
@@ -81,11 +100,12 @@ export async function startServer() {
     child.stdout.on('data', check);
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${child.output}`)); });
   });
+  tokens.set(url, (await readFile(join(dir, 'admin.token'), 'utf8')).trim());
   return { child, url, dir };
 }
 
 export async function startWorker(url, name, extra = []) {
-  const child = start(['worker', '--server', url, '--name', name, ...extra], `worker ${name}`);
+  const child = start(['worker', '--server', url, '--name', name, ...extra], `worker ${name}`, { DROVER_TOKEN: tokens.get(url) });
   await waitFor(async () => {
     const res = await fetch(`${url}/v1/workers`);
     const body = await res.json();
@@ -96,12 +116,21 @@ export async function startWorker(url, name, extra = []) {
 
 /** Runs a drover CLI command to completion; resolves to its stdout. */
 export function cli(args) {
+  const at = args.indexOf('--server');
+  const token = at >= 0 ? tokens.get(args[at + 1]) : undefined;
+  const env = { ...process.env, DROVER_CREDENTIALS: '/nonexistent/drover-credentials.json', ...(token ? { DROVER_TOKEN: token } : {}) };
   return new Promise((resolveOut, reject) => {
-    execFile(BIN, args, { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(BIN, args, { timeout: 30_000, env }, (err, stdout, stderr) => {
       if (err) reject(new Error(`drover ${args.join(' ')} failed: ${err.message}\n${stderr}`));
       else resolveOut(stdout);
     });
   });
+}
+
+/** Signs the browser in with `token` through the login link, and waits for the shell. */
+export async function login(page, url, token) {
+  await page.goto(`${url}/login#token=${token}`);
+  await page.waitForSelector('[data-testid=whoami]', { timeout: 20_000 });
 }
 
 /** Polls `fn` until it returns truthy (no fixed sleeps elsewhere). */
@@ -165,7 +194,7 @@ async function serveWebFromDisk(context) {
  * asks for on purpose (workflows, schedules, drain) and the event stream while it is absent.
  */
 const EXPECTED_CONSOLE = [
-  /Failed to load resource: the server responded with a status of (404|405|409|501)/,
+  /Failed to load resource: the server responded with a status of (401|403|404|405|409|501)/,
   /EventSource's response has a MIME type/,
 ];
 

@@ -2,6 +2,7 @@
 // runs), and the Cancel and Retry buttons.
 
 import { t } from '../i18n.js';
+import { can } from '../auth.js';
 import {
   h, s, fill, card, badge, fmtTime, fmtClock, fmtDuration, fmtAgo, parseTime, shellJoin, isTerminal,
   button, alertBox, toast, confirmDialog, copyText, icon, chips, emptyState, spinner,
@@ -83,9 +84,8 @@ export default {
           h('div', { class: 'task-sub' }, badge(task.state, { big: true }),
             h('span', { class: 'muted', text: t('task.subline', { queue: task.queue, kind: task.kind, ago: fmtAgo(task.created_at) }) }))),
         h('div', { class: 'head-actions' },
-          // Secret values never come back from the server, so the dashboard cannot resend them.
-          button(t('action.retry'), { iconName: 'retry', onclick: doRetry, disabled: hasSecrets(), attrs: { 'data-testid': 'retry', ...(hasSecrets() ? { title: t('task.retrySecrets') } : {}) } }),
-          button(t('action.cancelTask'), { kind: 'danger', iconName: 'cancel', onclick: doCancel, disabled: terminal, attrs: { 'data-testid': 'cancel' } })));
+          can('submit') ? button(t('action.retry'), { iconName: 'retry', onclick: doRetry, disabled: hasSecrets(), attrs: { 'data-testid': 'retry', ...(hasSecrets() ? { title: t('task.retrySecrets') } : {}) } }) : null,
+          can('submit') ? button(t('action.cancelTask'), { kind: 'danger', iconName: 'cancel', onclick: doCancel, disabled: terminal, attrs: { 'data-testid': 'cancel' } }) : null));
     };
 
     const field = (label, value, cls) => [h('dt', { text: label }), h('dd', { class: cls }, value === null || value === undefined || value === '' ? h('span', { class: 'muted', text: '—' }) : value)];

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// Over a rate limit (429, with `Retry-After`).
     ResourceExhausted,
+    /// The request named a host this server does not serve (DNS rebinding, a wrong proxy).
+    Misdirected,
     Unavailable,
     Internal,
 }
@@ -25,6 +27,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
+            ErrorCode::Misdirected => 421,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -39,6 +42,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge => tonic::Code::InvalidArgument,
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::Misdirected => tonic::Code::FailedPrecondition,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::FailedPrecondition,
             ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,

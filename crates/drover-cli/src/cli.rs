@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cli_auth::{AuthServerArgs, LoginArgs, TokenCommand};
 use crate::output::Format;
 use crate::parse;
 
@@ -63,6 +64,11 @@ pub enum Command {
     Cron(CronCommand),
     /// The audit log: every state-changing or refused request, newest first.
     Audit(crate::commands::audit::AuditArgs),
+    /// API tokens: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Save a token for a server in the credentials file, for later commands.
+    Login(LoginArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +264,8 @@ pub struct UpArgs {
     /// Extra assignments each local worker may hold waiting for a slot.
     #[arg(long, value_name = "N")]
     pub prefetch: Option<u32>,
+    #[command(flatten)]
+    pub auth: AuthServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +343,8 @@ pub struct ServerArgs {
     pub rate_burst: u32,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
+    #[command(flatten)]
+    pub auth: AuthServerArgs,
 }
 
 /// TLS of the server's one port (REST, gRPC and the dashboard).
@@ -394,6 +404,14 @@ pub struct WorkerArgs {
     /// start with a clean environment (PATH, HOME, LANG, DROVER_* and their own env).
     #[arg(long, value_name = "NAME,..")]
     pub pass_env: Vec<String>,
+    /// A worker (or admin) token [default: the credentials file's for the first --server].
+    #[arg(
+        long,
+        env = "DROVER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -10,6 +10,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
+mod cli_auth;
 mod commands;
 mod exit;
 mod output;
@@ -107,6 +108,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Workflow(c) => flow::workflow(c).await,
         Command::Cron(c) => cron::cron(c).await,
         Command::Audit(a) => audit::audit(a).await,
+        Command::Token(c) => auth::token(c).await,
+        Command::Login(a) => auth::login(a).await,
     }
 }
 

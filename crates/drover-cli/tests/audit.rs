@@ -1,5 +1,6 @@
 //! The audit log against a real server: state-changing requests are recorded with their
-//! operation, object, status and remote address; reads are not; `drover audit` lists them.
+//! operation, object, status, token and remote address; reads are not unless refused;
+//! `drover audit` lists them.
 
 mod common;
 
@@ -35,12 +36,25 @@ fn changes_and_bad_requests_are_recorded_reads_are_not() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     let _ = task(&s.url, &id);
+    // Refused: no token (the harness's client always sends one).
+    let anonymous = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/tasks", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
 
-    // Written off the request path: poll until all three are there.
-    let records = wait_for(Duration::from_secs(10), "three audit records", || {
+    // Written off the request path: poll until all four are there.
+    let mut records = wait_for(Duration::from_secs(10), "four audit records", || {
         let r = audit(&s.url, &[]);
-        (r.len() >= 3).then_some(r)
+        (r.len() >= 4).then_some(r)
     });
+    let refused = records.remove(0);
+    assert_eq!(refused["operation"], "GET /v1/tasks");
+    assert_eq!(refused["status"], 401);
+    assert!(refused["token"].is_null(), "{refused}");
+    assert!(records
+        .iter()
+        .all(|r| r["token"] == "admin" && r["role"] == "admin"));
     let ops: Vec<(&str, u64)> = records
         .iter()
         .map(|r| {
@@ -60,7 +74,7 @@ fn changes_and_bad_requests_are_recorded_reads_are_not() {
             ),
             ("POST /v1/tasks", 201),
         ],
-        "newest first, no reads"
+        "newest first, no reads but refused ones"
     );
     assert_eq!(records[1]["object"], format!("/v1/tasks/{id}/cancel"));
     assert!(records[0]["remote"]

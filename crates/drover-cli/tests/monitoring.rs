@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,9 @@ fn sse(url: &str, query: &str, last_event_id: Option<u64>) -> Receiver<(u64, Val
         .timeout(None)
         .build()
         .unwrap();
-    let mut rb = client.get(format!("{url}/v1/events?{query}"));
+    let mut rb = client
+        .get(format!("{url}/v1/events?{query}"))
+        .header("authorization", bearer());
     if let Some(id) = last_event_id {
         rb = rb.header("Last-Event-ID", id.to_string());
     }
@@ -256,7 +258,7 @@ fn events_follow_filters_and_grpc_watch() {
         wait_state(&url, id, &["succeeded"], Duration::from_secs(30));
     }
     // `drover events --follow` with filters, as a live process.
-    let mut follow = Command::new(BIN)
+    let mut follow = drover()
         .args([
             "events",
             "--follow",
@@ -283,15 +285,15 @@ fn events_follow_filters_and_grpc_watch() {
         use drover_api::proto::event_service_client::EventServiceClient;
         use drover_api::proto::WatchRequest;
         let mut c = EventServiceClient::connect(url.clone()).await.unwrap();
-        let mut stream = c
-            .watch(WatchRequest {
-                after: Some(0),
-                types: vec!["task".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut watch = tonic::Request::new(WatchRequest {
+            after: Some(0),
+            types: vec!["task".into()],
+            ..Default::default()
+        });
+        watch
+            .metadata_mut()
+            .insert("authorization", bearer().parse().unwrap());
+        let mut stream = c.watch(watch).await.unwrap().into_inner();
         let mut seen = BTreeSet::new();
         let mut last = 0;
         while !done.iter().all(|id| seen.contains(id)) {
@@ -329,13 +331,13 @@ fn events_follow_filters_and_grpc_watch() {
                 break;
             }
         }
-        let err = c
-            .watch(WatchRequest {
-                types: vec!["job".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
+        let mut bad = tonic::Request::new(WatchRequest {
+            types: vec!["job".into()],
+            ..Default::default()
+        });
+        bad.metadata_mut()
+            .insert("authorization", bearer().parse().unwrap());
+        let err = c.watch(bad).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
     });
 
@@ -842,13 +844,13 @@ fn submit_wait_status_watch_and_logs_follow() {
         f = flag.display()
     );
     let id = submit(&url, &["--", "sh", "-c", &script]);
-    let mut watch = Command::new(BIN)
+    let mut watch = drover()
         .args(["status", &id, "--watch", "-o", "json"])
         .env("DROVER_SERVER", &url)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut logs = Command::new(BIN)
+    let mut logs = drover()
         .args(["logs", &id, "-f"])
         .env("DROVER_SERVER", &url)
         .stdout(Stdio::piped())

@@ -149,8 +149,9 @@ fn bad_input_gets_a_json_4xx_and_changes_nothing() {
             .unwrap();
         write!(
             sock,
-            "POST /v1/tasks HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "POST /v1/tasks HTTP/1.1\r\nhost: {}\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             s.addr,
+            bearer(),
             20 << 20
         )
         .unwrap();

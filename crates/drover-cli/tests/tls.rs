@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -55,6 +55,7 @@ fn make_pki(dir: &Path) -> Pki {
 
 /// A TLS server requiring worker certificates; returns it with its https URL.
 fn start_tls_server(data: &Path, pki: &Pki) -> (Proc, String) {
+    provide_admin_token(data);
     let store = format!("sqlite://{}", data.join("drover.db").display());
     let p = |p: &PathBuf| p.display().to_string();
     let (cert, key, ca) = (p(&pki.server_cert), p(&pki.server_key), p(&pki.ca));
@@ -84,7 +85,7 @@ fn start_tls_server(data: &Path, pki: &Pki) -> (Proc, String) {
 
 /// The CLI against `url`, trusting `ca` when given.
 fn drover(url: &str, ca: Option<&Path>, args: &[&str]) -> std::process::Output {
-    let mut c = Command::new(BIN);
+    let mut c = common::drover();
     c.args(args).env("DROVER_SERVER", url).stdin(Stdio::null());
     match ca {
         Some(ca) => c.env("DROVER_CA_CERT", ca),
@@ -95,7 +96,7 @@ fn drover(url: &str, ca: Option<&Path>, args: &[&str]) -> std::process::Output {
 
 fn spawn_worker(url: &str, name: &str, tls: &[&str], stderr: &Path) -> Proc {
     let err = std::fs::File::create(stderr).unwrap();
-    let child = Command::new(BIN)
+    let child = common::drover()
         .args(["worker", "--server", url, "--name", name, "--slots", "2"])
         .args(tls)
         .env("RUST_LOG", "warn")

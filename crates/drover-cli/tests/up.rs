@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -13,7 +13,8 @@ use nix::sys::signal::Signal;
 fn up_runs_tasks_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(BIN)
+    provide_admin_token(&data);
+    let mut child = drover()
         .args([
             "up",
             "--workers",

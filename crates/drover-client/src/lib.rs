@@ -29,6 +29,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use drover_api::auth::{Role, TokenCreate, TokenCreated, TokenList, TokenView};
 pub use drover_api::events::{
     DeliveryList, DeliveryView, EventView, WebhookCreate, WebhookList, WebhookView,
 };
@@ -229,6 +230,22 @@ impl Client {
     pub async fn add_webhook(&self, req: &WebhookCreate) -> Result<WebhookView> {
         self.send(Method::POST, "/v1/webhooks", &[], Some(req))
             .await
+    }
+
+    /// `POST /v1/tokens` (admin): the new token with its secret, shown only here.
+    pub async fn create_token(&self, req: &TokenCreate) -> Result<TokenCreated> {
+        self.send(Method::POST, "/v1/tokens", &[], Some(req)).await
+    }
+
+    /// `GET /v1/tokens` (admin): every token, without secrets.
+    pub async fn tokens(&self) -> Result<TokenList> {
+        self.get("/v1/tokens", &[]).await
+    }
+
+    /// `DELETE /v1/tokens/{name}` (admin): revokes a token, also for its open streams.
+    pub async fn revoke_token(&self, name: &str) -> Result<()> {
+        let path = format!("/v1/tokens/{}", segment(name));
+        self.send::<(), ()>(Method::DELETE, &path, &[], None).await
     }
 
     /// `GET /v1/webhooks`.

@@ -30,6 +30,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "favicon.svg",
     "app.js",
     "api.js",
+    "auth.js",
     "charts.js",
     "dag.js",
     "i18n.js",
@@ -54,6 +55,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
+        // The login link of `drover up` (`/login#code=...`): the page reads the fragment.
+        .route("/login", get(index))
         .route("/favicon.ico", get(favicon))
         .route("/assets/{*path}", get(asset))
 }

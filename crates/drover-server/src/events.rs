@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use drover_api::events::{EventFilter, EventView};
 use drover_api::proto::{self, event_service_server::EventService};
 use drover_api::ApiError;
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use utoipa::IntoParams;
 
+use crate::auth::{until_revoked, Auth, Identity};
 use crate::driver::DriverGone;
 use crate::edge::Edge;
 use crate::feed::{EventFeed, FeedError};
@@ -167,6 +168,7 @@ fn sse_event(e: &Event) -> Result<SseEvent, Infallible> {
         (status = 400, body = ApiError)))]
 async fn sse(
     State(s): State<AppState>,
+    who: Option<Extension<Identity>>,
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<EventParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, HttpError> {
@@ -193,11 +195,14 @@ async fn sse(
         Ok::<_, Infallible>(SseEvent::default().retry(RETRY).comment(hello))
     });
     let stream = futures::StreamExt::chain(hello, filtered(feed, filter, guard, follow, sse_event));
+    // Ends when the caller's token is revoked; the reconnect is then refused.
+    let stream = until_revoked(stream, s.auth.clone(), who.map(|w| w.0), None);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keep-alive")))
 }
 
 /// The gRPC twin of `GET /v1/events`.
 pub struct EventGrpc {
+    pub auth: Arc<Auth>,
     pub store: Arc<dyn Store>,
     pub events: broadcast::Sender<Arc<Event>>,
     pub metrics: Arc<Metrics>,
@@ -218,6 +223,7 @@ impl EventService for EventGrpc {
         &self,
         request: tonic::Request<proto::WatchRequest>,
     ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
+        let who = request.extensions().get::<Identity>().cloned();
         let r = request.into_inner();
         let filter = EventFilter::parse(
             Some(&r.task),
@@ -236,12 +242,13 @@ impl EventService for EventGrpc {
             .await
             .map_err(|e| feed_err(e).0.to_status())?;
         let guard = (self.metrics.subscriber("grpc"), place);
-        Ok(tonic::Response::new(Box::pin(filtered(
-            feed,
-            filter,
-            guard,
-            true,
-            proto_event,
+        let stream = filtered(feed, filter, guard, true, proto_event);
+        let revoked = tonic::Status::unauthenticated("the token was revoked or has expired");
+        Ok(tonic::Response::new(Box::pin(until_revoked(
+            stream,
+            self.auth.clone(),
+            who,
+            Some(Err(revoked)),
         ))))
     }
 }

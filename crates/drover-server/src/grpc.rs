@@ -1,6 +1,7 @@
 //! The worker protocol adapter: decodes a worker's stream into core inputs. No logic here.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use drover_api::convert::attempt_of;
 use drover_api::proto::{
@@ -13,10 +14,12 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{until_revoked, Auth, Identity};
 use crate::driver::{Command, DriverHandle};
 use crate::tls::PeerCert;
 
 pub struct WorkerGrpc {
+    pub auth: Arc<Auth>,
     pub driver: DriverHandle,
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
@@ -49,27 +52,9 @@ impl WorkerService for WorkerGrpc {
         request: Request<Streaming<proto::WorkerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.check_client_cert(&request)?;
+        let who = request.extensions().get::<Identity>().cloned();
         let mut inbound = request.into_inner();
-        let register = match inbound.next().await {
-            Some(Ok(proto::WorkerMessage {
-                body: Some(worker_message::Body::Register(r)),
-            })) => r,
-            Some(Err(e)) => return Err(e),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message must be register",
-                ))
-            }
-        };
-        drover_api::limits::check_worker_name(&register.name)
-            .map_err(|e| Status::invalid_argument(format!("register: {e}")))?;
-        // TODO(auth): a worker token's limits (name pattern, kinds, labels) are checked here,
-        // before the join: a registration outside them is PERMISSION_DENIED.
-        if register.slots == 0 {
-            return Err(Status::invalid_argument(
-                "register: slots must be at least 1",
-            ));
-        }
+        let register = first_register(&mut inbound).await?;
         let held = refs(&register.held);
         let session: SessionId = self.driver.next_id();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -107,23 +92,61 @@ impl WorkerService for WorkerGrpc {
             )));
         }
         tracing::info!(worker = %register.name, session, "worker connected");
-        let driver = self.driver.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
-                let Ok(msg) = msg else { break };
-                for input in decode(session, msg) {
-                    if driver.send(Command::Input(input, None)).is_err() {
-                        return;
-                    }
-                }
-            }
-            tracing::info!(session, "worker disconnected");
-            let _ = driver.send(Command::Input(Input::WorkerLeave { session }, None));
-        });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
-            out_rx,
+        tokio::spawn(forward_inputs(self.driver.clone(), session, inbound));
+        // A revoked token ends the session: the worker hears why and cannot reconnect with it.
+        let revoked = Status::unauthenticated("the worker's token was revoked or has expired");
+        Ok(Response::new(Box::pin(until_revoked(
+            UnboundedReceiverStream::new(out_rx),
+            self.auth.clone(),
+            who,
+            Some(Err(revoked)),
         ))))
     }
+}
+
+/// The session's first message, which must be a valid registration.
+async fn first_register(
+    inbound: &mut Streaming<proto::WorkerMessage>,
+) -> Result<proto::Register, Status> {
+    let register = match inbound.next().await {
+        Some(Ok(proto::WorkerMessage {
+            body: Some(worker_message::Body::Register(r)),
+        })) => r,
+        Some(Err(e)) => return Err(e),
+        _ => {
+            return Err(Status::invalid_argument(
+                "the first message must be register",
+            ))
+        }
+    };
+    drover_api::limits::check_worker_name(&register.name)
+        .map_err(|e| Status::invalid_argument(format!("register: {e}")))?;
+    // TODO(auth): a worker token's limits (name pattern, kinds, labels) are checked here,
+    // before the join: a registration outside them is PERMISSION_DENIED.
+    if register.slots == 0 {
+        return Err(Status::invalid_argument(
+            "register: slots must be at least 1",
+        ));
+    }
+    Ok(register)
+}
+
+/// Turns what the worker sends into inputs until its stream ends, then says it left.
+async fn forward_inputs(
+    driver: DriverHandle,
+    session: SessionId,
+    mut inbound: Streaming<proto::WorkerMessage>,
+) {
+    while let Some(msg) = inbound.next().await {
+        let Ok(msg) = msg else { break };
+        for input in decode(session, msg) {
+            if driver.send(Command::Input(input, None)).is_err() {
+                return;
+            }
+        }
+    }
+    tracing::info!(session, "worker disconnected");
+    let _ = driver.send(Command::Input(Input::WorkerLeave { session }, None));
 }
 
 fn refs(list: &[proto::AttemptRef]) -> Vec<AttemptRef> {

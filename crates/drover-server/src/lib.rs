@@ -5,6 +5,7 @@
 //! moves inputs to the core and carries out its effects (commit first, then send).
 
 pub mod audit;
+pub mod auth;
 pub mod clock;
 mod dashboard;
 pub mod destinations;
@@ -72,6 +73,7 @@ pub struct ServerConfig {
     pub secret_key_file: Option<PathBuf>,
     /// During a key rotation: the old key, which still opens what it sealed.
     pub previous_secret_key_file: Option<PathBuf>,
+    pub auth: auth::AuthConfig,
 }
 
 impl ServerConfig {
@@ -92,6 +94,7 @@ impl ServerConfig {
             edge: edge::EdgeConfig::default(),
             secret_key_file: None,
             previous_secret_key_file: None,
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -113,6 +116,8 @@ pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
 
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// Tokens: `drover up` mints its workers' token here and reads where the admin token is.
+    pub auth: Arc<auth::Auth>,
     shutdown: oneshot::Sender<()>,
     serve: JoinHandle<anyhow::Result<()>>,
 }
@@ -133,10 +138,12 @@ impl ServerHandle {
 /// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let (store, snapshot) = open_store(&cfg.store).await?;
-    let secrets = Arc::new(secrets::SecretKeys::for_server(
-        &cfg,
-        &sqlite_path(&cfg.store)?,
-    )?);
+    let path = sqlite_path(&cfg.store)?;
+    let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &path)?);
+    let token_file = path.parent().map(|d| d.join("admin.token"));
+    let auth = auth::Auth::start(store.clone(), &cfg.auth, token_file, cfg.listen)
+        .await
+        .context("loading the API tokens")?;
     let seed = os_seed()?;
     let active = snapshot.tasks.len();
     let metrics = Arc::new(metrics::Metrics::new());
@@ -168,6 +175,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let app = app(
         &cfg,
         http::AppState {
+            auth: auth.clone(),
             driver: handle,
             store,
             metrics,
@@ -188,6 +196,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     let (shutdown, serve) = serve(listener, app, (edge, tls), driver_task, hooks, background);
     Ok(ServerHandle {
         addr,
+        auth,
         shutdown,
         serve,
     })
@@ -277,12 +286,14 @@ async fn start_webhooks(
 /// The REST API with the gRPC services mounted on it.
 fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
+        auth: state.auth.clone(),
         driver: state.driver.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
         require_client_cert: cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     });
     let watch = EventServiceServer::new(events::EventGrpc {
+        auth: state.auth.clone(),
         store: state.store.clone(),
         events: state.events.clone(),
         metrics: state.metrics.clone(),
@@ -290,9 +301,13 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
     });
     let audit = audit::AuditLog::start(state.store.clone());
     // gRPC and REST share one port: the gRPC services' paths go to tonic.
+    let guard = state.auth.clone();
+    // gRPC and REST share one port: the gRPC services' paths go to tonic. Every route is
+    // behind the one guard (auth/layer.rs); the audit log wraps it, so it sees refusals too.
     http::router(state)
         .route_service("/drover.v1.WorkerService/{*method}", grpc)
         .route_service("/drover.v1.EventService/{*method}", watch)
+        .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
         .layer(axum::middleware::from_fn_with_state(audit, audit::record))
 }
 

@@ -18,10 +18,12 @@ pub mod audit;
 mod batch;
 pub mod mem;
 pub mod sqlite;
+mod tokens;
 
 pub use audit::{AuditQuery, AuditRecord};
 pub use mem::MemStore;
 pub use sqlite::SqliteStore;
+pub use tokens::TokenRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -168,6 +170,13 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
     /// Deletes records with `at < before`; returns how many.
     async fn prune_audit(&self, before: Micros) -> Result<u64, StoreError>;
+    // API tokens (schema 0008): written by the server's token endpoints, outside the core.
+    /// Inserts a token; `false` (nothing stored) when its name or its hash is taken.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
+    /// Every token, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Deletes a token; false if there was none.
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError>;
 }
 
 /// Most workflows one `Store::prune_tasks` call looks at, the oldest first, due or not. A

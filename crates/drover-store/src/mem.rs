@@ -37,6 +37,7 @@ struct Inner {
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
     schedules: BTreeMap<String, drover_core::schedule::ScheduleRecord>,
     drained_workers: std::collections::BTreeSet<String>,
+    tokens: BTreeMap<String, crate::TokenRecord>,
     /// max(seq) + 1 over every task ever inserted, pruned ones included (SQLite's
     /// `meta.next_task_seq`), so retention never makes numbering go back.
     next_task_seq: u64,
@@ -428,7 +429,25 @@ impl Store for MemStore {
         g.audit.retain(|r| r.at >= before);
         Ok((n - g.audit.len()) as u64)
     }
+
+    async fn insert_token(&self, token: &crate::TokenRecord) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        if g.tokens.contains_key(&token.name) || g.tokens.values().any(|t| t.hash == token.hash) {
+            return Ok(false);
+        }
+        g.tokens.insert(token.name.clone(), token.clone());
+        Ok(true)
+    }
+
+    async fn tokens(&self) -> Result<Vec<crate::TokenRecord>, StoreError> {
+        Ok(self.lock().tokens.values().cloned().collect())
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().tokens.remove(name).is_some())
+    }
 }
+
 /// `Store::prune_tasks`, in the order SQLite takes things (see `sqlite::retention`).
 impl Inner {
     /// Whole workflows first, as SQLite walks them: created before the cutoff, oldest first,

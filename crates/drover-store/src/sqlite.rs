@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::batch::Batch;
 use crate::{
     AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
-    WebhookRecord,
+    TokenRecord, WebhookRecord,
 };
 
 mod audit;
@@ -42,6 +42,7 @@ mod retention;
 mod schedules;
 mod snapshot;
 mod tasks;
+mod tokens;
 mod webhooks;
 mod workflows;
 
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0005_events_and_retention.sql"),
     include_str!("sqlite/migrations/0006_drained_workers.sql"),
     include_str!("sqlite/migrations/0007_workflows_by_created.sql"),
+    include_str!("sqlite/migrations/0008_api_tokens.sql"),
     include_str!("sqlite/migrations/0009_audit.sql"),
 ];
 
@@ -437,6 +439,20 @@ impl Store for SqliteStore {
 
     async fn prune_audit(&self, before: Micros) -> Result<u64, StoreError> {
         self.write(move |c| audit::prune(c, before)).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let t = token.clone();
+        self.write(move |c| tokens::insert(c, &t)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(tokens::all).await
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |c| tokens::delete(c, &name)).await
     }
 }
 

@@ -10,7 +10,7 @@ use drover_core::{
     WorkflowState, Write,
 };
 use drover_store::{
-    DeliveryRecord, MemStore, SqliteStore, Store, StoreError, TaskQuery, WebhookRecord,
+    DeliveryRecord, MemStore, SqliteStore, Store, StoreError, TaskQuery, TokenRecord, WebhookRecord,
 };
 
 // ---- fixtures ----
@@ -68,6 +68,7 @@ macro_rules! suite {
                 prune_tasks_reports_idempotency_keys,
                 drained_workers_survive_in_the_snapshot,
                 audit_log_filters_pages_and_prunes,
+                tokens_round_trip,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -853,6 +854,49 @@ pub mod cases {
         assert!(s.delete_webhook("a").await.unwrap());
         assert!(!s.delete_webhook("a").await.unwrap());
         assert_eq!(s.webhooks().await.unwrap(), vec![b]);
+    }
+
+    fn token(name: &str, role: &str, byte: u8, expires_at: Option<i64>) -> TokenRecord {
+        TokenRecord {
+            name: name.into(),
+            role: role.into(),
+            namespaces: if byte.is_multiple_of(2) {
+                vec![]
+            } else {
+                vec!["ns-a".into(), "ns-b".into()]
+            },
+            hash: [byte; 32],
+            created_at: 1_000 + byte as i64,
+            expires_at,
+        }
+    }
+
+    /// Tokens by name; a taken name or hash stores nothing; deleting frees the name.
+    pub async fn tokens_round_trip<S: Store>(s: &S) {
+        assert!(s.tokens().await.unwrap().is_empty());
+        let (b, a) = (
+            token("b", "viewer", 1, None),
+            token("a", "admin", 2, Some(9_000)),
+        );
+        assert!(s.insert_token(&b).await.unwrap());
+        assert!(s.insert_token(&a).await.unwrap());
+        assert_eq!(s.tokens().await.unwrap(), vec![a.clone(), b.clone()]);
+        // Same name, or another name with the same hash: refused, nothing changes.
+        assert!(!s
+            .insert_token(&token("a", "worker", 3, None))
+            .await
+            .unwrap());
+        assert!(!s
+            .insert_token(&token("c", "worker", 1, None))
+            .await
+            .unwrap());
+        assert_eq!(s.tokens().await.unwrap(), vec![a.clone(), b.clone()]);
+        assert!(s.delete_token("a").await.unwrap());
+        assert!(!s.delete_token("a").await.unwrap());
+        assert_eq!(s.tokens().await.unwrap(), vec![b.clone()]);
+        let again = token("a", "operator", 4, None);
+        assert!(s.insert_token(&again).await.unwrap());
+        assert_eq!(s.tokens().await.unwrap(), vec![again, b]);
     }
 
     fn delivery(id: &str, seq: u64, attempt: u32, at: i64) -> DeliveryRecord {

@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     /// is otherwise clean: `PATH`, `HOME`, `LANG`, the `DROVER_*` variables Drover sets, and
     /// the task's own env and secret env.
     pub pass_env: Vec<String>,
+    /// The bearer token sent when opening the worker stream (a `worker` or `admin` token).
+    pub token: Option<String>,
     /// TLS towards `https://` servers.
     pub tls: ClientTls,
 }
@@ -75,6 +77,7 @@ impl WorkerConfig {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             tls: ClientTls::default(),
             pass_env: Vec::new(),
+            token: None,
         }
     }
 }

@@ -86,6 +86,8 @@ struct Session {
     servers: Vec<String>,
     /// Applied to `https://` servers.
     tls: ClientTlsConfig,
+    /// `authorization` metadata of every session request.
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     agent: Agent,
     events_rx: mpsc::UnboundedReceiver<Event>,
     backoff: Backoff,
@@ -107,10 +109,19 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let servers = check(&cfg)?;
+    let auth = match cfg.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| anyhow!("the token has characters a header cannot carry"))?,
+        ),
+        None => None,
+    };
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let mut s = Session {
         servers,
         tls: tls_config(&cfg.tls),
+        auth,
         agent: Agent::new(Arc::new(cfg), events_tx),
         events_rx,
         backoff: Backoff::new(),
@@ -265,7 +276,12 @@ impl Session {
                 let server = self.servers[self.next_server % self.servers.len()].clone();
                 tracing::debug!(%server, "connecting");
                 let tls = server.starts_with("https://").then(|| self.tls.clone());
-                let fut = Box::pin(connect(server.clone(), tls, self.agent.register()));
+                let fut = Box::pin(connect(
+                    server.clone(),
+                    tls,
+                    self.auth.clone(),
+                    self.agent.register(),
+                ));
                 self.link = Link::Connecting { server, fut };
             }
         }
@@ -391,6 +407,7 @@ fn tls_config(t: &crate::ClientTls) -> ClientTlsConfig {
 async fn connect(
     server: String,
     tls: Option<ClientTlsConfig>,
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     register: WorkerMessage,
 ) -> anyhow::Result<Box<Conn>> {
     let held = match &register.body {
@@ -414,7 +431,11 @@ async fn connect(
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         tx.try_send(register)
             .map_err(|_| anyhow!("outbound channel unusable"))?;
-        let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(a) = auth {
+            request.metadata_mut().insert("authorization", a);
+        }
+        let mut inbound = client.session(request).await?.into_inner();
         let first = inbound
             .message()
             .await?

@@ -195,7 +195,7 @@ async fn in_process(args: &BenchArgs, prefetch: u32, run: u32) -> anyhow::Result
         .collect();
     let cluster = LocalCluster::start(cfg, workers).await?;
     let result = async {
-        let client = Client::with_timeout(&cluster.url, None, REQUEST_TIMEOUT)?;
+        let client = Client::with_timeout(&cluster.url, cluster.admin_token(), REQUEST_TIMEOUT)?;
         wait_for_workers(&client, args.workers as usize).await?;
         one_run(&client, args, run).await
     }

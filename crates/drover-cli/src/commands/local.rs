@@ -10,6 +10,9 @@ use drover_worker::WorkerConfig;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// The token of the workers `drover up` and `drover bench` start.
+const LOCAL_WORKERS: &str = "local-workers";
+
 /// How long workers get to hand back their work before the server stops anyway.
 const WORKER_STOP: Duration = Duration::from_secs(10);
 
@@ -26,10 +29,17 @@ impl LocalCluster {
     pub async fn start(cfg: ServerConfig, workers: Vec<WorkerConfig>) -> anyhow::Result<Self> {
         let server = drover_server::start(cfg).await?;
         let url = connect_url(server.addr);
+        // A fresh worker token at every start; the previous one is revoked.
+        let token = server
+            .auth
+            .rotate(LOCAL_WORKERS, drover_api::auth::Role::Worker)
+            .await
+            .context("creating the local workers' token")?;
         let (stop, rx) = watch::channel(false);
         let mut set = JoinSet::new();
         for mut w in workers {
             w.servers = vec![url.clone()];
+            w.token = Some(token.clone());
             let mut rx = rx.clone();
             let name = w.name.clone();
             set.spawn(async move {
@@ -46,6 +56,13 @@ impl LocalCluster {
             stop,
             workers: set,
         })
+    }
+
+    /// The admin token from its file, if this process can read it.
+    pub fn admin_token(&self) -> Option<String> {
+        let file = self.server.auth.admin_token_file.as_ref()?;
+        let s = std::fs::read_to_string(file).ok()?;
+        Some(s.trim().to_string()).filter(|s| !s.is_empty())
     }
 
     /// Stops the workers (they give back what they hold), then the server.

@@ -1,6 +1,7 @@
 //! One module per group of commands. Each returns the process exit code.
 
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod cron;
 pub mod events;
@@ -13,12 +14,13 @@ pub mod up;
 
 use crate::cli::ClientOpts;
 
-/// The SDK client for a client command's `--server`, `--token` and `--ca-cert`.
+/// The SDK client for a client command's `--server`, its token (`--token`, `DROVER_TOKEN`,
+/// or the credentials file) and `--ca-cert`.
 pub fn client(opts: &ClientOpts) -> anyhow::Result<drover_client::Client> {
     let ca = opts.ca_cert.as_deref().map(read_pem).transpose()?;
     Ok(drover_client::Client::with_ca(
         &opts.server,
-        opts.token.clone(),
+        auth::token_for(opts),
         drover_client::DEFAULT_TIMEOUT,
         ca.as_deref(),
     )?)

@@ -19,7 +19,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     let dir = std::fs::canonicalize(&args.data_dir)
         .with_context(|| format!("resolving {}", args.data_dir.display()))?;
     let db = dir.join("drover.db");
-    let cfg = ServerConfig::new(args.listen, local::sqlite_url(&db)?);
+    let mut cfg = ServerConfig::new(args.listen, local::sqlite_url(&db)?);
+    cfg.auth = args.auth.config(args.listen, false).map_err(usage)?;
     let workers: Vec<WorkerConfig> = (1..=args.workers)
         .map(|i| {
             let mut w = WorkerConfig::new(Vec::new(), format!("local-{i}"));
@@ -38,12 +39,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     let names: Vec<String> = (1..=args.workers).map(|i| format!("local-{i}")).collect();
     ready(&format!(
         "drover is up: listening on {url} (REST and gRPC)\n  \
-         data:     {db}\n  \
+         data:     {db}\n\
+         {login}  \
          workers:  {workers}\n  \
          try:      drover submit --wait -- echo hello\n  \
          stop:     Ctrl-C\n",
         url = cluster.url,
         db = db.display(),
+        login = login_lines(&cluster),
         workers = if names.is_empty() {
             "none (start some with `drover worker`)".into()
         } else {
@@ -94,6 +97,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("creating the store directory {}", parent.display()))?;
     }
     let mut cfg = ServerConfig::new(args.listen, args.store.clone());
+    cfg.auth = args
+        .auth
+        .config(args.listen, args.tls.tls_cert.is_some())
+        .map_err(usage)?;
     cfg.lease_ms = args.lease;
     cfg.heartbeat_ms = args.heartbeat;
     cfg.restart_grace_ms = args.restart_grace;
@@ -120,8 +127,16 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
         url = url.replacen("http://", "https://", 1);
     }
     ready(&format!(
-        "drover server listening on {url} (store {})\n",
-        path.display()
+        "drover server listening on {url} (store {})\n{}",
+        path.display(),
+        match (&handle.auth.admin_token_file, handle.auth.enabled()) {
+            (_, false) => "  authentication is off (--no-auth)\n".to_string(),
+            (Some(f), true) => format!(
+                "  admin token: {} (`drover login URL --token-file FILE`)\n",
+                f.display()
+            ),
+            (None, true) => String::new(),
+        }
     ));
     tokio::select! {
         sig = signals.recv() => {
@@ -184,6 +199,11 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let name = args.name.clone().unwrap_or_else(default_name);
     drover_api::limits::check_worker_name(&name).map_err(|e| usage(format!("--name: {e}")))?;
     let mut cfg = WorkerConfig::new(servers, name);
+    cfg.token = args
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| super::auth::stored_token(&args.server));
     if let Some(s) = args.slots {
         cfg.slots = s;
     }
@@ -241,6 +261,38 @@ fn edge_config(args: &ServerArgs) -> anyhow::Result<drover_server::edge::EdgeCon
         rate_per_sec: args.rate_limit,
         rate_burst: args.rate_burst,
     })
+}
+
+/// What `drover up` says about logging in: where the admin token is, that this machine's
+/// `drover` commands use it (saved in the credentials file), and a one-time dashboard link.
+fn login_lines(cluster: &LocalCluster) -> String {
+    let auth = &cluster.server.auth;
+    if !auth.enabled() {
+        return "  auth:     off (--no-auth; loopback only)\n".into();
+    }
+    let file = auth
+        .admin_token_file
+        .as_ref()
+        .map_or_else(|| "-".into(), |f| f.display().to_string());
+    let Some(token) = cluster.admin_token() else {
+        return format!(
+            "  admin:    the token in {file} is gone; create one with `drover token create`\n"
+        );
+    };
+    let saved = match super::auth::store_token(&cluster.url, &token) {
+        Ok(p) => format!("saved for `drover` commands in {}", p.display()),
+        Err(e) => format!("not saved for `drover` commands ({e:#}); use --token"),
+    };
+    let link = auth
+        .login_code(&token)
+        .map(|c| {
+            format!(
+                "  login:    {}/login#code={c} (one-time dashboard link)\n",
+                cluster.url
+            )
+        })
+        .unwrap_or_default();
+    format!("  admin:    token in {file} (mode 0600), {saved}\n{link}")
 }
 
 /// `HOSTNAME-PID`.

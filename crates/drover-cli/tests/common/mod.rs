@@ -13,6 +13,38 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_drover");
 
+/// The admin token of every server the harness starts: written to the data dir's
+/// `admin.token` before the first start, which the server adopts (authentication stays on).
+pub const ADMIN_TOKEN: &str =
+    "drover_7e577e577e577e577e577e577e577e577e577e577e577e577e577e577e577e57";
+
+/// `Bearer ADMIN_TOKEN`.
+pub fn bearer() -> String {
+    format!("Bearer {ADMIN_TOKEN}")
+}
+
+/// Puts the harness's admin token where a server on `data` finds it at its first start.
+pub fn provide_admin_token(data: &Path) {
+    std::fs::create_dir_all(data).unwrap();
+    let file = data.join("admin.token");
+    if !file.exists() {
+        std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    }
+}
+
+/// A credentials file of the test run, so no test touches the user's own.
+pub fn credentials_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("drover-test-credentials.json")
+}
+
+/// A `drover` command with the harness's token and credentials file.
+pub fn drover() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("DROVER_TOKEN", ADMIN_TOKEN)
+        .env("DROVER_CREDENTIALS", credentials_file());
+    c
+}
+
 /// A child process killed (by its pid) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -63,7 +95,7 @@ pub fn free_addr() -> String {
 
 /// Starts a process and waits for a stdout line containing `marker`; returns the line.
 pub fn spawn_until(name: &str, args: &[&str], marker: &str) -> (Proc, String) {
-    let mut child = Command::new(BIN)
+    let mut child = drover()
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -111,6 +143,7 @@ pub fn start_server(data: &Path, addr: &str) -> Server {
 
 /// `start_server` with extra `drover server` flags.
 pub fn start_server_with(data: &Path, addr: &str, extra: &[&str]) -> Server {
+    provide_admin_token(data);
     let store = format!("sqlite://{}", data.join("drover.db").display());
     let mut args = vec![
         "server",
@@ -144,7 +177,7 @@ pub fn start_worker(url: &str, name: &str, slots: u32, extra: &[&str]) -> Proc {
     let slots = slots.to_string();
     let mut args = vec!["worker", "--server", url, "--name", name, "--slots", &slots];
     args.extend_from_slice(extra);
-    let mut child = Command::new(BIN)
+    let mut child = drover()
         .args(&args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -174,7 +207,7 @@ pub fn start_worker(url: &str, name: &str, slots: u32, extra: &[&str]) -> Proc {
 
 /// Runs the CLI against a server.
 pub fn cli(url: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
+    drover()
         .args(args)
         .env("DROVER_SERVER", url)
         .stdin(Stdio::null())
@@ -236,9 +269,12 @@ pub fn wait_state(url: &str, id: &str, states: &[&str], within: Duration) -> Val
     })
 }
 
-/// Raw HTTP for the REST tests.
+/// Raw HTTP for the REST tests, with the admin token.
 pub fn http() -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, bearer().parse().unwrap());
     reqwest::blocking::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()

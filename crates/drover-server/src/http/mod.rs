@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::schedules::routes())
         .merge(crate::metrics::routes())
         .merge(crate::audit::routes())
+        .merge(crate::auth::routes())
         .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
@@ -69,6 +70,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         crate::flows::FlowApi::openapi(),
         crate::schedules::ScheduleApi::openapi(),
         crate::audit::AuditApi::openapi(),
+        crate::auth::AuthApi::openapi(),
     ] {
         doc.merge(part);
     }

@@ -6,6 +6,7 @@ use drover_core::Event;
 use drover_store::Store;
 use tokio::sync::broadcast;
 
+use crate::auth::Auth;
 use crate::driver::DriverHandle;
 use crate::edge::Edge;
 use crate::metrics::Metrics;
@@ -15,6 +16,8 @@ use crate::workers::WorkerMonitor;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Tokens and sessions (the guard in front of every route uses it too).
+    pub auth: Arc<Auth>,
     pub driver: DriverHandle,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
