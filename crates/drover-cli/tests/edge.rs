@@ -253,7 +253,7 @@ fn a_client_over_its_rate_gets_429_with_retry_after() {
             .await
             .unwrap();
         for _ in 0..20 {
-            if let Err(e) = c.watch(WatchRequest::default()).await {
+            if let Err(e) = c.watch(authorized(WatchRequest::default())).await {
                 return e;
             }
         }
@@ -296,7 +296,9 @@ fn event_streams_are_capped() {
         let mut c = EventServiceClient::connect(server.url.clone())
             .await
             .unwrap();
-        c.watch(WatchRequest::default()).await.expect_err("capped")
+        c.watch(authorized(WatchRequest::default()))
+            .await
+            .expect_err("capped")
     });
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     // A closed stream frees its place.
@@ -306,4 +308,12 @@ fn event_streams_are_capped() {
         (r.status() == 200).then_some(r)
     });
     drop((b, c));
+}
+
+/// A gRPC request with the harness's admin token.
+fn authorized<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", bearer().parse().unwrap());
+    r
 }

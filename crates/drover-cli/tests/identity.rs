@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -20,7 +20,7 @@ fn a_second_worker_with_a_live_name_is_refused_and_the_task_runs_once() {
     let id = submit(&server.url, &["--", "sh", "-c", &script]);
     wait_state(&server.url, &id, &["running"], Duration::from_secs(30));
 
-    let mut impostor = Command::new(BIN)
+    let mut impostor = common::drover()
         .args(["worker", "--server", &server.url, "--name", "w1"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -65,7 +65,7 @@ fn unsafe_worker_names_are_refused_by_the_cli_and_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), "127.0.0.1:0");
     for bad in ["w 1", "w\nforged log line", "-w", &"x".repeat(64)] {
-        let out = Command::new(BIN)
+        let out = common::drover()
             .args(["worker", "--server", &server.url, &format!("--name={bad}")])
             .stdin(Stdio::null())
             .output()
@@ -89,9 +89,10 @@ fn unsafe_worker_names_are_refused_by_the_cli_and_the_server() {
                 ..Register::default()
             })),
         };
-        c.session(tokio_stream::iter(vec![reg]))
-            .await
-            .expect_err("refused")
+        let mut req = tonic::Request::new(tokio_stream::iter(vec![reg]));
+        req.metadata_mut()
+            .insert("authorization", bearer().parse().unwrap());
+        c.session(req).await.expect_err("refused")
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("worker name"), "{status:?}");

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ fn canary(tag: &str) -> String {
 
 /// A server whose stdout and stderr (at debug level) go to files, so its log lines can be read.
 fn server_logged(data: &Path, extra: &[&str]) -> (Proc, String, PathBuf) {
+    provide_admin_token(data);
     let store = format!("sqlite://{}", data.join("drover.db").display());
     let log = data.with_extension("log");
     let err = std::fs::OpenOptions::new()
@@ -53,7 +54,7 @@ fn server_logged(data: &Path, extra: &[&str]) -> (Proc, String, PathBuf) {
         "--allow-private-webhooks",
     ];
     args.extend_from_slice(extra);
-    let mut child = Command::new(BIN)
+    let mut child = common::drover()
         .args(&args)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
@@ -91,7 +92,7 @@ fn stop(mut server: Proc) {
 fn worker_with_env(url: &str, name: &str, env: &[(&str, &str)], extra: &[&str]) -> Proc {
     let mut args = vec!["worker", "--server", url, "--name", name, "--kinds", name];
     args.extend_from_slice(extra);
-    let child = Command::new(BIN)
+    let child = common::drover()
         .args(&args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
@@ -235,7 +236,7 @@ fn a_canary_secret_reaches_tasks_and_nothing_drover_shows_or_stores() {
     // The CLI, with the value from its own environment (never on a command line).
     let f_env = out.join("cli-env");
     let argv = writes("FROM_SHELL", &f_env);
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::drover();
     cmd.args([
         "submit",
         "-o",

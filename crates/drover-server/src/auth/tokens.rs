@@ -18,6 +18,7 @@ use super::sessions::{COOKIE, SESSION_TTL_US};
 use super::Identity;
 use crate::clock::now_micros;
 use crate::http::{ApiJson, ApiResult, AppState, HttpError};
+use crate::tls::PeerCert;
 
 /// The OpenAPI part of the token and session endpoints.
 #[derive(utoipa::OpenApi)]
@@ -113,6 +114,7 @@ async fn revoke(State(s): State<AppState>, Path(name): Path<String>) -> ApiResul
         (status = 400, body = ApiError), (status = 401, body = ApiError)))]
 async fn login(
     State(s): State<AppState>,
+    tls: Option<Extension<PeerCert>>,
     ApiJson(req): ApiJson<SessionCreate>,
 ) -> ApiResult<Response> {
     let who = match (req.token.as_deref(), req.code.as_deref()) {
@@ -130,8 +132,10 @@ async fn login(
         return Ok(Json(session_view(&who)).into_response());
     };
     let id = s.auth.sessions.create(hash)?;
+    // Over TLS (every TLS connection carries a `PeerCert`) the cookie never travels in clear.
+    let secure = if tls.is_some() { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_TTL_US / 1_000_000
     );
     tracing::info!(token = %who.name, "dashboard login");
