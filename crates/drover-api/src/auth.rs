@@ -1,5 +1,7 @@
 //! Tokens, roles and dashboard sessions on the wire: `/v1/tokens` and `/v1/session`.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -78,6 +80,150 @@ pub struct TokenCreate {
     /// Lifetime from now, e.g. `30d`, `12h`; absent: never expires.
     #[serde(default)]
     pub expires_in: Option<String>,
+    /// What a worker registering with this token may claim (absent: anything).
+    #[serde(default)]
+    pub worker_limits: WorkerLimits,
+}
+
+/// What a worker registering with a token may claim: a name matching a pattern (`*` matches any
+/// run of characters), and only these kinds and labels. An empty part does not limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerLimits {
+    /// e.g. `gpu-*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9._*-]{1,64}$")]
+    pub names: Option<String>,
+    /// The worker must declare kinds, all of them among these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+    /// Every label the worker declares must be one of these, with the same value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl WorkerLimits {
+    /// Limits that no registration passes (what unreadable stored limits become).
+    pub fn deny_all() -> Self {
+        WorkerLimits {
+            names: Some(String::new()),
+            ..WorkerLimits::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(p) = &self.names {
+            let ok = (1..=64).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
+            if !ok {
+                let m = "a name pattern is 1 to 64 of A-Z a-z 0-9 . _ - and * (any run)";
+                return Err(ApiError::invalid("worker_limits.names", m));
+            }
+        }
+        if self.kinds.len() > 64 || self.labels.len() > 64 {
+            let m = "at most 64 kinds and 64 labels";
+            return Err(ApiError::invalid("worker_limits", m));
+        }
+        Ok(())
+    }
+
+    /// Whether a worker registering with this name, kinds and labels stays within the limits;
+    /// otherwise what it overstepped.
+    pub fn allows(
+        &self,
+        name: &str,
+        kinds: &[String],
+        labels: &HashMap<String, String>,
+    ) -> Result<(), String> {
+        if let Some(p) = self.names.as_deref().filter(|p| !glob(p, name)) {
+            return Err(format!("its token allows worker names '{p}', not '{name}'"));
+        }
+        if !self.kinds.is_empty() {
+            if kinds.is_empty() {
+                return Err(format!(
+                    "its token allows only the kinds {:?}: declare them with --kinds",
+                    self.kinds
+                ));
+            }
+            if let Some(k) = kinds.iter().find(|k| !self.kinds.contains(k)) {
+                return Err(format!("its token does not allow the kind '{k}'"));
+            }
+        }
+        if !self.labels.is_empty() {
+            for (k, v) in labels {
+                if self.labels.get(k) != Some(v) {
+                    return Err(format!("its token does not allow the label {k}={v}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    // Greedy with backtracking to the last star: linear in practice, no recursion.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod worker_limit_tests {
+    use super::*;
+
+    #[test]
+    fn globs_names_and_limits_kinds_and_labels() {
+        assert!(glob("gpu-*", "gpu-1") && glob("*", "x") && glob("a*b*c", "aXbYc"));
+        assert!(!glob("gpu-*", "cpu-1") && !glob("", "w") && !glob("a*c", "ab"));
+        let l = WorkerLimits {
+            names: Some("gpu-*".into()),
+            kinds: vec!["render".into()],
+            labels: BTreeMap::from([("zone".into(), "a".into())]),
+        };
+        let none = HashMap::new();
+        let zone = |v: &str| HashMap::from([("zone".to_string(), v.to_string())]);
+        let render = vec!["render".to_string()];
+        assert_eq!(l.allows("gpu-1", &render, &zone("a")), Ok(()));
+        assert_eq!(l.allows("gpu-1", &render, &none), Ok(()));
+        assert!(l
+            .allows("cpu-1", &render, &none)
+            .unwrap_err()
+            .contains("names"));
+        assert!(l
+            .allows("gpu-1", &[], &none)
+            .unwrap_err()
+            .contains("--kinds"));
+        assert!(l
+            .allows("gpu-1", &["x".into()], &none)
+            .unwrap_err()
+            .contains("kind 'x'"));
+        assert!(l
+            .allows("gpu-1", &render, &zone("b"))
+            .unwrap_err()
+            .contains("zone=b"));
+        assert!(WorkerLimits::default()
+            .allows("any", &[], &zone("b"))
+            .is_ok());
+        assert!(WorkerLimits::deny_all().allows("w", &[], &none).is_err());
+    }
 }
 
 /// A token as listed: everything but the secret, which is never stored.
@@ -85,6 +231,8 @@ pub struct TokenCreate {
 pub struct TokenView {
     pub name: String,
     pub role: Role,
+    #[serde(default)]
+    pub worker_limits: WorkerLimits,
     /// The namespaces the token is limited to (empty: all).
     // TODO(namespaces): set by `--namespace` once namespaces exist.
     pub namespaces: Vec<String>,
@@ -99,6 +247,8 @@ pub struct TokenView {
 pub struct TokenCreated {
     pub name: String,
     pub role: Role,
+    #[serde(default)]
+    pub worker_limits: WorkerLimits,
     pub namespaces: Vec<String>,
     pub expires_at: Option<String>,
     /// Send as `Authorization: Bearer <secret>`. Shown once; only its hash is stored.

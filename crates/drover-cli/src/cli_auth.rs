@@ -30,6 +30,15 @@ pub struct TokenCreateArgs {
     /// Lifetime, e.g. 30d or 12h [default: never expires].
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
+    /// Workers registering with this token must have a matching name (`*`: any run).
+    #[arg(long, value_name = "PATTERN")]
+    pub worker_names: Option<String>,
+    /// ... and declare kinds, all among these: a,b.
+    #[arg(long, value_name = "A,B")]
+    pub worker_kinds: Vec<String>,
+    /// ... and declare only these labels: k=v,..
+    #[arg(long, value_name = "K=V,..")]
+    pub worker_labels: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -97,3 +97,84 @@ fn unsafe_worker_names_are_refused_by_the_cli_and_the_server() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("worker name"), "{status:?}");
 }
+
+/// A worker started with `token`, run until it exits by itself; its status and stderr.
+fn refused_worker(url: &str, token: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = common::drover()
+        .args(["worker", "--server", url])
+        .args(args)
+        .env("DROVER_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let mut p = Proc {
+        child,
+        name: "limited".into(),
+    };
+    let st = p
+        .wait_exit(Duration::from_secs(30))
+        .expect("a refused worker exits by itself");
+    (st, reader.join().unwrap())
+}
+
+#[test]
+fn a_worker_token_limits_names_kinds_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let created = cli_json(
+        &server.url,
+        &[
+            "token",
+            "create",
+            "gpus",
+            "--role",
+            "worker",
+            "--worker-names",
+            "gpu-*",
+            "--worker-kinds",
+            "render",
+            "--worker-labels",
+            "zone=a",
+        ],
+    );
+    assert_eq!(created["worker_limits"]["names"], "gpu-*");
+    let token = created["secret"].as_str().unwrap().to_string();
+    for (args, why) in [
+        (
+            vec!["--name", "cpu-1", "--kinds", "render"],
+            "names 'gpu-*'",
+        ),
+        (vec!["--name", "gpu-1"], "--kinds"),
+        (
+            vec!["--name", "gpu-1", "--kinds", "render,train"],
+            "kind 'train'",
+        ),
+        (
+            vec!["--name", "gpu-1", "--kinds", "render", "--labels", "zone=b"],
+            "zone=b",
+        ),
+    ] {
+        let (st, err) = refused_worker(&server.url, &token, &args);
+        assert!(!st.success(), "{args:?}: {st:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    // Within the limits it registers and runs the kind it may.
+    let mut ok = common::drover()
+        .args(["worker", "--server", &server.url, "--name", "gpu-1"])
+        .args(["--kinds", "render", "--labels", "zone=a"])
+        .env("DROVER_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = submit(&server.url, &["--kind", "render", "--", "true"]);
+    wait_state(&server.url, &id, &["succeeded"], Duration::from_secs(30));
+    let _ = ok.kill();
+    let _ = ok.wait();
+}

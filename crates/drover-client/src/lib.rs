@@ -29,7 +29,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use drover_api::auth::{Role, TokenCreate, TokenCreated, TokenList, TokenView};
+pub use drover_api::auth::{Role, TokenCreate, TokenCreated, TokenList, TokenView, WorkerLimits};
 pub use drover_api::events::{
     DeliveryList, DeliveryView, EventView, WebhookCreate, WebhookList, WebhookView,
 };

@@ -54,7 +54,7 @@ impl WorkerService for WorkerGrpc {
         self.check_client_cert(&request)?;
         let who = request.extensions().get::<Identity>().cloned();
         let mut inbound = request.into_inner();
-        let register = first_register(&mut inbound).await?;
+        let register = first_register(&mut inbound, who.as_ref()).await?;
         let held = refs(&register.held);
         let session: SessionId = self.driver.next_id();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -107,6 +107,7 @@ impl WorkerService for WorkerGrpc {
 /// The session's first message, which must be a valid registration.
 async fn first_register(
     inbound: &mut Streaming<proto::WorkerMessage>,
+    who: Option<&Identity>,
 ) -> Result<proto::Register, Status> {
     let register = match inbound.next().await {
         Some(Ok(proto::WorkerMessage {
@@ -121,8 +122,14 @@ async fn first_register(
     };
     drover_api::limits::check_worker_name(&register.name)
         .map_err(|e| Status::invalid_argument(format!("register: {e}")))?;
-    // TODO(auth): a worker token's limits (name pattern, kinds, labels) are checked here,
-    // before the join: a registration outside them is PERMISSION_DENIED.
+    // A token limited to names, kinds or labels: a registration outside them is refused.
+    if let Some(w) = who {
+        w.worker_limits
+            .allows(&register.name, &register.kinds, &register.labels)
+            .map_err(|why| {
+                Status::permission_denied(format!("worker {} refused: {why}", register.name))
+            })?;
+    }
     if register.slots == 0 {
         return Err(Status::invalid_argument(
             "register: slots must be at least 1",

@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0007_workflows_by_created.sql"),
     include_str!("sqlite/migrations/0008_api_tokens.sql"),
     include_str!("sqlite/migrations/0009_audit.sql"),
+    include_str!("sqlite/migrations/0010_worker_limits.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with

@@ -19,4 +19,7 @@ pub struct TokenRecord {
     pub created_at: Micros,
     /// Refused from this time on; `None`: never expires.
     pub expires_at: Option<Micros>,
+    /// What a worker registering with it may claim, as JSON (the server parses it); `{}`:
+    /// no limit.
+    pub worker_limits: String,
 }

@@ -868,6 +868,12 @@ pub mod cases {
             hash: [byte; 32],
             created_at: 1_000 + byte as i64,
             expires_at,
+            // Kept as given: the server writes and reads it.
+            worker_limits: if byte.is_multiple_of(2) {
+                "{}".into()
+            } else {
+                r#"{"names":"gpu-*","kinds":["render"]}"#.into()
+            },
         }
     }
 

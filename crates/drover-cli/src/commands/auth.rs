@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use drover_client::{Role, TokenCreate};
+use drover_client::{Role, TokenCreate, WorkerLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ClientOpts;
@@ -105,10 +105,16 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<u8> {
                     a.role
                 ))
             })?;
+            let worker_limits = WorkerLimits {
+                names: a.worker_names.clone(),
+                kinds: crate::parse::name_list(&a.worker_kinds),
+                labels: crate::parse::kv_list(&a.worker_labels, "worker-labels").map_err(usage)?,
+            };
             let req = TokenCreate {
                 name: a.name.clone(),
                 role,
                 expires_in: a.expires.clone(),
+                worker_limits,
             };
             let t = super::client(&a.client)?.create_token(&req).await?;
             match a.client.output {

@@ -44,6 +44,7 @@ pub async fn ensure_admin(store: &dyn Store, file: &Path) -> anyhow::Result<()> 
         hash: hash(&secret),
         created_at: now_micros(),
         expires_at: None,
+        worker_limits: "{}".into(),
     };
     anyhow::ensure!(
         store.insert_token(&rec).await?,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use drover_api::auth::Role;
+use drover_api::auth::{Role, WorkerLimits};
 use drover_api::{ApiError, ErrorCode};
 use drover_core::Micros;
 use drover_store::{Store, TokenRecord};
@@ -72,6 +72,13 @@ pub struct Identity {
     pub role: Role,
     /// The token's hash (`None` with `--no-auth`): what streams check for revocation.
     pub(crate) hash: Option<[u8; 32]>,
+    /// What a worker registering with this token may claim.
+    pub worker_limits: WorkerLimits,
+}
+
+/// A token's stored worker limits; unreadable ones let no worker in (fail closed).
+pub(crate) fn worker_limits_of(t: &TokenRecord) -> WorkerLimits {
+    serde_json::from_str(&t.worker_limits).unwrap_or_else(|_| WorkerLimits::deny_all())
 }
 
 /// A new secret: the prefix and 256 random bits in hex.
@@ -169,6 +176,7 @@ impl Auth {
             name: t.name.clone(),
             role: Role::parse(&t.role)?,
             hash: Some(t.hash),
+            worker_limits: worker_limits_of(t),
         })
     }
 
@@ -206,8 +214,12 @@ impl Auth {
         name: &str,
         role: Role,
         expires_at: Option<Micros>,
+        worker_limits: &WorkerLimits,
     ) -> Result<(TokenRecord, String), ApiError> {
         drover_api::auth::check_token_name(name)?;
+        worker_limits.validate()?;
+        let limits = serde_json::to_string(worker_limits)
+            .map_err(|e| ApiError::internal(format!("encoding worker limits: {e}")))?;
         let secret = new_secret()?;
         let rec = TokenRecord {
             name: name.to_string(),
@@ -216,6 +228,7 @@ impl Auth {
             hash: hash(&secret),
             created_at: now_micros(),
             expires_at,
+            worker_limits: limits,
         };
         let stored = self.store.insert_token(&rec).await.map_err(store_err)?;
         if !stored {
@@ -264,7 +277,7 @@ impl Auth {
     pub async fn rotate(&self, name: &str, role: Role) -> anyhow::Result<String> {
         self.revoke(name).await.map_err(anyhow::Error::new)?;
         let (_, secret) = self
-            .create(name, role, None)
+            .create(name, role, None, &WorkerLimits::default())
             .await
             .map_err(anyhow::Error::new)?;
         Ok(secret)
@@ -284,6 +297,7 @@ fn anonymous() -> Identity {
         name: "anonymous".into(),
         role: Role::Admin,
         hash: None,
+        worker_limits: WorkerLimits::default(),
     }
 }
 

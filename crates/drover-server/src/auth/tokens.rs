@@ -53,6 +53,7 @@ fn view(t: &TokenRecord) -> Result<TokenView, HttpError> {
     Ok(TokenView {
         name: t.name.clone(),
         role,
+        worker_limits: super::worker_limits_of(t),
         namespaces: t.namespaces.clone(),
         created_at: rfc3339(t.created_at),
         expires_at: t.expires_at.map(rfc3339),
@@ -77,10 +78,14 @@ async fn create(
             Some(now_micros() + ms as i64 * 1000)
         }
     };
-    let (rec, secret) = s.auth.create(&req.name, req.role, expires_at).await?;
+    let (rec, secret) = s
+        .auth
+        .create(&req.name, req.role, expires_at, &req.worker_limits)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
+            worker_limits: super::worker_limits_of(&rec),
             name: rec.name,
             role: req.role,
             namespaces: rec.namespaces,

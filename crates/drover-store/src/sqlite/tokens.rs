@@ -10,15 +10,16 @@ pub(super) fn insert(c: &Connection, t: &TokenRecord) -> Result<bool, StoreError
     let namespaces = serde_json::to_string(&t.namespaces)
         .map_err(|e| StoreError::Backend(format!("encoding token namespaces: {e}")))?;
     let r = c.execute(
-        "INSERT INTO api_tokens (name, role, namespaces, hash, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO api_tokens (name, role, namespaces, hash, created_at, expires_at, \
+         worker_limits) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             t.name,
             t.role,
             namespaces,
             &t.hash[..],
             t.created_at,
-            t.expires_at
+            t.expires_at,
+            t.worker_limits
         ],
     );
     match r {
@@ -33,8 +34,8 @@ pub(super) fn insert(c: &Connection, t: &TokenRecord) -> Result<bool, StoreError
 pub(super) fn all(c: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
     let mut stmt = c
         .prepare_cached(
-            "SELECT name, role, namespaces, hash, created_at, expires_at FROM api_tokens \
-             ORDER BY name",
+            "SELECT name, role, namespaces, hash, created_at, expires_at, worker_limits \
+             FROM api_tokens ORDER BY name",
         )
         .map_err(db_err)?;
     let mut rows = stmt.query([]).map_err(db_err)?;
@@ -52,6 +53,7 @@ pub(super) fn all(c: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
                 .map_err(|_| StoreError::Corrupt("token hash is not 32 bytes".into()))?,
             created_at: row.get(4).map_err(db_err)?,
             expires_at: row.get(5).map_err(db_err)?,
+            worker_limits: row.get(6).map_err(db_err)?,
         });
     }
     Ok(out)
