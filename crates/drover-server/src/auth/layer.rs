@@ -22,8 +22,9 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
     let grpc = is_grpc(req.headers());
     let who = match check(&auth, &req) {
         Ok(who) => who,
-        Err((e, who)) => {
-            let mut resp = refuse(e, grpc);
+        Err(r) => {
+            let Refusal { error, who } = *r;
+            let mut resp = refuse(error, grpc);
             if let Some(w) = who {
                 resp.extensions_mut().insert(actor(&w));
             }
@@ -40,6 +41,16 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
     resp
 }
 
+/// A refused request: why, and who asked when that was known (for the audit log).
+struct Refusal {
+    error: ApiError,
+    who: Option<Identity>,
+}
+
+fn refusal(error: ApiError, who: Option<Identity>) -> Box<Refusal> {
+    Box::new(Refusal { error, who })
+}
+
 /// Who made the request, for the audit log (which wraps this guard).
 fn actor(who: &Identity) -> AuditActor {
     AuditActor {
@@ -50,7 +61,7 @@ fn actor(who: &Identity) -> AuditActor {
 
 /// The caller, `None` for a public route, or why the request is refused (with the caller, when
 /// it was known).
-fn check(auth: &Auth, req: &Request) -> Result<Option<Identity>, (ApiError, Option<Identity>)> {
+fn check(auth: &Auth, req: &Request) -> Result<Option<Identity>, Box<Refusal>> {
     let headers = req.headers();
     let authority = headers
         .get(header::HOST)
@@ -63,26 +74,29 @@ fn check(auth: &Auth, req: &Request) -> Result<Option<Identity>, (ApiError, Opti
                 "this server does not serve the host '{}'; add it with --allowed-host",
                 host_part(a)
             );
-            return Err((ApiError::new(ErrorCode::Misdirected, msg), None));
+            return Err(refusal(ApiError::new(ErrorCode::Misdirected, msg), None));
         }
     }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method {
-        check_origin(headers, authority.as_deref()).map_err(|e| (e, None))?;
+        check_origin(headers, authority.as_deref()).map_err(|e| refusal(e, None))?;
     }
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     let perm = permission_for(req.method(), path);
     if perm == Permission::Public {
         return Ok(None);
     }
-    let who = identify(auth, headers, unsafe_method).map_err(|e| (e, None))?;
+    let who = identify(auth, headers, unsafe_method).map_err(|e| refusal(e, None))?;
     if !allows(who.role, perm) {
         let msg = format!(
             "the token '{}' (role {}) may not do this; it needs a role with the {perm:?} \
              permission",
             who.name, who.role
         );
-        return Err((ApiError::new(ErrorCode::PermissionDenied, msg), Some(who)));
+        return Err(refusal(
+            ApiError::new(ErrorCode::PermissionDenied, msg),
+            Some(who),
+        ));
     }
     Ok(Some(who))
 }
