@@ -20,24 +20,7 @@ fn a_second_worker_with_a_live_name_is_refused_and_the_task_runs_once() {
     let id = submit(&server.url, &["--", "sh", "-c", &script]);
     wait_state(&server.url, &id, &["running"], Duration::from_secs(30));
 
-    let mut impostor = common::drover()
-        .args(["worker", "--server", &server.url, "--name", "w1"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = impostor.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let mut impostor = Proc {
-        child: impostor,
-        name: "impostor".into(),
-    };
-    let st = impostor
-        .wait_exit(Duration::from_secs(30))
-        .expect("the second w1 exits by itself");
-    let err = reader.join().unwrap();
+    let (st, err) = refused_worker(&server.url, ADMIN_TOKEN, &["--name", "w1"]);
     assert!(!st.success(), "exit status {st:?}");
     assert!(
         err.contains("the worker name is already in use") && err.contains("w1"),
@@ -98,7 +81,8 @@ fn unsafe_worker_names_are_refused_by_the_cli_and_the_server() {
     assert!(status.message().contains("worker name"), "{status:?}");
 }
 
-/// A worker started with `token`, run until it exits by itself; its status and stderr.
+/// A worker started with `token`, run until it exits by itself (it must); its status and
+/// stderr.
 fn refused_worker(url: &str, token: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
     let mut child = common::drover()
         .args(["worker", "--server", url])
@@ -164,7 +148,7 @@ fn a_worker_token_limits_names_kinds_and_labels() {
         assert!(err.contains(why), "{args:?}: {err}");
     }
     // Within the limits it registers and runs the kind it may.
-    let mut ok = common::drover()
+    let child = common::drover()
         .args(["worker", "--server", &server.url, "--name", "gpu-1"])
         .args(["--kinds", "render", "--labels", "zone=a"])
         .env("DROVER_TOKEN", &token)
@@ -173,8 +157,11 @@ fn a_worker_token_limits_names_kinds_and_labels() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Ended by its pid when dropped.
+    let _worker = Proc {
+        child,
+        name: "gpu-1".into(),
+    };
     let id = submit(&server.url, &["--kind", "render", "--", "true"]);
     wait_state(&server.url, &id, &["succeeded"], Duration::from_secs(30));
-    let _ = ok.kill();
-    let _ = ok.wait();
 }
