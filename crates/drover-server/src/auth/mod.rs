@@ -10,6 +10,7 @@
 mod bootstrap;
 mod hosts;
 mod layer;
+pub mod openapi;
 pub mod policy;
 pub mod roles;
 mod sessions;

@@ -74,5 +74,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
+    crate::auth::openapi::document(&mut doc);
     doc
 }
