@@ -116,7 +116,7 @@ async fn one_queue(s: &AppState, name: &str) -> ApiResult<QueueView> {
         }))
 }
 
-#[utoipa::path(get, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue")),
+#[utoipa::path(get, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = QueueView)))]
 async fn get_queue(
     State(s): State<AppState>,
@@ -165,7 +165,7 @@ async fn update_queue(
     }
 }
 
-#[utoipa::path(put, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue")),
+#[utoipa::path(put, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     request_body = QueueSetRequest,
     responses((status = 200, body = QueueView), (status = 400, body = ApiError)))]
 async fn set_queue(
@@ -176,7 +176,7 @@ async fn set_queue(
     update_queue(&s, name, change).await
 }
 
-#[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path, description = "queue")),
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = QueueView)))]
 async fn pause_queue(
     State(s): State<AppState>,
@@ -189,7 +189,7 @@ async fn pause_queue(
     update_queue(&s, name, change).await
 }
 
-#[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path, description = "queue")),
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = QueueView)))]
 async fn resume_queue(
     State(s): State<AppState>,

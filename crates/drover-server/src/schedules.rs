@@ -114,20 +114,20 @@ async fn add(
     Ok((StatusCode::CREATED, Json(view(&find(&s, &name).await?))))
 }
 
-#[utoipa::path(get, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule")),
+#[utoipa::path(get, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
 async fn one(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ScheduleView>> {
     Ok(Json(view(&find(&s, &name).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule")),
+#[utoipa::path(delete, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 204), (status = 404, body = ApiError)))]
 async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     ask(&s, ScheduleOp::Delete(name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/pause", params(("name" = String, Path, description = "schedule")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
 async fn pause(
     State(s): State<AppState>,
@@ -137,7 +137,7 @@ async fn pause(
     Ok(Json(view(&find(&s, &name).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/resume", params(("name" = String, Path, description = "schedule")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
 async fn resume(
     State(s): State<AppState>,
@@ -153,13 +153,13 @@ fn fired(ids: Vec<TaskId>) -> ApiResult<Json<FiredTasks>> {
     }))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     responses((status = 200, body = FiredTasks), (status = 404, body = ApiError)))]
 async fn run(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<FiredTasks>> {
     fired(ask(&s, ScheduleOp::Run(name)).await?)
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", params(("name" = String, Path, description = "schedule")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
     request_body = BackfillRequest,
     responses((status = 200, body = FiredTasks), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn backfill(

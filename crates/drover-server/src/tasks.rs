@@ -166,13 +166,13 @@ async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "task id")),
+#[utoipa::path(get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses((status = 200, body = TaskView), (status = 404, body = ApiError)))]
 async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
     Ok(Json(load_view(&s, parse_id(&id)?).await?))
 }
 
-#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", params(("id" = String, Path, description = "task id")),
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses((status = 200, body = TaskView), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
     let id = parse_id(&id)?;
@@ -226,7 +226,7 @@ fn log_slice(all: &[u8], from: Option<u64>) -> (String, u64) {
     )
 }
 
-#[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "task id"), LogParams),
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), LogParams),
     responses((status = 200, body = LogsView), (status = 404, body = ApiError)))]
 async fn logs(
     State(s): State<AppState>,

@@ -182,13 +182,13 @@ async fn workers(State(s): State<AppState>) -> ApiResult<Json<WorkerList>> {
     }))
 }
 
-#[utoipa::path(post, path = "/v1/workers/{name}/drain", params(("name" = String, Path, description = "worker name")),
+#[utoipa::path(post, path = "/v1/workers/{name}/drain", params(("name" = String, Path, description = "worker name", pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")),
     responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
 async fn drain(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<WorkerList>> {
     set_draining(s, name, true).await
 }
 
-#[utoipa::path(post, path = "/v1/workers/{name}/resume", params(("name" = String, Path, description = "worker name")),
+#[utoipa::path(post, path = "/v1/workers/{name}/resume", params(("name" = String, Path, description = "worker name", pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")),
     responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
 async fn resume(
     State(s): State<AppState>,

@@ -103,7 +103,7 @@ async fn list(State(s): State<AppState>) -> ApiResult<Json<TokenList>> {
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{name}", params(("name" = String, Path, description = "token name")),
+#[utoipa::path(delete, path = "/v1/tokens/{name}", params(("name" = String, Path, description = "token name", pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")),
     responses((status = 204, description = "revoked: requests and open streams with it are refused from now on"),
         (status = 404, body = ApiError)))]
 async fn revoke(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
