@@ -6,11 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -397,75 +395,6 @@ fn retention_prunes_old_events_and_numbering_continues() {
 
 // ---- webhooks ----
 
-struct Delivery {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Delivery {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A tiny HTTP receiver: answers 500 to the first `fail` requests, then 200.
-fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Delivery>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let g = g.clone();
-            std::thread::spawn(move || loop {
-                // One request per iteration (keep-alive connections carry several).
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    let (k, v) = l.split_once(':').unwrap();
-                    headers.push((k.trim().to_string(), v.trim().to_string()));
-                }
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let n = {
-                    let mut g = g.lock().unwrap();
-                    g.push(Delivery { headers, body });
-                    g.len()
-                };
-                let status = if n <= fail {
-                    "500 Internal Server Error"
-                } else {
-                    "200 OK"
-                };
-                let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\nok");
-                if conn.write_all(resp.as_bytes()).is_err() {
-                    return;
-                }
-            });
-        }
-    });
-    (url, got)
-}
-
 #[test]
 fn webhooks_are_signed_retried_and_logged() {
     let dir = tempfile::tempdir().unwrap();
@@ -483,7 +412,7 @@ fn webhooks_are_signed_retried_and_logged() {
     );
     let url = server.url.clone();
     let _w = start_worker(&url, "hook-w", 2, &[]);
-    let (hook_url, got) = receiver(2);
+    let (hook_url, got) = webhook_receiver(2);
     const SECRET: &str = "test-secret-0123";
 
     let hook = cli_json(

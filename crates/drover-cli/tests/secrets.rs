@@ -7,11 +7,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -115,49 +113,6 @@ fn worker_with_env(url: &str, name: &str, env: &[(&str, &str)], extra: &[&str]) 
     proc
 }
 
-/// A webhook receiver that keeps every body.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let g = g.clone();
-            std::thread::spawn(move || loop {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let mut len = 0;
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    let l = line.trim_end().to_ascii_lowercase();
-                    if l.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = l.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                g.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&body).into());
-                let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                if conn.write_all(ok.as_bytes()).is_err() {
-                    return;
-                }
-            });
-        }
-    });
-    (url, got)
-}
-
 fn post(url: &str, path: &str, body: Value) -> (u16, String) {
     let r = http()
         .post(format!("{url}{path}"))
@@ -207,7 +162,7 @@ fn a_canary_secret_reaches_tasks_and_nothing_drover_shows_or_stores() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the key file is created 0600");
 
-    let (hook_url, hooks) = receiver();
+    let (hook_url, hooks) = webhook_receiver(0);
     let hook = cli_json(&url, &["webhook", "add", &hook_url]);
     assert!(hook["id"].is_string());
     let (worker_only, passed) = (canary("worker-only"), canary("passed"));
@@ -367,9 +322,17 @@ fn a_canary_secret_reaches_tasks_and_nothing_drover_shows_or_stores() {
         ));
     }
     let delivered = wait_for(WAIT, "webhook deliveries of every success", || {
-        let got = hooks.lock().unwrap();
-        let n = got.iter().filter(|b| b.contains("\"succeeded\"")).count();
-        (n >= 8).then(|| got.join("\n"))
+        let bodies: Vec<String> = hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.body).into_owned())
+            .collect();
+        let n = bodies
+            .iter()
+            .filter(|b| b.contains("\"succeeded\""))
+            .count();
+        (n >= 8).then(|| bodies.join("\n"))
     });
     shown.push(("webhook payloads".into(), delivered));
     for (what, text) in &shown {
