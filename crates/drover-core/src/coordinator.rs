@@ -255,8 +255,9 @@ impl Coordinator {
     fn enqueue(&mut self, id: TaskId) {
         let t = self.tasks.expect(&id);
         debug_assert_eq!(t.rec.state, TaskState::Queued);
-        let serial = self.deps.serial_key(&id);
-        self.ready.enqueue(t.ready_key(), &t.rec.def.queue, serial);
+        let serial = self.deps.serial_key(&id).map(|k| t.rec.def.scoped(k));
+        self.ready
+            .enqueue(t.ready_key(), &t.rec.def.queue_key(), serial.as_ref());
     }
 
     fn thresholds(&self) -> Thresholds {
@@ -274,21 +275,25 @@ impl Coordinator {
         let mut node_of = None;
         if let EventKind::Task {
             task_id,
+            namespace,
             workflow,
             state,
             ..
         } = &mut kind
         {
             *workflow = self.deps.workflow_of(task_id).map(str::to_string);
-            node_of = workflow.clone().filter(|_| !state.is_terminal());
+            node_of = workflow
+                .clone()
+                .filter(|_| !state.is_terminal())
+                .map(|wf| (wf, namespace.clone()));
         }
         let seq = self.next_event_seq;
         self.next_event_seq += 1;
         fx.writes
             .push(Write::Event(crate::model::Event { seq, at: now, kind }));
-        if let Some(wf) = node_of {
+        if let Some((wf, namespace)) = node_of {
             if let Some(state) = self.workflows.changed(&wf, &self.tasks) {
-                self.emit_workflow(now, wf, state, fx);
+                self.emit_workflow(now, wf, namespace, state, fx);
             }
         }
     }
@@ -297,10 +302,16 @@ impl Coordinator {
         &mut self,
         now: Micros,
         workflow_id: String,
+        namespace: String,
         state: crate::model::WorkflowState,
         fx: &mut Effects,
     ) {
-        self.emit(now, EventKind::Workflow { workflow_id, state }, fx);
+        let kind = EventKind::Workflow {
+            workflow_id,
+            namespace,
+            state,
+        };
+        self.emit(now, kind, fx);
     }
 
     fn emit_worker(&mut self, now: Micros, name: &str, state: WorkerEventState, fx: &mut Effects) {

@@ -15,6 +15,7 @@ pub const MAX_EDGES_PER_NODE: usize = 100;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkflowRecord {
     pub id: String,
+    pub namespace: String,
     pub name: String,
     pub created_at: Micros,
     pub nodes: Vec<WorkflowNode>,

@@ -145,6 +145,42 @@ impl fmt::Debug for Sealed {
     }
 }
 
+/// The namespace of everything submitted without one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A name within a namespace: queues, schedules, idempotency keys and serial keys are unique
+/// per namespace, so the core keys them by both.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Scoped {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Scoped {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Scoped {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// `name` in the default namespace.
+    pub fn default_ns(name: &str) -> Self {
+        Scoped::new(DEFAULT_NAMESPACE, name)
+    }
+}
+
+/// `name` in the default namespace, `namespace/name` elsewhere (namespaces hold no `/`).
+impl fmt::Display for Scoped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace == DEFAULT_NAMESPACE {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
 /// What a worker runs.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum TaskSpec {
@@ -163,6 +199,8 @@ pub enum TaskSpec {
 /// Everything the submitter decides about a task. Immutable after submit.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TaskDef {
+    /// The tenant it belongs to; only tokens and workers of this namespace see or run it.
+    pub namespace: String,
     pub queue: String,
     pub kind: String,
     pub priority: i32,
@@ -177,6 +215,17 @@ pub struct TaskDef {
     /// Where it may and should run: strategy override, routing key, resources, label
     /// selector, broadcast shard.
     pub placement: crate::placement::PlacementSpec,
+}
+
+impl TaskDef {
+    pub fn queue_key(&self) -> Scoped {
+        Scoped::new(&self.namespace, &self.queue)
+    }
+
+    /// `key` (an idempotency or serial key) within this task's namespace.
+    pub fn scoped(&self, key: &str) -> Scoped {
+        Scoped::new(&self.namespace, key)
+    }
 }
 
 /// The durable record of a task: the definition plus its current state.
@@ -297,6 +346,7 @@ pub struct Event {
 pub enum EventKind {
     Task {
         task_id: TaskId,
+        namespace: String,
         queue: String,
         state: TaskState,
         attempt: u32,
@@ -312,16 +362,31 @@ pub enum EventKind {
     /// A workflow's aggregate state changed (`dag::aggregate_state`).
     Workflow {
         workflow_id: String,
+        namespace: String,
         state: WorkflowState,
     },
     /// A schedule was changed by an operator, or fired or skipped a slot.
     Schedule {
+        namespace: String,
         name: String,
         change: ScheduleChange,
         /// The task a fire created.
         task_id: Option<TaskId>,
         reason: Option<String>,
     },
+}
+
+impl Event {
+    /// The namespace the event belongs to; `None` for a worker's, which is the cluster's
+    /// (seen only by tokens of every namespace).
+    pub fn namespace(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::Task { namespace, .. }
+            | EventKind::Workflow { namespace, .. }
+            | EventKind::Schedule { namespace, .. } => Some(namespace),
+            EventKind::Worker { .. } => None,
+        }
+    }
 }
 
 /// A fieldless enum named on the wire: `ALL`, `as_str` and `FromStr` from one table.
@@ -455,6 +520,8 @@ pub struct WorkerInfo {
     /// Kinds it accepts; empty means every kind.
     pub kinds: Vec<String>,
     pub resources: BTreeMap<String, u64>,
+    /// Namespaces whose tasks it runs; empty means every namespace.
+    pub namespaces: Vec<String>,
     pub slots: u32,
     /// Assignments it may hold beyond its free slots (credit-based flow control).
     pub prefetch: u32,
@@ -463,6 +530,10 @@ pub struct WorkerInfo {
 impl WorkerInfo {
     pub fn accepts_kind(&self, kind: &str) -> bool {
         self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)
+    }
+
+    pub fn serves_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
     }
 
     /// The most assignments it may hold at once.

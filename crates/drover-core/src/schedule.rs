@@ -70,6 +70,17 @@ pub struct ScheduleSpec {
     pub template: Arc<TaskDef>,
 }
 
+impl ScheduleSpec {
+    /// A schedule belongs to its template's namespace; its name is unique there.
+    pub fn namespace(&self) -> &str {
+        &self.template.namespace
+    }
+
+    pub fn key(&self) -> crate::model::Scoped {
+        crate::model::Scoped::new(self.namespace(), &self.name)
+    }
+}
+
 /// The durable state of a schedule (`Write::Schedule`), written in the same transaction as
 /// the task a fire creates: at most one fire per (schedule, slot).
 #[derive(Clone, Debug, PartialEq, Eq)]

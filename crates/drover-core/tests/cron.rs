@@ -80,7 +80,7 @@ fn a_cron_schedule_fires_once_per_slot_and_keeps_firing() {
     assert_eq!(fired(&b).len(), 6);
     let first = &fired(&b)[0];
     assert_eq!(first.created_at, T0 + 60_000_000);
-    assert_eq!(b.schedules["m"].last_slot, Some(T0 + 6 * 60_000_000));
+    assert_eq!(b.schedules[&Scoped::default_ns("m")].last_slot, Some(T0 + 6 * 60_000_000));
     // Six fields: seconds.
     put(&mut b, spec("s", cron("*/20 * * * * *")));
     for _ in 0..3 {
@@ -239,7 +239,7 @@ fn fixed_rate_and_fixed_delay() {
     b.advance_ms(1_000);
     assert_eq!(fired(&b).len(), 1);
     b.run_ok(1, first);
-    assert_eq!(b.schedules["delay"].next_at, Some(b.now + 90_000_000));
+    assert_eq!(b.schedules[&Scoped::default_ns("delay")].next_at, Some(b.now + 90_000_000));
     b.advance_ms(89_000);
     assert_eq!(fired(&b).len(), 1);
     b.join(1, worker("w", 4, 0));
@@ -252,27 +252,27 @@ fn pause_resume_delete_run_and_backfill() {
     let mut b = bench();
     put(&mut b, spec("p", cron("* * * * *")));
     assert_eq!(
-        op(&mut b, ScheduleOp::Pause("p".into())),
+        op(&mut b, ScheduleOp::Pause(Scoped::default_ns("p"))),
         Reply::Scheduled(Ok(vec![]))
     );
     assert_eq!(b.core.poll_timeout(), None);
     b.advance_ms(3 * MIN);
     assert!(fired(&b).is_empty());
     assert_eq!(
-        op(&mut b, ScheduleOp::Resume("p".into())),
+        op(&mut b, ScheduleOp::Resume(Scoped::default_ns("p"))),
         Reply::Scheduled(Ok(vec![]))
     );
     // Slots passed while paused are not fired.
     b.advance_ms(0);
     assert!(fired(&b).is_empty());
-    match op(&mut b, ScheduleOp::Run("p".into())) {
+    match op(&mut b, ScheduleOp::Run(Scoped::default_ns("p"))) {
         Reply::Scheduled(Ok(ids)) => assert_eq!(ids.len(), 1),
         other => panic!("{other:?}"),
     }
     let r = op(
         &mut b,
         ScheduleOp::Backfill {
-            name: "p".into(),
+            name: Scoped::default_ns("p"),
             from: T0 - 10 * 60_000_000,
             to: T0 - 1,
             skip: vec![T0 - 5 * 60_000_000],
@@ -286,7 +286,7 @@ fn pause_resume_delete_run_and_backfill() {
     let again = op(
         &mut b,
         ScheduleOp::Backfill {
-            name: "p".into(),
+            name: Scoped::default_ns("p"),
             from: T0 - 10 * 60_000_000,
             to: T0 - 1,
             skip: vec![],
@@ -297,12 +297,12 @@ fn pause_resume_delete_run_and_backfill() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        op(&mut b, ScheduleOp::Delete("p".into())),
+        op(&mut b, ScheduleOp::Delete(Scoped::default_ns("p"))),
         Reply::Scheduled(Ok(vec![]))
     );
     assert!(b.schedules.is_empty());
     assert_eq!(
-        op(&mut b, ScheduleOp::Run("p".into())),
+        op(&mut b, ScheduleOp::Run(Scoped::default_ns("p"))),
         Reply::Scheduled(Err(ScheduleError::NotFound("p".into())))
     );
     assert!(matches!(

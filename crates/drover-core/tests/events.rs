@@ -14,7 +14,9 @@ fn workflow_events(b: &Bench, id: &str) -> Vec<WorkflowState> {
     b.events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Workflow { workflow_id, state } if workflow_id == id => Some(*state),
+            EventKind::Workflow {
+                workflow_id, state, ..
+            } if workflow_id == id => Some(*state),
             _ => None,
         })
         .collect()
@@ -57,6 +59,7 @@ fn submit_workflow(
         })
         .collect();
     let record = WorkflowRecord {
+        namespace: DEFAULT_NAMESPACE.into(),
         id: wf.into(),
         name: "test".into(),
         created_at: b.now,
@@ -463,13 +466,13 @@ fn schedule_changes_and_fires_are_events() {
     };
     op(&mut b, ScheduleOp::Put(spec(Overlap::Allow)));
     op(&mut b, ScheduleOp::Put(spec(Overlap::Skip)));
-    op(&mut b, ScheduleOp::Pause("tick".into()));
-    op(&mut b, ScheduleOp::Pause("tick".into()));
-    op(&mut b, ScheduleOp::Resume("tick".into()));
-    op(&mut b, ScheduleOp::Run("tick".into()));
+    op(&mut b, ScheduleOp::Pause(Scoped::default_ns("tick")));
+    op(&mut b, ScheduleOp::Pause(Scoped::default_ns("tick")));
+    op(&mut b, ScheduleOp::Resume(Scoped::default_ns("tick")));
+    op(&mut b, ScheduleOp::Run(Scoped::default_ns("tick")));
     // The manual run is still queued (no worker): the next slot is skipped by overlap.
     b.advance_ms(60_000);
-    op(&mut b, ScheduleOp::Delete("tick".into()));
+    op(&mut b, ScheduleOp::Delete(Scoped::default_ns("tick")));
     let changes = schedule_changes(&b);
     let kinds: Vec<ScheduleChange> = changes.iter().map(|c| c.0).collect();
     assert_eq!(
@@ -507,8 +510,8 @@ fn a_fire_of_a_template_with_an_idempotency_key_names_the_task_it_got() {
     };
     for op in [
         ScheduleOp::Put(spec),
-        ScheduleOp::Run("once".into()),
-        ScheduleOp::Run("once".into()),
+        ScheduleOp::Run(Scoped::default_ns("once")),
+        ScheduleOp::Run(Scoped::default_ns("once")),
     ] {
         let req = b.fresh_req();
         b.input(Input::Schedule { req, op });

@@ -233,7 +233,7 @@ fn queue_concurrency_and_pause() {
         },
     );
     assert_eq!(leased(&b), 2);
-    assert_eq!(b.queues["q"].concurrency, None);
+    assert_eq!(b.queues[&Scoped::default_ns("q")].concurrency, None);
 }
 
 #[test]

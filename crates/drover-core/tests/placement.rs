@@ -5,7 +5,7 @@ mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use drover_core::placement::{
+use drover_core::placement::{Job, 
     self, candidates, feasibility, place, Placement, PlacementState, WorkerView,
 };
 use drover_core::Strategy;
@@ -41,9 +41,9 @@ fn stream(
     let mut picks = Vec::new();
     for _ in 0..n {
         state.begin_round(&views);
-        match place(strategy, spec, "default", &views, &mut state, &mut rng) {
+        match place(strategy, spec, Job::kind("default"), &views, &mut state, &mut rng) {
             Placement::Place(i) => {
-                assert!(feasibility::check(spec, "default", &views[i]).is_ok());
+                assert!(feasibility::check(spec, Job::kind("default"), &views[i]).is_ok());
                 views[i].take(&spec.resources);
                 picks.push(Some(i));
             }
@@ -79,7 +79,7 @@ proptest! {
             let views: Vec<_> = infos.iter().map(|i| WorkerView::new(i, 0, false)).collect();
             state.begin_round(&views);
             let spec = PlacementSpec { key: Some(key.to_string()), ..PlacementSpec::default() };
-            match place(Strategy::ConsistentHash, &spec, "default", &views, state, rng) {
+            match place(Strategy::ConsistentHash, &spec, Job::kind("default"), &views, state, rng) {
                 Placement::Place(i) => infos[i].name.clone(),
                 Placement::Wait(u) => panic!("unplaced {u:?}"),
             }
@@ -297,7 +297,7 @@ proptest! {
                         // One copy per worker that could take it (kind, labels, resources in
                         // total, not draining), each pinned there and told its shard.
                         let views: Vec<_> = infos.iter().enumerate().map(|(i, w)| WorkerView::new(w, 0, drained.contains(&i))).collect();
-                        let expect: Vec<String> = placement::broadcast_targets(&spec, t.kind, &views).into_iter().map(|i| infos[i].name.clone()).collect();
+                        let expect: Vec<String> = placement::broadcast_targets(&spec, Job::kind(t.kind), &views).into_iter().map(|i| infos[i].name.clone()).collect();
                         if expect.is_empty() {
                             prop_assert_eq!(created.len(), 1);
                             prop_assert!(b.core.shard(id).is_none());
@@ -344,7 +344,7 @@ proptest! {
                     prop_assert!(!drained.contains(&w), "assigned to drained w{}", w);
                     let spec = &specs[&a.task_id];
                     let v = WorkerView::new(&infos[w], 0, false);
-                    let r = feasibility::check(spec, &a.def.kind, &v);
+                    let r = feasibility::check(spec, Job::of(&a.def), &v);
                     prop_assert!(r.is_ok(), "w{} infeasible for {:?}: {:?}", w, spec, r);
                 }
             }
@@ -645,7 +645,7 @@ fn adaptive_learns_the_faster_worker_explores_and_adapts_to_a_slowdown() {
 fn candidates_count_rejections_by_reason() {
     let infos = [winfo("a", 1, 0), winfo("b", 0, 0)];
     let views: Vec<_> = infos.iter().map(|i| WorkerView::new(i, 0, false)).collect();
-    let c = candidates(&PlacementSpec::default(), "k", &views);
+    let c = candidates(&PlacementSpec::default(), Job::kind("k"), &views);
     assert_eq!(c.ok, vec![0]);
     assert_eq!(c.eligible, vec![0, 1]);
     assert_eq!(c.unplaced.count(feasibility::Rejection::NoCredit), 1);
@@ -672,12 +672,12 @@ fn adaptive_with_hold_back_waits_for_a_much_faster_busy_worker() {
     state.begin_round(&views);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let spec = PlacementSpec::default();
-    match place(Strategy::Adaptive, &spec, "k", &views, &mut state, &mut rng) {
+    match place(Strategy::Adaptive, &spec, Job::kind("k"), &views, &mut state, &mut rng) {
         Placement::Wait(u) => {
             assert!(
-                u.explain(&spec, "k").contains("waiting for worker fast"),
+                u.explain(&spec, Job::kind("k")).contains("waiting for worker fast"),
                 "{}",
-                u.explain(&spec, "k")
+                u.explain(&spec, Job::kind("k"))
             );
         }
         p => panic!("expected to wait, got {p:?}"),
@@ -686,7 +686,7 @@ fn adaptive_with_hold_back_waits_for_a_much_faster_busy_worker() {
     state.adaptive.cfg.hold_back = false;
     state.begin_round(&views);
     assert_eq!(
-        place(Strategy::Adaptive, &spec, "k", &views, &mut state, &mut rng),
+        place(Strategy::Adaptive, &spec, Job::kind("k"), &views, &mut state, &mut rng),
         Placement::Place(1)
     );
 }

@@ -13,7 +13,7 @@ use super::{ms, Coordinator};
 use crate::model::{Micros, TaskDef, TaskId, TaskRecord, TaskState};
 use crate::placement::hash::{fnv1a, mix};
 use crate::placement::{
-    broadcast_targets, candidates, rank, Candidates, PlacementSpec, Ranker, Shard, Strategy,
+    broadcast_targets, candidates, rank, Candidates, Job, PlacementSpec, Ranker, Shard, Strategy,
     WaitNote, WorkerView,
 };
 
@@ -33,17 +33,19 @@ struct RoundInputs<'a> {
     rng: &'a mut ChaCha20Rng,
 }
 
-/// Feasibility is evaluated once per placement class (kind, selector, resources, shard)
-/// until a decision changes the views.
+/// Feasibility is evaluated once per placement class (namespace, kind, selector, resources,
+/// shard) until a decision changes the views.
 struct ClassCache {
+    namespace: String,
     kind: String,
     spec: Arc<PlacementSpec>,
     cands: Candidates,
 }
 
 impl ClassCache {
-    fn matches(&self, kind: &str, spec: &PlacementSpec) -> bool {
-        self.kind == kind
+    fn matches(&self, job: Job<'_>, spec: &PlacementSpec) -> bool {
+        self.kind == job.kind
+            && self.namespace == job.namespace
             && self.spec.selector == spec.selector
             && self.spec.resources == spec.resources
             && self.spec.shard == spec.shard
@@ -136,12 +138,12 @@ impl Coordinator {
             return false;
         }
         let views = views(&self.workers, now, ms(self.cfg.suspect_after_ms));
-        let targets: Vec<String> = broadcast_targets(&spec, &def.kind, &views)
+        let targets: Vec<String> = broadcast_targets(&spec, Job::of(&def), &views)
             .into_iter()
             .map(|i| views[i].info.name.clone())
             .collect();
         if targets.is_empty() {
-            let u = candidates(&spec, &def.kind, &views).unplaced;
+            let u = candidates(&spec, Job::of(&def), &views).unplaced;
             drop(views);
             self.placer.note_unplaced(id, u);
             return false;
@@ -301,9 +303,10 @@ fn plan_round<'k, 'r>(
             add_held_resources(&mut views, workers, tasks, placer);
             used_known = true;
         }
-        if !cached.as_ref().is_some_and(|c| c.matches(&def.kind, &spec)) {
-            let cands = candidates(&spec, &def.kind, &views);
+        if !cached.as_ref().is_some_and(|c| c.matches(Job::of(def), &spec)) {
+            let cands = candidates(&spec, Job::of(def), &views);
             cached = Some(ClassCache {
+                namespace: def.namespace.clone(),
                 kind: def.kind.clone(),
                 spec: spec.clone(),
                 cands,

@@ -6,7 +6,7 @@ use super::flow::{FlowSpec, FlowTask};
 use super::io::{Effects, NewTask, ScheduleError, Write};
 use super::schedules::ScheduleOp;
 use super::Coordinator;
-use crate::model::{EventKind, Micros, ScheduleChange, TaskId};
+use crate::model::{EventKind, Micros, ScheduleChange, Scoped, TaskId};
 use crate::schedule::{fire_id, Overlap};
 
 impl Coordinator {
@@ -20,7 +20,7 @@ impl Coordinator {
         match op {
             ScheduleOp::Put(spec) => {
                 let (rec, change) = self.schedules.put(spec, now)?;
-                let name = rec.spec.name.clone();
+                let name = rec.spec.key();
                 fx.writes.push(Write::Schedule(rec));
                 self.emit_schedule(now, &name, change, None, None, fx);
                 Ok(vec![])
@@ -35,7 +35,7 @@ impl Coordinator {
             ScheduleOp::Resume(name) => self.pause_schedule(now, &name, false, fx),
             ScheduleOp::Run(name) => {
                 if !self.schedules.contains(&name) {
-                    return Err(ScheduleError::NotFound(name));
+                    return Err(ScheduleError::NotFound(name.name));
                 }
                 Ok(vec![self.fire(now, &name, now, Some("run by request"), fx)])
             }
@@ -48,7 +48,7 @@ impl Coordinator {
                 let slots = self.schedules.backfill_slots(&name, from, to)?;
                 let mut ids = Vec::new();
                 for slot in slots {
-                    if skip.contains(&slot) || self.tasks.contains(&fire_id(&name, slot, 0)) {
+                    if skip.contains(&slot) || self.tasks.contains(&fire_id(&name.to_string(), slot, 0)) {
                         continue;
                     }
                     ids.push(self.fire(now, &name, slot, Some("backfill"), fx));
@@ -61,7 +61,7 @@ impl Coordinator {
     fn pause_schedule(
         &mut self,
         now: Micros,
-        name: &str,
+        name: &Scoped,
         paused: bool,
         fx: &mut Effects,
     ) -> Result<Vec<TaskId>, ScheduleError> {
@@ -86,14 +86,15 @@ impl Coordinator {
     fn fire(
         &mut self,
         now: Micros,
-        name: &str,
+        name: &Scoped,
         slot: Micros,
         why: Option<&str>,
         fx: &mut Effects,
     ) -> TaskId {
         let (def, serial_key) = self.schedules.template(name);
+        let fire_name = name.to_string();
         let id = (0..)
-            .map(|salt| fire_id(name, slot, salt))
+            .map(|salt| fire_id(&fire_name, slot, salt))
             .find(|id| !self.tasks.contains(id))
             .expect("some salt is free");
         let task = FlowTask {
@@ -141,7 +142,7 @@ impl Coordinator {
     fn fire_slot(
         &mut self,
         now: Micros,
-        name: &str,
+        name: &Scoped,
         slot: Micros,
         overlap: Overlap,
         fx: &mut Effects,
@@ -165,15 +166,15 @@ impl Coordinator {
     fn emit_schedule(
         &mut self,
         now: Micros,
-        name: &str,
+        name: &Scoped,
         change: ScheduleChange,
         task_id: Option<TaskId>,
         reason: Option<String>,
         fx: &mut Effects,
     ) {
-        let name = name.to_string();
         let kind = EventKind::Schedule {
-            name,
+            namespace: name.namespace.clone(),
+            name: name.name.clone(),
             change,
             task_id,
             reason,

@@ -131,7 +131,7 @@ impl Coordinator {
             let key = t.ready_key();
             let in_ready = self.ready.contains(&key);
             ready += usize::from(in_ready);
-            let parked = self.ready.is_parked(&key, &r.def.queue);
+            let parked = self.ready.is_parked(&key, &r.def.queue_key());
             if in_ready != (r.state == TaskState::Queued && !parked) {
                 return bad(format!("{id} is {} (in ready: {in_ready})", r.state));
             }
@@ -238,9 +238,9 @@ impl Coordinator {
     fn check_queue_gates(&self) -> Result<(), Violation> {
         let bad = |detail| broken(Invariant::QueueGate, detail);
         for (config, admitted, ready) in self.ready.gates() {
-            let name = &config.name;
+            let name = config.key();
             for id in &admitted {
-                let Some(t) = self.tasks.get(id).filter(|t| &t.rec.def.queue == name) else {
+                let Some(t) = self.tasks.get(id).filter(|t| t.rec.def.queue_key() == name) else {
                     return bad(format!("{name} admits {id}, not an active task of it"));
                 };
                 if !t.rec.state.is_leased() && !self.ready.contains(&t.ready_key()) {
@@ -261,7 +261,7 @@ impl Coordinator {
         }
         for t in self.tasks.values() {
             let key = t.ready_key();
-            if self.ready.contains(&key) && !self.ready.admitted_by(&key, &t.rec.def.queue) {
+            if self.ready.contains(&key) && !self.ready.admitted_by(&key, &t.rec.def.queue_key()) {
                 return bad(format!(
                     "{} is ready but not admitted by its queue",
                     t.rec.id
@@ -299,6 +299,7 @@ mod tests {
 
     fn submit(c: &mut Coordinator, id: u128, queue: &str) {
         let def = TaskDef {
+            namespace: crate::model::DEFAULT_NAMESPACE.into(),
             queue: queue.into(),
             kind: "default".into(),
             priority: 0,
@@ -362,7 +363,7 @@ mod tests {
         assert!(c.check_invariants().is_ok());
         // Admit the parked one behind the gate's back.
         let key = c.tasks.expect(&TaskId(2)).ready_key();
-        c.ready.force_admit(key, "q");
+        c.ready.force_admit(key, &crate::model::Scoped::default_ns("q"));
         assert_eq!(broken(&c), Invariant::QueueGate);
     }
 

@@ -11,7 +11,7 @@ use super::workers::DrainError;
 use crate::dag::WorkflowRecord;
 use crate::model::{
     AttemptOutcome, AttemptRecord, AttemptRef, Event, LeaseToken, LogChunk, LogStream, Micros,
-    TaskDef, TaskId, TaskRecord, TaskState, WorkerInfo,
+    Scoped, TaskDef, TaskId, TaskRecord, TaskState, WorkerInfo,
 };
 use crate::placement::{AdaptiveConfig, PlacementSpec, Strategy};
 use crate::schedule::ScheduleRecord;
@@ -39,7 +39,7 @@ pub struct CoreConfig {
     pub dispatch_scan_limit: usize,
     /// Default strategy per queue (`drover queue set Q --strategy S`); a task's own
     /// override wins, `default_strategy` applies to other queues.
-    pub queue_strategies: BTreeMap<String, Strategy>,
+    pub queue_strategies: BTreeMap<Scoped, Strategy>,
     /// Tuning of the `adaptive` strategy's model.
     pub adaptive: AdaptiveConfig,
     /// Virtual nodes per worker on the `consistent_hash` ring.
@@ -117,7 +117,7 @@ pub enum Input {
     /// Task retention deleted these tasks: a key names its task only while the task is
     /// kept, so a later submit with it creates a new one. No reply.
     ForgetKeys {
-        keys: Vec<(String, TaskId)>,
+        keys: Vec<(Scoped, TaskId)>,
     },
     /// Replace a queue's configuration. Replies `Reply::Done`.
     ConfigureQueue {
@@ -249,7 +249,7 @@ pub enum Write {
     Workflow(WorkflowRecord),
     /// A schedule and its last handled slot; upsert by name.
     Schedule(ScheduleRecord),
-    ScheduleDeleted(String),
+    ScheduleDeleted(Scoped),
     /// A worker was drained or resumed; kept across restarts and reconnects.
     WorkerDrain {
         name: String,
@@ -286,7 +286,7 @@ pub struct Snapshot {
     pub flows: Vec<FlowRecord>,
     pub queues: Vec<QueueConfig>,
     /// Every stored idempotency key with its task.
-    pub idempotency_keys: Vec<(String, TaskId)>,
+    pub idempotency_keys: Vec<(Scoped, TaskId)>,
     pub schedules: Vec<ScheduleRecord>,
     /// For each workflow with active nodes: the terminal states of its other current nodes
     /// (the shell reads them; the core keeps no history).

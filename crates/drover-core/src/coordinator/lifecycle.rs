@@ -35,8 +35,8 @@ impl Coordinator {
     ) -> Vec<TaskId> {
         let mut ids = Vec::with_capacity(tasks.len());
         for nt in tasks {
-            let key = nt.def.idempotency_key.clone();
-            if let Some(existing) = key.as_deref().and_then(|k| self.idempotency.get(k)) {
+            let key = nt.def.idempotency_key.as_ref().map(|k| nt.def.scoped(k));
+            if let Some(existing) = key.as_ref().and_then(|k| self.idempotency.get(k)) {
                 ids.push(existing);
                 continue;
             }
@@ -80,8 +80,9 @@ impl Coordinator {
                     terminal.insert(*u, *st);
                 }
             }
-            let key = ft.task.def.idempotency_key.as_deref();
-            if let Some(existing) = key.and_then(|k| self.idempotency.get(k)) {
+            let def = &ft.task.def;
+            let key = def.idempotency_key.as_ref().map(|k| def.scoped(k));
+            if let Some(existing) = key.and_then(|k| self.idempotency.get(&k)) {
                 ids.push(existing);
                 continue;
             }
@@ -125,11 +126,12 @@ impl Coordinator {
         let id = nt.id;
         let (rec, skip) = FlowRecord::new(id, flow, |u| terminal.get(u).copied());
         let blocked = !rec.waiting.is_empty() || skip.is_some();
-        let def_key = nt.def.idempotency_key.clone();
+        let def_key = nt.def.idempotency_key.as_ref().map(|k| nt.def.scoped(k));
         if !rec.spec.is_default() {
             // Known before the task is created, so its first enqueue sees the gates.
             if let Some(k) = &rec.spec.serial_key {
-                self.ready.join_line(k, self.next_task_seq, id);
+                self.ready
+                    .join_line(&nt.def.scoped(k), self.next_task_seq, id);
             }
             if let Some(d) = rec.spec.deadline {
                 self.deadlines.arm(d, id);
@@ -380,7 +382,7 @@ impl Coordinator {
         t.rec.not_before = Some(at);
         t.set_state(TaskState::Pending, now);
         let ev = t.event(Some(why));
-        let (key, queue) = (t.ready_key(), t.rec.def.queue.clone());
+        let (key, queue) = (t.ready_key(), t.rec.def.queue_key());
         self.delayed.arm(at, id);
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
@@ -437,7 +439,7 @@ impl Coordinator {
     fn after_terminal(&mut self, now: Micros, e: Ended, fx: &mut Effects) {
         let (flow, downstream) = self.deps.ended(e.id, e.state);
         // 1. Its queue slot frees up (the queue admits what it parked).
-        self.ready.leave(&e.key, &e.def.queue);
+        self.ready.leave(&e.key, &e.def.queue_key());
         // 2. A delay-after-previous schedule's next run is due after its delay.
         if let Some(rec) = self.schedules.task_ended(&e.id, now) {
             fx.writes.push(Write::Schedule(rec));
@@ -446,7 +448,8 @@ impl Coordinator {
             // 3. Its workflow counts the node as ended.
             if let Some((wf, _)) = &flow.spec.workflow {
                 if let Some(state) = self.workflows.node_ended(wf, e.id, e.state, &self.tasks) {
-                    self.emit_workflow(now, wf.clone(), state, fx);
+                    let ns = e.def.namespace.clone();
+                    self.emit_workflow(now, wf.clone(), ns, state, fx);
                 }
             }
             // 4. Its start deadline and its serial key's turn are over.
@@ -454,7 +457,7 @@ impl Coordinator {
                 self.deadlines.disarm(d, e.id);
             }
             if let Some(k) = &flow.spec.serial_key {
-                self.ready.leave_line(k, e.key.1, e.id);
+                self.ready.leave_line(&e.def.scoped(k), e.key.1, e.id);
             }
         }
         // 5. The tasks waiting on it are skipped, queued, or wait on.

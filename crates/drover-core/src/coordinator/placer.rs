@@ -30,7 +30,7 @@ pub(super) fn spec_from_def(def: &TaskDef) -> Option<PlacementSpec> {
 /// The strategy that ranks a task: its own, else its queue's, else the default.
 pub(super) fn strategy_for(cfg: &CoreConfig, spec: &PlacementSpec, def: &TaskDef) -> Strategy {
     spec.strategy
-        .or_else(|| cfg.queue_strategies.get(&def.queue).copied())
+        .or_else(|| cfg.queue_strategies.get(&def.queue_key()).copied())
         .unwrap_or(cfg.default_strategy)
 }
 

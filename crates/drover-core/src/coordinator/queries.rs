@@ -9,8 +9,8 @@ use super::io::CoreConfig;
 use super::schedules::ScheduleSummary;
 use super::workers::WorkerSummary;
 use super::Coordinator;
-use crate::model::{TaskId, TaskRecord, TaskState, WorkflowState};
-use crate::placement::{candidates, PlacementSpec, PlacementState, Shard, WorkerView};
+use crate::model::{Scoped, TaskId, TaskRecord, TaskState, WorkflowState};
+use crate::placement::{candidates, Job, PlacementSpec, PlacementState, Shard, WorkerView};
 
 impl Coordinator {
     pub fn config(&self) -> &CoreConfig {
@@ -62,7 +62,7 @@ impl Coordinator {
     }
 
     /// The task already submitted with this idempotency key, if any.
-    pub fn idempotent(&self, key: &str) -> Option<TaskId> {
+    pub fn idempotent(&self, key: &Scoped) -> Option<TaskId> {
         self.idempotency.get(key)
     }
 
@@ -78,10 +78,10 @@ impl Coordinator {
                 }
             }
             TaskState::Queued => {
-                let serial = self.deps.serial_key(&id);
-                let why = self
-                    .ready
-                    .why_parked(&t.ready_key(), &t.rec.def.queue, serial);
+                let serial = self.deps.serial_key(&id).map(|k| t.rec.def.scoped(k));
+                let why =
+                    self.ready
+                        .why_parked(&t.ready_key(), &t.rec.def.queue_key(), serial.as_ref());
                 if why.is_some() {
                     return why;
                 }
@@ -102,16 +102,16 @@ impl Coordinator {
             TaskState::Queued => {
                 let spec = self.placer.spec_of(id, &t.rec.def);
                 if let Some(u) = self.placer.why(&id) {
-                    return Some(u.explain(&spec, &t.rec.def.kind));
+                    return Some(u.explain(&spec, Job::of(&t.rec.def)));
                 }
                 let views: Vec<WorkerView<'_>> = self
                     .workers
                     .values()
                     .map(|w| WorkerView::new(&w.info, w.held.len(), w.draining))
                     .collect();
-                let c = candidates(&spec, &t.rec.def.kind, &views);
+                let c = candidates(&spec, Job::of(&t.rec.def), &views);
                 Some(if c.ok.is_empty() {
-                    c.unplaced.explain(&spec, &t.rec.def.kind)
+                    c.unplaced.explain(&spec, Job::of(&t.rec.def))
                 } else {
                     "queued behind earlier tasks".into()
                 })

@@ -5,23 +5,20 @@ use std::collections::BTreeMap;
 use super::io::{Effects, Write};
 use super::ready::{QueueConfig, QueueStats};
 use super::Coordinator;
-use crate::model::TaskState;
+use crate::model::{Scoped, TaskState};
 
 impl Coordinator {
     /// Replaces a queue's configuration: durable, and applied to its tasks at once.
     pub(super) fn configure_queue(&mut self, config: QueueConfig, fx: &mut Effects) {
         match config.strategy {
-            Some(s) => self.cfg.queue_strategies.insert(config.name.clone(), s),
-            None => self.cfg.queue_strategies.remove(&config.name),
+            Some(s) => self.cfg.queue_strategies.insert(config.key(), s),
+            None => self.cfg.queue_strategies.remove(&config.key()),
         };
         fx.writes.push(Write::Queue(config.clone()));
         let mut leased = Vec::new();
         let mut queued = Vec::new();
-        for t in self
-            .tasks
-            .values()
-            .filter(|t| t.rec.def.queue == config.name)
-        {
+        let key = config.key();
+        for t in self.tasks.values().filter(|t| t.rec.def.queue_key() == key) {
             match t.rec.state {
                 s if s.is_leased() => leased.push(t.ready_key()),
                 TaskState::Queued => queued.push(t.ready_key()),
@@ -34,21 +31,24 @@ impl Coordinator {
 
     /// Configured queues plus every queue with active tasks, with live counts.
     pub fn queue_stats(&self) -> Vec<QueueStats> {
-        let mut m: BTreeMap<String, QueueStats> = BTreeMap::new();
+        let mut m: BTreeMap<Scoped, QueueStats> = BTreeMap::new();
         for q in self.ready.configs() {
             let s = QueueStats {
+                namespace: q.namespace.clone(),
                 name: q.name.clone(),
                 config: q.clone(),
                 ..QueueStats::default()
             };
-            m.insert(q.name.clone(), s);
+            m.insert(q.key(), s);
         }
         for t in self.tasks.values() {
-            let name = &t.rec.def.queue;
-            let s = m.entry(name.clone()).or_insert_with(|| QueueStats {
-                name: name.clone(),
+            let def = &t.rec.def;
+            let s = m.entry(def.queue_key()).or_insert_with(|| QueueStats {
+                namespace: def.namespace.clone(),
+                name: def.queue.clone(),
                 config: QueueConfig {
-                    name: name.clone(),
+                    namespace: def.namespace.clone(),
+                    name: def.queue.clone(),
                     ..QueueConfig::default()
                 },
                 ..QueueStats::default()
@@ -62,7 +62,7 @@ impl Coordinator {
         m.into_values().collect()
     }
 
-    pub fn queue_config(&self, name: &str) -> Option<&QueueConfig> {
+    pub fn queue_config(&self, name: &Scoped) -> Option<&QueueConfig> {
         self.ready.config(name)
     }
 }

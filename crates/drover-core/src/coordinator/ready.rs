@@ -9,12 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::tasks::ReadyKey;
-use crate::model::TaskId;
+use crate::model::{Scoped, TaskId};
 use crate::placement::Strategy;
 
 /// A queue's durable configuration (`drover queue set|pause|resume`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
+    pub namespace: String,
     pub name: String,
     /// At most this many tasks of the queue ready or running at once.
     pub concurrency: Option<u32>,
@@ -22,9 +23,29 @@ pub struct QueueConfig {
     pub strategy: Option<Strategy>,
 }
 
+/// An unconfigured queue in the default namespace.
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            namespace: crate::model::DEFAULT_NAMESPACE.into(),
+            name: String::new(),
+            concurrency: None,
+            paused: false,
+            strategy: None,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn key(&self) -> Scoped {
+        Scoped::new(&self.namespace, &self.name)
+    }
+}
+
 /// A queue's live counts, for `drover queue list`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
+    pub namespace: String,
     pub name: String,
     /// Tasks waiting: pending or queued.
     pub depth: usize,
@@ -69,15 +90,15 @@ impl QueueGate {
 #[derive(Debug)]
 struct TurnWaiter {
     key: ReadyKey,
-    queue: String,
+    queue: Scoped,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Ready {
     index: BTreeSet<ReadyKey>,
-    queues: BTreeMap<String, QueueGate>,
+    queues: BTreeMap<Scoped, QueueGate>,
     /// Serial key -> its active tasks by submission order.
-    lines: HashMap<String, BTreeSet<(u64, TaskId)>>,
+    lines: HashMap<Scoped, BTreeSet<(u64, TaskId)>>,
     turn: HashMap<TaskId, TurnWaiter>,
 }
 
@@ -100,19 +121,19 @@ impl Ready {
     }
 
     /// A task with a serial key became active (before its first `enqueue`).
-    pub(super) fn join_line(&mut self, serial: &str, seq: u64, id: TaskId) {
+    pub(super) fn join_line(&mut self, serial: &Scoped, seq: u64, id: TaskId) {
         self.lines
-            .entry(serial.to_string())
+            .entry(serial.clone())
             .or_default()
             .insert((seq, id));
     }
 
     /// A task became queued: into the ready index unless a gate parks it.
-    pub(super) fn enqueue(&mut self, key: ReadyKey, queue: &str, serial: Option<&str>) -> Gate {
+    pub(super) fn enqueue(&mut self, key: ReadyKey, queue: &Scoped, serial: Option<&Scoped>) -> Gate {
         let id = key.2;
         if let Some(s) = serial {
             if self.first_of(s).is_some_and(|first| first != id) {
-                let queue = queue.to_string();
+                let queue = queue.clone();
                 self.turn.insert(id, TurnWaiter { key, queue });
                 return Gate::Turn;
             }
@@ -120,7 +141,7 @@ impl Ready {
         self.through_queue(key, queue)
     }
 
-    fn through_queue(&mut self, key: ReadyKey, queue: &str) -> Gate {
+    fn through_queue(&mut self, key: ReadyKey, queue: &Scoped) -> Gate {
         let Some(q) = self.queues.get_mut(queue) else {
             self.index.insert(key);
             return Gate::Open;
@@ -149,7 +170,7 @@ impl Ready {
 
     /// A task left the queued-or-leased set (back to pending, or terminal): out of the index
     /// and every gate; its queue admits what it parked while it has room.
-    pub(super) fn leave(&mut self, key: &ReadyKey, queue: &str) {
+    pub(super) fn leave(&mut self, key: &ReadyKey, queue: &Scoped) {
         let id = key.2;
         self.index.remove(key);
         self.turn.remove(&id);
@@ -163,7 +184,7 @@ impl Ready {
     }
 
     /// A task with a serial key left the active set: the next one of the key gets its turn.
-    pub(super) fn leave_line(&mut self, serial: &str, seq: u64, id: TaskId) {
+    pub(super) fn leave_line(&mut self, serial: &Scoped, seq: u64, id: TaskId) {
         let Some(line) = self.lines.get_mut(serial) else {
             return;
         };
@@ -178,7 +199,7 @@ impl Ready {
     }
 
     /// Admits parked tasks of a queue while it has room.
-    fn refill(&mut self, queue: &str) {
+    fn refill(&mut self, queue: &Scoped) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
@@ -199,7 +220,7 @@ impl Ready {
         leased: impl Iterator<Item = ReadyKey>,
         queued: impl Iterator<Item = ReadyKey>,
     ) {
-        let name = config.name.clone();
+        let name = config.key();
         if let Some(q) = self.queues.get_mut(&name) {
             q.config = config;
         } else {
@@ -218,7 +239,7 @@ impl Ready {
 
     /// Parks ready tasks of a queue beyond what its config admits now (all of them when it
     /// is paused), least urgent first; leased ones run to their end.
-    fn trim(&mut self, queue: &str) {
+    fn trim(&mut self, queue: &Scoped) {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
@@ -244,7 +265,7 @@ impl Ready {
         }
     }
 
-    pub(super) fn config(&self, queue: &str) -> Option<&QueueConfig> {
+    pub(super) fn config(&self, queue: &Scoped) -> Option<&QueueConfig> {
         self.queues.get(queue).map(|q| &q.config)
     }
 
@@ -252,7 +273,7 @@ impl Ready {
         self.queues.values().map(|q| &q.config)
     }
 
-    fn first_of(&self, serial: &str) -> Option<TaskId> {
+    fn first_of(&self, serial: &Scoped) -> Option<TaskId> {
         self.lines.get(serial)?.first().map(|e| e.1)
     }
 
@@ -260,8 +281,8 @@ impl Ready {
     pub(super) fn why_parked(
         &self,
         key: &ReadyKey,
-        queue: &str,
-        serial: Option<&str>,
+        queue: &Scoped,
+        serial: Option<&Scoped>,
     ) -> Option<String> {
         if let Some(s) = serial {
             if let Some(first) = self.first_of(s).filter(|f| *f != key.2) {
@@ -272,17 +293,18 @@ impl Ready {
         }
         let q = self.queues.get(queue).filter(|q| q.parked.contains(key))?;
         Some(if q.config.paused {
-            format!("queue {queue} is paused")
+            format!("queue {} is paused", queue.name)
         } else {
             format!(
-                "queue {queue} is at its concurrency limit ({})",
+                "queue {} is at its concurrency limit ({})",
+                queue.name,
                 q.config.concurrency.unwrap_or(0)
             )
         })
     }
 
     /// Whether a queued task is legitimately out of the index (parked by a gate).
-    pub(super) fn is_parked(&self, key: &ReadyKey, queue: &str) -> bool {
+    pub(super) fn is_parked(&self, key: &ReadyKey, queue: &Scoped) -> bool {
         self.turn.contains_key(&key.2)
             || self
                 .queues
@@ -293,7 +315,7 @@ impl Ready {
     /// The serial lines, for the invariant checks: key -> task ids in turn order.
     pub(super) fn lines(
         &self,
-    ) -> impl Iterator<Item = (&String, impl Iterator<Item = TaskId> + '_)> + '_ {
+    ) -> impl Iterator<Item = (&Scoped, impl Iterator<Item = TaskId> + '_)> + '_ {
         self.lines
             .iter()
             .map(|(k, line)| (k, line.iter().map(|e| e.1)))
@@ -313,7 +335,7 @@ impl Ready {
     }
 
     /// Whether an index entry belongs to a queue that parks or admits it.
-    pub(super) fn admitted_by(&self, key: &ReadyKey, queue: &str) -> bool {
+    pub(super) fn admitted_by(&self, key: &ReadyKey, queue: &Scoped) -> bool {
         self.queues
             .get(queue)
             .is_none_or(|q| q.admitted.contains_key(&key.2))
@@ -321,7 +343,7 @@ impl Ready {
 
     /// Admits a parked task regardless of its gate: only for the checker's own tests.
     #[cfg(test)]
-    pub(super) fn force_admit(&mut self, key: ReadyKey, queue: &str) {
+    pub(super) fn force_admit(&mut self, key: ReadyKey, queue: &Scoped) {
         let q = self.queues.get_mut(queue).expect("a configured queue");
         q.parked.remove(&key);
         q.admitted.insert(key.2, key);

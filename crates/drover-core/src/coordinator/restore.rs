@@ -61,10 +61,11 @@ impl Coordinator {
             return;
         };
         let (seq, state, id) = (t.rec.seq, t.rec.state, r.task_id);
+        let serial = r.spec.serial_key.as_ref().map(|k| t.rec.def.scoped(k));
         // Upstreams resolve in the same transaction as their terminal write, so every
         // upstream still waited on is active; anything else is dropped defensively.
         r.waiting.retain(|u| self.tasks.contains(u));
-        if let Some(k) = &r.spec.serial_key {
+        if let Some(k) = &serial {
             self.ready.join_line(k, seq, id);
         }
         if let Some(d) = r.spec.deadline {
@@ -78,12 +79,12 @@ impl Coordinator {
     /// A configured queue admits its leased tasks; queued ones pass its gate afterwards.
     fn restore_queue(&mut self, q: QueueConfig) {
         if let Some(s) = q.strategy {
-            self.cfg.queue_strategies.insert(q.name.clone(), s);
+            self.cfg.queue_strategies.insert(q.key(), s);
         }
         let leased: Vec<_> = self
             .tasks
             .values()
-            .filter(|t| t.rec.state.is_leased() && t.rec.def.queue == q.name)
+            .filter(|t| t.rec.state.is_leased() && t.rec.def.queue_key() == q.key())
             .map(|t| t.ready_key())
             .collect();
         self.ready

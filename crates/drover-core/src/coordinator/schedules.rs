@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::io::ScheduleError;
 use super::timers::Timers;
-use crate::model::{Micros, ScheduleChange, TaskDef, TaskId};
+use crate::model::{Micros, ScheduleChange, Scoped, TaskDef, TaskId};
 use crate::schedule::{
     Compiled, Misfire, Overlap, ScheduleRecord, ScheduleSpec, Trigger, MAX_BACKFILL, MAX_CATCH_UP,
     MISFIRE_GRACE_US,
@@ -24,16 +24,16 @@ use crate::schedule::{
 pub enum ScheduleOp {
     /// Add or replace. A replaced schedule keeps its last slot (no refire of past slots).
     Put(ScheduleSpec),
-    Delete(String),
-    Pause(String),
+    Delete(Scoped),
+    Pause(Scoped),
     /// Undo `Pause`: slots passed while paused are not fired.
-    Resume(String),
+    Resume(Scoped),
     /// Fire once now. Replies the fired task.
-    Run(String),
+    Run(Scoped),
     /// Fire every slot in `[from, to]` (at most `MAX_BACKFILL`), except `skip` (slots the
     /// shell found already fired in the store). Replies the fired tasks.
     Backfill {
-        name: String,
+        name: Scoped,
         from: Micros,
         to: Micros,
         skip: Vec<Micros>,
@@ -85,14 +85,14 @@ impl Entry {
 
 #[derive(Default)]
 pub(super) struct Schedules {
-    by_name: BTreeMap<String, Entry>,
-    timers: Timers<String>,
+    by_name: BTreeMap<Scoped, Entry>,
+    timers: Timers<Scoped>,
     /// Active fired task -> schedule (for delay-after-previous and overlap).
-    by_task: HashMap<TaskId, String>,
+    by_task: HashMap<TaskId, Scoped>,
 }
 
-fn not_found(name: &str) -> ScheduleError {
-    ScheduleError::NotFound(name.to_string())
+fn not_found(name: &Scoped) -> ScheduleError {
+    ScheduleError::NotFound(name.name.clone())
 }
 
 impl Schedules {
@@ -100,21 +100,21 @@ impl Schedules {
         self.timers.next()
     }
 
-    fn arm(&mut self, name: &str) {
+    fn arm(&mut self, name: &Scoped) {
         let Some(e) = self.by_name.get_mut(name) else {
             return;
         };
         if let Some(old) = e.due.take() {
-            self.timers.disarm(old, name.to_string());
+            self.timers.disarm(old, name.clone());
         }
         e.due = e.next_fire();
         if let Some(d) = e.due {
-            self.timers.arm(d, name.to_string());
+            self.timers.arm(d, name.clone());
         }
     }
 
     fn insert(&mut self, rec: ScheduleRecord, compiled: Compiled) {
-        let name = rec.spec.name.clone();
+        let name = rec.spec.key();
         let entry = Entry {
             rec,
             compiled,
@@ -136,7 +136,7 @@ impl Schedules {
             };
             let running = rec.last_task.filter(|t| is_active(t));
             if let Some(t) = running {
-                self.by_task.insert(t, rec.spec.name.clone());
+                self.by_task.insert(t, rec.spec.key());
             } else if matches!(compiled, Compiled::Delay) && rec.next_at.is_none() {
                 rec.next_at = Some(now);
             }
@@ -144,7 +144,7 @@ impl Schedules {
         }
     }
 
-    pub(super) fn contains(&self, name: &str) -> bool {
+    pub(super) fn contains(&self, name: &Scoped) -> bool {
         self.by_name.contains_key(name)
     }
 
@@ -155,7 +155,7 @@ impl Schedules {
         now: Micros,
     ) -> Result<(ScheduleRecord, ScheduleChange), ScheduleError> {
         let compiled = spec.trigger.compile().map_err(ScheduleError::BadTrigger)?;
-        let old = self.remove_entry(&spec.name);
+        let old = self.remove_entry(&spec.key());
         let change = match old {
             Some(_) => ScheduleChange::Updated,
             None => ScheduleChange::Created,
@@ -179,15 +179,15 @@ impl Schedules {
         Ok((rec, change))
     }
 
-    fn remove_entry(&mut self, name: &str) -> Option<Entry> {
+    fn remove_entry(&mut self, name: &Scoped) -> Option<Entry> {
         let e = self.by_name.remove(name)?;
         if let Some(d) = e.due {
-            self.timers.disarm(d, name.to_string());
+            self.timers.disarm(d, name.clone());
         }
         Some(e)
     }
 
-    pub(super) fn delete(&mut self, name: &str) -> Result<(), ScheduleError> {
+    pub(super) fn delete(&mut self, name: &Scoped) -> Result<(), ScheduleError> {
         self.remove_entry(name).ok_or_else(|| not_found(name))?;
         self.by_task.retain(|_, n| n != name);
         Ok(())
@@ -196,7 +196,7 @@ impl Schedules {
     /// Pauses or resumes. Returns the record to write and whether it changed.
     pub(super) fn set_paused(
         &mut self,
-        name: &str,
+        name: &Scoped,
         paused: bool,
         now: Micros,
         is_active: impl Fn(&TaskId) -> bool,
@@ -220,7 +220,7 @@ impl Schedules {
     /// The slots of `[from, to]` to backfill (at most `MAX_BACKFILL`).
     pub(super) fn backfill_slots(
         &self,
-        name: &str,
+        name: &Scoped,
         from: Micros,
         to: Micros,
     ) -> Result<Vec<Micros>, ScheduleError> {
@@ -229,7 +229,7 @@ impl Schedules {
     }
 
     /// What a fire submits: the template, and the serial key of overlap `queue`.
-    pub(super) fn template(&self, name: &str) -> (TaskDef, Option<String>) {
+    pub(super) fn template(&self, name: &Scoped) -> (TaskDef, Option<String>) {
         let spec = &self.by_name[name].rec.spec;
         let key = (spec.overlap == Overlap::Queue).then(|| format!("cron:{}", spec.name));
         ((*spec.template).clone(), key)
@@ -237,7 +237,7 @@ impl Schedules {
 
     /// A fire created (or, by its idempotency key, named) task `id`. Returns the record
     /// to write.
-    pub(super) fn fired(&mut self, name: &str, id: TaskId, active: bool) -> ScheduleRecord {
+    pub(super) fn fired(&mut self, name: &Scoped, id: TaskId, active: bool) -> ScheduleRecord {
         let e = self.by_name.get_mut(name).expect("known schedule");
         if let Some(old) = e.rec.last_task.replace(id) {
             self.by_task.remove(&old);
@@ -246,7 +246,7 @@ impl Schedules {
             e.rec.next_at = None;
         }
         if active {
-            self.by_task.insert(id, name.to_string());
+            self.by_task.insert(id, name.clone());
         }
         let rec = e.rec.clone();
         self.arm(name);
@@ -256,7 +256,7 @@ impl Schedules {
     /// The latest fire's task, if it is still active.
     pub(super) fn running(
         &self,
-        name: &str,
+        name: &Scoped,
         is_active: impl Fn(&TaskId) -> bool,
     ) -> Option<TaskId> {
         self.by_name
@@ -267,7 +267,7 @@ impl Schedules {
     }
 
     /// Takes the next schedule whose timer is due.
-    pub(super) fn pop_due(&mut self, now: Micros) -> Option<String> {
+    pub(super) fn pop_due(&mut self, now: Micros) -> Option<Scoped> {
         let (_, name) = self.timers.pop_due(now)?;
         if let Some(e) = self.by_name.get_mut(&name) {
             e.due = None;
@@ -277,7 +277,7 @@ impl Schedules {
 
     /// Decides what a due schedule fires at `now`, by its misfire policy, and records the
     /// latest due slot as handled whatever happens to the fires.
-    pub(super) fn plan_due(&mut self, name: &str, now: Micros) -> Option<DuePlan> {
+    pub(super) fn plan_due(&mut self, name: &Scoped, now: Micros) -> Option<DuePlan> {
         let e = self.by_name.get_mut(name)?;
         if e.rec.paused {
             return None;
@@ -327,7 +327,7 @@ impl Schedules {
     }
 
     /// Re-arms a schedule after its due timer was handled.
-    pub(super) fn handled(&mut self, name: &str) {
+    pub(super) fn handled(&mut self, name: &Scoped) {
         self.arm(name);
     }
 

@@ -96,6 +96,7 @@ pub(super) fn same_attempt(rec: &TaskRecord, r: &AttemptRef) -> bool {
 pub(super) fn task_event(rec: &TaskRecord, reason: Option<String>) -> EventKind {
     EventKind::Task {
         task_id: rec.id,
+        namespace: rec.def.namespace.clone(),
         queue: rec.def.queue.clone(),
         state: rec.state,
         attempt: rec.attempt,

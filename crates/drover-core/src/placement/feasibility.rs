@@ -1,13 +1,13 @@
 //! Feasibility: which workers may take a task, and why the others may not.
 //!
 //! Checks run cheapest and most permanent first, and a worker is counted under the first
-//! check it fails: kind, label selector, total resources, draining, free credit, free
+//! check it fails: namespace, kind, label selector, total resources, draining, free credit, free
 //! resources. The first three can only change when workers join or leave; the last three
 //! change as work finishes.
 
 use std::collections::BTreeMap;
 
-use super::{PlacementSpec, WorkerView};
+use super::{Job, PlacementSpec, WorkerView};
 
 /// Why one worker was not feasible. Indices refer to the task's spec: `Label(i)` to
 /// `spec.selector.0[i]`, resource indices to `spec.resources.iter()`.
@@ -15,6 +15,8 @@ use super::{PlacementSpec, WorkerView};
 pub enum Rejection {
     /// A broadcast copy pinned to another worker.
     Pinned,
+    /// Does not serve the task's namespace.
+    Namespace,
     /// Does not accept the task's kind.
     Kind,
     /// Fails the selector requirement with this index.
@@ -35,7 +37,11 @@ impl Rejection {
     pub fn is_static(self) -> bool {
         matches!(
             self,
-            Rejection::Pinned | Rejection::Kind | Rejection::Label(_) | Rejection::Capacity(_)
+            Rejection::Pinned
+                | Rejection::Namespace
+                | Rejection::Kind
+                | Rejection::Label(_)
+                | Rejection::Capacity(_)
         )
     }
 }
@@ -75,17 +81,17 @@ impl Unplaced {
 
     /// A sentence for `drover status`: "no worker has kind gpu-render", "2 workers lack label
     /// zone=b; 1 worker has no free slot", ...
-    pub fn explain(&self, spec: &PlacementSpec, kind: &str) -> String {
+    pub fn explain(&self, spec: &PlacementSpec, job: Job<'_>) -> String {
         if self.workers == 0 {
             return "no workers are connected".into();
         }
         if let Some(s) = self.missing_shard_worker(spec) {
             return s;
         }
-        if let Some(s) = self.cluster_fact(spec, kind) {
+        if let Some(s) = self.cluster_fact(spec, job) {
             return s;
         }
-        let mut out = self.reasons(spec, kind);
+        let mut out = self.reasons(spec, job);
         if let Some(note) = self.note_text(spec) {
             if !out.is_empty() {
                 out.push_str("; ");
@@ -111,7 +117,7 @@ impl Unplaced {
     }
 
     /// One static reason for every worker: say it as a fact about the cluster.
-    fn cluster_fact(&self, spec: &PlacementSpec, kind: &str) -> Option<String> {
+    fn cluster_fact(&self, spec: &PlacementSpec, job: Job<'_>) -> Option<String> {
         let [(r, n)] = self.rejected.as_slice() else {
             return None;
         };
@@ -119,7 +125,8 @@ impl Unplaced {
             return None;
         }
         match r {
-            Rejection::Kind => Some(format!("no worker has kind {kind}")),
+            Rejection::Namespace => Some(format!("no worker serves namespace {}", job.namespace)),
+            Rejection::Kind => Some(format!("no worker has kind {}", job.kind)),
             Rejection::Label(i) => {
                 requirement(spec, *i).map(|req| format!("no worker matches label {req}"))
             }
@@ -136,11 +143,11 @@ impl Unplaced {
     }
 
     /// The rejections as clauses, most common first, joined with "; " (pinned ones unsaid).
-    fn reasons(&self, spec: &PlacementSpec, kind: &str) -> String {
+    fn reasons(&self, spec: &PlacementSpec, job: Job<'_>) -> String {
         let mut parts: Vec<(u32, String)> = self
             .rejected
             .iter()
-            .filter_map(|&(r, n)| reason(spec, kind, r, n).map(|text| (n, text)))
+            .filter_map(|&(r, n)| reason(spec, job, r, n).map(|text| (n, text)))
             .collect();
         // Most common reason first; ties keep the check order.
         parts.sort_by_key(|p| std::cmp::Reverse(p.0));
@@ -182,7 +189,7 @@ fn requirement(spec: &PlacementSpec, i: u16) -> Option<&super::Requirement> {
 }
 
 /// One clause for `n` workers rejected for `r`; `None` for reasons not worth saying.
-fn reason(spec: &PlacementSpec, kind: &str, r: Rejection, n: u32) -> Option<String> {
+fn reason(spec: &PlacementSpec, job: Job<'_>, r: Rejection, n: u32) -> Option<String> {
     let w = if n == 1 { "worker" } else { "workers" };
     let (has, lacks, is) = if n == 1 {
         ("has", "lacks", "is")
@@ -191,7 +198,8 @@ fn reason(spec: &PlacementSpec, kind: &str, r: Rejection, n: u32) -> Option<Stri
     };
     let text = match r {
         Rejection::Pinned => return None,
-        Rejection::Kind => format!("{n} {w} {lacks} kind {kind}"),
+        Rejection::Namespace => format!("{n} {w} {is} not serving namespace {}", job.namespace),
+        Rejection::Kind => format!("{n} {w} {lacks} kind {}", job.kind),
         Rejection::Label(i) => match requirement(spec, i) {
             Some(req @ super::Requirement::Eq(..))
             | Some(req @ super::Requirement::Exists(..))
@@ -224,13 +232,16 @@ pub struct Candidates {
 }
 
 /// Checks one worker; `Ok` when it can take the task now.
-pub fn check(spec: &PlacementSpec, kind: &str, w: &WorkerView<'_>) -> Result<(), Rejection> {
+pub fn check(spec: &PlacementSpec, job: Job<'_>, w: &WorkerView<'_>) -> Result<(), Rejection> {
     if let Some(sh) = &spec.shard {
         if sh.worker != w.info.name {
             return Err(Rejection::Pinned);
         }
     }
-    if !w.info.accepts_kind(kind) {
+    if !w.info.serves_namespace(job.namespace) {
+        return Err(Rejection::Namespace);
+    }
+    if !w.info.accepts_kind(job.kind) {
         return Err(Rejection::Kind);
     }
     if let Some(i) = spec.selector.first_failure(&w.info.labels) {
@@ -259,7 +270,7 @@ pub fn check(spec: &PlacementSpec, kind: &str, w: &WorkerView<'_>) -> Result<(),
 }
 
 /// The feasibility pass: O(workers × requirements).
-pub fn candidates(spec: &PlacementSpec, kind: &str, workers: &[WorkerView<'_>]) -> Candidates {
+pub fn candidates(spec: &PlacementSpec, job: Job<'_>, workers: &[WorkerView<'_>]) -> Candidates {
     let mut c = Candidates {
         unplaced: Unplaced {
             workers: workers.len() as u32,
@@ -269,7 +280,7 @@ pub fn candidates(spec: &PlacementSpec, kind: &str, workers: &[WorkerView<'_>]) 
     };
     let mut counts: BTreeMap<Rejection, u32> = BTreeMap::new();
     for (i, w) in workers.iter().enumerate() {
-        match check(spec, kind, w) {
+        match check(spec, job, w) {
             Ok(()) => {
                 c.ok.push(i);
                 c.eligible.push(i);

@@ -224,6 +224,32 @@ impl PlacementSpec {
     }
 }
 
+/// What feasibility asks of a task beyond its spec: a worker must serve its namespace and
+/// accept its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Job<'a> {
+    pub namespace: &'a str,
+    pub kind: &'a str,
+}
+
+impl<'a> Job<'a> {
+    pub fn of(def: &'a crate::model::TaskDef) -> Self {
+        Job {
+            namespace: &def.namespace,
+            kind: &def.kind,
+        }
+    }
+
+    /// A task of `kind` in the default namespace.
+    pub fn kind(kind: &'a str) -> Self {
+        Job {
+            namespace: crate::model::DEFAULT_NAMESPACE,
+            kind,
+        }
+    }
+}
+
+
 /// What placement may know of a worker.
 #[derive(Clone, Debug)]
 pub struct WorkerView<'a> {
@@ -316,13 +342,13 @@ pub enum Placement {
 pub fn place<R: Rng>(
     strategy: Strategy,
     spec: &PlacementSpec,
-    kind: &str,
+    job: Job<'_>,
     workers: &[WorkerView<'_>],
     state: &mut PlacementState,
     rng: &mut R,
 ) -> Placement {
-    let cands = candidates(spec, kind, workers);
-    match rank(strategy, spec, kind, workers, &cands, state, rng) {
+    let cands = candidates(spec, job, workers);
+    match rank(strategy, spec, job.kind, workers, &cands, state, rng) {
         Ok(i) => Placement::Place(i),
         Err(note) => {
             let mut u = cands.unplaced;
@@ -336,14 +362,14 @@ pub fn place<R: Rng>(
 /// current load (kind, labels, total resources, not draining), in `workers` order.
 pub fn broadcast_targets(
     spec: &PlacementSpec,
-    kind: &str,
+    job: Job<'_>,
     workers: &[WorkerView<'_>],
 ) -> Vec<usize> {
     let unpinned = PlacementSpec {
         shard: None,
         ..spec.clone()
     };
-    candidates(&unpinned, kind, workers).eligible
+    candidates(&unpinned, job, workers).eligible
 }
 
 /// An external ranking rule (the simulator's `oracle`), used by

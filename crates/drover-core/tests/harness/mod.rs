@@ -22,6 +22,7 @@ pub fn config() -> CoreConfig {
 
 pub fn exec_def(queue: &str) -> TaskDef {
     TaskDef {
+        namespace: DEFAULT_NAMESPACE.into(),
         queue: queue.into(),
         kind: "default".into(),
         priority: 0,
@@ -60,8 +61,8 @@ pub struct Bench {
     pub replies: Vec<(RequestId, Reply)>,
     pub stale_rejected: u64,
     pub flows: BTreeMap<TaskId, FlowRecord>,
-    pub queues: BTreeMap<String, QueueConfig>,
-    pub schedules: BTreeMap<String, drover_core::schedule::ScheduleRecord>,
+    pub queues: BTreeMap<Scoped, QueueConfig>,
+    pub schedules: BTreeMap<Scoped, drover_core::schedule::ScheduleRecord>,
     pub workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
     pub drained: std::collections::BTreeSet<String>,
     next_id: u128,
@@ -142,7 +143,7 @@ impl Bench {
             idempotency_keys: self
                 .tasks
                 .values()
-                .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
+                .filter_map(|t| t.def.idempotency_key.as_ref().map(|k| (t.def.scoped(k), t.id)))
                 .collect(),
             workflows_ended: self.workflows_ended(),
             drained_workers: self.drained.iter().cloned().collect(),
@@ -189,13 +190,13 @@ impl Bench {
                     self.flows.insert(f.task_id, f);
                 }
                 Write::Queue(q) => {
-                    self.queues.insert(q.name.clone(), q);
+                    self.queues.insert(q.key(), q);
                 }
                 Write::Workflow(w) => {
                     self.workflows.insert(w.id.clone(), w);
                 }
                 Write::Schedule(s) => {
-                    self.schedules.insert(s.spec.name.clone(), s);
+                    self.schedules.insert(s.spec.key(), s);
                 }
                 Write::ScheduleDeleted(n) => {
                     self.schedules.remove(&n);
