@@ -36,7 +36,7 @@ pub(crate) struct Batch {
     /// In batch order (later ones replace earlier ones when applied).
     pub workflows: Vec<WorkflowRecord>,
     /// Schedule upserts (`Some`) and deletions (`None`), in batch order.
-    pub schedules: Vec<(String, Option<drover_core::schedule::ScheduleRecord>)>,
+    pub schedules: Vec<(drover_core::Scoped, Option<drover_core::schedule::ScheduleRecord>)>,
     /// Drains (`true`) and resumes of workers, in batch order.
     pub drains: Vec<(String, bool)>,
 }
@@ -83,7 +83,7 @@ impl Batch {
                 },
                 Write::Queue(q) => b.queues.push(q),
                 Write::Workflow(w) => b.workflows.push(w),
-                Write::Schedule(s) => b.schedules.push((s.spec.name.clone(), Some(s))),
+                Write::Schedule(s) => b.schedules.push((s.spec.key(), Some(s))),
                 Write::ScheduleDeleted(n) => b.schedules.push((n, None)),
                 Write::WorkerDrain { name, drained } => b.drains.push((name, drained)),
             }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use drover_core::dag::WorkflowRecord;
 use drover_core::{
-    AttemptRecord, Event, FlowRecord, LogChunk, Micros, QueueConfig, Snapshot, TaskId, TaskRecord,
-    TaskState, Write,
+    AttemptRecord, Event, FlowRecord, LogChunk, Micros, QueueConfig, Scoped, Snapshot, TaskId,
+    TaskRecord, TaskState, Write,
 };
 
 pub mod audit;
@@ -42,6 +42,8 @@ pub enum StoreError {
 pub struct TaskQuery {
     pub state: Option<TaskState>,
     pub queue: Option<String>,
+    /// Only tasks of these namespaces (`None`: every namespace).
+    pub namespaces: Option<Vec<String>>,
     /// Only tasks with an id lower than this (the previous page's last id).
     pub before: Option<TaskId>,
     pub limit: usize,
@@ -60,14 +62,17 @@ pub struct WebhookRecord {
     pub created_at: Micros,
     /// Every event up to this sequence number has been delivered or given up on.
     pub cursor: u64,
+    /// Whose events it receives: one namespace, or `*` for every namespace's and the
+    /// cluster's (workers).
+    pub namespace: String,
 }
 
 /// What one `Store::prune_tasks` call deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrunedTasks {
     pub tasks: u64,
-    /// (idempotency key, task) of the deleted tasks that had one.
-    pub keys: Vec<(String, TaskId)>,
+    /// (idempotency key in its namespace, task) of the deleted tasks that had one.
+    pub keys: Vec<(Scoped, TaskId)>,
 }
 
 /// One delivery attempt of one event to one webhook.
@@ -104,7 +109,11 @@ pub trait Store: Send + Sync + 'static {
     async fn logs(&self, id: TaskId, attempt: u32) -> Result<Vec<LogChunk>, StoreError>;
     /// Events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
-    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError>;
+    /// Task counts by state, over every namespace (`None`) or only these.
+    async fn count_by_state(
+        &self,
+        namespaces: Option<&[String]>,
+    ) -> Result<BTreeMap<TaskState, u64>, StoreError>;
 
     // Event retention and webhooks: written by the server's background tasks, outside the
     // core's commits.
@@ -157,11 +166,15 @@ pub trait Store: Send + Sync + 'static {
     // Serial and parallel execution (schema 0003): read side for the API.
     /// A task's flow record (dependencies, key, deadline, workflow), if it has one.
     async fn flow(&self, id: TaskId) -> Result<Option<FlowRecord>, StoreError>;
-    /// Every configured queue, by name.
+    /// Every configured queue, by namespace and name.
     async fn queue_configs(&self) -> Result<Vec<QueueConfig>, StoreError>;
     async fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, StoreError>;
-    /// Workflows, newest first, at most `limit`.
-    async fn workflows(&self, limit: usize) -> Result<Vec<WorkflowRecord>, StoreError>;
+    /// Workflows, newest first, at most `limit`, of every namespace (`None`) or only these.
+    async fn workflows(
+        &self,
+        limit: usize,
+        namespaces: Option<&[String]>,
+    ) -> Result<Vec<WorkflowRecord>, StoreError>;
 
     // The audit log (schema 0009).
     /// Appends records in order; each gets the next seq.

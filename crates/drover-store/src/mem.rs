@@ -33,9 +33,9 @@ struct Inner {
     deliveries: Vec<DeliveryRecord>,
     audit: Vec<AuditRecord>,
     flows: BTreeMap<TaskId, drover_core::FlowRecord>,
-    queues: BTreeMap<String, drover_core::QueueConfig>,
+    queues: BTreeMap<drover_core::Scoped, drover_core::QueueConfig>,
     workflows: BTreeMap<String, drover_core::dag::WorkflowRecord>,
-    schedules: BTreeMap<String, drover_core::schedule::ScheduleRecord>,
+    schedules: BTreeMap<drover_core::Scoped, drover_core::schedule::ScheduleRecord>,
     drained_workers: std::collections::BTreeSet<String>,
     tokens: BTreeMap<String, crate::TokenRecord>,
     /// max(seq) + 1 over every task ever inserted, pruned ones included (SQLite's
@@ -143,7 +143,7 @@ impl Inner {
             self.flows.insert(f.task_id, f);
         }
         for q in b.queues {
-            self.queues.insert(q.name.clone(), q);
+            self.queues.insert(q.key(), q);
         }
         for w in b.workflows {
             self.workflows.insert(w.id.clone(), w);
@@ -206,7 +206,10 @@ impl Store for MemStore {
                 keyed.sort_by_key(|t| t.seq);
                 keyed
                     .into_iter()
-                    .filter_map(|t| t.def.idempotency_key.clone().map(|k| (k, t.id)))
+                    .filter_map(|t| {
+                        let k = t.def.idempotency_key.as_ref()?;
+                        Some((t.def.scoped(k), t.id))
+                    })
                     .collect()
             },
         })
@@ -245,6 +248,7 @@ impl Store for MemStore {
             .map(|(_, t)| t)
             .filter(|t| query.state.is_none_or(|s| t.state == s))
             .filter(|t| query.queue.as_ref().is_none_or(|q| &t.def.queue == q))
+            .filter(|t| in_namespaces(query.namespaces.as_deref(), &t.def.namespace))
             .take(query.limit)
             .cloned()
             .collect())
@@ -269,9 +273,17 @@ impl Store for MemStore {
             .collect())
     }
 
-    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+    async fn count_by_state(
+        &self,
+        namespaces: Option<&[String]>,
+    ) -> Result<BTreeMap<TaskState, u64>, StoreError> {
         let mut out = BTreeMap::new();
-        for t in self.lock().tasks.values() {
+        let g = self.lock();
+        for t in g
+            .tasks
+            .values()
+            .filter(|t| in_namespaces(namespaces, &t.def.namespace))
+        {
             *out.entry(t.state).or_insert(0) += 1;
         }
         Ok(out)
@@ -400,9 +412,15 @@ impl Store for MemStore {
     async fn workflows(
         &self,
         limit: usize,
+        namespaces: Option<&[String]>,
     ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
         let g = self.lock();
-        let mut v: Vec<_> = g.workflows.values().cloned().collect();
+        let mut v: Vec<_> = g
+            .workflows
+            .values()
+            .filter(|w| in_namespaces(namespaces, &w.namespace))
+            .cloned()
+            .collect();
         v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         v.truncate(limit);
         Ok(v)
@@ -513,12 +531,16 @@ impl Inner {
 
     /// Removes the due tasks with what hangs off them, then the workflows; returns the
     /// tasks' idempotency keys.
-    fn remove_pruned(&mut self, due: &[TaskId], workflows: Vec<String>) -> Vec<(String, TaskId)> {
+    fn remove_pruned(
+        &mut self,
+        due: &[TaskId],
+        workflows: Vec<String>,
+    ) -> Vec<(drover_core::Scoped, TaskId)> {
         let mut keys = Vec::new();
         for id in due {
             let t = self.tasks.remove(id).expect("listed as due");
             if let Some(k) = &t.def.idempotency_key {
-                keys.push((k.clone(), *id));
+                keys.push((t.def.scoped(k), *id));
             }
             remove_per_attempt(&mut self.attempts, *id);
             remove_per_attempt(&mut self.logs, *id);
@@ -545,4 +567,9 @@ fn remove_per_attempt<V>(m: &mut BTreeMap<(TaskId, u32), V>, id: TaskId) {
     if let Some(next) = id.0.checked_add(1) {
         m.append(&mut of_task.split_off(&(TaskId(next), 0)));
     }
+}
+
+/// Whether `namespace` passes a filter (`None`: every namespace).
+fn in_namespaces(filter: Option<&[String]>, namespace: &str) -> bool {
+    filter.is_none_or(|ns| ns.iter().any(|n| n == namespace))
 }

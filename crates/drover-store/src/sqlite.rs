@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0008_api_tokens.sql"),
     include_str!("sqlite/migrations/0009_audit.sql"),
     include_str!("sqlite/migrations/0010_worker_limits.sql"),
+    include_str!("sqlite/migrations/0011_namespaces.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with
@@ -328,8 +329,13 @@ impl Store for SqliteStore {
         self.read(move |c| events::after(c, after, limit)).await
     }
 
-    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
-        self.read(tasks::count_by_state).await
+    async fn count_by_state(
+        &self,
+        namespaces: Option<&[String]>,
+    ) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+        let namespaces = namespaces.map(<[String]>::to_vec);
+        self.read(move |c| tasks::count_by_state(c, namespaces.as_deref()))
+            .await
     }
 
     async fn prune_events(&self, before: Micros) -> Result<u64, StoreError> {
@@ -422,8 +428,11 @@ impl Store for SqliteStore {
     async fn workflows(
         &self,
         limit: usize,
+        namespaces: Option<&[String]>,
     ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
-        self.read(move |c| workflows::newest(c, limit)).await
+        let namespaces = namespaces.map(<[String]>::to_vec);
+        self.read(move |c| workflows::newest(c, limit, namespaces.as_deref()))
+            .await
     }
 
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
@@ -492,6 +501,7 @@ mod tests {
                 queue,
                 before,
                 limit: 10,
+                namespaces: None,
             };
             let (sql, args) = tasks::list_sql(&q);
             let p = plan(&conn, &sql, args);

@@ -22,6 +22,7 @@ const WARMUP: u64 = 4;
 
 fn def() -> Arc<TaskDef> {
     Arc::new(TaskDef {
+        namespace: drover_core::DEFAULT_NAMESPACE.into(),
         queue: "bench".into(),
         kind: "noop".into(),
         priority: 0,
@@ -75,6 +76,7 @@ impl Gen {
             at: self.now,
             kind: EventKind::Task {
                 task_id: t.id,
+                namespace: t.def.namespace.clone(),
                 queue: t.def.queue.clone(),
                 state: t.state,
                 attempt: t.attempt,
@@ -186,7 +188,7 @@ async fn commit_throughput() {
     }
 
     // Sanity: everything landed.
-    let counts = store.count_by_state().await.unwrap();
+    let counts = store.count_by_state(None).await.unwrap();
     assert_eq!(counts[&TaskState::Queued], GROUP);
     assert_eq!(counts[&TaskState::Succeeded], (BATCHES - 3) * GROUP);
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use drover_core::{
     AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
-    ScheduleChange, Sealed, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState, WorkerEventState,
-    WorkflowState, Write,
+    ScheduleChange, Scoped, Sealed, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState,
+    WorkerEventState, WorkflowState, Write, DEFAULT_NAMESPACE,
 };
 use drover_store::{
     DeliveryRecord, MemStore, SqliteStore, Store, StoreError, TaskQuery, TokenRecord, WebhookRecord,
@@ -69,6 +69,7 @@ macro_rules! suite {
                 drained_workers_survive_in_the_snapshot,
                 audit_log_filters_pages_and_prunes,
                 tokens_round_trip,
+                namespaces_keep_names_apart,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -109,6 +110,7 @@ pub fn tid(n: u128) -> TaskId {
 
 pub fn exec_def(queue: &str) -> TaskDef {
     TaskDef {
+        namespace: DEFAULT_NAMESPACE.into(),
         queue: queue.into(),
         kind: "build".into(),
         priority: -7,
@@ -154,6 +156,7 @@ pub fn exec_def(queue: &str) -> TaskDef {
 
 pub fn noop_def(queue: &str) -> TaskDef {
     TaskDef {
+        namespace: DEFAULT_NAMESPACE.into(),
         queue: queue.into(),
         kind: "noop".into(),
         priority: 0,
@@ -206,6 +209,7 @@ pub fn task_event(seq: u64, t: &TaskRecord, reason: Option<&str>) -> Event {
         at: 5_000 + seq as i64,
         kind: EventKind::Task {
             task_id: t.id,
+            namespace: t.def.namespace.clone(),
             queue: t.def.queue.clone(),
             state: t.state,
             attempt: t.attempt,
@@ -424,7 +428,7 @@ pub mod cases {
         assert_eq!(s.attempts(id).await.unwrap(), vec![a1_started.clone()]);
         assert_eq!(s.events_after(0, 10).await.unwrap().len(), 3);
         assert_eq!(
-            s.count_by_state().await.unwrap(),
+            s.count_by_state(None).await.unwrap(),
             BTreeMap::from([(TaskState::Running, 1)])
         );
         let snap = s.load_snapshot().await.unwrap();
@@ -442,7 +446,7 @@ pub mod cases {
         s.commit(vec![upd(&running), upd(&done)]).await.unwrap();
         assert_eq!(s.task(id).await.unwrap(), Some(done));
         assert_eq!(
-            s.count_by_state().await.unwrap(),
+            s.count_by_state(None).await.unwrap(),
             BTreeMap::from([(TaskState::Succeeded, 1)])
         );
     }
@@ -466,7 +470,7 @@ pub mod cases {
         assert_eq!(s.task(a.id).await.unwrap(), Some(a2));
         assert_eq!(s.task(b.id).await.unwrap(), Some(b2.clone()));
         assert_eq!(
-            s.count_by_state().await.unwrap(),
+            s.count_by_state(None).await.unwrap(),
             BTreeMap::from([(TaskState::Queued, 1), (TaskState::Cancelled, 1)])
         );
         // Now it exists: inserting it again fails.
@@ -527,9 +531,10 @@ pub mod cases {
         assert!(snap.tasks.is_empty());
         assert_eq!(snap.next_task_seq, 0);
         assert_eq!(snap.next_event_seq, 1);
-        assert!(s.count_by_state().await.unwrap().is_empty());
+        assert!(s.count_by_state(None).await.unwrap().is_empty());
         assert!(s.events_after(0, 10).await.unwrap().is_empty());
         let all = TaskQuery {
+                            namespaces: None,
             limit: 10,
             ..TaskQuery::default()
         };
@@ -592,6 +597,7 @@ pub mod cases {
                 loop {
                     let page = s
                         .list_tasks(&TaskQuery {
+                            namespaces: None,
                             state,
                             queue: queue.map(str::to_owned),
                             before,
@@ -610,6 +616,7 @@ pub mod cases {
                 assert_eq!(got, want, "state {state:?} queue {queue:?} limit {limit}");
             }
             let none = TaskQuery {
+                            namespaces: None,
                 state,
                 queue: queue.map(str::to_owned),
                 before: None,
@@ -621,6 +628,7 @@ pub mod cases {
         let mid = TaskId(all[10].id.0 + 1);
         let page = s
             .list_tasks(&TaskQuery {
+                            namespaces: None,
                 before: Some(mid),
                 limit: 3,
                 ..TaskQuery::default()
@@ -718,6 +726,7 @@ pub mod cases {
         let mut kinds = vec![
             EventKind::Task {
                 task_id: t.id,
+                namespace: "default".into(),
                 queue: "q".into(),
                 state: TaskState::Running,
                 attempt: 3,
@@ -727,6 +736,7 @@ pub mod cases {
             },
             EventKind::Task {
                 task_id: tid(2),
+                namespace: "team-b".into(),
                 queue: String::new(),
                 state: TaskState::Skipped,
                 attempt: 0,
@@ -745,16 +755,19 @@ pub mod cases {
         );
         kinds.extend(WorkflowState::ALL.iter().map(|&state| EventKind::Workflow {
             workflow_id: format!("wf-{}", state.as_str()),
+            namespace: "default".into(),
             state,
         }));
         for (i, &change) in ScheduleChange::ALL.iter().enumerate() {
             kinds.push(EventKind::Schedule {
+                namespace: "default".into(),
                 name: format!("nightly-{i}"),
                 change,
                 task_id: None,
                 reason: None,
             });
             kinds.push(EventKind::Schedule {
+                namespace: "team-b".into(),
                 name: "every 5m".into(),
                 change,
                 task_id: Some(tid(10 + i as u128)),
@@ -839,6 +852,7 @@ pub mod cases {
             secret: "s3cret \"quoted\"".into(),
             created_at,
             cursor: 41,
+            namespace: "*".into(),
         }
     }
 
@@ -967,7 +981,7 @@ pub mod cases {
             .collect();
         s.commit(tasks.iter().map(new).collect()).await.unwrap();
         assert_eq!(
-            s.count_by_state().await.unwrap(),
+            s.count_by_state(None).await.unwrap(),
             BTreeMap::from([(TaskState::Queued, 20)])
         );
         // Walk them through different paths, in several batches.
@@ -996,7 +1010,7 @@ pub mod cases {
         for t in &tasks {
             *want.entry(t.state).or_insert(0u64) += 1;
         }
-        assert_eq!(s.count_by_state().await.unwrap(), want);
+        assert_eq!(s.count_by_state(None).await.unwrap(), want);
         assert_eq!(
             want,
             BTreeMap::from([
@@ -1020,6 +1034,7 @@ pub mod cases {
             );
         }
         let all = TaskQuery {
+                            namespaces: None,
             limit: 1000,
             ..TaskQuery::default()
         };
@@ -1027,7 +1042,7 @@ pub mod cases {
             "{:?}\n{:?}\n{:?}\n",
             s.list_tasks(&all).await.unwrap(),
             s.events_after(0, 1000).await.unwrap(),
-            s.count_by_state().await.unwrap()
+            s.count_by_state(None).await.unwrap()
         );
         let snap = s.load_snapshot().await.unwrap();
         out += &format!(
@@ -1132,6 +1147,7 @@ pub mod cases {
                 let mut last = 0;
                 for _ in 0..30 {
                     let q = TaskQuery {
+                            namespaces: None,
                         limit: 5,
                         ..TaskQuery::default()
                     };
@@ -1139,7 +1155,7 @@ pub mod cases {
                     assert!(page.windows(2).all(|w| w[0].id > w[1].id));
                     // Commits are atomic: counts only ever move by whole batches.
                     let n = s
-                        .count_by_state()
+                        .count_by_state(None)
                         .await
                         .unwrap()
                         .get(&TaskState::Queued)
@@ -1157,7 +1173,7 @@ pub mod cases {
             r.await.unwrap();
         }
         assert_eq!(
-            s.count_by_state().await.unwrap(),
+            s.count_by_state(None).await.unwrap(),
             BTreeMap::from([(TaskState::Queued, 1000)])
         );
     }
@@ -1199,6 +1215,7 @@ pub mod flow_cases {
         let mut f_old = f.clone();
         f_old.waiting = vec![tid(1), tid(3)];
         let q = QueueConfig {
+            namespace: "team-a".into(),
             name: "q".into(),
             concurrency: Some(3),
             paused: true,
@@ -1206,6 +1223,7 @@ pub mod flow_cases {
         };
         let wf = WorkflowRecord {
             id: "wf1".into(),
+            namespace: "team-a".into(),
             name: "build".into(),
             created_at: 77,
             nodes: vec![
@@ -1240,7 +1258,7 @@ pub mod flow_cases {
         assert_eq!(s.queue_configs().await.unwrap(), vec![q.clone()]);
         assert_eq!(s.workflow("wf1").await.unwrap(), Some(wf.clone()));
         assert_eq!(s.workflow("nope").await.unwrap(), None);
-        assert_eq!(s.workflows(10).await.unwrap(), vec![wf]);
+        assert_eq!(s.workflows(10, None).await.unwrap(), vec![wf]);
         let snap = s.load_snapshot().await.unwrap();
         // Only flow records of active tasks.
         assert_eq!(snap.flows, vec![f]);
@@ -1249,9 +1267,9 @@ pub mod flow_cases {
         assert_eq!(
             snap.idempotency_keys,
             vec![
-                ("key-1".to_string(), tid(1)),
-                ("k-1".to_string(), tid(2)),
-                ("key-1".to_string(), tid(3)),
+                (Scoped::default_ns("key-1"), tid(1)),
+                (Scoped::default_ns("k-1"), tid(2)),
+                (Scoped::default_ns("key-1"), tid(3)),
             ]
         );
     }
@@ -1293,6 +1311,7 @@ pub mod flow_cases {
     async fn all_ids<S: Store>(s: &S) -> Vec<TaskId> {
         ids_of(
             s.list_tasks(&TaskQuery {
+                            namespaces: None,
                 limit: 1000,
                 ..TaskQuery::default()
             })
@@ -1348,7 +1367,7 @@ pub mod flow_cases {
             "listing"
         );
         assert_eq!(
-            s.count_by_state().await.unwrap(),
+            s.count_by_state(None).await.unwrap(),
             BTreeMap::from([
                 (TaskState::Pending, 1),
                 (TaskState::Running, 1),
@@ -1400,7 +1419,7 @@ pub mod flow_cases {
         assert_eq!(s.prune_tasks(T0 + 45, 2).await.unwrap().tasks, 0);
         assert_eq!(s.prune_tasks(T0 + 51, usize::MAX).await.unwrap().tasks, 1);
         assert!(all_ids(s).await.is_empty());
-        assert!(s.count_by_state().await.unwrap().values().all(|n| *n == 0));
+        assert!(s.count_by_state(None).await.unwrap().values().all(|n| *n == 0));
         // Numbering continues after the newest task is gone.
         assert_eq!(s.load_snapshot().await.unwrap().next_task_seq, 6);
     }
@@ -1430,7 +1449,7 @@ pub mod flow_cases {
         s.commit(vec![new(&keyed), new(&plain)]).await.unwrap();
         let pruned = s.prune_tasks(T0 + 100, 10).await.unwrap();
         assert_eq!(pruned.tasks, 2);
-        assert_eq!(pruned.keys, vec![("order-42".to_string(), keyed.id)]);
+        assert_eq!(pruned.keys, vec![(Scoped::default_ns("order-42"), keyed.id)]);
     }
 
     fn node(name: &str, id: TaskId) -> WorkflowNode {
@@ -1441,9 +1460,92 @@ pub mod flow_cases {
         }
     }
 
+    /// The same queue, schedule and idempotency key in two namespaces are two things; reads
+    /// filter by namespace.
+    pub async fn namespaces_keep_names_apart<S: Store>(s: &S) {
+        use drover_core::schedule::{Misfire, Overlap, ScheduleRecord, ScheduleSpec, Trigger};
+        let def_in = |ns: &str| TaskDef {
+            namespace: ns.into(),
+            idempotency_key: Some("k".into()),
+            ..exec_def("q")
+        };
+        let a = task(tid(1), 0, def_in("team-a"), TaskState::Queued);
+        let b = task(tid(2), 1, def_in("team-b"), TaskState::Succeeded);
+        let queue = |ns: &str, paused| QueueConfig {
+            namespace: ns.into(),
+            name: "q".into(),
+            paused,
+            ..QueueConfig::default()
+        };
+        let schedule = |ns: &str, every_ms| ScheduleRecord {
+            spec: ScheduleSpec {
+                name: "nightly".into(),
+                trigger: Trigger::Every {
+                    every_ms,
+                    anchor: 0,
+                },
+                overlap: Overlap::Allow,
+                misfire: Misfire::Skip,
+                max_catch_up: 1,
+                template: Arc::new(TaskDef {
+                    namespace: ns.into(),
+                    ..exec_def("q")
+                }),
+            },
+            paused: false,
+            created_at: 1,
+            last_slot: None,
+            last_task: None,
+            next_at: None,
+        };
+        let wf = |id: &str, ns: &str| WorkflowRecord {
+            namespace: ns.into(),
+            ..workflow(id, 5, vec![])
+        };
+        s.commit(vec![
+            new(&a),
+            new(&b),
+            Write::Queue(queue("team-a", true)),
+            Write::Queue(queue("team-b", false)),
+            Write::Schedule(schedule("team-a", 1_000)),
+            Write::Schedule(schedule("team-b", 2_000)),
+            Write::Workflow(wf("wf-a", "team-a")),
+            Write::Workflow(wf("wf-b", "team-b")),
+        ])
+        .await
+        .unwrap();
+        s.commit(vec![Write::ScheduleDeleted(Scoped::new("team-a", "nightly"))])
+            .await
+            .unwrap();
+        let snap = s.load_snapshot().await.unwrap();
+        assert_eq!(snap.queues, vec![queue("team-a", true), queue("team-b", false)]);
+        assert_eq!(snap.schedules, vec![schedule("team-b", 2_000)]);
+        assert_eq!(
+            snap.idempotency_keys,
+            vec![(Scoped::new("team-a", "k"), a.id), (Scoped::new("team-b", "k"), b.id)]
+        );
+        let only_b = Some(vec!["team-b".to_string()]);
+        let listed = s
+            .list_tasks(&TaskQuery {
+                namespaces: only_b.clone(),
+                limit: 10,
+                ..TaskQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![b.clone()]);
+        let counts = s.count_by_state(only_b.as_deref()).await.unwrap();
+        assert_eq!(counts, BTreeMap::from([(TaskState::Succeeded, 1)]));
+        assert_eq!(s.count_by_state(None).await.unwrap().len(), 2);
+        let wfs = s.workflows(10, only_b.as_deref()).await.unwrap();
+        assert_eq!(wfs, vec![wf("wf-b", "team-b")]);
+        assert_eq!(s.task(a.id).await.unwrap().unwrap().def.namespace, "team-a");
+    }
+
     fn workflow(id: &str, created_at: i64, nodes: Vec<WorkflowNode>) -> WorkflowRecord {
         WorkflowRecord {
             id: id.into(),
+            namespace: "default".into(),
             name: format!("{id} name"),
             created_at,
             nodes,
@@ -1512,7 +1614,7 @@ pub mod flow_cases {
         assert_gone(s, a.id).await;
         assert_gone(s, b.id).await;
         assert_eq!(s.workflow("wf").await.unwrap(), None);
-        assert!(s.workflows(10).await.unwrap().is_empty());
+        assert!(s.workflows(10, None).await.unwrap().is_empty());
         assert!(all_ids(s).await.is_empty());
         assert_eq!(s.prune_tasks(i64::MAX, 100).await.unwrap().tasks, 0);
     }
@@ -1558,7 +1660,7 @@ pub mod flow_cases {
         ] {
             assert_kept(s, t).await;
         }
-        assert_eq!(s.workflows(10).await.unwrap(), vec![w4, w3, w2, w1]);
+        assert_eq!(s.workflows(10, None).await.unwrap(), vec![w4, w3, w2, w1]);
     }
 
     pub async fn prune_tasks_prunes_a_rerun_workflow_with_its_earlier_runs<S: Store>(s: &S) {
@@ -1589,7 +1691,7 @@ pub mod flow_cases {
 
         let pruned = s.prune_tasks(T0 + 3_001, 100).await.unwrap();
         assert_eq!(pruned.tasks, 3);
-        assert_eq!(pruned.keys, vec![("first-run".to_string(), x1.id)]);
+        assert_eq!(pruned.keys, vec![(Scoped::default_ns("first-run"), x1.id)]);
         for t in [&x1, &y, &x2] {
             assert_gone(s, t.id).await;
         }
@@ -1640,12 +1742,12 @@ pub mod flow_cases {
         assert_eq!(all_ids(s).await, vec![c.id, d.id, e.id, f.id]);
         assert_eq!(s.workflow("wf-live").await.unwrap(), Some(live.clone()));
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), Some(rerun.clone()));
-        assert_eq!(s.workflows(10).await.unwrap().len(), 2);
+        assert_eq!(s.workflows(10, None).await.unwrap().len(), 2);
         assert_eq!(s.prune_tasks(T0 + 10_000, 100).await.unwrap().tasks, 2);
         assert_eq!(all_ids(s).await, vec![c.id, d.id]);
         assert_eq!(s.workflow("wf-rerun").await.unwrap(), None);
         assert_eq!(s.flow(e.id).await.unwrap(), None);
-        assert_eq!(s.workflows(10).await.unwrap(), vec![live]);
+        assert_eq!(s.workflows(10, None).await.unwrap(), vec![live]);
     }
 
     pub async fn prune_tasks_shares_the_limit_with_whole_workflows<S: Store>(s: &S) {
@@ -1691,10 +1793,10 @@ pub mod flow_cases {
 
         // Oldest first: wf-empty (no task), then wf-1 whole.
         assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 3);
-        assert_eq!(workflow_ids(s.workflows(10).await.unwrap()), vec!["wf-2"]);
+        assert_eq!(workflow_ids(s.workflows(10, None).await.unwrap()), vec!["wf-2"]);
         assert_eq!(all_ids(s).await, vec![tid(4), tid(5), tid(6), tid(7)]);
         assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 2);
-        assert!(s.workflows(10).await.unwrap().is_empty());
+        assert!(s.workflows(10, None).await.unwrap().is_empty());
         assert_eq!(all_ids(s).await, vec![tid(6), tid(7)]);
         assert_eq!(s.prune_tasks(T0 + 100, 1).await.unwrap().tasks, 1);
         assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 1);
@@ -1769,7 +1871,7 @@ mod sqlite_only {
             assert_eq!(s.events_after(0, 10).await.unwrap(), vec![ev.clone()]);
             assert_eq!(s.logs(t.id, 3).await.unwrap().len(), 1);
             assert_eq!(
-                s.count_by_state().await.unwrap(),
+                s.count_by_state(None).await.unwrap(),
                 BTreeMap::from([(TaskState::Running, 1), (TaskState::Failed, 1)])
             );
         }
@@ -1844,9 +1946,11 @@ mod sqlite_only {
                 },
                 2 => EventKind::Workflow {
                     workflow_id: "wf".into(),
+                    namespace: "default".into(),
                     state: WorkflowState::Running,
                 },
                 _ => EventKind::Schedule {
+                    namespace: "default".into(),
                     name: "s".into(),
                     change: ScheduleChange::Fired,
                     task_id: Some(t.id),

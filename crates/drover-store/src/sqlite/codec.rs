@@ -18,8 +18,9 @@ use crate::StoreError;
 /// The columns of `tasks`, in the order `task_from_row` reads them.
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
      backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
-     worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error";
-pub(super) const TASK_NCOLS: usize = 23;
+     worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
+     namespace";
+pub(super) const TASK_NCOLS: usize = 24;
 
 /// The columns of `attempts`, in the order `attempt_from_row` reads them.
 pub(super) const ATTEMPT_COLS: &str =
@@ -28,7 +29,7 @@ pub(super) const ATTEMPT_COLS: &str =
 /// The columns of `events`, in the order `event_from_row` reads them and `EventRow` binds
 /// them. Which ones a row uses depends on its `type` (see `0005_events_and_retention.sql`).
 pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
-     reason, worker_name, worker_state, workflow, schedule";
+     reason, worker_name, worker_state, workflow, schedule, namespace";
 
 pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -277,6 +278,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
     let placement: String = get(row, 10)?;
     let lease: Option<String> = get(row, 16)?;
     let def = TaskDef {
+        namespace: get(row, 23)?,
         queue: get(row, 2)?,
         kind: get(row, 3)?,
         priority: get(row, 4)?,
@@ -355,6 +357,7 @@ pub(super) struct EventRow<'a> {
     /// A task's workflow, or the workflow of a workflow event.
     pub workflow: Option<&'a str>,
     pub schedule: Option<&'a str>,
+    pub namespace: Option<&'a str>,
 }
 
 pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
@@ -372,6 +375,7 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
         worker_state: None,
         workflow: None,
         schedule: None,
+        namespace: e.namespace(),
     };
     match &e.kind {
         EventKind::Task {
@@ -382,6 +386,7 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
             worker,
             reason,
             workflow,
+            ..
         } => {
             r.task_id = Some(id_bytes(*task_id));
             r.queue = Some(queue);
@@ -396,7 +401,9 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
             r.worker_name = Some(name);
             r.worker_state = Some(state.as_str());
         }
-        EventKind::Workflow { workflow_id, state } => {
+        EventKind::Workflow {
+            workflow_id, state, ..
+        } => {
             r.kind = "workflow";
             r.workflow = Some(workflow_id);
             r.state = Some(state.as_str());
@@ -406,6 +413,7 @@ pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
             change,
             task_id,
             reason,
+            ..
         } => {
             r.kind = "schedule";
             r.schedule = Some(name);
@@ -433,9 +441,11 @@ fn get_required(row: &Row<'_>, i: usize, what: &str) -> Result<String, StoreErro
 
 pub(super) fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
     let kind: String = get(row, 2)?;
+    let namespace = || get_required(row, 13, "event namespace");
     let kind = match kind.as_str() {
         "task" => EventKind::Task {
             task_id: get_id(row, 3)?,
+            namespace: namespace()?,
             queue: get(row, 4)?,
             state: get_state(row, 5)?,
             attempt: get_u32(row, 6)?,
@@ -449,9 +459,11 @@ pub(super) fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
         },
         "workflow" => EventKind::Workflow {
             workflow_id: get_required(row, 11, "workflow event id")?,
+            namespace: namespace()?,
             state: get_parsed::<WorkflowState>(row, 5, "workflow event state")?,
         },
         "schedule" => EventKind::Schedule {
+            namespace: namespace()?,
             name: get_required(row, 12, "schedule event name")?,
             change: get_parsed::<ScheduleChange>(row, 5, "schedule event change")?,
             task_id: match row.get_ref(3).map_err(db_err)? {

@@ -12,8 +12,8 @@ use crate::StoreError;
 const PRUNE_BATCH: i64 = 5_000;
 
 const INSERT_EVENT: &str = "INSERT INTO events (seq, at, type, task_id, queue, state, attempt, \
-     worker, reason, worker_name, worker_state, workflow, schedule) VALUES (?1, ?2, ?3, ?4, \
-     ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     worker, reason, worker_name, worker_state, workflow, schedule, namespace) VALUES (?1, ?2, \
+     ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 pub(super) fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreError> {
     if events.is_empty() {
@@ -37,6 +37,7 @@ pub(super) fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreE
                 r.worker_state,
                 r.workflow,
                 r.schedule,
+                r.namespace,
             ])
             .map_err(|e| db_err_in(e, || format!("inserting event {}", r.seq)))?;
     }

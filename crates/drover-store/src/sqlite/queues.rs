@@ -10,9 +10,10 @@ use crate::StoreError;
 pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), StoreError> {
     for q in queues {
         tx.execute(
-            "INSERT OR REPLACE INTO queues (name, concurrency, paused, strategy) \
-             VALUES (?,?,?,?)",
+            "INSERT OR REPLACE INTO queues (namespace, name, concurrency, paused, strategy) \
+             VALUES (?,?,?,?,?)",
             params![
+                q.namespace,
                 q.name,
                 q.concurrency.map(i64::from),
                 q.paused as i64,
@@ -24,10 +25,11 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
     Ok(())
 }
 
-/// Every configured queue, by name.
+/// Every configured queue, by namespace and name.
 pub(super) fn all(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {
     let mut st = conn
-        .prepare_cached("SELECT name, concurrency, paused, strategy FROM queues ORDER BY name")
+        .prepare_cached("SELECT name, concurrency, paused, strategy, namespace FROM queues \
+             ORDER BY namespace, name",)
         .map_err(db_err)?;
     let mut rows = st.query([]).map_err(db_err)?;
     let mut out = Vec::new();
@@ -41,6 +43,7 @@ fn queue_from_row(row: &Row<'_>) -> Result<QueueConfig, StoreError> {
     let strategy: Option<String> = row.get(3).map_err(db_err)?;
     let conc: Option<i64> = row.get(1).map_err(db_err)?;
     Ok(QueueConfig {
+        namespace: row.get(4).map_err(db_err)?,
         name: row.get(0).map_err(db_err)?,
         concurrency: conc.map(|c| c as u32),
         paused: row.get::<_, i64>(2).map_err(db_err)? != 0,

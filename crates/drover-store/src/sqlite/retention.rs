@@ -1,7 +1,7 @@
 //! Task retention (`Store::prune_tasks`): terminal tasks finished before a cutoff go with
 //! everything that hangs off them; a workflow's tasks go only with the whole workflow.
 
-use drover_core::{Micros, TaskState};
+use drover_core::{Micros, Scoped, TaskState};
 use rusqlite::{params, Connection, Transaction};
 
 use super::codec::id_from_blob;
@@ -9,8 +9,8 @@ use super::tasks::states_sql;
 use super::{begin, db_err};
 use crate::{PrunedTasks, StoreError};
 
-/// A due task: its id (as stored) and idempotency key.
-type DueTask = (Vec<u8>, Option<String>);
+/// A due task: its id (as stored), idempotency key and namespace.
+type DueTask = (Vec<u8>, Option<String>, String);
 
 /// `Store::prune_tasks` in one transaction: first the due workflows, whole
 /// (`due_workflows`), then, with what is left of `limit`, the due tasks of no workflow
@@ -58,7 +58,7 @@ fn due_tasks(
         let rows = st
             .query_map(
                 params![state.as_str(), newest.as_slice(), before, left],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(db_err)?;
         for row in rows {
@@ -73,7 +73,7 @@ fn due_tasks(
 fn delete_tasks(
     tx: &Transaction<'_>,
     due: &[DueTask],
-) -> Result<Vec<(String, drover_core::TaskId)>, StoreError> {
+) -> Result<Vec<(Scoped, drover_core::TaskId)>, StoreError> {
     let mut deletes = [
         "DELETE FROM attempts WHERE task_id = ?1",
         "DELETE FROM logs WHERE task_id = ?1",
@@ -84,9 +84,9 @@ fn delete_tasks(
     .into_iter()
     .collect::<Result<Vec<_>, _>>()?;
     let mut keys = Vec::new();
-    for (id, key) in due {
+    for (id, key, namespace) in due {
         if let Some(k) = key {
-            keys.push((k.clone(), id_from_blob(id)?));
+            keys.push((Scoped::new(namespace, k), id_from_blob(id)?));
         }
         for st in &mut deletes {
             st.execute([id]).map_err(db_err)?;
@@ -104,7 +104,7 @@ fn delete_tasks(
 /// of its flow record (and of the workflow, for a node). No index of its own: one more index
 /// on `tasks` would cost every terminal transition a b-tree write (measured: a quarter of
 /// end-to-end throughput).
-pub(super) const PRUNE_TASKS_SQL: &str = "SELECT id, idempotency_key FROM tasks \
+pub(super) const PRUNE_TASKS_SQL: &str = "SELECT id, idempotency_key, namespace FROM tasks \
      WHERE state = ?1 AND id <= ?2 AND finished_at < ?3 \
      AND NOT EXISTS (SELECT 1 FROM task_flow f JOIN workflows w ON w.id = f.workflow_id \
      WHERE f.task_id = tasks.id) \
@@ -130,13 +130,13 @@ pub(super) fn due_workflows_sql() -> String {
 }
 
 /// The stored tasks of a workflow (`?1`), earlier runs included, by id.
-pub(super) const WORKFLOW_TASKS_SQL: &str = "SELECT t.id, t.idempotency_key FROM task_flow f \
+pub(super) const WORKFLOW_TASKS_SQL: &str = "SELECT t.id, t.idempotency_key, t.namespace FROM task_flow f \
     JOIN tasks t ON t.id = f.task_id WHERE f.workflow_id = ?1 ORDER BY f.task_id";
 
 /// Task retention, the workflows: walks at most `PRUNE_WORKFLOW_SCAN` of those created before
 /// `before`, oldest first, and takes each due one whole (see `due_workflows_sql`) until `due`
 /// holds `limit` tasks; the last one taken may take it past `limit`. Appends the workflows'
-/// stored tasks (id, idempotency key) to `due` and returns the workflows, which
+/// stored tasks (id, idempotency key, namespace) to `due` and returns the workflows, which
 /// `delete_workflow` deletes once their tasks are.
 fn due_workflows(
     tx: &Transaction<'_>,
@@ -158,7 +158,7 @@ fn due_workflows(
         }
         let id: String = row.get(0).map_err(db_err)?;
         let tasks = tasks_of
-            .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(db_err)?;
         for t in tasks {
             due.push(t.map_err(db_err)?);

@@ -1,7 +1,7 @@
 //! Schedules (table `schedules`, schema 0004): each one's spec and progress as a JSON document.
 
 use drover_core::schedule::{Misfire, Overlap, ScheduleRecord, ScheduleSpec, Trigger};
-use drover_core::{TaskDef, TaskId};
+use drover_core::{Scoped, TaskDef, TaskId, DEFAULT_NAMESPACE};
 use rusqlite::{params, Connection, Transaction};
 use serde_json::{json, Value};
 
@@ -27,6 +27,7 @@ fn schedule_to_json(r: &ScheduleRecord) -> String {
         "misfire": s.misfire.as_str(),
         "max_catch_up": s.max_catch_up,
         "template": {
+            "namespace": d.namespace,
             "queue": d.queue,
             "kind": d.kind,
             "priority": d.priority,
@@ -51,6 +52,7 @@ fn schedule_from_json(name: String, doc: &str) -> Result<ScheduleRecord, StoreEr
     let label = name.clone();
     let bad = |what: &str| corrupt(format!("schedule {label}: bad {what}"));
     let i64_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64);
+    let u64_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
     let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let t = v.get("trigger").ok_or_else(|| bad("trigger"))?;
     let trigger = match str_of(t, "type").as_deref() {
@@ -69,13 +71,14 @@ fn schedule_from_json(name: String, doc: &str) -> Result<ScheduleRecord, StoreEr
     };
     let d = v.get("template").ok_or_else(|| bad("template"))?;
     let template = TaskDef {
+        namespace: str_of(d, "namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
         queue: str_of(d, "queue").ok_or_else(|| bad("queue"))?,
         kind: str_of(d, "kind").ok_or_else(|| bad("kind"))?,
         priority: i64_of(d, "priority").ok_or_else(|| bad("priority"))? as i32,
         spec: spec_from_json(&str_of(d, "spec").ok_or_else(|| bad("spec"))?)?,
         max_attempts: i64_of(d, "max_attempts").ok_or_else(|| bad("max_attempts"))? as u32,
-        backoff_ms: i64_of(d, "backoff_ms").ok_or_else(|| bad("backoff_ms"))? as u64,
-        timeout_ms: i64_of(d, "timeout_ms").map(|t| t as u64),
+        backoff_ms: u64_of(d, "backoff_ms").ok_or_else(|| bad("backoff_ms"))?,
+        timeout_ms: u64_of(d, "timeout_ms"),
         idempotency_key: str_of(d, "idempotency_key"),
         placement: placement_from_json(&str_of(d, "placement").ok_or_else(|| bad("placement"))?)?,
     };
@@ -107,28 +110,31 @@ fn schedule_from_json(name: String, doc: &str) -> Result<ScheduleRecord, StoreEr
 /// Applies schedule upserts (`Some`) and deletions (`None`), in order.
 pub(super) fn write(
     tx: &Transaction<'_>,
-    schedules: &[(String, Option<ScheduleRecord>)],
+    schedules: &[(Scoped, Option<ScheduleRecord>)],
 ) -> Result<(), StoreError> {
-    for (name, rec) in schedules {
+    for (key, rec) in schedules {
         match rec {
             Some(r) => tx
                 .execute(
-                    "INSERT OR REPLACE INTO schedules (name, doc) VALUES (?, ?)",
-                    params![name, schedule_to_json(r)],
+                    "INSERT OR REPLACE INTO schedules (namespace, name, doc) VALUES (?, ?, ?)",
+                    params![key.namespace, key.name, schedule_to_json(r)],
                 )
                 .map_err(db_err)?,
             None => tx
-                .execute("DELETE FROM schedules WHERE name = ?", [name])
+                .execute(
+                    "DELETE FROM schedules WHERE namespace = ? AND name = ?",
+                    [&key.namespace, &key.name],
+                )
                 .map_err(db_err)?,
         };
     }
     Ok(())
 }
 
-/// Every schedule, by name.
+/// Every schedule, by namespace and name.
 pub(super) fn all(conn: &Connection) -> Result<Vec<ScheduleRecord>, StoreError> {
     let mut st = conn
-        .prepare_cached("SELECT name, doc FROM schedules ORDER BY name")
+        .prepare_cached("SELECT name, doc FROM schedules ORDER BY namespace, name")
         .map_err(db_err)?;
     let mut rows = st.query([]).map_err(db_err)?;
     let mut out = Vec::new();

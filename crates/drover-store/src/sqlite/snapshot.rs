@@ -1,7 +1,7 @@
 //! The state the core starts from (`Store::load_snapshot`): the active tasks with their
 //! current attempts, the sequence numbers, flows, queues, schedules, drains and keys.
 
-use drover_core::{Snapshot, TaskId};
+use drover_core::{Scoped, Snapshot, TaskId};
 use rusqlite::Connection;
 
 use super::codec::{corrupt, task_with_attempt_from_row, ATTEMPT_COLS, TASK_COLS};
@@ -57,10 +57,10 @@ pub(super) fn active_tasks_sql() -> String {
 }
 
 /// Every stored idempotency key with its task, in submission order.
-fn idempotency_keys(conn: &Connection) -> Result<Vec<(String, TaskId)>, StoreError> {
+fn idempotency_keys(conn: &Connection) -> Result<Vec<(Scoped, TaskId)>, StoreError> {
     let mut st = conn
         .prepare(
-            "SELECT idempotency_key, id FROM tasks WHERE idempotency_key IS NOT NULL \
+            "SELECT idempotency_key, id, namespace FROM tasks WHERE idempotency_key IS NOT NULL \
              ORDER BY seq",
         )
         .map_err(db_err)?;
@@ -72,7 +72,8 @@ fn idempotency_keys(conn: &Connection) -> Result<Vec<(String, TaskId)>, StoreErr
         let id = <[u8; 16]>::try_from(id.as_slice())
             .map(|a| TaskId(u128::from_be_bytes(a)))
             .map_err(|_| corrupt("task id is not 16 bytes"))?;
-        keys.push((k, id));
+        let namespace: String = r.get(2).map_err(db_err)?;
+        keys.push((Scoped { namespace, name: k }, id));
     }
     Ok(keys)
 }

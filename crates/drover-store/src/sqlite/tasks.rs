@@ -21,8 +21,8 @@ use crate::{StoreError, TaskQuery};
 const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
      max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, \
      lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
-     exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-     ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+     exit_code, error, namespace) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+     ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
 /// Only the mutable state: the definition is written once, by the insert.
 const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
@@ -103,6 +103,7 @@ fn insert_task(
             t.finished_at,
             t.exit_code,
             t.error,
+            d.namespace,
         ])
         .map_err(|e| db_err_in(e, || format!("inserting task {}", t.id)))?;
     Ok(())
@@ -208,6 +209,12 @@ pub(super) fn list_sql(q: &TaskQuery) -> (String, Vec<Value>) {
         });
         args.push(Value::Text(queue.clone()));
     }
+    let in_namespaces;
+    if let Some(ns) = &q.namespaces {
+        in_namespaces = format!("namespace IN ({})", vec!["?"; ns.len()].join(", "));
+        conds.push(&in_namespaces);
+        args.extend(ns.iter().map(|n| Value::Text(n.clone())));
+    }
     if let Some(b) = q.before {
         conds.push("id < ?");
         args.push(Value::Blob(id_bytes(b).to_vec()));
@@ -236,11 +243,21 @@ pub(super) fn list(conn: &Connection, q: &TaskQuery) -> Result<Vec<TaskRecord>, 
     Ok(out)
 }
 
-pub(super) fn count_by_state(c: &Connection) -> Result<BTreeMap<TaskState, u64>, StoreError> {
-    let mut stmt = c
-        .prepare_cached("SELECT state, n FROM state_counts WHERE n > 0")
-        .map_err(db_err)?;
-    let mut rows = stmt.query([]).map_err(db_err)?;
+/// Task counts by state, over every namespace or only `namespaces`.
+pub(super) fn count_by_state(
+    c: &Connection,
+    namespaces: Option<&[String]>,
+) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+    let (filter, args): (String, Vec<Value>) = match namespaces {
+        None => (String::new(), vec![]),
+        Some(ns) => (
+            format!("AND namespace IN ({})", vec!["?"; ns.len()].join(", ")),
+            ns.iter().map(|n| Value::Text(n.clone())).collect(),
+        ),
+    };
+    let sql = format!("SELECT state, sum(n) FROM state_counts WHERE n > 0 {filter} GROUP BY state");
+    let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
     let mut out = BTreeMap::new();
     while let Some(row) = rows.next().map_err(db_err)? {
         let state: String = row.get(0).map_err(db_err)?;

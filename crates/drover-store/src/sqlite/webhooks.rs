@@ -11,15 +11,16 @@ pub(super) fn insert(c: &Connection, w: &WebhookRecord) -> Result<(), StoreError
     let events = serde_json::to_string(&w.events)
         .map_err(|e| StoreError::Backend(format!("encoding webhook events: {e}")))?;
     c.execute(
-        "INSERT INTO webhooks (id, url, events, secret, created_at, cursor) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO webhooks (id, url, events, secret, created_at, cursor, namespace) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             w.id,
             w.url,
             events,
             w.secret,
             w.created_at,
-            u64_to_sql(w.cursor)
+            u64_to_sql(w.cursor),
+            w.namespace
         ],
     )
     .map_err(db_err)?;
@@ -29,7 +30,7 @@ pub(super) fn insert(c: &Connection, w: &WebhookRecord) -> Result<(), StoreError
 pub(super) fn all(c: &Connection) -> Result<Vec<WebhookRecord>, StoreError> {
     let mut stmt = c
         .prepare_cached(
-            "SELECT id, url, events, secret, created_at, cursor FROM webhooks \
+            "SELECT id, url, events, secret, created_at, cursor, namespace FROM webhooks \
              ORDER BY created_at, id",
         )
         .map_err(db_err)?;
@@ -140,6 +141,7 @@ fn webhook_from_row(row: &rusqlite::Row<'_>) -> Result<WebhookRecord, StoreError
         secret: row.get(3).map_err(db_err)?,
         created_at: row.get(4).map_err(db_err)?,
         cursor: cursor as u64,
+        namespace: row.get(6).map_err(db_err)?,
     })
 }
 

@@ -2,7 +2,8 @@
 //! (name, task, upstream names) as a JSON document.
 
 use drover_core::dag::{WorkflowNode, WorkflowRecord};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde_json::{json, Value};
 
 use super::codec::corrupt;
@@ -13,8 +14,9 @@ use crate::StoreError;
 pub(super) fn write(tx: &Transaction<'_>, workflows: &[WorkflowRecord]) -> Result<(), StoreError> {
     for w in workflows {
         tx.execute(
-            "INSERT OR REPLACE INTO workflows (id, name, created_at, doc) VALUES (?,?,?,?)",
-            params![w.id, w.name, w.created_at, workflow_doc(w)],
+            "INSERT OR REPLACE INTO workflows (id, name, created_at, doc, namespace) \
+             VALUES (?,?,?,?,?)",
+            params![w.id, w.name, w.created_at, workflow_doc(w), w.namespace],
         )
         .map_err(db_err)?;
     }
@@ -23,7 +25,7 @@ pub(super) fn write(tx: &Transaction<'_>, workflows: &[WorkflowRecord]) -> Resul
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
     let mut st = conn
-        .prepare_cached("SELECT id, name, created_at, doc FROM workflows WHERE id = ?")
+        .prepare_cached("SELECT id, name, created_at, doc, namespace FROM workflows WHERE id = ?")
         .map_err(db_err)?;
     let row = st
         .query_row([id], |r| Ok(workflow_from_row(r)))
@@ -32,15 +34,28 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>,
     row.transpose()
 }
 
-/// The newest `limit` workflows, newest first.
-pub(super) fn newest(conn: &Connection, limit: usize) -> Result<Vec<WorkflowRecord>, StoreError> {
+/// The newest `limit` workflows, newest first, of every namespace or only `namespaces`.
+pub(super) fn newest(
+    conn: &Connection,
+    limit: usize,
+    namespaces: Option<&[String]>,
+) -> Result<Vec<WorkflowRecord>, StoreError> {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let filter = match namespaces {
+        None => String::new(),
+        Some(ns) => {
+            args.extend(ns.iter().map(|n| SqlValue::Text(n.clone())));
+            format!("WHERE namespace IN ({}) ", vec!["?"; ns.len()].join(", "))
+        }
+    };
+    args.push(SqlValue::Integer(limit as i64));
     let mut st = conn
-        .prepare_cached(
-            "SELECT id, name, created_at, doc FROM workflows ORDER BY created_at DESC, id DESC \
-             LIMIT ?",
-        )
+        .prepare_cached(&format!(
+            "SELECT id, name, created_at, doc, namespace FROM workflows {filter}\
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
         .map_err(db_err)?;
-    let mut rows = st.query([limit as i64]).map_err(db_err)?;
+    let mut rows = st.query(params_from_iter(args)).map_err(db_err)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(db_err)? {
         out.push(workflow_from_row(r)?);
@@ -79,6 +94,7 @@ fn workflow_from_row(row: &Row<'_>) -> Result<WorkflowRecord, StoreError> {
     }
     Ok(WorkflowRecord {
         id: row.get(0).map_err(db_err)?,
+        namespace: row.get(4).map_err(db_err)?,
         name: row.get(1).map_err(db_err)?,
         created_at: row.get(2).map_err(db_err)?,
         nodes,
