@@ -83,7 +83,34 @@ pub struct TokenCreate {
     /// What a worker registering with this token may claim (absent: anything).
     #[serde(default)]
     pub worker_limits: WorkerLimits,
+    /// The namespaces it may see and act in (absent or empty: every namespace). A token
+    /// limited to namespaces can only create tokens limited to some of them.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
+
+impl TokenCreate {
+    /// The namespaces, checked, without duplicates.
+    pub fn namespaces(&self) -> Result<Vec<String>, ApiError> {
+        let mut out: Vec<String> = Vec::new();
+        for ns in &self.namespaces {
+            crate::namespace::check("namespaces", ns)?;
+            if !out.contains(ns) {
+                out.push(ns.clone());
+            }
+        }
+        if out.len() > MAX_TOKEN_NAMESPACES {
+            return Err(ApiError::invalid(
+                "namespaces",
+                format!("at most {MAX_TOKEN_NAMESPACES} namespaces"),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Most namespaces one token may be limited to.
+pub const MAX_TOKEN_NAMESPACES: usize = 64;
 
 /// What a worker registering with a token may claim: a name matching a pattern (`*` matches any
 /// run of characters), and only these kinds and labels. An empty part does not limit.
@@ -234,7 +261,6 @@ pub struct TokenView {
     #[serde(default)]
     pub worker_limits: WorkerLimits,
     /// The namespaces the token is limited to (empty: all).
-    // TODO(namespaces): set by `--namespace` once namespaces exist.
     pub namespaces: Vec<String>,
     /// RFC 3339.
     pub created_at: String,
@@ -276,6 +302,9 @@ pub struct SessionView {
     /// The token's name.
     pub name: String,
     pub role: Role,
+    /// The namespaces it is limited to (empty: every namespace).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 #[cfg(test)]

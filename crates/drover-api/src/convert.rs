@@ -89,6 +89,7 @@ impl From<&proto::Register> for core::WorkerInfo {
             name: r.name.clone(),
             labels: r.labels.clone().into_iter().collect(),
             kinds: r.kinds.clone(),
+            namespaces: r.namespaces.clone(),
             resources: r.resources.clone().into_iter().collect(),
             slots: r.slots,
             prefetch: r.prefetch,

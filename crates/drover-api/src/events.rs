@@ -34,6 +34,10 @@ pub struct EventView {
     /// `<type>.<state>` (`task.succeeded`, `worker.suspect`, `workflow.failed`,
     /// `schedule.fired`): what webhooks subscribe to.
     pub event: String,
+    /// The namespace of the task, workflow or schedule; absent for worker events (the
+    /// cluster's, seen only by tokens of every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The task's new state, the worker's (`joined`, `suspect`, `lost`, `alive`, `draining`,
     /// `resumed`, `left`), the workflow's, or what happened to the schedule (`created`,
     /// `updated`, `paused`, `resumed`, `deleted`, `fired`, `skipped`).
@@ -110,6 +114,7 @@ impl EventView {
             kind: event_type(e).into(),
             at: rfc3339(e.at),
             event: event_name(e),
+            namespace: e.namespace().map(str::to_string),
             state: event_state(e).into(),
             task_id: None,
             queue: None,
@@ -188,6 +193,7 @@ impl From<&Event> for proto::Event {
             reason: v.reason,
             workflow: v.workflow,
             schedule: v.schedule,
+            namespace: v.namespace,
         }
     }
 }
@@ -207,6 +213,9 @@ impl From<&Event> for proto::Event {
 ///   as it would match nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventFilter {
+    /// The namespaces whose events pass (`None`: every namespace's and the cluster's): the
+    /// caller's scope, narrowed by a `namespace` parameter. Set by the server.
+    pub namespaces: Option<Vec<String>>,
     pub task: Option<TaskId>,
     pub queue: Option<String>,
     pub workflow: Option<String>,
@@ -284,6 +293,7 @@ impl EventFilter {
             }
         }
         Ok(EventFilter {
+            namespaces: None,
             task,
             queue,
             workflow,
@@ -293,6 +303,11 @@ impl EventFilter {
     }
 
     pub fn matches(&self, e: &Event) -> bool {
+        if let Some(list) = &self.namespaces {
+            if !e.namespace().is_some_and(|ns| list.iter().any(|n| n == ns)) {
+                return false;
+            }
+        }
         if !self.types.is_empty() && !self.types.iter().any(|t| t == event_type(e)) {
             return false;
         }
@@ -380,6 +395,10 @@ pub const MAX_PATTERNS: usize = 32;
 pub struct WebhookCreate {
     /// Where events are POSTed: an `http://` or `https://` URL.
     pub url: String,
+    /// Whose events it receives: one namespace (default `default`), or `*` for every
+    /// namespace's and the cluster's (worker events; only with a token of every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Event patterns, default every event: `*`, `<type>.*` or `<type>.<state>` with the
     /// types `task` (`task.succeeded`, `task.failed`, ...), `worker` (`worker.joined`,
     /// `worker.suspect`, `worker.lost`, `worker.alive`, `worker.draining`, `worker.resumed`,
@@ -394,6 +413,14 @@ pub struct WebhookCreate {
 }
 
 impl WebhookCreate {
+    /// The namespace whose events it receives: `default` unless given, or `*`.
+    pub fn target_namespace(&self) -> Result<String, ApiError> {
+        match self.namespace.as_deref() {
+            Some(crate::namespace::ALL_NAMESPACES) => Ok(crate::namespace::ALL_NAMESPACES.into()),
+            other => crate::namespace::or_default("namespace", other),
+        }
+    }
+
     /// Checks the fields; returns the patterns to store (`*` when none were given). The URL
     /// is checked for shape here; the server also parses it fully.
     pub fn validate(&self) -> Result<Vec<String>, ApiError> {
@@ -456,6 +483,8 @@ impl WebhookCreate {
 pub struct WebhookView {
     pub id: String,
     pub url: String,
+    /// A namespace, or `*` for every namespace's events and the cluster's.
+    pub namespace: String,
     pub events: Vec<String>,
     pub created_at: String,
     /// Events up to this sequence number have been delivered (or given up on).
@@ -506,6 +535,7 @@ mod tests {
             at: 1_790_000_000_000_000,
             kind: EventKind::Task {
                 task_id: TaskId(5),
+                namespace: "default".into(),
                 queue: "q".into(),
                 state,
                 attempt: 1,
@@ -545,6 +575,7 @@ mod tests {
             at: 2,
             kind: EventKind::Workflow {
                 workflow_id: id.into(),
+                namespace: "default".into(),
                 state,
             },
         }
@@ -555,6 +586,7 @@ mod tests {
             seq: 10,
             at: 3,
             kind: EventKind::Schedule {
+                namespace: "team-a".into(),
                 name: "nightly".into(),
                 change,
                 task_id: task,
@@ -841,8 +873,24 @@ mod tests {
     }
 
     #[test]
+    fn a_namespace_filter_passes_its_events_only() {
+        let only = |ns: &str| EventFilter {
+            namespaces: Some(vec![ns.into()]),
+            ..EventFilter::default()
+        };
+        assert!(only("default").matches(&task_event(TaskState::Queued)));
+        assert!(!only("team-a").matches(&task_event(TaskState::Queued)));
+        assert!(only("team-a").matches(&schedule_event(ScheduleChange::Fired, None)));
+        assert!(!only("default").matches(&worker_event()), "worker events are the cluster's");
+        assert!(EventFilter::default().matches(&worker_event()));
+        assert_eq!(json(&task_event(TaskState::Queued))["namespace"], "default");
+        assert!(json(&worker_event()).get("namespace").is_none());
+    }
+
+    #[test]
     fn webhook_validation() {
         let ok = WebhookCreate {
+            namespace: None,
             url: "http://127.0.0.1:9/hook".into(),
             events: vec!["task.succeeded,task.failed".into()],
             secret: Some("s3cret-value".into()),

@@ -126,6 +126,7 @@ impl SubmitRequest {
 /// A queue: its configuration and live counts.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct QueueView {
+    pub namespace: String,
     pub name: String,
     /// Tasks waiting (pending or queued).
     pub depth: usize,
@@ -163,6 +164,9 @@ pub struct QueueSetRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowRequest {
+    /// The namespace of the workflow and every node (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     pub tasks: Vec<WorkflowTaskRequest>,
 }
@@ -209,9 +213,11 @@ pub struct WorkflowTaskRequest {
 }
 
 impl WorkflowTaskRequest {
-    /// The node as a plain submit request (its `after` is by name, resolved by the server).
-    pub fn to_submit(&self) -> SubmitRequest {
+    /// The node as a plain submit request in `namespace` (its `after` is by name, resolved
+    /// by the server).
+    pub fn to_submit(&self, namespace: Option<&str>) -> SubmitRequest {
         SubmitRequest {
+            namespace: namespace.map(str::to_string),
             queue: self.queue.clone(),
             kind: self.kind.clone(),
             priority: self.priority,
@@ -235,6 +241,7 @@ impl WorkflowRequest {
     /// names, references, cycles, size. Returns a topological order of the nodes.
     pub fn validate(&self) -> Result<Vec<usize>, ApiError> {
         crate::rest::check_name("name", &self.name)?;
+        crate::namespace::or_default("namespace", self.namespace.as_deref())?;
         let pairs: Vec<(String, Vec<String>)> = self
             .tasks
             .iter()
@@ -251,7 +258,7 @@ impl WorkflowRequest {
         })?;
         for (i, t) in self.tasks.iter().enumerate() {
             crate::rest::check_name(&format!("tasks[{i}].name"), &t.name)?;
-            t.to_submit().validate().map_err(|mut e| {
+            t.to_submit(None).validate().map_err(|mut e| {
                 e.message = format!("tasks[{i}] ('{}').{}", t.name, e.message);
                 e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
                 e
@@ -295,6 +302,7 @@ pub struct WorkflowNodeView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct WorkflowView {
     pub id: String,
+    pub namespace: String,
     pub name: String,
     /// pending, running, succeeded, failed or cancelled.
     pub state: String,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod flow;
 pub mod limits;
+pub mod namespace;
 pub mod rest;
 pub mod schedule;
 pub mod secret;

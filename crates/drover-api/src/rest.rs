@@ -18,6 +18,10 @@ use crate::secret::{self, Seal, SecretValues};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// The namespace the task belongs to (default `default`); queue names, idempotency keys
+    /// and serial keys are unique within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Queue name (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
@@ -106,6 +110,7 @@ impl SubmitRequest {
 
     /// [`SubmitRequest::validate`], with the secret env sealed by `seal`.
     pub fn validate_sealed(&self, seal: &dyn Seal) -> Result<ValidSubmit, ApiError> {
+        let namespace = crate::namespace::or_default("namespace", self.namespace.as_deref())?;
         let queue = self.queue.clone().unwrap_or_else(|| "default".into());
         check_name("queue", &queue)?;
         let kind = self.kind.clone().unwrap_or_else(|| "default".into());
@@ -138,6 +143,7 @@ impl SubmitRequest {
         let placement = self.placement()?;
         Ok(ValidSubmit {
             def: TaskDef {
+                namespace,
                 queue,
                 kind,
                 priority: self.priority.unwrap_or(0),
@@ -351,6 +357,7 @@ pub enum SpecView {
 pub struct TaskView {
     pub id: String,
     pub state: String,
+    pub namespace: String,
     pub queue: String,
     pub kind: String,
     pub priority: i32,
@@ -396,6 +403,7 @@ impl TaskView {
         TaskView {
             id: r.id.to_string(),
             state: r.state.as_str().into(),
+            namespace: d.namespace.clone(),
             queue: d.queue.clone(),
             kind: d.kind.clone(),
             priority: d.priority,
@@ -507,6 +515,9 @@ pub struct WorkerView {
     pub running: u32,
     pub labels: BTreeMap<String, String>,
     pub kinds: Vec<String>,
+    /// The namespaces whose tasks it runs; empty: every namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     pub resources: BTreeMap<String, u64>,
     /// Resources not taken by the attempts it holds.
     pub resources_free: BTreeMap<String, u64>,

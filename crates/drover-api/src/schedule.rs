@@ -15,6 +15,10 @@ use crate::rest::{parse_duration_ms, SubmitRequest};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
+    /// The namespace of the schedule and the tasks it fires (default `default`); names are
+    /// unique within it. The task must not name another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     /// A cron expression: 5 fields (`min hour dom month dow`) or 6 (seconds first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,11 +87,19 @@ impl ScheduleRequest {
                 "after, at, delay and deadline do not apply to a scheduled task",
             ));
         }
-        let v = t.validate_sealed(seal).map_err(|mut e| {
+        let namespace = crate::namespace::or_default("namespace", self.namespace.as_deref())?;
+        if t.namespace.as_ref().is_some_and(|n| *n != namespace) {
+            return Err(ApiError::invalid(
+                "task.namespace",
+                format!("a schedule's task runs in the schedule's namespace ({namespace})"),
+            ));
+        }
+        let mut v = t.validate_sealed(seal).map_err(|mut e| {
             e.message = format!("task.{}", e.message);
             e.field = e.field.map(|f| format!("task.{f}"));
             e
         })?;
+        v.def.namespace = namespace;
         Ok(ScheduleSpec {
             name: self.name.clone(),
             trigger,
@@ -156,6 +168,7 @@ impl ScheduleRequest {
 /// A schedule as listed (the dashboard renders this).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct ScheduleView {
+    pub namespace: String,
     pub name: String,
     /// The cron expression; null for `every` and `delay_after_previous` schedules.
     pub cron: Option<String>,
