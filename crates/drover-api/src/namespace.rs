@@ -49,6 +49,24 @@ pub fn or_default(field: &str, ns: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
+/// `?namespace=` on the routes that name a queue or schedule (default `default`).
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceQuery {
+    /// The namespace of the named object (default `default`).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
+    pub namespace: Option<String>,
+}
+
+/// `?namespace=` on listings (default: every namespace the token may see).
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceFilter {
+    /// Only this namespace's objects (default: every namespace the token may see).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
+    pub namespace: Option<String>,
+}
+
 /// What a caller may see: every namespace, or only some (a token's `namespaces`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -111,6 +129,13 @@ impl Scope {
                 self.names().join(", ")
             }),
         ))
+    }
+
+    /// The namespace of a named object (`?namespace=`, default `default`), if the caller may
+    /// see it; `None` means the object answers 404, as if it did not exist.
+    pub fn named(&self, q: &NamespaceQuery) -> Result<Option<String>, ApiError> {
+        let ns = or_default("namespace", q.namespace.as_deref())?;
+        Ok(self.allows(&ns).then_some(ns))
     }
 
     /// The store filter: `None` for every namespace.

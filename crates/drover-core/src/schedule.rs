@@ -231,6 +231,17 @@ impl Compiled {
 
 /// The task id of a fire: UUIDv7-shaped, its timestamp the slot, the rest derived from the
 /// schedule name and slot, so a repeated decision for one slot names the same task.
+/// What a fire's id is derived from: the schedule's name in the default namespace (so ids made
+/// before namespaces stay the same), else namespace and name joined by a NUL, which no name
+/// holds (a `/` would let `a` + `b/c` meet `a/b` + `c`).
+pub fn fire_key(schedule: &crate::model::Scoped) -> String {
+    if schedule.namespace == crate::model::DEFAULT_NAMESPACE {
+        schedule.name.clone()
+    } else {
+        format!("{}\0{}", schedule.namespace, schedule.name)
+    }
+}
+
 pub fn fire_id(schedule: &str, slot: Micros, salt: u32) -> TaskId {
     use crate::placement::hash::{fnv1a, mix};
     let ms = (slot / 1000).max(0) as u128 & ((1u128 << 48) - 1);

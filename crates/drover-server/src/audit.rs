@@ -19,7 +19,7 @@ use drover_store::{AuditQuery, AuditRecord, Store};
 use tokio::sync::mpsc;
 
 use crate::clock::now_micros;
-use crate::http::{ApiQuery, ApiResult, AppState};
+use crate::http::{ApiQuery, ApiResult, AppState, Caller};
 
 /// Records waiting for the writer before requests wait for it.
 const QUEUE: usize = 8192;
@@ -118,8 +118,10 @@ pub fn routes() -> Router<AppState> {
     responses((status = 200, body = AuditList), (status = 400, body = drover_api::ApiError)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<AuditList>> {
+    scope.require_all("the audit log (it records every namespace)")?;
     let (since, limit) = p.validate(now_micros())?;
     let query = AuditQuery {
         since,

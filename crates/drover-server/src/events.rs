@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use drover_api::events::{EventFilter, EventView};
 use drover_api::proto::{self, event_service_server::EventService};
+use drover_api::namespace::Scope;
 use drover_api::ApiError;
 use drover_core::Event;
 use drover_store::Store;
@@ -49,6 +50,9 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
+    /// Only this namespace's events (default: every namespace the token may see; worker
+    /// events only with a token of every namespace and no `namespace`).
+    namespace: Option<String>,
     /// Only this task's own events (task events only: a schedule's `fired` event naming
     /// the task is not one of them).
     task: Option<String>,
@@ -74,16 +78,24 @@ pub struct EventParams {
 /// Events a non-following stream replays when no `after` is given.
 const HISTORY: u64 = 100;
 
-/// Builds the filter; a bad value is a 400 naming the parameter.
-fn filter_of(p: &EventParams) -> Result<EventFilter, ApiError> {
+/// Builds the filter; a bad value is a 400 naming the parameter, a namespace outside the
+/// caller's a 403.
+fn filter_of(p: &EventParams, scope: &Scope) -> Result<EventFilter, ApiError> {
     let list = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
-    EventFilter::parse(
+    let mut f = EventFilter::parse(
         p.task.as_deref(),
         p.queue.as_deref(),
         &list(&p.state),
         &list(&p.kind),
         p.workflow.as_deref(),
-    )
+    )?;
+    f.namespaces = scope.narrowed(p.namespace.as_deref(), "namespace")?.filter();
+    Ok(f)
+}
+
+/// The caller's scope: its token's namespaces (every one without a token, `--no-auth`).
+fn scope_of(who: Option<&Identity>) -> Scope {
+    who.map_or(Scope::All, Identity::scope)
 }
 
 /// A feed that cannot start: the store's error by its kind, or the server is stopping.
@@ -172,7 +184,7 @@ async fn sse(
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<EventParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, HttpError> {
-    let filter = filter_of(&p)?;
+    let filter = filter_of(&p, &scope_of(who.as_ref().map(|w| &w.0)))?;
     let mut after = resume_point(&headers, p.after)?;
     let follow = p.follow.unwrap_or(true);
     if !follow && after.is_none() {
@@ -225,7 +237,7 @@ impl EventService for EventGrpc {
     ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
         let who = request.extensions().get::<Identity>().cloned();
         let r = request.into_inner();
-        let filter = EventFilter::parse(
+        let mut filter = EventFilter::parse(
             Some(&r.task),
             Some(&r.queue),
             &r.states,
@@ -233,6 +245,11 @@ impl EventService for EventGrpc {
             Some(&r.workflow),
         )
         .map_err(|e| e.to_status())?;
+        let namespace = Some(r.namespace.as_str()).filter(|n| !n.is_empty());
+        filter.namespaces = scope_of(who.as_ref())
+            .narrowed(namespace, "namespace")
+            .map_err(|e| e.to_status())?
+            .filter();
         let place = self.edge.subscriber().ok_or_else(|| {
             let mut e = self.edge.too_many_streams();
             e.code = drover_api::ErrorCode::ResourceExhausted;

@@ -9,17 +9,18 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_api::flow::*;
+use drover_api::namespace::{self, NamespaceFilter, NamespaceQuery, Scope};
 use drover_api::rest::rfc3339;
 use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::{self, Rerun, WorkflowNode, WorkflowRecord};
 use drover_core::{
-    FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Reply, Snapshot, Strategy,
-    TaskId, TaskRecord, TaskState,
+    FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Reply, Scoped, Snapshot,
+    Strategy, TaskId, TaskRecord, TaskState, DEFAULT_NAMESPACE,
 };
 use drover_store::{Store, StoreError};
 
 use crate::clock::now_micros;
-use crate::http::{unexpected, ApiJson, ApiResult, AppState, HttpError};
+use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError};
 use crate::ids::{task_id_at, uuid_at};
 use crate::submit::{new_flow_task, submit_flow};
 
@@ -66,6 +67,7 @@ pub fn routes() -> Router<AppState> {
 
 fn queue_view(q: &QueueStats) -> QueueView {
     QueueView {
+        namespace: q.namespace.clone(),
         name: q.name.clone(),
         depth: q.depth,
         running: q.running,
@@ -92,21 +94,42 @@ async fn stats(s: &AppState) -> ApiResult<Vec<QueueStats>> {
     Ok(s.driver.query(|c| c.queue_stats()).await?)
 }
 
-#[utoipa::path(get, path = "/v1/queues",
+#[utoipa::path(get, path = "/v1/queues", params(NamespaceFilter),
     responses((status = 200, body = QueueList)))]
-async fn list_queues(State(s): State<AppState>) -> ApiResult<Json<QueueList>> {
+async fn list_queues(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    ApiQuery(q): ApiQuery<NamespaceFilter>,
+) -> ApiResult<Json<QueueList>> {
+    let scope = scope.narrowed(q.namespace.as_deref(), "namespace")?;
     Ok(Json(QueueList {
-        queues: stats(&s).await?.iter().map(queue_view).collect(),
+        queues: stats(&s)
+            .await?
+            .iter()
+            .filter(|q| scope.allows(&q.namespace))
+            .map(queue_view)
+            .collect(),
     }))
 }
 
-async fn one_queue(s: &AppState, name: &str) -> ApiResult<QueueView> {
+/// The namespace of the queue a route names; 404 for one the caller may not see.
+fn queue_namespace(scope: &Scope, q: &NamespaceQuery, name: &str) -> ApiResult<String> {
+    scope.named(q)?.ok_or_else(|| {
+        HttpError(ApiError::not_found(format!(
+            "no queue {name} in namespace {}",
+            q.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+        )))
+    })
+}
+
+async fn one_queue(s: &AppState, ns: &str, name: &str) -> ApiResult<QueueView> {
     Ok(stats(s)
         .await?
         .iter()
-        .find(|q| q.name == name)
+        .find(|q| q.namespace == ns && q.name == name)
         .map(queue_view)
         .unwrap_or(QueueView {
+            namespace: ns.to_string(),
             name: name.to_string(),
             depth: 0,
             running: 0,
@@ -116,22 +139,27 @@ async fn one_queue(s: &AppState, name: &str) -> ApiResult<QueueView> {
         }))
 }
 
-#[utoipa::path(get, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(get, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = QueueView)))]
 async fn get_queue(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<Json<QueueView>> {
     check_queue_name(&name)?;
-    Ok(Json(one_queue(&s, &name).await?))
+    let ns = queue_namespace(&scope, &q, &name)?;
+    Ok(Json(one_queue(&s, &ns, &name).await?))
 }
 
 async fn update_queue(
     s: &AppState,
+    (scope, q): (Scope, NamespaceQuery),
     name: String,
     change: QueueSetRequest,
 ) -> ApiResult<Json<QueueView>> {
     check_queue_name(&name)?;
+    let ns = queue_namespace(&scope, &q, &name)?;
     let strategy = match change.strategy.as_deref() {
         None => None,
         Some("") => Some(None),
@@ -140,9 +168,10 @@ async fn update_queue(
                 .map_err(|e| HttpError(ApiError::invalid("strategy", e)))?,
         )),
     };
-    let n = name.clone();
-    let current = s.driver.query(move |c| c.queue_config(&n).cloned()).await?;
+    let key = Scoped::new(&ns, &name);
+    let current = s.driver.query(move |c| c.queue_config(&key).cloned()).await?;
     let mut config = current.unwrap_or(QueueConfig {
+        namespace: ns.clone(),
         name: name.clone(),
         ..QueueConfig::default()
     });
@@ -160,46 +189,52 @@ async fn update_queue(
         .request(|req| Input::ConfigureQueue { req, config })
         .await?
     {
-        Reply::Done => Ok(Json(one_queue(s, &name).await?)),
+        Reply::Done => Ok(Json(one_queue(s, &ns, &name).await?)),
         other => Err(unexpected(other)),
     }
 }
 
-#[utoipa::path(put, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(put, path = "/v1/queues/{name}", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     request_body = QueueSetRequest,
     responses((status = 200, body = QueueView), (status = 400, body = ApiError)))]
 async fn set_queue(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
     ApiJson(change): ApiJson<QueueSetRequest>,
 ) -> ApiResult<Json<QueueView>> {
-    update_queue(&s, name, change).await
+    update_queue(&s, (scope, q), name, change).await
 }
 
-#[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = QueueView)))]
 async fn pause_queue(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<Json<QueueView>> {
     let change = QueueSetRequest {
         paused: Some(true),
         ..QueueSetRequest::default()
     };
-    update_queue(&s, name, change).await
+    update_queue(&s, (scope, q), name, change).await
 }
 
-#[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", params(("name" = String, Path, description = "queue", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = QueueView)))]
 async fn resume_queue(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<Json<QueueView>> {
     let change = QueueSetRequest {
         paused: Some(false),
         ..QueueSetRequest::default()
     };
-    update_queue(&s, name, change).await
+    update_queue(&s, (scope, q), name, change).await
 }
 
 // ---- workflows ----
@@ -256,6 +291,7 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
     }
     Ok(WorkflowView {
         id: w.id.clone(),
+        namespace: w.namespace.clone(),
         name: w.name.clone(),
         state: dag::aggregate_state(&states).as_str().to_string(),
         created_at: rfc3339(w.created_at),
@@ -267,9 +303,12 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
     responses((status = 201, body = WorkflowView), (status = 400, body = ApiError)))]
 async fn submit_workflow(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiJson(doc): ApiJson<WorkflowRequest>,
 ) -> ApiResult<(StatusCode, Json<WorkflowView>)> {
     let order = doc.validate()?;
+    let namespace = namespace::or_default("namespace", doc.namespace.as_deref())?;
+    scope.check(&namespace)?;
     let now = now_micros();
     let wf_id = uuid_at(now).to_string();
     // Ids in topological order, so they sort like the run order.
@@ -286,7 +325,8 @@ async fn submit_workflow(
     let mut tasks = Vec::with_capacity(doc.tasks.len());
     for &i in &order {
         let node = &doc.tasks[i];
-        let (mut task, _) = new_flow_task(&node.to_submit(), now, s.secrets.as_ref())?;
+        let submit = node.to_submit(Some(&namespace));
+        let (mut task, _) = new_flow_task(&submit, now, s.secrets.as_ref())?;
         task.id = ids[i];
         tasks.push(FlowTask {
             task,
@@ -310,6 +350,7 @@ async fn submit_workflow(
     }
     let record = WorkflowRecord {
         id: wf_id,
+        namespace,
         name: doc.name.clone(),
         created_at: now,
         nodes: doc
@@ -327,10 +368,12 @@ async fn submit_workflow(
     Ok((StatusCode::CREATED, Json(workflow_view(&s, &record).await?)))
 }
 
-async fn load_workflow(s: &AppState, id: &str) -> ApiResult<WorkflowRecord> {
+/// A stored workflow the caller may see: another namespace's answers 404 like a missing one.
+async fn load_workflow(s: &AppState, scope: &Scope, id: &str) -> ApiResult<WorkflowRecord> {
     s.store
         .workflow(id)
         .await?
+        .filter(|w| scope.allows(&w.namespace))
         .ok_or_else(|| HttpError(ApiError::not_found(format!("no workflow with id {id}"))))
 }
 
@@ -338,16 +381,22 @@ async fn load_workflow(s: &AppState, id: &str) -> ApiResult<WorkflowRecord> {
     responses((status = 200, body = WorkflowView), (status = 404, body = ApiError)))]
 async fn get_workflow(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorkflowView>> {
-    let w = load_workflow(&s, &id).await?;
+    let w = load_workflow(&s, &scope, &id).await?;
     Ok(Json(workflow_view(&s, &w).await?))
 }
 
-#[utoipa::path(get, path = "/v1/workflows",
+#[utoipa::path(get, path = "/v1/workflows", params(NamespaceFilter),
     responses((status = 200, body = WorkflowList)))]
-async fn list_workflows(State(s): State<AppState>) -> ApiResult<Json<WorkflowList>> {
-    let list = s.store.workflows(100).await?;
+async fn list_workflows(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    ApiQuery(q): ApiQuery<NamespaceFilter>,
+) -> ApiResult<Json<WorkflowList>> {
+    let scope = scope.narrowed(q.namespace.as_deref(), "namespace")?;
+    let list = s.store.workflows(100, scope.filter().as_deref()).await?;
     let mut out = Vec::with_capacity(list.len());
     for w in &list {
         out.push(workflow_view(&s, w).await?);
@@ -360,6 +409,7 @@ async fn list_workflows(State(s): State<AppState>) -> ApiResult<Json<WorkflowLis
     responses((status = 200, body = WorkflowView), (status = 409, body = ApiError)))]
 async fn rerun_workflow(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RerunRequest>,
 ) -> ApiResult<Json<WorkflowView>> {
@@ -370,7 +420,7 @@ async fn rerun_workflow(
         )
         .into());
     }
-    let mut w = load_workflow(&s, &id).await?;
+    let mut w = load_workflow(&s, &scope, &id).await?;
     let recs = node_tasks(&s, &w).await?;
     let states: Vec<TaskState> = recs.iter().map(|r| r.state).collect();
     let replace =

@@ -15,6 +15,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{until_revoked, Auth, Identity};
+use drover_api::namespace::Scope;
 use crate::driver::{Command, DriverHandle};
 use crate::tls::PeerCert;
 
@@ -109,7 +110,7 @@ async fn first_register(
     inbound: &mut Streaming<proto::WorkerMessage>,
     who: Option<&Identity>,
 ) -> Result<proto::Register, Status> {
-    let register = match inbound.next().await {
+    let mut register = match inbound.next().await {
         Some(Ok(proto::WorkerMessage {
             body: Some(worker_message::Body::Register(r)),
         })) => r,
@@ -135,7 +136,31 @@ async fn first_register(
             "register: slots must be at least 1",
         ));
     }
+    register.namespaces = served_namespaces(&register, who)?;
     Ok(register)
+}
+
+/// The namespaces a worker serves: what it asked for (checked, and within its token's), or,
+/// when it asked for none, every namespace its token allows.
+fn served_namespaces(
+    register: &proto::Register,
+    who: Option<&Identity>,
+) -> Result<Vec<String>, Status> {
+    let scope = who.map_or(Scope::All, Identity::scope);
+    for ns in &register.namespaces {
+        drover_api::namespace::check("namespaces", ns)
+            .map_err(|e| Status::invalid_argument(format!("register: {}", e.message)))?;
+        if !scope.allows(ns) {
+            return Err(Status::permission_denied(format!(
+                "worker {} refused: its token does not allow namespace {ns}",
+                register.name
+            )));
+        }
+    }
+    Ok(match (&scope, register.namespaces.is_empty()) {
+        (Scope::Only(own), true) => own.clone(),
+        _ => register.namespaces.clone(),
+    })
 }
 
 /// Turns what the worker sends into inputs until its stream ends, then says it left.

@@ -21,16 +21,20 @@ use prometheus::{
 
 use crate::clock::now_micros;
 use crate::feed::{EventFeed, FeedError};
-use crate::http::AppState;
+use crate::http::{AppState, Caller, HttpError};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
 }
 
 /// `GET /metrics`: the task and worker counts are read now; a failed read leaves the
-/// previous values.
-async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
-    match s.store.count_by_state().await {
+/// previous values. Metrics describe every namespace: a limited token gets 403.
+async fn scrape(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+) -> Result<impl IntoResponse, HttpError> {
+    scope.require_all("/metrics (it describes every namespace)")?;
+    match s.store.count_by_state(None).await {
         Ok(counts) => s.metrics.set_task_counts(&counts),
         Err(e) => tracing::warn!(error = %e, "metrics: counting tasks failed"),
     }
@@ -38,10 +42,10 @@ async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
         s.metrics
             .set_worker_counts(&s.workers.counts(list, now_micros()));
     }
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
-    )
+    ))
 }
 
 pub struct Metrics {

@@ -9,11 +9,14 @@ use drover_api::flow::parse_time;
 use drover_api::rest::rfc3339;
 use drover_api::schedule::*;
 use drover_api::{ApiError, ErrorCode};
-use drover_core::schedule::{fire_id, Trigger, MAX_BACKFILL};
-use drover_core::{Input, Reply, ScheduleError, ScheduleOp, ScheduleSummary, TaskId, TaskSpec};
+use drover_api::namespace::{NamespaceFilter, NamespaceQuery, Scope};
+use drover_core::schedule::{fire_id, fire_key, Trigger, MAX_BACKFILL};
+use drover_core::{
+    Input, Reply, ScheduleError, ScheduleOp, ScheduleSummary, Scoped, TaskId, TaskSpec,
+};
 
 use crate::clock::now_micros;
-use crate::http::{unexpected, ApiJson, ApiResult, AppState, HttpError};
+use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError};
 
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
@@ -47,6 +50,7 @@ fn view(s: &ScheduleSummary) -> ScheduleView {
         Trigger::DelayAfterPrevious { delay_ms } => (None, None, None, Some(*delay_ms)),
     };
     ScheduleView {
+        namespace: r.spec.namespace().to_string(),
         name: r.spec.name.clone(),
         cron,
         tz,
@@ -73,12 +77,22 @@ async fn summaries(s: &AppState) -> ApiResult<Vec<ScheduleSummary>> {
     Ok(s.driver.query(|c| c.schedules()).await?)
 }
 
-async fn find(s: &AppState, name: &str) -> ApiResult<ScheduleSummary> {
+async fn find(s: &AppState, key: &Scoped) -> ApiResult<ScheduleSummary> {
     summaries(s)
         .await?
         .into_iter()
-        .find(|x| x.record.spec.name == name)
-        .ok_or_else(|| HttpError(ApiError::not_found(format!("no schedule named '{name}'"))))
+        .find(|x| x.record.spec.key() == *key)
+        .ok_or_else(|| not_found(&key.name))
+}
+
+fn not_found(name: &str) -> HttpError {
+    HttpError(ApiError::not_found(format!("no schedule named '{name}'")))
+}
+
+/// The schedule a route names (`?namespace=`); 404 for one the caller may not see.
+fn key(scope: &Scope, q: &NamespaceQuery, name: &str) -> ApiResult<Scoped> {
+    let ns = scope.named(q)?.ok_or_else(|| not_found(name))?;
+    Ok(Scoped::new(&ns, name))
 }
 
 /// Asks the core to carry out a schedule operation; returns the tasks it fired.
@@ -95,10 +109,21 @@ async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Vec<TaskId>> {
     }
 }
 
-#[utoipa::path(get, path = "/v1/schedules", responses((status = 200, body = ScheduleList)))]
-async fn list(State(s): State<AppState>) -> ApiResult<Json<ScheduleList>> {
+#[utoipa::path(get, path = "/v1/schedules", params(NamespaceFilter),
+    responses((status = 200, body = ScheduleList)))]
+async fn list(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    ApiQuery(q): ApiQuery<NamespaceFilter>,
+) -> ApiResult<Json<ScheduleList>> {
+    let scope = scope.narrowed(q.namespace.as_deref(), "namespace")?;
     Ok(Json(ScheduleList {
-        schedules: summaries(&s).await?.iter().map(view).collect(),
+        schedules: summaries(&s)
+            .await?
+            .iter()
+            .filter(|x| scope.allows(x.record.spec.namespace()))
+            .map(view)
+            .collect(),
     }))
 }
 
@@ -106,45 +131,63 @@ async fn list(State(s): State<AppState>) -> ApiResult<Json<ScheduleList>> {
     responses((status = 201, body = ScheduleView), (status = 400, body = ApiError)))]
 async fn add(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
     let spec = req.validate_sealed(now_micros(), s.secrets.as_ref())?;
-    let name = spec.name.clone();
+    scope.check(spec.namespace())?;
+    let key = spec.key();
     ask(&s, ScheduleOp::Put(spec)).await?;
-    Ok((StatusCode::CREATED, Json(view(&find(&s, &name).await?))))
+    Ok((StatusCode::CREATED, Json(view(&find(&s, &key).await?))))
 }
 
-#[utoipa::path(get, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(get, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
-async fn one(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ScheduleView>> {
-    Ok(Json(view(&find(&s, &name).await?)))
+async fn one(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
+) -> ApiResult<Json<ScheduleView>> {
+    Ok(Json(view(&find(&s, &key(&scope, &q, &name)?).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(delete, path = "/v1/schedules/{name}", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 204), (status = 404, body = ApiError)))]
-async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    ask(&s, ScheduleOp::Delete(name)).await?;
+async fn remove(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
+) -> ApiResult<StatusCode> {
+    ask(&s, ScheduleOp::Delete(key(&scope, &q, &name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/pause", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
 async fn pause(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<Json<ScheduleView>> {
-    ask(&s, ScheduleOp::Pause(name.clone())).await?;
-    Ok(Json(view(&find(&s, &name).await?)))
+    let key = key(&scope, &q, &name)?;
+    ask(&s, ScheduleOp::Pause(key.clone())).await?;
+    Ok(Json(view(&find(&s, &key).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/resume", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = ScheduleView), (status = 404, body = ApiError)))]
 async fn resume(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<Json<ScheduleView>> {
-    ask(&s, ScheduleOp::Resume(name.clone())).await?;
-    Ok(Json(view(&find(&s, &name).await?)))
+    let key = key(&scope, &q, &name)?;
+    ask(&s, ScheduleOp::Resume(key.clone())).await?;
+    Ok(Json(view(&find(&s, &key).await?)))
 }
 
 fn fired(ids: Vec<TaskId>) -> ApiResult<Json<FiredTasks>> {
@@ -153,20 +196,28 @@ fn fired(ids: Vec<TaskId>) -> ApiResult<Json<FiredTasks>> {
     }))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/run", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     responses((status = 200, body = FiredTasks), (status = 404, body = ApiError)))]
-async fn run(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<FiredTasks>> {
-    fired(ask(&s, ScheduleOp::Run(name)).await?)
+async fn run(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
+) -> ApiResult<Json<FiredTasks>> {
+    fired(ask(&s, ScheduleOp::Run(key(&scope, &q, &name)?)).await?)
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", params(("name" = String, Path, description = "schedule", pattern = r"^[A-Za-z0-9_.:/-]{1,200}$"), NamespaceQuery),
     request_body = BackfillRequest,
     responses((status = 200, body = FiredTasks), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn backfill(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<NamespaceQuery>,
     ApiJson(req): ApiJson<BackfillRequest>,
 ) -> ApiResult<Json<FiredTasks>> {
+    let name = key(&scope, &q, &name)?;
     let from = parse_time(&req.from).map_err(|m| HttpError(ApiError::invalid("from", m)))?;
     let to = parse_time(&req.to).map_err(|m| HttpError(ApiError::invalid("to", m)))?;
     if to < from {
@@ -193,7 +244,7 @@ async fn backfill(
     // Slots whose fire already happened (its task is stored) are not fired again.
     let mut skip = Vec::new();
     for slot in slots {
-        if s.store.task(fire_id(&name, slot, 0)).await?.is_some() {
+        if s.store.task(fire_id(&fire_key(&name), slot, 0)).await?.is_some() {
             skip.push(slot);
         }
     }

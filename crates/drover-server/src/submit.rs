@@ -1,7 +1,7 @@
 //! Submitting tasks, shared by the task and workflow endpoints: a validated request becomes
 //! a new task, and a batch goes to the core with the stored states of its upstreams.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use drover_api::rest::SubmitRequest;
 use drover_api::secret::Seal;
@@ -126,25 +126,36 @@ pub async fn submit_flow(
     .into())
 }
 
-/// The stored states of the upstreams outside the batch; an unknown one is refused.
+/// The stored states of the upstreams outside the batch; an unknown one is refused, and so is
+/// one of another namespace (as if it did not exist: a task depends only on its own
+/// namespace's tasks).
 async fn upstream_states(
     s: &AppState,
     tasks: &[FlowTask],
 ) -> ApiResult<HashMap<TaskId, TaskState>> {
-    let in_batch: HashSet<TaskId> = tasks.iter().map(|t| t.task.id).collect();
+    let in_batch: HashMap<TaskId, &str> = tasks
+        .iter()
+        .map(|t| (t.task.id, t.task.def.namespace.as_str()))
+        .collect();
     let mut states = HashMap::new();
-    for u in tasks.iter().flat_map(|t| &t.flow.after) {
-        if in_batch.contains(u) || states.contains_key(u) {
-            continue;
+    for t in tasks {
+        let ns = t.task.def.namespace.as_str();
+        for u in &t.flow.after {
+            let namespace = match in_batch.get(u) {
+                Some(n) => Some(n.to_string()),
+                None => s.store.task(*u).await?.map(|rec| {
+                    states.insert(*u, rec.state);
+                    rec.def.namespace.clone()
+                }),
+            };
+            if namespace.as_deref() != Some(ns) {
+                return Err(ApiError::invalid(
+                    "after",
+                    format!("no task with id {u}: upstream tasks must exist"),
+                )
+                .into());
+            }
         }
-        let Some(rec) = s.store.task(*u).await? else {
-            return Err(ApiError::invalid(
-                "after",
-                format!("no task with id {u}: upstream tasks must exist"),
-            )
-            .into());
-        };
-        states.insert(*u, rec.state);
     }
     Ok(states)
 }

@@ -6,13 +6,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_api::rest::*;
 use drover_api::{limits, ApiError, ErrorCode};
-use drover_core::{CancelError, Input, LogStream, Reply, TaskId, TaskState};
+use drover_api::namespace::Scope;
+use drover_core::{CancelError, Input, LogStream, Reply, TaskId, TaskRecord, TaskState};
 use drover_store::TaskQuery;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::clock::now_micros;
-use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, HttpError};
+use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError};
 use crate::submit::{new_flow_task, submit_all};
 
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
@@ -52,6 +53,15 @@ fn no_task(id: TaskId) -> HttpError {
     HttpError(ApiError::not_found(format!("no task with id {id}")))
 }
 
+/// A stored task the caller may see: another namespace's answers 404 like a missing one.
+async fn visible_task(s: &AppState, scope: &Scope, id: TaskId) -> ApiResult<TaskRecord> {
+    s.store
+        .task(id)
+        .await?
+        .filter(|r| scope.allows(&r.def.namespace))
+        .ok_or_else(|| no_task(id))
+}
+
 async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
     let rec = s.store.task(id).await?.ok_or_else(|| no_task(id))?;
     let attempts = s.store.attempts(id).await?;
@@ -66,9 +76,11 @@ async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
     responses((status = 201, body = TaskView), (status = 400, body = ApiError)))]
 async fn submit(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<TaskView>)> {
     let task = new_flow_task(&req, now_micros(), s.secrets.as_ref())?;
+    scope.check(&task.0.def.namespace)?;
     let ids = submit_all(&s, vec![task]).await?;
     Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
 }
@@ -77,6 +89,7 @@ async fn submit(
     responses((status = 201, body = BatchSubmitResponse), (status = 400, body = ApiError)))]
 async fn submit_batch(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiJson(req): ApiJson<BatchSubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchSubmitResponse>)> {
     if req.tasks.is_empty() || req.tasks.len() > limits::MAX_BATCH {
@@ -93,14 +106,18 @@ async fn submit_batch(
     let now = now_micros();
     let mut tasks = Vec::with_capacity(req.tasks.len());
     for (i, t) in req.tasks.iter().enumerate() {
-        // Validate everything before anything is stored: one bad task refuses the batch.
-        tasks.push(
-            new_flow_task(t, now, s.secrets.as_ref()).map_err(|HttpError(mut e)| {
-                e.message = format!("tasks[{i}].{}", e.message);
-                e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
-                HttpError(e)
-            })?,
-        );
+        // Validate everything before anything is stored: one bad task (or one in a
+        // namespace the caller may not submit to) refuses the batch.
+        let in_item = |HttpError(mut e): HttpError| {
+            e.message = format!("tasks[{i}].{}", e.message);
+            e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
+            HttpError(e)
+        };
+        let task = new_flow_task(t, now, s.secrets.as_ref()).map_err(in_item)?;
+        scope
+            .check(&task.0.def.namespace)
+            .map_err(|e| in_item(HttpError(e)))?;
+        tasks.push(task);
     }
     let ids = submit_all(&s, tasks).await?;
     Ok((
@@ -114,6 +131,8 @@ async fn submit_batch(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Only tasks of this namespace (default: every namespace the token may see).
+    namespace: Option<String>,
     /// Only tasks in this state.
     state: Option<String>,
     /// Only tasks of this queue.
@@ -128,8 +147,10 @@ pub struct ListParams {
     responses((status = 200, body = TaskList), (status = 400, body = ApiError)))]
 async fn list(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TaskList>> {
+    let scope = scope.narrowed(p.namespace.as_deref(), "namespace")?;
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > limits::MAX_PAGE {
         return Err(ApiError::invalid("limit", format!("1 to {}", limits::MAX_PAGE)).into());
@@ -151,6 +172,7 @@ async fn list(
         })
         .transpose()?;
     let query = TaskQuery {
+        namespaces: scope.filter(),
         state,
         queue: p.queue,
         before,
@@ -168,14 +190,25 @@ async fn list(
 
 #[utoipa::path(get, path = "/v1/tasks/{id}", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses((status = 200, body = TaskView), (status = 404, body = ApiError)))]
-async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
-    Ok(Json(load_view(&s, parse_id(&id)?).await?))
+async fn task(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    let id = parse_id(&id)?;
+    visible_task(&s, &scope, id).await?;
+    Ok(Json(load_view(&s, id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/tasks/{id}/cancel", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses((status = 200, body = TaskView), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
-async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TaskView>> {
+async fn cancel(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
     let id = parse_id(&id)?;
+    visible_task(&s, &scope, id).await?;
     match s
         .driver
         .request(|req| Input::Cancel { req, task_id: id })
@@ -230,11 +263,12 @@ fn log_slice(all: &[u8], from: Option<u64>) -> (String, u64) {
     responses((status = 200, body = LogsView), (status = 404, body = ApiError)))]
 async fn logs(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<LogParams>,
 ) -> ApiResult<Json<LogsView>> {
     let id = parse_id(&id)?;
-    let rec = s.store.task(id).await?.ok_or_else(|| no_task(id))?;
+    let rec = visible_task(&s, &scope, id).await?;
     let attempt = p.attempt.unwrap_or(rec.attempt);
     if attempt > rec.attempt {
         return Err(ApiError::invalid(
@@ -263,9 +297,13 @@ async fn logs(
 }
 
 #[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = StatsView)))]
-async fn stats(State(s): State<AppState>) -> ApiResult<Json<StatsView>> {
-    let counts = s.store.count_by_state().await?;
-    let workers = s.driver.workers().await?.len() as u32;
+async fn stats(State(s): State<AppState>, Caller(scope): Caller) -> ApiResult<Json<StatsView>> {
+    let counts = s.store.count_by_state(scope.filter().as_deref()).await?;
+    let workers = s.driver.workers().await?;
+    let workers = workers
+        .iter()
+        .filter(|w| crate::workers::serves_any(&w.info, &scope))
+        .count() as u32;
     Ok(Json(StatsView {
         tasks_by_state: counts
             .into_iter()

@@ -21,6 +21,7 @@ use drover_api::events::{
     event_name, pattern_matches, DeliveryList, DeliveryView, EventView, WebhookCreate, WebhookList,
     WebhookView,
 };
+use drover_api::namespace::{Scope, ALL_NAMESPACES};
 use drover_api::rest::rfc3339;
 use drover_api::{limits, ApiError};
 use drover_core::Event;
@@ -37,7 +38,7 @@ use utoipa::IntoParams;
 use crate::clock::now_micros;
 use crate::destinations;
 use crate::feed::{EventFeed, FeedError};
-use crate::http::{ApiJson, ApiQuery, ApiResult, AppState, HttpError};
+use crate::http::{ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError};
 use crate::ids::uuid_at;
 use crate::metrics::Metrics;
 
@@ -193,7 +194,7 @@ impl Webhooks {
                     Ok(e) => {
                         read = e.seq;
                         let name = event_name(&e);
-                        if w.events.iter().any(|p| pattern_matches(p, &name)) {
+                        if receives(&w, &e) && w.events.iter().any(|p| pattern_matches(p, &name)) {
                             pending.insert(e.seq);
                             inflight.push(self.clone().deliver(target.clone(), e, name));
                         }
@@ -354,10 +355,22 @@ async fn record(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Progress>
     }
 }
 
+/// Whether a webhook receives an event of its namespace: `*` receives every namespace's and
+/// the cluster's (worker events).
+fn receives(w: &WebhookRecord, e: &Event) -> bool {
+    w.namespace == ALL_NAMESPACES || e.namespace() == Some(w.namespace.as_str())
+}
+
+/// Whether the caller may see a webhook: its namespace's, or (`*`) a token of every one.
+fn visible(scope: &Scope, w: &WebhookRecord) -> bool {
+    scope.is_all() || scope.allows(&w.namespace)
+}
+
 fn view(w: &WebhookRecord, secret: bool) -> WebhookView {
     WebhookView {
         id: w.id.clone(),
         url: w.url.clone(),
+        namespace: w.namespace.clone(),
         events: w.events.clone(),
         created_at: rfc3339(w.created_at),
         delivered_seq: w.cursor,
@@ -407,9 +420,16 @@ fn check_url(raw: &str) -> Result<String, ApiError> {
         (status = 400, body = ApiError)))]
 async fn create(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiJson(req): ApiJson<WebhookCreate>,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
     let events = req.validate()?;
+    let namespace = req.target_namespace()?;
+    if namespace == ALL_NAMESPACES {
+        scope.require_all("a webhook of every namespace (`*`)")?;
+    } else {
+        scope.check(&namespace)?;
+    }
     let url = check_url(&req.url)?;
     if !s.webhooks.cfg.allow_private {
         let parsed =
@@ -445,6 +465,7 @@ async fn create(
         created_at: now,
         // Only events from now on.
         cursor: s.store.last_event_seq().await?,
+        namespace,
     };
     s.store.insert_webhook(&rec).await?;
     s.webhooks.start(rec.clone());
@@ -453,16 +474,36 @@ async fn create(
 }
 
 #[utoipa::path(get, path = "/v1/webhooks", responses((status = 200, body = WebhookList)))]
-async fn list(State(s): State<AppState>) -> ApiResult<Json<WebhookList>> {
+async fn list(State(s): State<AppState>, Caller(scope): Caller) -> ApiResult<Json<WebhookList>> {
     let hooks = s.store.webhooks().await?;
     Ok(Json(WebhookList {
-        webhooks: hooks.iter().map(|w| view(w, false)).collect(),
+        webhooks: hooks
+            .iter()
+            .filter(|w| visible(&scope, w))
+            .map(|w| view(w, false))
+            .collect(),
     }))
+}
+
+/// 404 for a webhook that does not exist or that the caller may not see.
+async fn check_visible(s: &AppState, scope: &Scope, id: &str) -> ApiResult<()> {
+    let hooks = s.store.webhooks().await?;
+    if hooks.iter().any(|w| w.id == id && visible(scope, w)) {
+        return Ok(());
+    }
+    Err(HttpError(ApiError::not_found(format!(
+        "no webhook with id {id}"
+    ))))
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", params(("id" = String, Path, description = "webhook id")),
     responses((status = 204), (status = 404, body = ApiError)))]
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    check_visible(&s, &scope, &id).await?;
     s.webhooks.stop(&id);
     if s.store.delete_webhook(&id).await? {
         tracing::info!(webhook = %id, "webhook removed");
@@ -486,6 +527,7 @@ pub struct DeliveryParams {
     responses((status = 200, body = DeliveryList), (status = 404, body = ApiError)))]
 async fn deliveries(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<DeliveryParams>,
 ) -> ApiResult<Json<DeliveryList>> {
@@ -493,12 +535,7 @@ async fn deliveries(
     if limit == 0 || limit > limits::MAX_PAGE {
         return Err(ApiError::invalid("limit", format!("1 to {}", limits::MAX_PAGE)).into());
     }
-    let hooks = s.store.webhooks().await?;
-    if !hooks.iter().any(|w| w.id == id) {
-        return Err(HttpError(ApiError::not_found(format!(
-            "no webhook with id {id}"
-        ))));
-    }
+    check_visible(&s, &scope, &id).await?;
     let list = s.store.deliveries(&id, limit).await?;
     Ok(Json(DeliveryList {
         deliveries: list

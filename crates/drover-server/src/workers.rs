@@ -15,12 +15,13 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_api::rest::{rfc3339, WorkerList, WorkerView};
-use drover_api::ApiError;
-use drover_core::{Input, Micros, Reply, WorkerStatus, WorkerSummary};
+use drover_api::namespace::Scope;
+use drover_api::{ApiError, ErrorCode};
+use drover_core::{Input, Micros, Reply, WorkerInfo, WorkerStatus, WorkerSummary};
 
 use crate::clock::now_micros;
 use crate::driver::DriverHandle;
-use crate::http::{unexpected, ApiResult, AppState};
+use crate::http::{unexpected, ApiResult, AppState, Caller, HttpError};
 use crate::metrics::Metrics;
 
 /// The state of a disconnected worker.
@@ -115,6 +116,7 @@ impl WorkerMonitor {
                     running: 0,
                     labels: Default::default(),
                     kinds: Vec::new(),
+                    namespaces: Vec::new(),
                     resources: Default::default(),
                     resources_free: Default::default(),
                     joined_at: rfc3339(l.lost_at),
@@ -175,16 +177,61 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/workers", responses((status = 200, body = WorkerList)))]
-async fn workers(State(s): State<AppState>) -> ApiResult<Json<WorkerList>> {
+async fn workers(State(s): State<AppState>, Caller(scope): Caller) -> ApiResult<Json<WorkerList>> {
     let list = s.driver.workers().await?;
-    Ok(Json(WorkerList {
-        workers: s.workers.views(list, now_micros()),
-    }))
+    let mut workers = s.workers.views(list, now_micros());
+    workers.retain(|w| serves_scope(&w.namespaces, &scope));
+    Ok(Json(WorkerList { workers }))
+}
+
+/// Whether a worker serving `namespaces` (empty: every one) works for a caller of `scope`:
+/// the caller sees the workers that may run its tasks.
+fn serves_scope(namespaces: &[String], scope: &Scope) -> bool {
+    scope.is_all() || namespaces.is_empty() || namespaces.iter().any(|n| scope.allows(n))
+}
+
+pub fn serves_any(info: &WorkerInfo, scope: &Scope) -> bool {
+    serves_scope(&info.namespaces, scope)
+}
+
+/// A limited caller drains or resumes only workers that serve nothing but its namespaces:
+/// others' shared workers are not its to stop (403), and unseen ones do not exist (404).
+async fn check_drainable(s: &AppState, scope: &Scope, name: &str) -> ApiResult<()> {
+    if scope.is_all() {
+        return Ok(());
+    }
+    let list = s.driver.workers().await?;
+    let Some(w) = list.iter().find(|w| w.info.name == name) else {
+        return Err(no_worker(name));
+    };
+    let ns = &w.info.namespaces;
+    if !serves_scope(ns, scope) {
+        return Err(no_worker(name));
+    }
+    if ns.is_empty() || !ns.iter().all(|n| scope.allows(n)) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("worker {name} also serves other namespaces; a token of every namespace may drain it"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn no_worker(name: &str) -> HttpError {
+    HttpError(ApiError::not_found(format!(
+        "no connected worker named '{name}'; see drover workers"
+    )))
 }
 
 #[utoipa::path(post, path = "/v1/workers/{name}/drain", params(("name" = String, Path, description = "worker name", pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")),
     responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
-async fn drain(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<WorkerList>> {
+async fn drain(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<WorkerList>> {
+    check_drainable(&s, &scope, &name).await?;
     set_draining(s, name, true).await
 }
 
@@ -192,8 +239,10 @@ async fn drain(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult
     responses((status = 200, body = WorkerList), (status = 404, body = ApiError)))]
 async fn resume(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<WorkerList>> {
+    check_drainable(&s, &scope, &name).await?;
     set_draining(s, name, false).await
 }
 
@@ -220,10 +269,7 @@ async fn set_draining(s: AppState, name: String, on: bool) -> ApiResult<Json<Wor
             views.retain(|w| w.name == name);
             Ok(Json(WorkerList { workers: views }))
         }
-        Reply::Drain(Err(_)) => Err(ApiError::not_found(format!(
-            "no connected worker named '{name}'; see drover workers"
-        ))
-        .into()),
+        Reply::Drain(Err(_)) => Err(no_worker(&name)),
         other => Err(unexpected(other)),
     }
 }
@@ -248,6 +294,7 @@ fn view(w: &WorkerSummary, state: &str, age: u64) -> WorkerView {
         running: w.running as u32,
         labels: w.info.labels.clone(),
         kinds: w.info.kinds.clone(),
+        namespaces: w.info.namespaces.clone(),
         resources: w.info.resources.clone(),
         resources_free: w.resources_free.clone(),
         joined_at: rfc3339(w.joined_at),

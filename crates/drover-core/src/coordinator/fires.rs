@@ -7,7 +7,7 @@ use super::io::{Effects, NewTask, ScheduleError, Write};
 use super::schedules::ScheduleOp;
 use super::Coordinator;
 use crate::model::{EventKind, Micros, ScheduleChange, Scoped, TaskId};
-use crate::schedule::{fire_id, Overlap};
+use crate::schedule::{fire_id, fire_key, Overlap};
 
 impl Coordinator {
     /// Carries out a schedule operation; returns the tasks it fired.
@@ -48,7 +48,7 @@ impl Coordinator {
                 let slots = self.schedules.backfill_slots(&name, from, to)?;
                 let mut ids = Vec::new();
                 for slot in slots {
-                    if skip.contains(&slot) || self.tasks.contains(&fire_id(&name.to_string(), slot, 0)) {
+                    if skip.contains(&slot) || self.tasks.contains(&fire_id(&fire_key(&name), slot, 0)) {
                         continue;
                     }
                     ids.push(self.fire(now, &name, slot, Some("backfill"), fx));
@@ -92,7 +92,7 @@ impl Coordinator {
         fx: &mut Effects,
     ) -> TaskId {
         let (def, serial_key) = self.schedules.template(name);
-        let fire_name = name.to_string();
+        let fire_name = fire_key(name);
         let id = (0..)
             .map(|salt| fire_id(&fire_name, slot, salt))
             .find(|id| !self.tasks.contains(id))

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use drover_api::auth::{Role, WorkerLimits};
+use drover_api::namespace::Scope;
 use drover_api::{ApiError, ErrorCode};
 use drover_core::Micros;
 use drover_store::{Store, TokenRecord};
@@ -75,6 +76,14 @@ pub struct Identity {
     pub(crate) hash: Option<[u8; 32]>,
     /// What a worker registering with this token may claim.
     pub worker_limits: WorkerLimits,
+    /// The namespaces the token may see and act in (empty: every namespace).
+    pub namespaces: Vec<String>,
+}
+
+impl Identity {
+    pub fn scope(&self) -> Scope {
+        Scope::of(&self.namespaces)
+    }
 }
 
 /// A token's stored worker limits; unreadable ones let no worker in (fail closed).
@@ -178,6 +187,7 @@ impl Auth {
             role: Role::parse(&t.role)?,
             hash: Some(t.hash),
             worker_limits: worker_limits_of(t),
+            namespaces: t.namespaces.clone(),
         })
     }
 
@@ -216,6 +226,7 @@ impl Auth {
         role: Role,
         expires_at: Option<Micros>,
         worker_limits: &WorkerLimits,
+        namespaces: Vec<String>,
     ) -> Result<(TokenRecord, String), ApiError> {
         drover_api::auth::check_token_name(name)?;
         worker_limits.validate()?;
@@ -225,7 +236,7 @@ impl Auth {
         let rec = TokenRecord {
             name: name.to_string(),
             role: role.as_str().to_string(),
-            namespaces: Vec::new(),
+            namespaces,
             hash: hash(&secret),
             created_at: now_micros(),
             expires_at,
@@ -278,7 +289,7 @@ impl Auth {
     pub async fn rotate(&self, name: &str, role: Role) -> anyhow::Result<String> {
         self.revoke(name).await.map_err(anyhow::Error::new)?;
         let (_, secret) = self
-            .create(name, role, None, &WorkerLimits::default())
+            .create(name, role, None, &WorkerLimits::default(), Vec::new())
             .await
             .map_err(anyhow::Error::new)?;
         Ok(secret)
@@ -299,6 +310,7 @@ fn anonymous() -> Identity {
         role: Role::Admin,
         hash: None,
         worker_limits: WorkerLimits::default(),
+        namespaces: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ use axum::{Extension, Json, Router};
 use drover_api::auth::{
     Role, SessionCreate, SessionView, TokenCreate, TokenCreated, TokenList, TokenView,
 };
+use drover_api::namespace::Scope;
 use drover_api::rest::{parse_duration_ms, rfc3339};
 use drover_api::{ApiError, ErrorCode};
 use drover_store::TokenRecord;
@@ -17,7 +18,7 @@ use super::layer::session_cookie;
 use super::sessions::{COOKIE, SESSION_TTL_US};
 use super::Identity;
 use crate::clock::now_micros;
-use crate::http::{ApiJson, ApiResult, AppState, HttpError};
+use crate::http::{ApiJson, ApiResult, AppState, Caller, HttpError};
 use crate::tls::PeerCert;
 
 /// The OpenAPI part of the token and session endpoints.
@@ -65,9 +66,11 @@ fn view(t: &TokenRecord) -> Result<TokenView, HttpError> {
         (status = 400, body = ApiError), (status = 409, body = ApiError)))]
 async fn create(
     State(s): State<AppState>,
+    Caller(scope): Caller,
     ApiJson(req): ApiJson<TokenCreate>,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     drover_api::auth::check_token_name(&req.name)?;
+    let namespaces = granted_namespaces(&scope, req.namespaces()?)?;
     let expires_at = match req.expires_in.as_deref() {
         None => None,
         Some(d) => {
@@ -80,7 +83,13 @@ async fn create(
     };
     let (rec, secret) = s
         .auth
-        .create(&req.name, req.role, expires_at, &req.worker_limits)
+        .create(
+            &req.name,
+            req.role,
+            expires_at,
+            &req.worker_limits,
+            namespaces,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -96,18 +105,49 @@ async fn create(
 }
 
 #[utoipa::path(get, path = "/v1/tokens", responses((status = 200, body = TokenList)))]
-async fn list(State(s): State<AppState>) -> ApiResult<Json<TokenList>> {
+async fn list(State(s): State<AppState>, Caller(scope): Caller) -> ApiResult<Json<TokenList>> {
     let tokens = s.auth.list().await?;
     Ok(Json(TokenList {
-        tokens: tokens.iter().map(view).collect::<Result<_, _>>()?,
+        tokens: tokens
+            .iter()
+            .filter(|t| within(&scope, t))
+            .map(view)
+            .collect::<Result<_, _>>()?,
     }))
+}
+
+/// What a new token may be limited to: a token of every namespace grants anything; a limited
+/// one only some of its own namespaces (all of them when none are asked for), so no token
+/// makes a stronger one.
+fn granted_namespaces(scope: &Scope, asked: Vec<String>) -> Result<Vec<String>, ApiError> {
+    match scope {
+        Scope::All => Ok(asked),
+        Scope::Only(own) if asked.is_empty() => Ok(own.clone()),
+        Scope::Only(_) => {
+            for ns in &asked {
+                scope.check(ns)?;
+            }
+            Ok(asked)
+        }
+    }
+}
+
+/// Whether a limited caller may see (list, revoke) a token: only tokens limited to some of
+/// its own namespaces.
+fn within(scope: &Scope, t: &TokenRecord) -> bool {
+    scope.is_all() || (!t.namespaces.is_empty() && t.namespaces.iter().all(|n| scope.allows(n)))
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{name}", params(("name" = String, Path, description = "token name", pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")),
     responses((status = 204, description = "revoked: requests and open streams with it are refused from now on"),
         (status = 404, body = ApiError)))]
-async fn revoke(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    if s.auth.revoke(&name).await? {
+async fn revoke(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let visible = s.auth.list().await?.iter().any(|t| t.name == name && within(&scope, t));
+    if visible && s.auth.revoke(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no token named '{name}'")).into())
@@ -156,6 +196,7 @@ fn session_view(who: &Identity) -> SessionView {
     SessionView {
         name: who.name.clone(),
         role: who.role,
+        namespaces: who.namespaces.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use drover_api::namespace::Scope;
 use drover_api::{limits, ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 
@@ -46,6 +47,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|Query(v)| ApiQuery(v))
             .map_err(|e| HttpError(ApiError::new(ErrorCode::InvalidArgument, e.body_text())))
+    }
+}
+
+/// The caller's namespaces (its token's), from the identity the guard put in the request.
+pub struct Caller(pub Scope);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HttpError> {
+        parts
+            .extensions
+            .get::<crate::auth::Identity>()
+            .map(|who| Caller(who.scope()))
+            // Every /v1 route is behind the guard, which always names the caller.
+            .ok_or_else(|| HttpError(ApiError::internal("request without a caller identity")))
     }
 }
 

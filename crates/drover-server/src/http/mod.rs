@@ -13,7 +13,7 @@ use drover_api::{limits, ApiError, ErrorCode};
 use utoipa::OpenApi;
 
 pub use error::{unexpected, ApiResult, HttpError};
-pub use extract::{ApiJson, ApiQuery};
+pub use extract::{ApiJson, ApiQuery, Caller};
 pub use state::AppState;
 
 pub fn router(state: AppState) -> Router {
