@@ -242,6 +242,12 @@ pub struct ClientOpts {
     /// PEM CA certificate to trust for an https:// server (besides the system's web PKI).
     #[arg(long, env = "DROVER_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// The namespace to act in: what is submitted or added goes there, queues and schedules
+    /// are looked up there, listings and events show only it [default: `default` for what is
+    /// created or named; every namespace the token may see for listings]. For `token create`:
+    /// the namespaces the new token is limited to (comma-separated).
+    #[arg(long, env = "DROVER_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -385,6 +391,9 @@ pub struct WorkerArgs {
     /// Kinds of task accepted: a,b [default: every kind].
     #[arg(long, value_name = "A,B")]
     pub kinds: Vec<String>,
+    /// Namespaces whose tasks it runs [default: every namespace its token allows].
+    #[arg(long, env = "DROVER_NAMESPACE", value_name = "NS,..")]
+    pub namespace: Vec<String>,
     /// Resources offered: cpu=4,mem=8GiB,gpu=1 (sizes in bytes).
     #[arg(long, value_name = "K=N,..")]
     pub resources: Vec<String>,

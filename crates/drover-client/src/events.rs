@@ -108,7 +108,8 @@ impl Client {
     ) -> Result<reqwest::Response, ClientError> {
         let n = self.inner.bases.len();
         let start = self.inner.current.load(Ordering::Relaxed);
-        let params = query.params(after);
+        let mut params = query.params(after);
+        params.extend(self.ns_query());
         let mut unreachable = None;
         for k in 0..n {
             let i = (start + k) % n;

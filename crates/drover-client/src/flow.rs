@@ -26,7 +26,7 @@ pub(crate) fn seg(s: &str) -> String {
 impl Client {
     /// `GET /v1/queues`: every configured or active queue with its counts.
     pub async fn queues(&self) -> Result<QueueList> {
-        self.get("/v1/queues", &[]).await
+        self.get("/v1/queues", &self.ns_query()).await
     }
 
     /// `PUT /v1/queues/{name}`: changes a queue's concurrency, strategy or pause.
@@ -34,7 +34,7 @@ impl Client {
         self.send(
             Method::PUT,
             &format!("/v1/queues/{}", seg(name)),
-            &[],
+            &self.ns_query(),
             Some(req),
         )
         .await
@@ -46,7 +46,7 @@ impl Client {
         self.send::<(), _>(
             Method::POST,
             &format!("/v1/queues/{}/{verb}", seg(name)),
-            &[],
+            &self.ns_query(),
             None,
         )
         .await
@@ -54,7 +54,11 @@ impl Client {
 
     /// `POST /v1/workflows`: submits a DAG; answered once every node is committed.
     pub async fn submit_workflow(&self, req: &WorkflowRequest) -> Result<WorkflowView> {
-        self.send(Method::POST, "/v1/workflows", &[], Some(req))
+        let req = WorkflowRequest {
+            namespace: self.ns_or(&req.namespace),
+            ..req.clone()
+        };
+        self.send(Method::POST, "/v1/workflows", &[], Some(&req))
             .await
     }
 
@@ -97,7 +101,7 @@ impl Client {
 
     /// `GET /v1/workflows`: the newest workflows.
     pub async fn workflows(&self) -> Result<WorkflowList> {
-        self.get("/v1/workflows", &[]).await
+        self.get("/v1/workflows", &self.ns_query()).await
     }
 
     /// `POST /v1/workflows/{id}/rerun`: reruns the nodes that did not succeed.

@@ -74,6 +74,9 @@ struct Inner {
     http: reqwest::Client,
     token: Option<String>,
     timeout: Duration,
+    /// Sent with every request that takes a namespace; `None`: the server's default
+    /// (`default` for what is created or named, every visible one for listings).
+    namespace: Option<String>,
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
@@ -134,8 +137,44 @@ impl Client {
                 http,
                 token: token.filter(|t| !t.is_empty()),
                 timeout,
+                namespace: None,
             }),
         })
+    }
+
+    /// The same client acting in namespace `ns`: tasks, workflows, schedules and webhooks it
+    /// creates belong there (unless a request names its own), queues and schedules are looked
+    /// up there, and listings and event streams show only it.
+    pub fn in_namespace(&self, ns: impl Into<String>) -> Client {
+        let i = &self.inner;
+        Client {
+            inner: Arc::new(Inner {
+                bases: i.bases.clone(),
+                current: AtomicUsize::new(i.current.load(Ordering::Relaxed)),
+                http: i.http.clone(),
+                token: i.token.clone(),
+                timeout: i.timeout,
+                namespace: Some(ns.into()),
+            }),
+        }
+    }
+
+    /// The namespace this client acts in, if one was chosen.
+    pub fn namespace(&self) -> Option<&str> {
+        self.inner.namespace.as_deref()
+    }
+
+    /// `namespace=` for the routes that take it.
+    pub(crate) fn ns_query(&self) -> Vec<(&'static str, String)> {
+        self.namespace()
+            .map(|n| ("namespace", n.to_string()))
+            .into_iter()
+            .collect()
+    }
+
+    /// A body's namespace: its own, else the client's.
+    pub(crate) fn ns_or(&self, own: &Option<String>) -> Option<String> {
+        own.clone().or_else(|| self.inner.namespace.clone())
     }
 
     /// The server URL requests go to now.
@@ -146,7 +185,11 @@ impl Client {
 
     /// `POST /v1/tasks`: submits one task; answered once it is committed.
     pub async fn submit(&self, req: &SubmitRequest) -> Result<TaskView> {
-        self.send(Method::POST, "/v1/tasks", &[], Some(req)).await
+        let req = SubmitRequest {
+            namespace: self.ns_or(&req.namespace),
+            ..req.clone()
+        };
+        self.send(Method::POST, "/v1/tasks", &[], Some(&req)).await
     }
 
     /// `POST /v1/tasks:batch`: submits up to 10,000 tasks in one commit; ids in request order.
@@ -155,6 +198,19 @@ impl Client {
         struct Batch<'a> {
             tasks: &'a [SubmitRequest],
         }
+        let owned: Vec<SubmitRequest>;
+        let tasks = if self.namespace().is_some() {
+            owned = tasks
+                .iter()
+                .map(|t| SubmitRequest {
+                    namespace: self.ns_or(&t.namespace),
+                    ..t.clone()
+                })
+                .collect();
+            &owned[..]
+        } else {
+            tasks
+        };
         self.send(Method::POST, "/v1/tasks:batch", &[], Some(&Batch { tasks }))
             .await
     }
@@ -166,7 +222,7 @@ impl Client {
 
     /// `GET /v1/tasks`: one page, newest first.
     pub async fn list(&self, q: &ListQuery) -> Result<TaskList> {
-        let mut query = Vec::new();
+        let mut query = self.ns_query();
         if let Some(s) = &q.state {
             query.push(("state", s.clone()));
         }
@@ -228,6 +284,10 @@ impl Client {
 
     /// `POST /v1/webhooks`: the new webhook, with its secret (shown only in this answer).
     pub async fn add_webhook(&self, req: &WebhookCreate) -> Result<WebhookView> {
+        let req = &WebhookCreate {
+            namespace: self.ns_or(&req.namespace),
+            ..req.clone()
+        };
         self.send(Method::POST, "/v1/webhooks", &[], Some(req))
             .await
     }

@@ -12,12 +12,16 @@ use crate::{Client, Result};
 impl Client {
     /// `GET /v1/schedules`: every schedule with its next fire time.
     pub async fn schedules(&self) -> Result<ScheduleList> {
-        self.get("/v1/schedules", &[]).await
+        self.get("/v1/schedules", &self.ns_query()).await
     }
 
     /// `POST /v1/schedules`: adds (or replaces, by name) a schedule.
     pub async fn add_schedule(&self, req: &ScheduleRequest) -> Result<ScheduleView> {
-        self.send(Method::POST, "/v1/schedules", &[], Some(req))
+        let req = ScheduleRequest {
+            namespace: self.ns_or(&req.namespace),
+            ..req.clone()
+        };
+        self.send(Method::POST, "/v1/schedules", &[], Some(&req))
             .await
     }
 
@@ -26,7 +30,7 @@ impl Client {
         self.send::<(), serde_json::Value>(
             Method::DELETE,
             &format!("/v1/schedules/{}", seg(name)),
-            &[],
+            &self.ns_query(),
             None,
         )
         .await
@@ -39,7 +43,7 @@ impl Client {
         self.send::<(), _>(
             Method::POST,
             &format!("/v1/schedules/{}/{verb}", seg(name)),
-            &[],
+            &self.ns_query(),
             None,
         )
         .await
@@ -50,7 +54,7 @@ impl Client {
         self.send::<(), _>(
             Method::POST,
             &format!("/v1/schedules/{}/run", seg(name)),
-            &[],
+            &self.ns_query(),
             None,
         )
         .await
@@ -61,7 +65,7 @@ impl Client {
         self.send(
             Method::POST,
             &format!("/v1/schedules/{}/backfill", seg(name)),
-            &[],
+            &self.ns_query(),
             Some(req),
         )
         .await

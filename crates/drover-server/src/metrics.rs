@@ -450,6 +450,7 @@ mod tests {
             seq,
             at,
             kind: EventKind::Task {
+                namespace: "default".into(),
                 task_id: TaskId(id),
                 queue: "q".into(),
                 state,

@@ -338,6 +338,7 @@ struct Submitter {
 impl Submitter {
     fn new(opts: &SimOptions) -> Submitter {
         let def = TaskDef {
+            namespace: drover_core::DEFAULT_NAMESPACE.into(),
             queue: "sim".into(),
             kind: "sim".into(),
             priority: 0,

@@ -97,6 +97,7 @@ impl Agent {
                 prefetch: cfg.prefetch,
                 held: held.collect(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                namespaces: cfg.namespaces.clone(),
             })),
         }
     }

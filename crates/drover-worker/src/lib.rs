@@ -36,6 +36,8 @@ pub struct WorkerConfig {
     pub labels: BTreeMap<String, String>,
     /// Kinds of task accepted; empty accepts every kind.
     pub kinds: Vec<String>,
+    /// Namespaces whose tasks it runs; empty: every namespace its token allows.
+    pub namespaces: Vec<String>,
     pub resources: BTreeMap<String, u64>,
     /// Output kept per stream per attempt; beyond it the worker sends one marker line
     /// `[drover: stdout truncated after N bytes]` and drops the rest.
@@ -73,6 +75,7 @@ impl WorkerConfig {
             prefetch: 0,
             labels: BTreeMap::new(),
             kinds: Vec::new(),
+            namespaces: Vec::new(),
             resources: BTreeMap::new(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             tls: ClientTls::default(),

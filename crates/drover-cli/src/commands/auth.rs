@@ -115,6 +115,12 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<u8> {
                 role,
                 expires_in: a.expires.clone(),
                 worker_limits,
+                namespaces: a
+                    .client
+                    .namespace
+                    .as_deref()
+                    .map(|n| crate::parse::name_list(&[n.to_string()]))
+                    .unwrap_or_default(),
             };
             let t = super::client(&a.client)?.create_token(&req).await?;
             match a.client.output {

@@ -437,6 +437,7 @@ mod tests {
         TaskView {
             id: "x".into(),
             state: state.into(),
+            namespace: "default".into(),
             queue: "q".into(),
             kind: "noop".into(),
             priority: 0,

@@ -141,6 +141,7 @@ async fn add(a: CronAddArgs) -> anyhow::Result<u8> {
         ));
     }
     let req = ScheduleRequest {
+        namespace: None,
         name: a.name.clone(),
         cron: a.cron.clone(),
         tz: a.tz.clone(),

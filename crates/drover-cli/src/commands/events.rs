@@ -138,6 +138,7 @@ pub async fn webhook(cmd: WebhookCommand) -> anyhow::Result<u8> {
 
 async fn add(a: WebhookAddArgs) -> anyhow::Result<u8> {
     let req = WebhookCreate {
+        namespace: None,
         url: a.url.clone(),
         events: a.events.clone(),
         secret: a.secret.clone(),

@@ -15,15 +15,19 @@ pub mod up;
 use crate::cli::ClientOpts;
 
 /// The SDK client for a client command's `--server`, its token (`--token`, `DROVER_TOKEN`,
-/// or the credentials file) and `--ca-cert`.
+/// or the credentials file), `--ca-cert` and `--namespace`.
 pub fn client(opts: &ClientOpts) -> anyhow::Result<drover_client::Client> {
     let ca = opts.ca_cert.as_deref().map(read_pem).transpose()?;
-    Ok(drover_client::Client::with_ca(
+    let client = drover_client::Client::with_ca(
         &opts.server,
         auth::token_for(opts),
         drover_client::DEFAULT_TIMEOUT,
         ca.as_deref(),
-    )?)
+    )?;
+    Ok(match opts.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(ns) => client.in_namespace(ns),
+        None => client,
+    })
 }
 
 /// A PEM file's bytes, or a usage error naming it.

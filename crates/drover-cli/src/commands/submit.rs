@@ -47,6 +47,7 @@ pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
         ));
     }
     let req = SubmitRequest {
+        namespace: None,
         queue: args.queue.clone(),
         kind: args.kind.clone(),
         priority: args.priority,

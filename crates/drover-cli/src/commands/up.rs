@@ -212,6 +212,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     }
     cfg.labels = parse::kv_list(&args.labels, "labels").map_err(usage)?;
     cfg.kinds = parse::name_list(&args.kinds);
+    cfg.namespaces = parse::name_list(&args.namespace);
     cfg.resources = parse::resources(&args.resources).map_err(usage)?;
     cfg.pass_env = parse::env_names(&args.pass_env).map_err(usage)?;
     if let Some(m) = args.max_output {
