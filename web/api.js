@@ -78,9 +78,10 @@ export const api = {
   },
 };
 
-/** The submit request that runs a task again: same queue, kind, priority, spec, timeout, retries. */
+/** The submit request that runs a task again: same namespace, queue, kind, priority, spec, timeout, retries. */
 export function resubmitRequest(task) {
   const req = {
+    namespace: task.namespace,
     queue: task.queue,
     kind: task.kind,
     priority: task.priority,

@@ -82,7 +82,7 @@ export default {
             h('h1', { class: 'mono task-id', text: task.id }),
             h('button', { type: 'button', class: 'icon-btn', title: t('action.copy'), 'aria-label': t('action.copy'), onclick: () => copyText(task.id) }, icon('copy', 16))),
           h('div', { class: 'task-sub' }, badge(task.state, { big: true }),
-            h('span', { class: 'muted', text: t('task.subline', { queue: task.queue, kind: task.kind, ago: fmtAgo(task.created_at) }) }))),
+            h('span', { class: 'muted', text: t('task.subline', { namespace: task.namespace, queue: task.queue, kind: task.kind, ago: fmtAgo(task.created_at) }) }))),
         h('div', { class: 'head-actions' },
           can('submit') ? button(t('action.retry'), { iconName: 'retry', onclick: doRetry, disabled: hasSecrets(), attrs: { 'data-testid': 'retry', ...(hasSecrets() ? { title: t('task.retrySecrets') } : {}) } }) : null,
           can('submit') ? button(t('action.cancelTask'), { kind: 'danger', iconName: 'cancel', onclick: doCancel, disabled: terminal, attrs: { 'data-testid': 'cancel' } }) : null));

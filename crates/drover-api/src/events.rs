@@ -881,7 +881,10 @@ mod tests {
         assert!(only("default").matches(&task_event(TaskState::Queued)));
         assert!(!only("team-a").matches(&task_event(TaskState::Queued)));
         assert!(only("team-a").matches(&schedule_event(ScheduleChange::Fired, None)));
-        assert!(!only("default").matches(&worker_event()), "worker events are the cluster's");
+        assert!(
+            !only("default").matches(&worker_event()),
+            "worker events are the cluster's"
+        );
         assert!(EventFilter::default().matches(&worker_event()));
         assert_eq!(json(&task_event(TaskState::Queued))["namespace"], "default");
         assert!(json(&worker_event()).get("namespace").is_none());

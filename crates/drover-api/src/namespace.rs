@@ -125,9 +125,10 @@ impl Scope {
         }
         Err(ApiError::new(
             ErrorCode::PermissionDenied,
-            format!("{what} needs a token of every namespace; this one is limited to {}", {
-                self.names().join(", ")
-            }),
+            format!(
+                "{what} needs a token of every namespace; this one is limited to {}",
+                { self.names().join(", ") }
+            ),
         ))
     }
 
@@ -175,7 +176,17 @@ mod tests {
         for ok in ["default", "a", "team-a", "x1", &"a".repeat(63)] {
             assert!(check("namespace", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "a-", "Team", "a_b", "a/b", "a.b", &"a".repeat(64), "*"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Team",
+            "a_b",
+            "a/b",
+            "a.b",
+            &"a".repeat(64),
+            "*",
+        ] {
             assert!(check("namespace", bad).is_err(), "{bad}");
         }
     }
@@ -184,10 +195,16 @@ mod tests {
     fn a_limited_scope_sees_its_namespaces_only() {
         let s = Scope::of(&["a".into(), "b".into()]);
         assert!(s.allows("a") && !s.allows("c"));
-        assert!(!s.sees(None), "cluster events are for tokens of every namespace");
+        assert!(
+            !s.sees(None),
+            "cluster events are for tokens of every namespace"
+        );
         assert!(Scope::All.sees(None));
         assert!(s.check("c").is_err());
-        assert_eq!(s.narrowed(Some("b"), "namespace").unwrap(), Scope::of(&["b".into()]));
+        assert_eq!(
+            s.narrowed(Some("b"), "namespace").unwrap(),
+            Scope::of(&["b".into()])
+        );
         assert!(s.narrowed(Some("c"), "namespace").is_err());
         assert!(s.require_all("the audit log").is_err());
         assert_eq!(Scope::of(&[]), Scope::All);

@@ -213,6 +213,305 @@ fn every_operation_answers_every_role_as_the_matrix_says() {
     assert_eq!(call(url, "GET", "/openapi.json", None).0, 401);
 }
 
+/// How an operation meets a token limited to namespaces, when it targets another namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NsKind {
+    /// Not about a namespace (sessions, tokens by name, workers, stats): as for its own.
+    Global,
+    /// Creates in the namespace its body names: 403.
+    Create,
+    /// Lists with `?namespace=`: 403.
+    List,
+    /// Names an object of the namespace (by id, or by name with `?namespace=`): 404, as if
+    /// it did not exist.
+    Object,
+    /// About every namespace (the audit log): 403 for any limited token.
+    Every,
+}
+
+fn ns_kind(method: &str, path: &str) -> NsKind {
+    let namespaced = [
+        "/v1/tasks",
+        "/v1/workflows",
+        "/v1/webhooks",
+        "/v1/queues",
+        "/v1/schedules",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
+    match (method, path) {
+        ("GET", "/v1/audit") => NsKind::Every,
+        ("POST", "/v1/tokens") => NsKind::Create,
+        ("GET", "/v1/events") => NsKind::List,
+        ("GET", "/v1/webhooks") => NsKind::Global,
+        _ if !namespaced => NsKind::Global,
+        _ if path.contains('{') => NsKind::Object,
+        ("POST", _) => NsKind::Create,
+        _ => NsKind::List,
+    }
+}
+
+/// The objects of one namespace the namespace matrix points at.
+struct NsObjects {
+    task: String,
+    workflow: String,
+    webhook: String,
+}
+
+/// With the admin token: a task, a workflow, a webhook, a queue and a schedule (both named
+/// `matrix`) in `ns`.
+fn ns_objects(url: &str, ns: &str) -> NsObjects {
+    let post = |path: &str, body: Value| -> Value {
+        let r = http()
+            .post(format!("{url}{path}"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{path} in {ns}");
+        r.json().unwrap()
+    };
+    let task = post("/v1/tasks", json!({"namespace": ns, "kind": "noop"}));
+    let wf = post(
+        "/v1/workflows",
+        json!({"namespace": ns, "name": "m", "tasks": [{"name": "a", "kind": "noop"}]}),
+    );
+    let hook = post(
+        "/v1/webhooks",
+        json!({"namespace": ns, "url": "http://127.0.0.1:9/"}),
+    );
+    post(
+        "/v1/schedules",
+        json!({"namespace": ns, "name": "matrix", "every": "1h", "task": {"kind": "noop"}}),
+    );
+    let r = http()
+        .put(format!("{url}/v1/queues/matrix?namespace={ns}"))
+        .json(&json!({"concurrency": 3}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    NsObjects {
+        task: task["id"].as_str().unwrap().into(),
+        workflow: wf["id"].as_str().unwrap().into(),
+        webhook: hook["id"].as_str().unwrap().into(),
+    }
+}
+
+/// One request to a documented operation aimed at namespace `ns` and its objects.
+fn call_in(url: &str, m: &str, path: &str, token: &str, ns: &str, o: &NsObjects) -> (u16, Value) {
+    let id = if path.starts_with("/v1/workflows") {
+        &o.workflow
+    } else if path.starts_with("/v1/webhooks") {
+        &o.webhook
+    } else {
+        &o.task
+    };
+    let mut full = format!(
+        "{url}{}",
+        path.replace("{id}", id).replace("{name}", "matrix")
+    );
+    let kind = ns_kind(m, path);
+    let takes_ns = path.starts_with("/v1/queues") || path.starts_with("/v1/schedules");
+    if kind == NsKind::List || (takes_ns && kind == NsKind::Object) {
+        full.push_str(&format!("?namespace={ns}"));
+    }
+    if path == "/v1/events" {
+        full.push_str("&follow=false");
+    }
+    let body = match (m, path) {
+        ("POST", "/v1/tasks") => json!({"namespace": ns, "kind": "noop"}),
+        ("POST", "/v1/tasks:batch") => json!({"tasks": [{"namespace": ns, "kind": "noop"}]}),
+        ("POST", "/v1/workflows") => {
+            json!({"namespace": ns, "name": "n", "tasks": [{"name": "a", "kind": "noop"}]})
+        }
+        ("POST", "/v1/schedules") => {
+            json!({"namespace": ns, "name": "new", "every": "1h", "task": {"kind": "noop"}})
+        }
+        ("POST", "/v1/webhooks") => json!({"namespace": ns, "url": "http://127.0.0.1:9/"}),
+        ("POST", "/v1/tokens") => {
+            json!({"name": format!("t-{}", rand_suffix()), "role": "viewer", "namespaces": [ns]})
+        }
+        ("POST", "/v1/schedules/{name}/backfill") => {
+            json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00Z"})
+        }
+        ("POST", "/v1/workflows/{id}/rerun") => json!({"from_failed": true}),
+        _ => json!({}),
+    };
+    let mut rb = bare()
+        .request(reqwest::Method::from_bytes(m.as_bytes()).unwrap(), full)
+        .bearer_auth(token);
+    if m != "GET" && m != "DELETE" {
+        rb = rb.json(&body);
+    }
+    let r = rb.send().unwrap();
+    let status = r.status().as_u16();
+    let body = if path == "/v1/events" && status == 200 {
+        Value::Null
+    } else {
+        r.json().unwrap_or(Value::Null)
+    };
+    (status, body)
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The namespace columns of the matrix: every operation × every role, with a token limited to
+/// `team-a`, against `team-a`'s objects (as the role allows) and `team-b`'s (404 for an
+/// object, 403 to create or list there); then what such a token sees without naming one.
+#[test]
+fn every_operation_keeps_a_limited_token_in_its_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server_with(dir.path(), "127.0.0.1:0", &["--allow-private-webhooks"]);
+    let url = &s.url;
+    let own = ns_objects(url, "team-a");
+    let other = ns_objects(url, "team-b");
+    let mut tokens = BTreeMap::new();
+    for role in ROLES {
+        let r = http()
+            .post(format!("{url}/v1/tokens"))
+            .json(&json!({"name": format!("a-{role}"), "role": role, "namespaces": ["team-a"]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["namespaces"], json!(["team-a"]));
+        tokens.insert(role, v["secret"].as_str().unwrap().to_string());
+    }
+    let doc: Value = http()
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            let least = MATRIX
+                .iter()
+                .find(|(mm, p, _)| *mm == m && p == path)
+                .unwrap_or_else(|| panic!("{m} {path} is documented but has no MATRIX row"))
+                .2;
+            let kind = ns_kind(&m, path);
+            for role in ROLES {
+                let t = &tokens[role];
+                // Other namespace first: a limited token must change nothing there.
+                let (theirs, body) = call_in(url, &m, path, t, "team-b", &other);
+                let (mine, mbody) = call_in(url, &m, path, t, "team-a", &own);
+                let what = format!("{m} {path} as a team-a {role}");
+                if !may(role, least) || kind == NsKind::Every {
+                    assert_eq!(theirs, 403, "{what}, team-b: {body}");
+                    assert_eq!(mine, 403, "{what}, team-a: {mbody}");
+                    continue;
+                }
+                assert!(
+                    ![401, 403].contains(&mine) && mine < 500,
+                    "{what}: {mine} {mbody}"
+                );
+                let expected = match kind {
+                    NsKind::Create | NsKind::List => Some(403),
+                    NsKind::Object => Some(404),
+                    NsKind::Global | NsKind::Every => None,
+                };
+                match expected {
+                    Some(e) => assert_eq!(theirs, e, "{what}, team-b: {body}"),
+                    None => assert!(theirs < 500 && theirs != 401, "{what}: {theirs} {body}"),
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, MATRIX.len());
+    // What a limited viewer sees without naming a namespace: its own objects only.
+    let viewer = &tokens["viewer"];
+    let get = |path: &str| -> Value {
+        let r = bare()
+            .get(format!("{url}{path}"))
+            .bearer_auth(viewer)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().unwrap()
+    };
+    let namespaces_of = |v: &Value, key: &str| -> Vec<String> {
+        let mut ns: Vec<String> = v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["namespace"].as_str().unwrap().to_string())
+            .collect();
+        ns.dedup();
+        ns
+    };
+    for (path, key) in [
+        ("/v1/tasks", "tasks"),
+        ("/v1/workflows", "workflows"),
+        ("/v1/schedules", "schedules"),
+        ("/v1/queues", "queues"),
+    ] {
+        assert_eq!(namespaces_of(&get(path), key), ["team-a"], "{path}");
+    }
+    let admin = &tokens["admin"];
+    let hooks: Value = bare()
+        .get(format!("{url}/v1/webhooks"))
+        .bearer_auth(admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(namespaces_of(&hooks, "webhooks"), ["team-a"]);
+    // Its event stream carries its namespace's events, and no worker's.
+    let text = bare()
+        .get(format!("{url}/v1/events?follow=false&after=0"))
+        .bearer_auth(viewer)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e["namespace"] == "team-a"),
+        "{events:?}"
+    );
+    // Counts are of its namespaces only.
+    let total = |stats: Value| -> u64 {
+        let counts = stats["tasks_by_state"].as_object().unwrap().clone();
+        counts.values().map(|v| v.as_u64().unwrap()).sum()
+    };
+    let listed = get("/v1/tasks?limit=1000")["tasks"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    assert_eq!(total(get("/v1/stats")), listed);
+    assert!(
+        total(common::stats(url)) > listed,
+        "team-b's tasks are counted for the admin"
+    );
+    // A limited token cannot mint a wider one, nor see the audit log or metrics.
+    let r = bare()
+        .post(format!("{url}/v1/tokens"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "wider", "role": "admin"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        v["namespaces"],
+        json!(["team-a"]),
+        "limited to the creator's"
+    );
+    assert_eq!(call(url, "GET", "/metrics", Some(admin)).0, 403);
+}
+
 /// gRPC: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for the wrong role.
 #[test]
 fn grpc_streams_check_token_and_role() {

@@ -165,3 +165,69 @@ fn a_worker_token_limits_names_kinds_and_labels() {
     let id = submit(&server.url, &["--kind", "render", "--", "true"]);
     wait_state(&server.url, &id, &["succeeded"], Duration::from_secs(30));
 }
+
+/// Workers serve namespaces: `--namespace` narrows what a worker runs; a worker token limited
+/// to namespaces keeps its workers in them (by default, and refused outside them).
+#[test]
+fn workers_serve_the_namespaces_their_token_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), "127.0.0.1:0");
+    let url = &server.url;
+    let created = cli_json(
+        url,
+        &[
+            "token",
+            "create",
+            "team-a-workers",
+            "--role",
+            "worker",
+            "--namespace",
+            "team-a",
+        ],
+    );
+    assert_eq!(created["namespaces"], serde_json::json!(["team-a"]));
+    let token = created["secret"].as_str().unwrap().to_string();
+    let (st, err) = refused_worker(url, &token, &["--name", "wb", "--namespace", "team-b"]);
+    assert!(!st.success());
+    assert!(err.contains("namespace team-b"), "{err}");
+    // No --namespace: it serves its token's namespaces, so team-b's task waits.
+    let child = common::drover()
+        .args(["worker", "--server", url, "--name", "wa"])
+        .env("DROVER_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _wa = Proc {
+        child,
+        name: "wa".into(),
+    };
+    let in_a = submit(url, &["--namespace", "team-a", "--", "true"]);
+    let in_b = submit(url, &["--namespace", "team-b", "--", "true"]);
+    wait_state(url, &in_a, &["succeeded"], Duration::from_secs(30));
+    let b = wait_for(Duration::from_secs(10), "a waiting reason", || {
+        let t = task(url, &in_b);
+        t["waiting_reason"]
+            .as_str()
+            .map(|r| (t["state"].clone(), r.to_string()))
+    });
+    assert_eq!(b.0, "queued");
+    assert_eq!(b.1, "no worker serves namespace team-b");
+    let workers = cli_json(url, &["workers"]);
+    assert_eq!(
+        workers["workers"][0]["namespaces"],
+        serde_json::json!(["team-a"])
+    );
+    // A worker of every namespace, narrowed to team-b, takes it.
+    let _wb = start_worker(url, "wb", 1, &["--namespace", "team-b"]);
+    wait_state(url, &in_b, &["succeeded"], Duration::from_secs(30));
+    let listed = cli_json(url, &["list", "--namespace", "team-b"]);
+    let ids: Vec<&str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [in_b.as_str()]);
+}

@@ -80,7 +80,10 @@ fn a_cron_schedule_fires_once_per_slot_and_keeps_firing() {
     assert_eq!(fired(&b).len(), 6);
     let first = &fired(&b)[0];
     assert_eq!(first.created_at, T0 + 60_000_000);
-    assert_eq!(b.schedules[&Scoped::default_ns("m")].last_slot, Some(T0 + 6 * 60_000_000));
+    assert_eq!(
+        b.schedules[&Scoped::default_ns("m")].last_slot,
+        Some(T0 + 6 * 60_000_000)
+    );
     // Six fields: seconds.
     put(&mut b, spec("s", cron("*/20 * * * * *")));
     for _ in 0..3 {
@@ -239,7 +242,10 @@ fn fixed_rate_and_fixed_delay() {
     b.advance_ms(1_000);
     assert_eq!(fired(&b).len(), 1);
     b.run_ok(1, first);
-    assert_eq!(b.schedules[&Scoped::default_ns("delay")].next_at, Some(b.now + 90_000_000));
+    assert_eq!(
+        b.schedules[&Scoped::default_ns("delay")].next_at,
+        Some(b.now + 90_000_000)
+    );
     b.advance_ms(89_000);
     assert_eq!(fired(&b).len(), 1);
     b.join(1, worker("w", 4, 0));

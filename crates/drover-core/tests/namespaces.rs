@@ -95,7 +95,10 @@ fn an_idempotency_key_names_one_task_per_namespace() {
     };
     assert_eq!(again_a, first_a, "a repeated key in a names its first task");
     let first_b = b.submit_def(keyed("b"));
-    assert!(b.tasks.contains_key(&first_b), "b's key k makes its own task");
+    assert!(
+        b.tasks.contains_key(&first_b),
+        "b's key k makes its own task"
+    );
     assert_ne!(first_b, first_a);
     assert_eq!(b.core.idempotent(&Scoped::new("b", "k")), Some(first_b));
     assert_eq!(b.core.idempotent(&Scoped::new("c", "k")), None);

@@ -5,8 +5,8 @@ mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use drover_core::placement::{Job, 
-    self, candidates, feasibility, place, Placement, PlacementState, WorkerView,
+use drover_core::placement::{
+    self, candidates, feasibility, place, Job, Placement, PlacementState, WorkerView,
 };
 use drover_core::Strategy;
 use drover_core::*;
@@ -41,7 +41,14 @@ fn stream(
     let mut picks = Vec::new();
     for _ in 0..n {
         state.begin_round(&views);
-        match place(strategy, spec, Job::kind("default"), &views, &mut state, &mut rng) {
+        match place(
+            strategy,
+            spec,
+            Job::kind("default"),
+            &views,
+            &mut state,
+            &mut rng,
+        ) {
             Placement::Place(i) => {
                 assert!(feasibility::check(spec, Job::kind("default"), &views[i]).is_ok());
                 views[i].take(&spec.resources);
@@ -672,10 +679,18 @@ fn adaptive_with_hold_back_waits_for_a_much_faster_busy_worker() {
     state.begin_round(&views);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let spec = PlacementSpec::default();
-    match place(Strategy::Adaptive, &spec, Job::kind("k"), &views, &mut state, &mut rng) {
+    match place(
+        Strategy::Adaptive,
+        &spec,
+        Job::kind("k"),
+        &views,
+        &mut state,
+        &mut rng,
+    ) {
         Placement::Wait(u) => {
             assert!(
-                u.explain(&spec, Job::kind("k")).contains("waiting for worker fast"),
+                u.explain(&spec, Job::kind("k"))
+                    .contains("waiting for worker fast"),
                 "{}",
                 u.explain(&spec, Job::kind("k"))
             );
@@ -686,7 +701,14 @@ fn adaptive_with_hold_back_waits_for_a_much_faster_busy_worker() {
     state.adaptive.cfg.hold_back = false;
     state.begin_round(&views);
     assert_eq!(
-        place(Strategy::Adaptive, &spec, Job::kind("k"), &views, &mut state, &mut rng),
+        place(
+            Strategy::Adaptive,
+            &spec,
+            Job::kind("k"),
+            &views,
+            &mut state,
+            &mut rng
+        ),
         Placement::Place(1)
     );
 }

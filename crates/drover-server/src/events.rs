@@ -13,8 +13,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Extension, Router};
 use drover_api::events::{EventFilter, EventView};
-use drover_api::proto::{self, event_service_server::EventService};
 use drover_api::namespace::Scope;
+use drover_api::proto::{self, event_service_server::EventService};
 use drover_api::ApiError;
 use drover_core::Event;
 use drover_store::Store;
@@ -89,7 +89,9 @@ fn filter_of(p: &EventParams, scope: &Scope) -> Result<EventFilter, ApiError> {
         &list(&p.kind),
         p.workflow.as_deref(),
     )?;
-    f.namespaces = scope.narrowed(p.namespace.as_deref(), "namespace")?.filter();
+    f.namespaces = scope
+        .narrowed(p.namespace.as_deref(), "namespace")?
+        .filter();
     Ok(f)
 }
 

@@ -169,7 +169,10 @@ async fn update_queue(
         )),
     };
     let key = Scoped::new(&ns, &name);
-    let current = s.driver.query(move |c| c.queue_config(&key).cloned()).await?;
+    let current = s
+        .driver
+        .query(move |c| c.queue_config(&key).cloned())
+        .await?;
     let mut config = current.unwrap_or(QueueConfig {
         namespace: ns.clone(),
         name: name.clone(),
@@ -306,9 +309,9 @@ async fn submit_workflow(
     Caller(scope): Caller,
     ApiJson(doc): ApiJson<WorkflowRequest>,
 ) -> ApiResult<(StatusCode, Json<WorkflowView>)> {
-    let order = doc.validate()?;
     let namespace = namespace::or_default("namespace", doc.namespace.as_deref())?;
     scope.check(&namespace)?;
+    let order = doc.validate()?;
     let now = now_micros();
     let wf_id = uuid_at(now).to_string();
     // Ids in topological order, so they sort like the run order.

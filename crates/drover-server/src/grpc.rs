@@ -15,9 +15,9 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{until_revoked, Auth, Identity};
-use drover_api::namespace::Scope;
 use crate::driver::{Command, DriverHandle};
 use crate::tls::PeerCert;
+use drover_api::namespace::Scope;
 
 pub struct WorkerGrpc {
     pub auth: Arc<Auth>,

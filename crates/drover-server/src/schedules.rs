@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_api::flow::parse_time;
+use drover_api::namespace::{self, NamespaceFilter, NamespaceQuery, Scope};
 use drover_api::rest::rfc3339;
 use drover_api::schedule::*;
 use drover_api::{ApiError, ErrorCode};
-use drover_api::namespace::{NamespaceFilter, NamespaceQuery, Scope};
 use drover_core::schedule::{fire_id, fire_key, Trigger, MAX_BACKFILL};
 use drover_core::{
     Input, Reply, ScheduleError, ScheduleOp, ScheduleSummary, Scoped, TaskId, TaskSpec,
@@ -134,8 +134,11 @@ async fn add(
     Caller(scope): Caller,
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
+    scope.check(&namespace::or_default(
+        "namespace",
+        req.namespace.as_deref(),
+    )?)?;
     let spec = req.validate_sealed(now_micros(), s.secrets.as_ref())?;
-    scope.check(spec.namespace())?;
     let key = spec.key();
     ask(&s, ScheduleOp::Put(spec)).await?;
     Ok((StatusCode::CREATED, Json(view(&find(&s, &key).await?))))
@@ -244,7 +247,11 @@ async fn backfill(
     // Slots whose fire already happened (its task is stored) are not fired again.
     let mut skip = Vec::new();
     for slot in slots {
-        if s.store.task(fire_id(&fire_key(&name), slot, 0)).await?.is_some() {
+        if s.store
+            .task(fire_id(&fire_key(&name), slot, 0))
+            .await?
+            .is_some()
+        {
             skip.push(slot);
         }
     }

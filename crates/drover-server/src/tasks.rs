@@ -4,9 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use drover_api::namespace::{self, Scope};
 use drover_api::rest::*;
 use drover_api::{limits, ApiError, ErrorCode};
-use drover_api::namespace::Scope;
 use drover_core::{CancelError, Input, LogStream, Reply, TaskId, TaskRecord, TaskState};
 use drover_store::TaskQuery;
 use serde::Deserialize;
@@ -79,8 +79,12 @@ async fn submit(
     Caller(scope): Caller,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<TaskView>)> {
+    // The namespace first: a caller learns nothing about another namespace's rules.
+    scope.check(&namespace::or_default(
+        "namespace",
+        req.namespace.as_deref(),
+    )?)?;
     let task = new_flow_task(&req, now_micros(), s.secrets.as_ref())?;
-    scope.check(&task.0.def.namespace)?;
     let ids = submit_all(&s, vec![task]).await?;
     Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
 }
@@ -113,11 +117,10 @@ async fn submit_batch(
             e.field = e.field.map(|f| format!("tasks[{i}].{f}"));
             HttpError(e)
         };
-        let task = new_flow_task(t, now, s.secrets.as_ref()).map_err(in_item)?;
-        scope
-            .check(&task.0.def.namespace)
+        namespace::or_default("namespace", t.namespace.as_deref())
+            .and_then(|ns| scope.check(&ns))
             .map_err(|e| in_item(HttpError(e)))?;
-        tasks.push(task);
+        tasks.push(new_flow_task(t, now, s.secrets.as_ref()).map_err(in_item)?);
     }
     let ids = submit_all(&s, tasks).await?;
     Ok((

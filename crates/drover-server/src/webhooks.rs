@@ -423,13 +423,13 @@ async fn create(
     Caller(scope): Caller,
     ApiJson(req): ApiJson<WebhookCreate>,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
-    let events = req.validate()?;
     let namespace = req.target_namespace()?;
     if namespace == ALL_NAMESPACES {
         scope.require_all("a webhook of every namespace (`*`)")?;
     } else {
         scope.check(&namespace)?;
     }
+    let events = req.validate()?;
     let url = check_url(&req.url)?;
     if !s.webhooks.cfg.allow_private {
         let parsed =

@@ -14,8 +14,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_api::rest::{rfc3339, WorkerList, WorkerView};
 use drover_api::namespace::Scope;
+use drover_api::rest::{rfc3339, WorkerList, WorkerView};
 use drover_api::{ApiError, ErrorCode};
 use drover_core::{Input, Micros, Reply, WorkerInfo, WorkerStatus, WorkerSummary};
 

@@ -36,7 +36,10 @@ pub(crate) struct Batch {
     /// In batch order (later ones replace earlier ones when applied).
     pub workflows: Vec<WorkflowRecord>,
     /// Schedule upserts (`Some`) and deletions (`None`), in batch order.
-    pub schedules: Vec<(drover_core::Scoped, Option<drover_core::schedule::ScheduleRecord>)>,
+    pub schedules: Vec<(
+        drover_core::Scoped,
+        Option<drover_core::schedule::ScheduleRecord>,
+    )>,
     /// Drains (`true`) and resumes of workers, in batch order.
     pub drains: Vec<(String, bool)>,
 }

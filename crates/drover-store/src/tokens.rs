@@ -11,8 +11,7 @@ pub struct TokenRecord {
     pub name: String,
     /// `viewer`, `submitter`, `operator`, `admin` or `worker` (the server parses it).
     pub role: String,
-    /// TODO(namespaces): the namespaces the token is limited to; empty means every one.
-    /// Stored now so the namespace work needs no migration of its own.
+    /// The namespaces the token is limited to; empty means every one.
     pub namespaces: Vec<String>,
     /// SHA-256 of the secret.
     pub hash: [u8; 32],

@@ -534,7 +534,7 @@ pub mod cases {
         assert!(s.count_by_state(None).await.unwrap().is_empty());
         assert!(s.events_after(0, 10).await.unwrap().is_empty());
         let all = TaskQuery {
-                            namespaces: None,
+            namespaces: None,
             limit: 10,
             ..TaskQuery::default()
         };
@@ -616,7 +616,7 @@ pub mod cases {
                 assert_eq!(got, want, "state {state:?} queue {queue:?} limit {limit}");
             }
             let none = TaskQuery {
-                            namespaces: None,
+                namespaces: None,
                 state,
                 queue: queue.map(str::to_owned),
                 before: None,
@@ -628,7 +628,7 @@ pub mod cases {
         let mid = TaskId(all[10].id.0 + 1);
         let page = s
             .list_tasks(&TaskQuery {
-                            namespaces: None,
+                namespaces: None,
                 before: Some(mid),
                 limit: 3,
                 ..TaskQuery::default()
@@ -1034,7 +1034,7 @@ pub mod cases {
             );
         }
         let all = TaskQuery {
-                            namespaces: None,
+            namespaces: None,
             limit: 1000,
             ..TaskQuery::default()
         };
@@ -1147,7 +1147,7 @@ pub mod cases {
                 let mut last = 0;
                 for _ in 0..30 {
                     let q = TaskQuery {
-                            namespaces: None,
+                        namespaces: None,
                         limit: 5,
                         ..TaskQuery::default()
                     };
@@ -1311,7 +1311,7 @@ pub mod flow_cases {
     async fn all_ids<S: Store>(s: &S) -> Vec<TaskId> {
         ids_of(
             s.list_tasks(&TaskQuery {
-                            namespaces: None,
+                namespaces: None,
                 limit: 1000,
                 ..TaskQuery::default()
             })
@@ -1419,7 +1419,12 @@ pub mod flow_cases {
         assert_eq!(s.prune_tasks(T0 + 45, 2).await.unwrap().tasks, 0);
         assert_eq!(s.prune_tasks(T0 + 51, usize::MAX).await.unwrap().tasks, 1);
         assert!(all_ids(s).await.is_empty());
-        assert!(s.count_by_state(None).await.unwrap().values().all(|n| *n == 0));
+        assert!(s
+            .count_by_state(None)
+            .await
+            .unwrap()
+            .values()
+            .all(|n| *n == 0));
         // Numbering continues after the newest task is gone.
         assert_eq!(s.load_snapshot().await.unwrap().next_task_seq, 6);
     }
@@ -1449,7 +1454,10 @@ pub mod flow_cases {
         s.commit(vec![new(&keyed), new(&plain)]).await.unwrap();
         let pruned = s.prune_tasks(T0 + 100, 10).await.unwrap();
         assert_eq!(pruned.tasks, 2);
-        assert_eq!(pruned.keys, vec![(Scoped::default_ns("order-42"), keyed.id)]);
+        assert_eq!(
+            pruned.keys,
+            vec![(Scoped::default_ns("order-42"), keyed.id)]
+        );
     }
 
     fn node(name: &str, id: TaskId) -> WorkflowNode {
@@ -1514,15 +1522,23 @@ pub mod flow_cases {
         ])
         .await
         .unwrap();
-        s.commit(vec![Write::ScheduleDeleted(Scoped::new("team-a", "nightly"))])
-            .await
-            .unwrap();
+        s.commit(vec![Write::ScheduleDeleted(Scoped::new(
+            "team-a", "nightly",
+        ))])
+        .await
+        .unwrap();
         let snap = s.load_snapshot().await.unwrap();
-        assert_eq!(snap.queues, vec![queue("team-a", true), queue("team-b", false)]);
+        assert_eq!(
+            snap.queues,
+            vec![queue("team-a", true), queue("team-b", false)]
+        );
         assert_eq!(snap.schedules, vec![schedule("team-b", 2_000)]);
         assert_eq!(
             snap.idempotency_keys,
-            vec![(Scoped::new("team-a", "k"), a.id), (Scoped::new("team-b", "k"), b.id)]
+            vec![
+                (Scoped::new("team-a", "k"), a.id),
+                (Scoped::new("team-b", "k"), b.id)
+            ]
         );
         let only_b = Some(vec!["team-b".to_string()]);
         let listed = s
@@ -1793,7 +1809,10 @@ pub mod flow_cases {
 
         // Oldest first: wf-empty (no task), then wf-1 whole.
         assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 3);
-        assert_eq!(workflow_ids(s.workflows(10, None).await.unwrap()), vec!["wf-2"]);
+        assert_eq!(
+            workflow_ids(s.workflows(10, None).await.unwrap()),
+            vec!["wf-2"]
+        );
         assert_eq!(all_ids(s).await, vec![tid(4), tid(5), tid(6), tid(7)]);
         assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 2);
         assert!(s.workflows(10, None).await.unwrap().is_empty());

@@ -303,7 +303,10 @@ fn plan_round<'k, 'r>(
             add_held_resources(&mut views, workers, tasks, placer);
             used_known = true;
         }
-        if !cached.as_ref().is_some_and(|c| c.matches(Job::of(def), &spec)) {
+        if !cached
+            .as_ref()
+            .is_some_and(|c| c.matches(Job::of(def), &spec))
+        {
             let cands = candidates(&spec, Job::of(def), &views);
             cached = Some(ClassCache {
                 namespace: def.namespace.clone(),

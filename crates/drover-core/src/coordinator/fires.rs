@@ -48,7 +48,9 @@ impl Coordinator {
                 let slots = self.schedules.backfill_slots(&name, from, to)?;
                 let mut ids = Vec::new();
                 for slot in slots {
-                    if skip.contains(&slot) || self.tasks.contains(&fire_id(&fire_key(&name), slot, 0)) {
+                    if skip.contains(&slot)
+                        || self.tasks.contains(&fire_id(&fire_key(&name), slot, 0))
+                    {
                         continue;
                     }
                     ids.push(self.fire(now, &name, slot, Some("backfill"), fx));

@@ -363,7 +363,8 @@ mod tests {
         assert!(c.check_invariants().is_ok());
         // Admit the parked one behind the gate's back.
         let key = c.tasks.expect(&TaskId(2)).ready_key();
-        c.ready.force_admit(key, &crate::model::Scoped::default_ns("q"));
+        c.ready
+            .force_admit(key, &crate::model::Scoped::default_ns("q"));
         assert_eq!(broken(&c), Invariant::QueueGate);
     }
 

@@ -129,7 +129,12 @@ impl Ready {
     }
 
     /// A task became queued: into the ready index unless a gate parks it.
-    pub(super) fn enqueue(&mut self, key: ReadyKey, queue: &Scoped, serial: Option<&Scoped>) -> Gate {
+    pub(super) fn enqueue(
+        &mut self,
+        key: ReadyKey,
+        queue: &Scoped,
+        serial: Option<&Scoped>,
+    ) -> Gate {
         let id = key.2;
         if let Some(s) = serial {
             if self.first_of(s).is_some_and(|first| first != id) {

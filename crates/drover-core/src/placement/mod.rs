@@ -249,7 +249,6 @@ impl<'a> Job<'a> {
     }
 }
 
-
 /// What placement may know of a worker.
 #[derive(Clone, Debug)]
 pub struct WorkerView<'a> {

@@ -143,7 +143,12 @@ impl Bench {
             idempotency_keys: self
                 .tasks
                 .values()
-                .filter_map(|t| t.def.idempotency_key.as_ref().map(|k| (t.def.scoped(k), t.id)))
+                .filter_map(|t| {
+                    t.def
+                        .idempotency_key
+                        .as_ref()
+                        .map(|k| (t.def.scoped(k), t.id))
+                })
                 .collect(),
             workflows_ended: self.workflows_ended(),
             drained_workers: self.drained.iter().cloned().collect(),

@@ -24,9 +24,9 @@ pub enum Permission {
     WorkerStream,
 }
 
-/// Each role's permissions; every role has `Public` and `Authenticated`.
-// TODO(namespaces): a token's namespaces become a second check next to this one (own
-// namespace: this table; another namespace: 404), not more rows.
+/// Each role's permissions; every role has `Public` and `Authenticated`. A token's namespaces
+/// are the second check, in the handlers (`drover_api::namespace::Scope`): within them this
+/// table decides; another namespace's objects answer 404, acting in it 403.
 pub fn allows(role: Role, p: Permission) -> bool {
     use Permission as P;
     let granted: &[Permission] = match role {

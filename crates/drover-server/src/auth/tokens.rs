@@ -146,7 +146,12 @@ async fn revoke(
     Caller(scope): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let visible = s.auth.list().await?.iter().any(|t| t.name == name && within(&scope, t));
+    let visible = s
+        .auth
+        .list()
+        .await?
+        .iter()
+        .any(|t| t.name == name && within(&scope, t));
     if visible && s.auth.revoke(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

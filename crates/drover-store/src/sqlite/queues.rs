@@ -28,8 +28,10 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
 /// Every configured queue, by namespace and name.
 pub(super) fn all(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {
     let mut st = conn
-        .prepare_cached("SELECT name, concurrency, paused, strategy, namespace FROM queues \
-             ORDER BY namespace, name",)
+        .prepare_cached(
+            "SELECT name, concurrency, paused, strategy, namespace FROM queues \
+             ORDER BY namespace, name",
+        )
         .map_err(db_err)?;
     let mut rows = st.query([]).map_err(db_err)?;
     let mut out = Vec::new();

@@ -130,7 +130,8 @@ pub(super) fn due_workflows_sql() -> String {
 }
 
 /// The stored tasks of a workflow (`?1`), earlier runs included, by id.
-pub(super) const WORKFLOW_TASKS_SQL: &str = "SELECT t.id, t.idempotency_key, t.namespace FROM task_flow f \
+pub(super) const WORKFLOW_TASKS_SQL: &str =
+    "SELECT t.id, t.idempotency_key, t.namespace FROM task_flow f \
     JOIN tasks t ON t.id = f.task_id WHERE f.workflow_id = ?1 ORDER BY f.task_id";
 
 /// Task retention, the workflows: walks at most `PRUNE_WORKFLOW_SCAN` of those created before
