@@ -86,6 +86,7 @@ pub struct TokenCreate {
     /// The namespaces it may see and act in (absent or empty: every namespace). A token
     /// limited to namespaces can only create tokens limited to some of them.
     #[serde(default)]
+    #[schema(max_items = 64, value_type = Vec<String>)]
     pub namespaces: Vec<String>,
 }
 

@@ -398,6 +398,10 @@ pub struct WebhookCreate {
     /// Whose events it receives: one namespace (default `default`), or `*` for every
     /// namespace's and the cluster's (worker events; only with a token of every namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 63,
+        pattern = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?|\\*)$"
+    )]
     pub namespace: Option<String>,
     /// Event patterns, default every event: `*`, `<type>.*` or `<type>.<state>` with the
     /// types `task` (`task.succeeded`, `task.failed`, ...), `worker` (`worker.joined`,

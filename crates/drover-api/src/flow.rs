@@ -166,6 +166,7 @@ pub struct QueueSetRequest {
 pub struct WorkflowRequest {
     /// The namespace of the workflow and every node (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub namespace: Option<String>,
     pub name: String,
     pub tasks: Vec<WorkflowTaskRequest>,

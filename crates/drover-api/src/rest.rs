@@ -21,6 +21,7 @@ pub struct SubmitRequest {
     /// The namespace the task belongs to (default `default`); queue names, idempotency keys
     /// and serial keys are unique within it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub namespace: Option<String>,
     /// Queue name (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

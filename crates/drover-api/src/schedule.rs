@@ -18,6 +18,7 @@ pub struct ScheduleRequest {
     /// The namespace of the schedule and the tasks it fires (default `default`); names are
     /// unique within it. The task must not name another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub namespace: Option<String>,
     pub name: String,
     /// A cron expression: 5 fields (`min hour dom month dow`) or 6 (seconds first).

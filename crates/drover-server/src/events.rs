@@ -52,6 +52,7 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct EventParams {
     /// Only this namespace's events (default: every namespace the token may see; worker
     /// events only with a token of every namespace and no `namespace`).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
     namespace: Option<String>,
     /// Only this task's own events (task events only: a schedule's `fired` event naming
     /// the task is not one of them).

@@ -135,6 +135,7 @@ async fn submit_batch(
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only tasks of this namespace (default: every namespace the token may see).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
     namespace: Option<String>,
     /// Only tasks in this state.
     state: Option<String>,
