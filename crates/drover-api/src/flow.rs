@@ -137,6 +137,13 @@ pub struct QueueView {
     pub paused: bool,
     /// Default placement strategy of the queue; null: the server's.
     pub strategy: Option<String>,
+    /// Its share of dispatch among backlogged queues on the same workers.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -156,6 +163,11 @@ pub struct QueueSetRequest {
     pub strategy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// Its share of dispatch among backlogged queues on the same workers (1 to 10000;
+    /// default 1): with weights 1 and 3, the second starts three tasks for each of the first's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub weight: Option<u32>,
 }
 
 // ---- workflows ----

@@ -165,7 +165,7 @@ pub struct CronAddArgs {
 pub enum QueueCommand {
     /// List queues with depth (pending + queued), running, concurrency and pause.
     List(ClientOpts),
-    /// Set a queue's concurrency limit (0: none) and/or default strategy.
+    /// Set a queue's concurrency limit (0: none), default strategy and/or weight.
     Set(QueueSetArgs),
     /// Stop starting tasks of a queue (running ones finish).
     Pause(QueueNameArgs),
@@ -185,6 +185,9 @@ pub struct QueueSetArgs {
     /// Default placement strategy of the queue ("" to remove).
     #[arg(long, value_name = "S")]
     pub strategy: Option<String>,
+    /// Its share of dispatch among backlogged queues (1 to 10000; default 1).
+    #[arg(long, value_name = "W")]
+    pub weight: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -267,3 +267,36 @@ fn a_drain_survives_a_server_restart_until_resumed() {
     let counts = per_worker(&finished(url, &spread(4)));
     assert!(counts.get("drain-me").is_some_and(|n| *n > 0), "{counts:?}");
 }
+
+/// Head-of-line blocking is gone: 20,000 queued tasks of a kind no worker serves, in queue
+/// `backlog`, do not keep a plain task in queue `other` from running on an idle worker; and
+/// queue weights are stored and shown.
+#[test]
+fn a_stuck_queue_does_not_hold_up_another() {
+    let c = cluster(&[("cpu-1", 2, &["--kinds", "default"])]);
+    let url = &c.server.url;
+    for _ in 0..2 {
+        let stuck = (0..10_000)
+            .map(|_| json!({"queue": "backlog", "kind": "gpu", "argv": ["true"]}))
+            .collect();
+        batch(url, stuck);
+    }
+    let id = submit(url, &["--queue", "other", "--", "true"]);
+    wait_state(url, &id, &["succeeded"], Duration::from_secs(30));
+    let set = cli_json(url, &["queue", "set", "other", "--weight", "3"]);
+    assert_eq!(set["weight"], 3);
+    let listed = cli_json(url, &["queue", "list"]);
+    let backlog = listed["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "backlog")
+        .unwrap();
+    assert_eq!(
+        (backlog["depth"].as_u64(), backlog["weight"].as_u64()),
+        (Some(20_000), Some(1))
+    );
+    let out = cli(url, &["queue", "set", "other", "--weight", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 10000"));
+}

@@ -25,6 +25,7 @@ mod flow;
 mod idempotency;
 mod invariants;
 mod io;
+mod lanes;
 mod lifecycle;
 mod liveness;
 mod membership;
@@ -46,6 +47,7 @@ pub use io::{
     Assignment, CancelError, CoreConfig, Effects, Input, JoinError, NewTask, Outcome, Reply,
     RequestId, ScheduleError, SessionId, Snapshot, SubmitError, ToWorker, Write,
 };
+pub use lanes::MAX_WEIGHT;
 pub use ready::{QueueConfig, QueueStats};
 pub use schedules::{ScheduleOp, ScheduleSummary};
 pub use workers::{DrainError, WorkerSummary};

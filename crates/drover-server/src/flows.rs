@@ -15,7 +15,7 @@ use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::{self, Rerun, WorkflowNode, WorkflowRecord};
 use drover_core::{
     FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Reply, Scoped, Snapshot,
-    Strategy, TaskId, TaskRecord, TaskState, DEFAULT_NAMESPACE,
+    Strategy, TaskId, TaskRecord, TaskState, DEFAULT_NAMESPACE, MAX_WEIGHT,
 };
 use drover_store::{Store, StoreError};
 
@@ -74,6 +74,7 @@ fn queue_view(q: &QueueStats) -> QueueView {
         concurrency: q.config.concurrency,
         paused: q.config.paused,
         strategy: q.config.strategy.map(|s| s.as_str().to_string()),
+        weight: q.config.weight,
     }
 }
 
@@ -136,6 +137,7 @@ async fn one_queue(s: &AppState, ns: &str, name: &str) -> ApiResult<QueueView> {
             concurrency: None,
             paused: false,
             strategy: None,
+            weight: 1,
         }))
 }
 
@@ -186,6 +188,12 @@ async fn update_queue(
     }
     if let Some(p) = change.paused {
         config.paused = p;
+    }
+    if let Some(w) = change.weight {
+        if !(1..=MAX_WEIGHT).contains(&w) {
+            return Err(ApiError::invalid("weight", format!("1 to {MAX_WEIGHT}")).into());
+        }
+        config.weight = w;
     }
     match s
         .driver

@@ -1220,6 +1220,7 @@ pub mod flow_cases {
             concurrency: Some(3),
             paused: true,
             strategy: Some(Strategy::RoundRobin),
+            weight: 7,
         };
         let wf = WorkflowRecord {
             id: "wf1".into(),

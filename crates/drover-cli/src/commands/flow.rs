@@ -24,6 +24,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                         "CONCURRENCY",
                         "PAUSED",
                         "STRATEGY",
+                        "WEIGHT",
                     ]);
                     for q in &list.queues {
                         t.row(vec![
@@ -33,6 +34,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                             q.concurrency.map_or("-".into(), |c| c.to_string()),
                             if q.paused { "yes".into() } else { "no".into() },
                             q.strategy.clone().unwrap_or_else(|| "-".into()),
+                            q.weight.to_string(),
                         ]);
                     }
                     output::text(&t.render())?;
@@ -41,9 +43,9 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         QueueCommand::Set(a) => {
-            if a.concurrency.is_none() && a.strategy.is_none() {
+            if a.concurrency.is_none() && a.strategy.is_none() && a.weight.is_none() {
                 return Err(usage(
-                    "nothing to set: give --concurrency N and/or --strategy S",
+                    "nothing to set: give --concurrency N, --strategy S and/or --weight W",
                 ));
             }
             let client = super::client(&a.client)?;
@@ -54,6 +56,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                         concurrency: a.concurrency,
                         strategy: a.strategy.clone(),
                         paused: None,
+                        weight: a.weight,
                     },
                 )
                 .await?;
@@ -76,11 +79,12 @@ fn print_queue(q: &QueueView, f: Format) -> anyhow::Result<u8> {
     match f {
         Format::Json => output::json(q)?,
         Format::Text => output::text(&format!(
-            "queue {}: depth {}, running {}, concurrency {}, {}{}\n",
+            "queue {}: depth {}, running {}, concurrency {}, weight {}, {}{}\n",
             q.name,
             q.depth,
             q.running,
             q.concurrency.map_or("unlimited".into(), |c| c.to_string()),
+            q.weight,
             if q.paused { "paused" } else { "active" },
             q.strategy
                 .as_ref()

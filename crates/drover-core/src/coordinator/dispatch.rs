@@ -7,10 +7,11 @@ use rand_chacha::ChaCha20Rng;
 
 use super::io::{CoreConfig, Effects, NewTask, Write};
 use super::placer::{spec_from_def, strategy_for, Placer};
+use super::ready::Ready;
 use super::tasks::{task_event, ActiveTask, ReadyKey, Tasks};
 use super::workers::Workers;
 use super::{ms, Coordinator};
-use crate::model::{Micros, TaskDef, TaskId, TaskRecord, TaskState};
+use crate::model::{Micros, Scoped, TaskDef, TaskId, TaskRecord, TaskState};
 use crate::placement::hash::{fnv1a, mix};
 use crate::placement::{
     broadcast_targets, candidates, rank, Candidates, Job, PlacementSpec, Ranker, Shard, Strategy,
@@ -20,9 +21,13 @@ use crate::placement::{
 /// A round's decisions, applied once the views are dropped.
 #[derive(Default)]
 struct Round {
-    place: Vec<(ReadyKey, String)>,
+    /// Task, its queue, the worker it goes to.
+    place: Vec<(ReadyKey, Scoped, String)>,
     fan_out: Vec<TaskId>,
 }
+
+/// A round gives up after this many times `dispatch_scan_limit` misses over all queues.
+const MAX_ROUND_MISSES: usize = 8;
 
 /// What a dispatch round reads and the state it advances.
 struct RoundInputs<'a> {
@@ -105,13 +110,13 @@ impl Coordinator {
                     placer: &mut self.placer,
                     rng: &mut self.rng,
                 },
-                self.ready.iter(),
+                &self.ready,
                 now,
                 budget,
                 ranker.as_deref_mut(),
             );
-            for (key, name) in round.place {
-                self.ready.assigned(&key);
+            for (key, queue, name) in round.place {
+                self.ready.assigned(&key, &queue);
                 self.placer.placed(&key.2);
                 self.assign(now, key.2, &name, fx);
             }
@@ -263,9 +268,13 @@ impl Coordinator {
     }
 }
 
-fn plan_round<'k, 'r>(
+/// One placement round: the ready tasks queue by queue in the fair order (`lanes.rs`), each
+/// placed or noted why not, until the free credit is used or every queue is done. A queue
+/// whose tasks do not fit leaves the round after `dispatch_scan_limit` misses, so it never
+/// holds up another; the round stops after `MAX_ROUND_MISSES` in all.
+fn plan_round<'r>(
     io: RoundInputs<'_>,
-    ready: impl Iterator<Item = &'k ReadyKey>,
+    ready: &Ready,
     now: Micros,
     mut budget: usize,
     mut ranker: Option<&mut (dyn Ranker + 'r)>,
@@ -286,10 +295,11 @@ fn plan_round<'k, 'r>(
     let mut used_known = false;
     let mut cached: Option<ClassCache> = None;
     let mut misses = 0;
-    for key in ready {
-        if budget == 0 || misses > cfg.dispatch_scan_limit {
+    let mut order = ready.round(cfg.dispatch_scan_limit);
+    while budget > 0 && misses <= MAX_ROUND_MISSES * cfg.dispatch_scan_limit {
+        let Some((queue, key)) = order.next() else {
             break;
-        }
+        };
         let id = key.2;
         let def = &tasks.expect(&id).rec.def;
         let spec = placer.spec_of(id, def);
@@ -297,6 +307,7 @@ fn plan_round<'k, 'r>(
         if strategy == Strategy::Broadcast && spec.shard.is_none() {
             round.fan_out.push(id);
             misses += 1;
+            order.missed(queue);
             continue;
         }
         if !spec.resources.is_empty() && !used_known {
@@ -327,11 +338,15 @@ fn plan_round<'k, 'r>(
             Ok(i) => {
                 cached = None;
                 views[i].take(&spec.resources);
-                round.place.push((*key, views[i].info.name.clone()));
+                round
+                    .place
+                    .push((key, queue.clone(), views[i].info.name.clone()));
+                order.placed(queue);
                 budget -= 1;
             }
             Err(note) => {
                 misses += 1;
+                order.missed(queue);
                 let mut u = cands.unplaced.clone();
                 u.note = note;
                 placer.note_unplaced(id, u);

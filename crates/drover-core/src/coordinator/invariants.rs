@@ -129,7 +129,7 @@ impl Coordinator {
                 return bad(format!("{id} is {} but active", r.state));
             }
             let key = t.ready_key();
-            let in_ready = self.ready.contains(&key);
+            let in_ready = self.ready.contains(&key, &r.def.queue_key());
             ready += usize::from(in_ready);
             let parked = self.ready.is_parked(&key, &r.def.queue_key());
             if in_ready != (r.state == TaskState::Queued && !parked) {
@@ -222,7 +222,8 @@ impl Coordinator {
                 let Some(t) = self.tasks.get(&id) else {
                     return broken(Invariant::KeySerial, format!("inactive {id} holds key {k}"));
                 };
-                let going = t.rec.state.is_leased() || self.ready.contains(&t.ready_key());
+                let going = t.rec.state.is_leased()
+                    || self.ready.contains(&t.ready_key(), &t.rec.def.queue_key());
                 if i > 0 && going {
                     let detail =
                         format!("{id} of key {k} is {} behind an earlier task", t.rec.state);
@@ -243,7 +244,7 @@ impl Coordinator {
                 let Some(t) = self.tasks.get(id).filter(|t| t.rec.def.queue_key() == name) else {
                     return bad(format!("{name} admits {id}, not an active task of it"));
                 };
-                if !t.rec.state.is_leased() && !self.ready.contains(&t.ready_key()) {
+                if !t.rec.state.is_leased() && !self.ready.contains(&t.ready_key(), &name) {
                     return bad(format!("{name} admits {id}, which is {}", t.rec.state));
                 }
             }
@@ -261,7 +262,8 @@ impl Coordinator {
         }
         for t in self.tasks.values() {
             let key = t.ready_key();
-            if self.ready.contains(&key) && !self.ready.admitted_by(&key, &t.rec.def.queue_key()) {
+            let queue = t.rec.def.queue_key();
+            if self.ready.contains(&key, &queue) && !self.ready.admitted_by(&key, &queue) {
                 return bad(format!(
                     "{} is ready but not admitted by its queue",
                     t.rec.id
@@ -337,9 +339,9 @@ mod tests {
         t2.rec.attempt = 1;
         t2.rec.lease = first.lease;
         t2.rec.worker = first.worker.clone();
-        let key = t2.ready_key();
+        let (key, queue) = (t2.ready_key(), t2.rec.def.queue_key());
         t2.lease_expires = Some(1);
-        c.ready.assigned(&key);
+        c.ready.assigned(&key, &queue);
         c.leases.arm(1, TaskId(2));
         c.workers.get_mut("w").unwrap().held.insert(TaskId(2), 1);
         assert_eq!(broken(&c), Invariant::Credit);
@@ -372,8 +374,9 @@ mod tests {
     fn a_queued_task_missing_from_the_index_breaks_active_indexes() {
         let mut c = core_with_worker();
         submit(&mut c, 1, "q");
-        let key = c.tasks.expect(&TaskId(1)).ready_key();
-        c.ready.assigned(&key);
+        let t = c.tasks.expect(&TaskId(1));
+        let (key, queue) = (t.ready_key(), t.rec.def.queue_key());
+        c.ready.assigned(&key, &queue);
         assert_eq!(broken(&c), Invariant::ActiveIndexes);
     }
 }

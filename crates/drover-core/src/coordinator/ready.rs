@@ -1,4 +1,5 @@
-//! The ready index and the gates in front of it.
+//! The ready index (one lane per queue, taking turns by weight: `lanes.rs`) and the gates in
+//! front of it.
 //!
 //! A queued task is in the ready index unless a gate parks it: its serial key's turn (only the
 //! first active task of a key by submission order may be ready or leased), or its queue
@@ -8,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::lanes::{FairRound, Lanes};
 use super::tasks::ReadyKey;
 use crate::model::{Scoped, TaskId};
 use crate::placement::Strategy;
@@ -21,6 +23,8 @@ pub struct QueueConfig {
     pub concurrency: Option<u32>,
     pub paused: bool,
     pub strategy: Option<Strategy>,
+    /// Its share of dispatch among backlogged queues (1 to `MAX_WEIGHT`).
+    pub weight: u32,
 }
 
 /// An unconfigured queue in the default namespace.
@@ -32,6 +36,7 @@ impl Default for QueueConfig {
             concurrency: None,
             paused: false,
             strategy: None,
+            weight: 1,
         }
     }
 }
@@ -95,7 +100,7 @@ struct TurnWaiter {
 
 #[derive(Debug, Default)]
 pub(super) struct Ready {
-    index: BTreeSet<ReadyKey>,
+    index: Lanes,
     queues: BTreeMap<Scoped, QueueGate>,
     /// Serial key -> its active tasks by submission order.
     lines: HashMap<Scoped, BTreeSet<(u64, TaskId)>>,
@@ -103,17 +108,22 @@ pub(super) struct Ready {
 }
 
 impl Ready {
-    /// The ready index, in dispatch order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &ReadyKey> {
-        self.index.iter()
+    /// A dispatch round over the ready tasks, queue by queue in the fair order.
+    pub(super) fn round(&self, scan_limit: usize) -> FairRound<'_> {
+        self.index.round(|q| self.weight(q), scan_limit)
+    }
+
+    /// A queue's weight: its configured one, else 1.
+    pub(super) fn weight(&self, queue: &Scoped) -> u32 {
+        self.queues.get(queue).map_or(1, |g| g.config.weight)
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len() == 0
     }
 
-    pub(super) fn contains(&self, key: &ReadyKey) -> bool {
-        self.index.contains(key)
+    pub(super) fn contains(&self, key: &ReadyKey, queue: &Scoped) -> bool {
+        self.index.contains(key, queue)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -148,7 +158,7 @@ impl Ready {
 
     fn through_queue(&mut self, key: ReadyKey, queue: &Scoped) -> Gate {
         let Some(q) = self.queues.get_mut(queue) else {
-            self.index.insert(key);
+            self.index.insert(key, queue);
             return Gate::Open;
         };
         let id = key.2;
@@ -164,20 +174,22 @@ impl Ready {
             }
             q.admitted.insert(id, key);
         }
-        self.index.insert(key);
+        self.index.insert(key, queue);
         Gate::Open
     }
 
-    /// A ready task was assigned: out of the index, still admitted by its queue.
-    pub(super) fn assigned(&mut self, key: &ReadyKey) {
-        self.index.remove(key);
+    /// A ready task was assigned: out of the index, still admitted by its queue; its queue's
+    /// turn moves on.
+    pub(super) fn assigned(&mut self, key: &ReadyKey, queue: &Scoped) {
+        let weight = self.weight(queue);
+        self.index.started(key, queue, weight);
     }
 
     /// A task left the queued-or-leased set (back to pending, or terminal): out of the index
     /// and every gate; its queue admits what it parked while it has room.
     pub(super) fn leave(&mut self, key: &ReadyKey, queue: &Scoped) {
         let id = key.2;
-        self.index.remove(key);
+        self.index.remove(key, queue);
         self.turn.remove(&id);
         let Some(q) = self.queues.get_mut(queue) else {
             return;
@@ -213,7 +225,7 @@ impl Ready {
                 return;
             };
             q.admitted.insert(key.2, key);
-            self.index.insert(key);
+            self.index.insert(key, queue);
         }
     }
 
@@ -230,7 +242,8 @@ impl Ready {
             q.config = config;
         } else {
             let mut admitted: HashMap<TaskId, ReadyKey> = leased.map(|k| (k.2, k)).collect();
-            admitted.extend(queued.filter(|k| self.index.contains(k)).map(|k| (k.2, k)));
+            let ready = queued.filter(|k| self.index.contains(k, &name));
+            admitted.extend(ready.map(|k| (k.2, k)));
             let gate = QueueGate {
                 config,
                 admitted,
@@ -256,7 +269,7 @@ impl Ready {
         let mut ready: Vec<ReadyKey> = q
             .admitted
             .values()
-            .filter(|k| self.index.contains(k))
+            .filter(|k| self.index.contains(k, queue))
             .copied()
             .collect();
         ready.sort();
@@ -264,7 +277,7 @@ impl Ready {
             let Some(key) = ready.pop() else {
                 return;
             };
-            self.index.remove(&key);
+            self.index.remove(&key, queue);
             q.admitted.remove(&key.2);
             q.parked.insert(key);
         }
@@ -329,11 +342,11 @@ impl Ready {
     /// Per configured queue: its config, the tasks it admitted, and whether any of them is
     /// in the ready index (for the QUEUE_GATE check).
     pub(super) fn gates(&self) -> impl Iterator<Item = (&QueueConfig, Vec<TaskId>, usize)> {
-        self.queues.values().map(|q| {
+        self.queues.iter().map(|(name, q)| {
             let ready = q
                 .admitted
                 .values()
-                .filter(|k| self.index.contains(k))
+                .filter(|k| self.index.contains(k, name))
                 .count();
             (&q.config, q.admitted.keys().copied().collect(), ready)
         })
@@ -352,6 +365,6 @@ impl Ready {
         let q = self.queues.get_mut(queue).expect("a configured queue");
         q.parked.remove(&key);
         q.admitted.insert(key.2, key);
-        self.index.insert(key);
+        self.index.insert(key, queue);
     }
 }

@@ -1,4 +1,5 @@
-//! Queue configurations (table `queues`, schema 0003): concurrency, pause, strategy.
+//! Queue configurations (table `queues`, schema 0003, 0011, 0012): concurrency, pause,
+//! strategy, weight.
 
 use drover_core::QueueConfig;
 use rusqlite::{params, Connection, Row, Transaction};
@@ -10,14 +11,15 @@ use crate::StoreError;
 pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), StoreError> {
     for q in queues {
         tx.execute(
-            "INSERT OR REPLACE INTO queues (namespace, name, concurrency, paused, strategy) \
-             VALUES (?,?,?,?,?)",
+            "INSERT OR REPLACE INTO queues (namespace, name, concurrency, paused, strategy, \
+             weight) VALUES (?,?,?,?,?,?)",
             params![
                 q.namespace,
                 q.name,
                 q.concurrency.map(i64::from),
                 q.paused as i64,
-                q.strategy.map(|s| s.as_str())
+                q.strategy.map(|s| s.as_str()),
+                q.weight
             ],
         )
         .map_err(db_err)?;
@@ -29,7 +31,7 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
 pub(super) fn all(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {
     let mut st = conn
         .prepare_cached(
-            "SELECT name, concurrency, paused, strategy, namespace FROM queues \
+            "SELECT name, concurrency, paused, strategy, namespace, weight FROM queues \
              ORDER BY namespace, name",
         )
         .map_err(db_err)?;
@@ -50,5 +52,6 @@ fn queue_from_row(row: &Row<'_>) -> Result<QueueConfig, StoreError> {
         concurrency: conc.map(|c| c as u32),
         paused: row.get::<_, i64>(2).map_err(db_err)? != 0,
         strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
+        weight: row.get(5).map_err(db_err)?,
     })
 }
