@@ -15,7 +15,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -72,13 +72,13 @@ impl SecretKeys {
         }
     }
 
-    /// The server's keys: `--secret-key-file` (default `secret.key` next to the SQLite file
-    /// at `db`) and `--previous-secret-key-file`.
-    pub fn for_server(cfg: &crate::ServerConfig, db: &Path) -> anyhow::Result<Self> {
+    /// The server's keys: `--secret-key-file` (default `secret.key` in the server's data
+    /// directory, `data_dir`) and `--previous-secret-key-file`.
+    pub fn for_server(cfg: &crate::ServerConfig, data_dir: &Path) -> anyhow::Result<Self> {
         let current = cfg
             .secret_key_file
             .clone()
-            .unwrap_or_else(|| default_key_path(db));
+            .unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE));
         Self::load(&current, cfg.previous_secret_key_file.as_deref())
             .with_context(|| format!("loading the secret key {}", current.display()))
     }
@@ -178,13 +178,6 @@ impl Seal for SecretKeys {
         out.extend_from_slice(&ct);
         Ok(Sealed(out))
     }
-}
-
-/// Where the key lives by default: next to the SQLite file.
-pub fn default_key_path(db: &Path) -> PathBuf {
-    db.parent()
-        .map(|d| d.join(DEFAULT_KEY_FILE))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE))
 }
 
 fn is_missing(e: &anyhow::Error) -> bool {
