@@ -673,8 +673,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub exec: bool,
     /// Target this running server (and its workers) instead of starting one in-process.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
     pub server: Option<String>,
+    /// The in-process server's store: a PostgreSQL database, postgres://USER@HOST/DB, where
+    /// each run gets a fresh schema of its own (dropped after the run) [default: a fresh
+    /// SQLite file in a temporary directory].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// API token for --server.
     #[arg(
         long,
