@@ -150,19 +150,38 @@ impl StoreUrl {
     }
 }
 
-/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db` (a `password=` in the
+/// query too).
 fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (auth, tail) = match rest.find('@') {
-        Some(at) if !rest[..at].contains('/') => (&rest[..at], &rest[at..]),
-        _ => return url.to_string(),
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
-        None => url.to_string(),
-    }
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|p| {
+                    if p.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Where a `sqlite://` URL points (`drover up` and `drover bench` run on SQLite).
@@ -419,4 +438,63 @@ fn serve(
         r
     });
     (tx, serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn store_urls_and_where_the_servers_files_go() {
+        let sqlite = StoreUrl::parse("sqlite://drover-data/drover.db").unwrap();
+        assert_eq!(sqlite, StoreUrl::Sqlite("drover-data/drover.db".into()));
+        assert_eq!(
+            sqlite.default_data_dir(),
+            Some(PathBuf::from("drover-data"))
+        );
+        let abs = StoreUrl::parse("sqlite:///var/lib/drover/d.db").unwrap();
+        assert_eq!(
+            abs.default_data_dir(),
+            Some(PathBuf::from("/var/lib/drover"))
+        );
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u:pw@h:5433/db?options=-csearch_path%3Dx",
+        ] {
+            let pg = StoreUrl::parse(url).unwrap();
+            assert_eq!(pg, StoreUrl::Postgres(url.into()));
+            assert_eq!(pg.default_data_dir(), None);
+        }
+        assert!(StoreUrl::parse("sqlite://").is_err());
+        assert!(StoreUrl::parse("mysql://h/db").is_err());
+        assert!(sqlite_path("postgres://u@h/db").is_err());
+
+        let mut cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), "postgres://u@h/db".into());
+        assert!(data_dir(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("--data-dir"));
+        cfg.data_dir = Some("/srv/drover".into());
+        assert_eq!(data_dir(&cfg).unwrap(), PathBuf::from("/srv/drover"));
+        cfg.store = "sqlite://a/b.db".into();
+        assert_eq!(data_dir(&cfg).unwrap(), PathBuf::from("/srv/drover"));
+        cfg.data_dir = None;
+        assert_eq!(data_dir(&cfg).unwrap(), PathBuf::from("a"));
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let d = |u: &str| StoreUrl::parse(u).unwrap().describe();
+        assert_eq!(d("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(d("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(d("postgres://h/db?user=u"), "postgres://h/db?user=u");
+        assert_eq!(d("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            d("postgres://h/db?user=u&password=pw"),
+            "postgres://h/db?user=u&password=***"
+        );
+        assert_eq!(d("postgres://u:pw@h"), "postgres://u:***@h");
+    }
 }

@@ -30,7 +30,7 @@ const VERSION: u8 = 1;
 const ID_LEN: usize = 8;
 const NONCE_LEN: usize = 24;
 const HEADER: usize = 1 + ID_LEN + NONCE_LEN;
-/// The key file's name next to the SQLite file, unless `--secret-key-file` says otherwise.
+/// The key file's name in the data directory, unless `--secret-key-file` says otherwise.
 pub const DEFAULT_KEY_FILE: &str = "secret.key";
 
 struct Key {

@@ -2190,6 +2190,72 @@ mod postgres_only {
         .await;
     }
 
+    /// PostgreSQL's text holds no NUL: free text a worker reported keeps a U+FFFD in its
+    /// place, and the commit goes through.
+    #[tokio::test]
+    async fn a_nul_in_free_text_does_not_fail_the_commit() {
+        let Some(f) = pg_store().await else { return };
+        run(f, |s| async move {
+            let t = TaskRecord {
+                error: Some("bad\0byte".into()),
+                ..task(tid(1), 0, noop_def("q"), TaskState::Failed)
+            };
+            let a = AttemptRecord {
+                error: Some("\0".into()),
+                ..attempt(t.id, 1, "w")
+            };
+            let ev = task_event(1, &t, Some("why\0"));
+            s.commit(vec![new(&t), Write::Attempt(a), Write::Event(ev)])
+                .await
+                .unwrap();
+            let got = s.task(t.id).await.unwrap().unwrap();
+            assert_eq!(got.error.as_deref(), Some("bad\u{fffd}byte"));
+            assert_eq!(
+                s.attempts(t.id).await.unwrap()[0].error.as_deref(),
+                Some("\u{fffd}")
+            );
+            let EventKind::Task { reason, .. } = &s.events_after(0, 1).await.unwrap()[0].kind
+            else {
+                panic!("not a task event");
+            };
+            assert_eq!(reason.as_deref(), Some("why\u{fffd}"));
+        })
+        .await;
+    }
+
+    /// The statements of a commit are pipelined: the error is the one that failed it, not
+    /// the "transaction is aborted" of those sent after it.
+    #[tokio::test]
+    async fn a_failed_batch_names_its_cause() {
+        let Some(f) = pg_store().await else { return };
+        run(f, |s| async move {
+            let x = task(tid(1), 0, noop_def("q"), TaskState::Queued);
+            s.commit(vec![new(&x), Write::Event(task_event(1, &x, None))])
+                .await
+                .unwrap();
+            let y = task(tid(2), 1, noop_def("q"), TaskState::Queued);
+            let err = s
+                .commit(vec![
+                    new(&y),
+                    Write::Event(task_event(1, &y, None)),
+                    log(y.id, 1, LogStream::Stdout, b"x"),
+                    Write::Attempt(attempt(y.id, 1, "w")),
+                ])
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("events") && err.contains("23505"), "{err}");
+            let ghost = task(tid(3), 2, noop_def("q"), TaskState::Running);
+            let err = s
+                .commit(vec![upd(&ghost), Write::Event(task_event(2, &ghost, None))])
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown task"), "{err}");
+        })
+        .await;
+    }
+
     /// Readers see the last committed state and never wait for a transaction in progress.
     #[tokio::test]
     async fn reads_do_not_wait_for_a_commit() {

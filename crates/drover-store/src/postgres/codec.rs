@@ -49,6 +49,12 @@ pub(super) fn lease_to_sql(l: Option<LeaseToken>) -> Option<String> {
     l.map(|l| l.to_string())
 }
 
+/// Free text as PostgreSQL can hold it: its `text` has no NUL, so one becomes U+FFFD rather
+/// than failing a commit. (Keys and names with a NUL are refused by the API.)
+pub(super) fn text(s: Option<&str>) -> Option<String> {
+    s.map(|s| s.replace('\0', "\u{fffd}"))
+}
+
 /// Column `i` of `row`; a value of the wrong type is corrupt data.
 pub(super) fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
     row.try_get(i)

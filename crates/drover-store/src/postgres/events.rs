@@ -6,7 +6,7 @@ use drover_core::{Event, Micros};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::codec::{event_from_row, get, EVENT_COLS};
+use super::codec::{event_from_row, get, text, EVENT_COLS};
 use super::{db_err, db_err_in};
 use crate::sqlite::codec::event_to_row;
 use crate::StoreError;
@@ -37,7 +37,7 @@ pub(super) async fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), 
     let state: Vec<Option<&str>> = rows.iter().map(|r| r.state).collect();
     let attempt: Vec<Option<i64>> = rows.iter().map(|r| r.attempt.map(i64::from)).collect();
     let worker: Vec<Option<&str>> = rows.iter().map(|r| r.worker).collect();
-    let reason: Vec<Option<&str>> = rows.iter().map(|r| r.reason).collect();
+    let reason: Vec<Option<String>> = rows.iter().map(|r| text(r.reason)).collect();
     let worker_name: Vec<Option<&str>> = rows.iter().map(|r| r.worker_name).collect();
     let worker_state: Vec<Option<&str>> = rows.iter().map(|r| r.worker_state).collect();
     let workflow: Vec<Option<&str>> = rows.iter().map(|r| r.workflow).collect();

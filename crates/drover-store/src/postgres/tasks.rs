@@ -10,7 +10,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::codec::{
-    attempt_from_row, get, lease_to_sql, task_from_row, u64_to_sql, uuid, ATTEMPT_COLS, TASK_COLS,
+    attempt_from_row, get, lease_to_sql, task_from_row, text, u64_to_sql, uuid, ATTEMPT_COLS,
+    TASK_COLS,
 };
 use super::{db_err, db_err_in};
 use crate::batch::RowOp;
@@ -220,7 +221,7 @@ impl TaskColumns {
         self.started_at.push(t.started_at);
         self.finished_at.push(t.finished_at);
         self.exit_code.push(t.exit_code.map(i64::from));
-        self.error.push(t.error.clone());
+        self.error.push(text(t.error.as_deref()));
     }
 }
 
@@ -246,7 +247,7 @@ pub(super) async fn write_attempts(
         .iter()
         .map(|a| a.exit_code.map(i64::from))
         .collect();
-    let error: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+    let error: Vec<Option<String>> = attempts.iter().map(|a| text(a.error.as_deref())).collect();
     let st = tx.prepare_cached(UPSERT_ATTEMPTS).await.map_err(db_err)?;
     tx.execute(
         &st,

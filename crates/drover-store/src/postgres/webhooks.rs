@@ -7,7 +7,7 @@ use drover_core::Micros;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::codec::{corrupt, get, u64_to_sql};
+use super::codec::{corrupt, get, text, u64_to_sql};
 use super::db_err;
 use crate::{DeliveryRecord, StoreError, WebhookRecord};
 
@@ -83,7 +83,7 @@ pub(super) async fn record_deliveries(
         let event: Vec<&str> = d.iter().map(|d| d.event.as_str()).collect();
         let attempt: Vec<i64> = d.iter().map(|d| i64::from(d.attempt)).collect();
         let status: Vec<Option<i64>> = d.iter().map(|d| d.status.map(i64::from)).collect();
-        let error: Vec<Option<&str>> = d.iter().map(|d| d.error.as_deref()).collect();
+        let error: Vec<Option<String>> = d.iter().map(|d| text(d.error.as_deref())).collect();
         let ok: Vec<bool> = d.iter().map(|d| d.ok).collect();
         let last: Vec<bool> = d.iter().map(|d| d.last).collect();
         let at: Vec<i64> = d.iter().map(|d| d.at).collect();
