@@ -134,10 +134,11 @@ impl SubmitRequest {
         }
         let delay_ms = opt_duration("delay", self.delay.as_deref())?.unwrap_or(0);
         if let Some(k) = &self.idempotency_key {
-            if k.is_empty() || k.len() > limits::MAX_NAME {
+            // No NUL: PostgreSQL's text cannot hold one.
+            if k.is_empty() || k.len() > limits::MAX_NAME || k.contains('\0') {
                 return Err(ApiError::invalid(
                     "idempotency_key",
-                    format!("1 to {} bytes", limits::MAX_NAME),
+                    format!("1 to {} bytes, no NUL", limits::MAX_NAME),
                 ));
             }
         }
@@ -260,10 +261,10 @@ impl SubmitRequest {
             .transpose()
             .map_err(|e| ApiError::invalid("strategy", e))?;
         if let Some(k) = &self.key {
-            if k.is_empty() || k.len() > limits::MAX_NAME {
+            if k.is_empty() || k.len() > limits::MAX_NAME || k.contains('\0') {
                 return Err(ApiError::invalid(
                     "key",
-                    format!("1 to {} bytes", limits::MAX_NAME),
+                    format!("1 to {} bytes, no NUL", limits::MAX_NAME),
                 ));
             }
         }

@@ -282,13 +282,21 @@ pub struct ServerArgs {
     /// Address of the REST and gRPC listener (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7070", value_parser = parse::listen_addr, value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// The store: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH.
+    /// The store: sqlite://PATH (relative), sqlite:///ABSOLUTE/PATH, or PostgreSQL as
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist; its tables are
+    /// created or migrated at start). Another schema than the default one:
+    /// ...?options=-csearch_path%3DSCHEMA (the schema must exist).
     #[arg(
         long,
         default_value = "sqlite://drover-data/drover.db",
         value_name = "URL"
     )]
     pub store: String,
+    /// Directory of the server's own files: the admin token of a fresh store and the secret
+    /// key (unless --admin-token-file / --secret-key-file say otherwise) [default: the SQLite
+    /// file's directory; with a postgres:// store, ./drover-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Lease of an attempt; a worker silent this long loses its tasks.
     #[arg(long, default_value = "15s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub lease: u64,
@@ -319,8 +327,8 @@ pub struct ServerArgs {
     /// Pause after a failed webhook POST; doubles after each (with jitter).
     #[arg(long, default_value = "1s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub webhook_backoff: u64,
-    /// The key that encrypts secret env at rest [default: secret.key next to the SQLite file,
-    /// created on first start, mode 0600].
+    /// The key that encrypts secret env at rest [default: secret.key in --data-dir, created
+    /// on first start, mode 0600].
     #[arg(long, value_name = "PATH")]
     pub secret_key_file: Option<PathBuf>,
     /// While rotating the key: the old key file, which still decrypts what it encrypted (new
@@ -677,8 +685,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub exec: bool,
     /// Target this running server (and its workers) instead of starting one in-process.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
     pub server: Option<String>,
+    /// The in-process server's store: a PostgreSQL database, postgres://USER@HOST/DB, where
+    /// each run gets a fresh schema of its own (dropped after the run) [default: a fresh
+    /// SQLite file in a temporary directory].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// API token for --server.
     #[arg(
         long,

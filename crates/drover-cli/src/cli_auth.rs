@@ -61,8 +61,8 @@ pub struct LoginArgs {
 /// Authentication and listening flags of `drover server` and `drover up`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AuthServerArgs {
-    /// Where the admin token of a fresh store is written [default: admin.token next to the
-    /// SQLite file].
+    /// Where the admin token of a fresh store is written [default: admin.token in the data
+    /// directory].
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Turn authentication off (loopback addresses only; the browser protections stay).

@@ -36,7 +36,7 @@ use anyhow::Context;
 use drover_api::proto::event_service_server::EventServiceServer;
 use drover_api::proto::worker_service_server::WorkerServiceServer;
 use drover_core::{Coordinator, CoreConfig, Event, Snapshot};
-use drover_store::{SqliteStore, Store};
+use drover_store::{PgStore, SqliteStore, Store};
 use rand::TryRngCore;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -49,8 +49,13 @@ const EVENT_BUFFER: usize = 65_536;
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// `sqlite://PATH` (relative) or `sqlite:///abs/path`.
+    /// `sqlite://PATH` (relative), `sqlite:///abs/path`, or `postgres://USER@HOST/DB`
+    /// (`postgresql://` too; see `StoreUrl`).
     pub store: String,
+    /// Where the server keeps its own files (the admin token of a fresh store, the secret
+    /// key) unless told otherwise; `None`: the SQLite file's directory (a PostgreSQL store
+    /// needs one).
+    pub data_dir: Option<PathBuf>,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
     pub restart_grace_ms: u64,
@@ -68,7 +73,7 @@ pub struct ServerConfig {
     pub tls: Option<tls::TlsFiles>,
     /// Connection, timeout, rate and event-stream limits.
     pub edge: edge::EdgeConfig,
-    /// The key that seals secret env (default: `secret.key` next to the SQLite file, created
+    /// The key that seals secret env (default: `secret.key` in the data directory, created
     /// on first start, mode 0600).
     pub secret_key_file: Option<PathBuf>,
     /// During a key rotation: the old key, which still opens what it sealed.
@@ -81,6 +86,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             store,
+            data_dir: None,
             lease_ms: 15_000,
             heartbeat_ms: 1_000,
             restart_grace_ms: 20_000,
@@ -99,19 +105,101 @@ impl ServerConfig {
     }
 }
 
-/// Where a `sqlite://` URL points.
+/// Where the store is, from `--store`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`: the SQLite file (relative, or absolute with `sqlite:///`).
+    Sqlite(PathBuf),
+    /// `postgres://` or `postgresql://`: the URL as given (libpq's form, parsed by the store).
+    Postgres(String),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> anyhow::Result<StoreUrl> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            anyhow::ensure!(
+                !path.is_empty(),
+                "--store sqlite:// needs a path, e.g. sqlite://drover-data/drover.db"
+            );
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_string()));
+        }
+        anyhow::bail!("unknown store URL '{url}'; use sqlite://PATH or postgres://USER@HOST/DB")
+    }
+
+    /// The directory of the server's own files when none is given: the SQLite file's.
+    pub fn default_data_dir(&self) -> Option<PathBuf> {
+        match self {
+            StoreUrl::Sqlite(path) => Some(
+                path.parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(".")),
+            ),
+            StoreUrl::Postgres(_) => None,
+        }
+    }
+
+    /// For messages: the file, or the database without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => path.display().to_string(),
+            StoreUrl::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db` (a `password=` in the
+/// query too).
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|p| {
+                    if p.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Where a `sqlite://` URL points (`drover up` and `drover bench` run on SQLite).
 pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        anyhow::ensure!(
-            !path.is_empty(),
-            "--store sqlite:// needs a path, e.g. sqlite://drover-data/drover.db"
-        );
-        return Ok(PathBuf::from(path));
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => Ok(path),
+        StoreUrl::Postgres(_) => anyhow::bail!("'{}' is not a SQLite store", redact_password(url)),
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("the PostgreSQL store is not available in this build yet; use sqlite://PATH");
+}
+
+/// The directory of the server's own files: `cfg.data_dir`, else the SQLite file's.
+pub fn data_dir(cfg: &ServerConfig) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &cfg.data_dir {
+        return Ok(d.clone());
     }
-    anyhow::bail!("unknown store URL '{url}'; use sqlite://PATH")
+    StoreUrl::parse(&cfg.store)?.default_data_dir().context(
+        "a PostgreSQL store needs a data directory for the server's own files (--data-dir)",
+    )
 }
 
 pub struct ServerHandle {
@@ -137,10 +225,14 @@ impl ServerHandle {
 
 /// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
+    let dir = data_dir(&cfg)?;
+    if !dir.as_os_str().is_empty() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
     let (store, snapshot) = open_store(&cfg.store).await?;
-    let path = sqlite_path(&cfg.store)?;
-    let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &path)?);
-    let token_file = path.parent().map(|d| d.join("admin.token"));
+    let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &dir)?);
+    let token_file = Some(dir.join("admin.token"));
     let auth = auth::Auth::start(store.clone(), &cfg.auth, token_file, cfg.listen)
         .await
         .context("loading the API tokens")?;
@@ -205,11 +297,17 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
 /// Opens the store at `url` and loads what the core starts from: the active tasks and the
 /// workflows in progress.
 async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Snapshot)> {
-    let path = sqlite_path(url)?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&path)
-            .with_context(|| format!("opening the store at {}", path.display()))?,
-    );
+    let store: Arc<dyn Store> = match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => Arc::new(
+            SqliteStore::open(&path)
+                .with_context(|| format!("opening the store at {}", path.display()))?,
+        ),
+        StoreUrl::Postgres(url) => Arc::new(
+            PgStore::connect(&url)
+                .await
+                .with_context(|| format!("opening the store at {}", redact_password(&url)))?,
+        ),
+    };
     let mut snapshot = store
         .load_snapshot()
         .await
@@ -340,4 +438,63 @@ fn serve(
         r
     });
     (tx, serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn store_urls_and_where_the_servers_files_go() {
+        let sqlite = StoreUrl::parse("sqlite://drover-data/drover.db").unwrap();
+        assert_eq!(sqlite, StoreUrl::Sqlite("drover-data/drover.db".into()));
+        assert_eq!(
+            sqlite.default_data_dir(),
+            Some(PathBuf::from("drover-data"))
+        );
+        let abs = StoreUrl::parse("sqlite:///var/lib/drover/d.db").unwrap();
+        assert_eq!(
+            abs.default_data_dir(),
+            Some(PathBuf::from("/var/lib/drover"))
+        );
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u:pw@h:5433/db?options=-csearch_path%3Dx",
+        ] {
+            let pg = StoreUrl::parse(url).unwrap();
+            assert_eq!(pg, StoreUrl::Postgres(url.into()));
+            assert_eq!(pg.default_data_dir(), None);
+        }
+        assert!(StoreUrl::parse("sqlite://").is_err());
+        assert!(StoreUrl::parse("mysql://h/db").is_err());
+        assert!(sqlite_path("postgres://u@h/db").is_err());
+
+        let mut cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), "postgres://u@h/db".into());
+        assert!(data_dir(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("--data-dir"));
+        cfg.data_dir = Some("/srv/drover".into());
+        assert_eq!(data_dir(&cfg).unwrap(), PathBuf::from("/srv/drover"));
+        cfg.store = "sqlite://a/b.db".into();
+        assert_eq!(data_dir(&cfg).unwrap(), PathBuf::from("/srv/drover"));
+        cfg.data_dir = None;
+        assert_eq!(data_dir(&cfg).unwrap(), PathBuf::from("a"));
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let d = |u: &str| StoreUrl::parse(u).unwrap().describe();
+        assert_eq!(d("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(d("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(d("postgres://h/db?user=u"), "postgres://h/db?user=u");
+        assert_eq!(d("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            d("postgres://h/db?user=u&password=pw"),
+            "postgres://h/db?user=u&password=***"
+        );
+        assert_eq!(d("postgres://u:pw@h"), "postgres://u:***@h");
+    }
 }

@@ -15,7 +15,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -30,7 +30,7 @@ const VERSION: u8 = 1;
 const ID_LEN: usize = 8;
 const NONCE_LEN: usize = 24;
 const HEADER: usize = 1 + ID_LEN + NONCE_LEN;
-/// The key file's name next to the SQLite file, unless `--secret-key-file` says otherwise.
+/// The key file's name in the data directory, unless `--secret-key-file` says otherwise.
 pub const DEFAULT_KEY_FILE: &str = "secret.key";
 
 struct Key {
@@ -72,13 +72,13 @@ impl SecretKeys {
         }
     }
 
-    /// The server's keys: `--secret-key-file` (default `secret.key` next to the SQLite file
-    /// at `db`) and `--previous-secret-key-file`.
-    pub fn for_server(cfg: &crate::ServerConfig, db: &Path) -> anyhow::Result<Self> {
+    /// The server's keys: `--secret-key-file` (default `secret.key` in the server's data
+    /// directory, `data_dir`) and `--previous-secret-key-file`.
+    pub fn for_server(cfg: &crate::ServerConfig, data_dir: &Path) -> anyhow::Result<Self> {
         let current = cfg
             .secret_key_file
             .clone()
-            .unwrap_or_else(|| default_key_path(db));
+            .unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE));
         Self::load(&current, cfg.previous_secret_key_file.as_deref())
             .with_context(|| format!("loading the secret key {}", current.display()))
     }
@@ -178,13 +178,6 @@ impl Seal for SecretKeys {
         out.extend_from_slice(&ct);
         Ok(Sealed(out))
     }
-}
-
-/// Where the key lives by default: next to the SQLite file.
-pub fn default_key_path(db: &Path) -> PathBuf {
-    db.parent()
-        .map(|d| d.join(DEFAULT_KEY_FILE))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE))
 }
 
 fn is_missing(e: &anyhow::Error) -> bool {

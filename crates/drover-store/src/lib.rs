@@ -2,8 +2,8 @@
 //!
 //! Invariants: only this crate knows SQL. A commit applies a whole batch of `Write`s in one
 //! transaction or none of it. No scheduling logic and no clock in SQL: every time is a value the
-//! core decided. Backends: SQLite (embedded, default) and in-memory (tests, simulation); the
-//! same conformance suite (`tests/conformance.rs`) runs against each.
+//! core decided. Backends: SQLite (embedded, default), PostgreSQL (`PgStore`) and in-memory
+//! (tests, simulation); the same conformance suite (`tests/conformance.rs`) runs against each.
 
 use std::collections::BTreeMap;
 
@@ -17,11 +17,13 @@ use drover_core::{
 pub mod audit;
 mod batch;
 pub mod mem;
+pub mod postgres;
 pub mod sqlite;
 mod tokens;
 
 pub use audit::{AuditQuery, AuditRecord};
 pub use mem::MemStore;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use tokens::TokenRecord;
 

@@ -31,20 +31,20 @@ use crate::{
 };
 
 mod audit;
-mod codec;
+pub(crate) mod codec;
 mod commit;
-mod deps;
+pub(crate) mod deps;
 mod drains;
 mod events;
 mod logs;
 mod queues;
 mod retention;
-mod schedules;
+pub(crate) mod schedules;
 mod snapshot;
 mod tasks;
 mod tokens;
 mod webhooks;
-mod workflows;
+pub(crate) mod workflows;
 
 /// The schema, one script per version; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[

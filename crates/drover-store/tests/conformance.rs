@@ -2,6 +2,7 @@
 //! for each backend by `suite!`. A backend passes only if it behaves exactly like the others.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use drover_core::{
@@ -9,30 +10,89 @@ use drover_core::{
     ScheduleChange, Scoped, Sealed, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState,
     WorkerEventState, WorkflowState, Write, DEFAULT_NAMESPACE,
 };
+use drover_store::postgres::TempSchema;
 use drover_store::{
-    DeliveryRecord, MemStore, SqliteStore, Store, StoreError, TaskQuery, TokenRecord, WebhookRecord,
+    DeliveryRecord, MemStore, PgStore, SqliteStore, Store, StoreError, TaskQuery, TokenRecord,
+    WebhookRecord,
 };
+use futures::FutureExt;
 
 // ---- fixtures ----
 
 pub struct Fixture<S> {
-    pub store: S,
+    pub store: Arc<S>,
     _dir: Option<tempfile::TempDir>,
+    schema: Option<TempSchema>,
 }
 
-pub fn mem_store() -> Fixture<MemStore> {
-    Fixture {
-        store: MemStore::new(),
-        _dir: None,
+impl<S> Fixture<S> {
+    fn new(store: S) -> Fixture<S> {
+        Fixture {
+            store: Arc::new(store),
+            _dir: None,
+            schema: None,
+        }
+    }
+
+    /// Closes the store and drops what it was kept in.
+    pub async fn finish(self) {
+        let Fixture {
+            store,
+            _dir,
+            schema,
+        } = self;
+        drop(store);
+        if let Some(s) = schema {
+            s.drop_schema().await.unwrap();
+        }
     }
 }
 
-pub fn sqlite_store() -> Fixture<SqliteStore> {
+pub async fn mem_store() -> Option<Fixture<MemStore>> {
+    Some(Fixture::new(MemStore::new()))
+}
+
+pub async fn sqlite_store() -> Option<Fixture<SqliteStore>> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("nested/dir/drover.db")).unwrap();
-    Fixture {
-        store,
+    Some(Fixture {
         _dir: Some(dir),
+        ..Fixture::new(store)
+    })
+}
+
+/// The database the PostgreSQL cases run in (each in a schema of its own), e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`; unset, they are skipped.
+pub const PG_URL_VAR: &str = "DROVER_TEST_POSTGRES_URL";
+
+pub fn pg_base_url() -> Option<String> {
+    let url = std::env::var(PG_URL_VAR).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        println!("skipped: {PG_URL_VAR} not set");
+    }
+    url
+}
+
+pub async fn pg_store() -> Option<Fixture<PgStore>> {
+    let schema = TempSchema::create(&pg_base_url()?).await.unwrap();
+    // Few connections: many tests run at once.
+    let store = PgStore::connect_with(schema.url(), 2).await.unwrap();
+    Some(Fixture {
+        schema: Some(schema),
+        ..Fixture::new(store)
+    })
+}
+
+/// Runs `case` on `f`'s store, then finishes `f` whether the case passed or not.
+pub async fn run<S, F, Fut>(f: Fixture<S>, case: F)
+where
+    F: FnOnce(Arc<S>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let out = AssertUnwindSafe(case(f.store.clone())).catch_unwind().await;
+    f.finish().await;
+    if let Err(panic) = out {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -74,25 +134,23 @@ macro_rules! suite {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_reads_and_commits() {
-                let f = $make();
-                super::cases::concurrent_reads_and_commits(Arc::new(f.store)).await;
+                let Some(f) = $make().await else { return };
+                super::run(f, super::cases::concurrent_reads_and_commits).await;
             }
-
-            use std::sync::Arc;
         }
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
-                let f = $make();
+                let Some(f) = $make().await else { return };
                 #[allow(unused_imports)]
                 use super::cases::*;
                 #[allow(unused_imports)]
                 use super::flow_cases::*;
                 #[allow(unused_imports)]
                 use super::audit_cases::*;
-                $case(&f.store).await;
+                super::run(f, |s| async move { $case(s.as_ref()).await }).await;
             }
         )*
     };
@@ -100,6 +158,7 @@ macro_rules! suite {
 
 suite!(mem, super::mem_store);
 suite!(sqlite, super::sqlite_store);
+suite!(postgres, super::pg_store);
 
 // ---- builders ----
 
@@ -2073,5 +2132,281 @@ mod audit_cases {
             .map(|r| r.at)
             .collect();
         assert_eq!(left, vec![400, 300]);
+    }
+}
+
+// ---- PostgreSQL only ----
+
+mod postgres_only {
+    use super::*;
+
+    /// A connection of the test's own to the scratch schema, for what the store does not do.
+    async fn psql(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    fn scripts() -> usize {
+        std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/postgres/migrations"
+        ))
+        .unwrap()
+        .count()
+    }
+
+    /// Servers starting at once on a fresh schema: every one opens it, and it is migrated
+    /// exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_starts_migrate_once() {
+        let Some(base) = pg_base_url() else { return };
+        let schema = TempSchema::create(&base).await.unwrap();
+        let url = schema.url().to_string();
+        let opens = (0..4).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect_with(&url, 1).await })
+        });
+        let stores: Vec<PgStore> = futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        let c = psql(&url).await;
+        let versions: Vec<i64> = c
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, (1..=scripts() as i64).collect::<Vec<_>>());
+        // Each one works on the same tables.
+        for (i, s) in stores.iter().enumerate() {
+            let t = task(
+                tid(i as u128 + 1),
+                i as u64,
+                noop_def("q"),
+                TaskState::Queued,
+            );
+            s.commit(vec![new(&t)]).await.unwrap();
+        }
+        assert_eq!(
+            stores[0].count_by_state().await.unwrap(),
+            BTreeMap::from([(TaskState::Queued, 4)])
+        );
+        drop((stores, c));
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn durable_across_reopen_and_newer_schemas_refused() {
+        let Some(base) = pg_base_url() else { return };
+        let schema = TempSchema::create(&base).await.unwrap();
+        let t = full_running(tid(1), 41);
+        let done = task(tid(2), 42, exec_def("q"), TaskState::Failed);
+        let a = AttemptRecord {
+            outcome: None,
+            ..attempt(t.id, 3, "w")
+        };
+        let ev = task_event(9, &t, Some("why"));
+        {
+            let s = PgStore::connect_with(schema.url(), 1).await.unwrap();
+            s.commit(vec![
+                new(&t),
+                new(&done),
+                Write::Attempt(a.clone()),
+                Write::Event(ev.clone()),
+                log(t.id, 3, LogStream::Stderr, b"err"),
+            ])
+            .await
+            .unwrap();
+        }
+        // Reopen twice: migrations are idempotent.
+        for _ in 0..2 {
+            let s = PgStore::connect_with(schema.url(), 1).await.unwrap();
+            let snap = s.load_snapshot().await.unwrap();
+            assert_eq!(snap.tasks, vec![(t.clone(), Some(a.clone()))]);
+            assert_eq!(snap.next_task_seq, 43);
+            assert_eq!(snap.next_event_seq, 10);
+            assert_eq!(s.task(done.id).await.unwrap(), Some(done.clone()));
+            assert_eq!(s.events_after(0, 10).await.unwrap(), vec![ev.clone()]);
+            assert_eq!(s.logs(t.id, 3).await.unwrap().len(), 1);
+            assert_eq!(
+                s.count_by_state().await.unwrap(),
+                BTreeMap::from([(TaskState::Running, 1), (TaskState::Failed, 1)])
+            );
+        }
+        // A database from a newer build is refused, not silently used.
+        let c = psql(schema.url()).await;
+        c.execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
+            .await
+            .unwrap();
+        let err = PgStore::connect_with(schema.url(), 1).await.unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+        drop(c);
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missing_schema_is_explained() {
+        let Some(base) = pg_base_url() else { return };
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3Ddrover_no_such_schema");
+        let err = PgStore::connect_with(&url, 1).await.unwrap_err();
+        assert!(err.to_string().contains("CREATE SCHEMA"), "{err}");
+        let err = PgStore::connect("postgres://127.0.0.1:1/x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn undecodable_rows_are_corrupt() {
+        let Some(f) = pg_store().await else { return };
+        let url = f.schema.as_ref().unwrap().url().to_string();
+        run(f, |s| async move {
+            let t = task(tid(1), 0, exec_def("q"), TaskState::Queued);
+            let u = task(tid(2), 1, exec_def("q"), TaskState::Queued);
+            s.commit(vec![new(&t), new(&u)]).await.unwrap();
+            let c = psql(&url).await;
+            let id = |t: &TaskRecord| uuid::Uuid::from_u128(t.id.0);
+            c.execute(
+                "UPDATE tasks SET state = 'sleeping' WHERE id = $1",
+                &[&id(&t)],
+            )
+            .await
+            .unwrap();
+            c.execute(
+                "UPDATE tasks SET spec = '{\"type\":\"shell\"}' WHERE id = $1",
+                &[&id(&u)],
+            )
+            .await
+            .unwrap();
+            for id in [t.id, u.id] {
+                let err = s.task(id).await.unwrap_err();
+                assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            }
+            let ev = Event {
+                seq: 1,
+                at: 1,
+                kind: EventKind::Worker {
+                    name: "w".into(),
+                    state: WorkerEventState::Suspect,
+                },
+            };
+            s.commit(vec![Write::Event(ev)]).await.unwrap();
+            c.execute("UPDATE events SET worker_state = 'sleeping'", &[])
+                .await
+                .unwrap();
+            let err = s.events_after(0, 1).await.unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            assert!(matches!(
+                s.load_snapshot().await.unwrap_err(),
+                StoreError::Corrupt(_)
+            ));
+        })
+        .await;
+    }
+
+    /// PostgreSQL's text holds no NUL: free text a worker reported keeps a U+FFFD in its
+    /// place, and the commit goes through.
+    #[tokio::test]
+    async fn a_nul_in_free_text_does_not_fail_the_commit() {
+        let Some(f) = pg_store().await else { return };
+        run(f, |s| async move {
+            let t = TaskRecord {
+                error: Some("bad\0byte".into()),
+                ..task(tid(1), 0, noop_def("q"), TaskState::Failed)
+            };
+            let a = AttemptRecord {
+                error: Some("\0".into()),
+                ..attempt(t.id, 1, "w")
+            };
+            let ev = task_event(1, &t, Some("why\0"));
+            s.commit(vec![new(&t), Write::Attempt(a), Write::Event(ev)])
+                .await
+                .unwrap();
+            let got = s.task(t.id).await.unwrap().unwrap();
+            assert_eq!(got.error.as_deref(), Some("bad\u{fffd}byte"));
+            assert_eq!(
+                s.attempts(t.id).await.unwrap()[0].error.as_deref(),
+                Some("\u{fffd}")
+            );
+            let EventKind::Task { reason, .. } = &s.events_after(0, 1).await.unwrap()[0].kind
+            else {
+                panic!("not a task event");
+            };
+            assert_eq!(reason.as_deref(), Some("why\u{fffd}"));
+        })
+        .await;
+    }
+
+    /// The statements of a commit are pipelined: the error is the one that failed it, not
+    /// the "transaction is aborted" of those sent after it.
+    #[tokio::test]
+    async fn a_failed_batch_names_its_cause() {
+        let Some(f) = pg_store().await else { return };
+        run(f, |s| async move {
+            let x = task(tid(1), 0, noop_def("q"), TaskState::Queued);
+            s.commit(vec![new(&x), Write::Event(task_event(1, &x, None))])
+                .await
+                .unwrap();
+            let y = task(tid(2), 1, noop_def("q"), TaskState::Queued);
+            let err = s
+                .commit(vec![
+                    new(&y),
+                    Write::Event(task_event(1, &y, None)),
+                    log(y.id, 1, LogStream::Stdout, b"x"),
+                    Write::Attempt(attempt(y.id, 1, "w")),
+                ])
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("events") && err.contains("23505"), "{err}");
+            let ghost = task(tid(3), 2, noop_def("q"), TaskState::Running);
+            let err = s
+                .commit(vec![upd(&ghost), Write::Event(task_event(2, &ghost, None))])
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown task"), "{err}");
+        })
+        .await;
+    }
+
+    /// Readers see the last committed state and never wait for a transaction in progress.
+    #[tokio::test]
+    async fn reads_do_not_wait_for_a_commit() {
+        let Some(f) = pg_store().await else { return };
+        let url = f.schema.as_ref().unwrap().url().to_string();
+        run(f, |s| async move {
+            let t = task(tid(1), 0, noop_def("q"), TaskState::Queued);
+            s.commit(vec![new(&t)]).await.unwrap();
+            let c = psql(&url).await;
+            c.batch_execute("BEGIN; UPDATE tasks SET attempt = 5;")
+                .await
+                .unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(s.task(t.id).await.unwrap(), Some(t.clone()));
+            assert_eq!(
+                s.list_tasks(&TaskQuery {
+                    limit: 5,
+                    ..TaskQuery::default()
+                })
+                .await
+                .unwrap()
+                .len(),
+                1
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+            c.batch_execute("ROLLBACK").await.unwrap();
+        })
+        .await;
     }
 }

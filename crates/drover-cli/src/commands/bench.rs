@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use drover_api::rest::parse_rfc3339;
 use drover_client::{is_terminal, Client, ListQuery, StatsView, SubmitRequest, TaskView};
 use drover_server::clock::now_micros;
-use drover_server::ServerConfig;
+use drover_server::{ServerConfig, StoreUrl};
+use drover_store::postgres::TempSchema;
 use drover_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -72,7 +73,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         prefetch: Some(prefetch),
         batch: args.batch,
         concurrency: args.concurrency,
-        server: "in-process (durable SQLite in a temporary directory)".into(),
+        server: match &args.store {
+            Some(url) => format!("in-process (PostgreSQL at {url}, a fresh schema per run)"),
+            None => "in-process (durable SQLite in a temporary directory)".into(),
+        },
         submit_tasks_per_sec: 0.0,
         end_to_end_tasks_per_sec: 0.0,
         latency_p50_ms: 0.0,
@@ -88,8 +92,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             match &args.server {
                 Some(url) => format!("against {url}"),
                 None => format!(
-                    "in-process server (durable SQLite) and {} gRPC workers × {} slots (prefetch {prefetch})",
-                    args.workers, args.slots
+                    "in-process server (durable {}) and {} gRPC workers × {} slots (prefetch {prefetch})",
+                    if args.store.is_some() { "PostgreSQL" } else { "SQLite" },
+                    args.workers,
+                    args.slots
                 ),
             }
         );
@@ -171,6 +177,16 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.runs == 0 {
         return Err(usage("--concurrency and --runs must be at least 1"));
     }
+    if let Some(url) = &args.store {
+        match StoreUrl::parse(url) {
+            Ok(StoreUrl::Postgres(_)) => {}
+            _ => {
+                return Err(usage(
+                    "--store takes a postgres:// URL (SQLite is the default)",
+                ))
+            }
+        }
+    }
     if args.server.is_none() && (args.workers == 0 || args.slots == 0) {
         return Err(usage("--workers and --slots must be at least 1"));
     }
@@ -183,8 +199,20 @@ async fn in_process(args: &BenchArgs, prefetch: u32, run: u32) -> anyhow::Result
         .prefix("drover-bench-")
         .tempdir()
         .context("creating a temporary data directory")?;
-    let store = local::sqlite_url(&dir.path().join("drover.db"))?;
-    let cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), store);
+    let schema = match &args.store {
+        Some(url) => Some(
+            TempSchema::create(url)
+                .await
+                .with_context(|| format!("creating a schema for the run in {url}"))?,
+        ),
+        None => None,
+    };
+    let store = match &schema {
+        Some(s) => s.url().to_string(),
+        None => local::sqlite_url(&dir.path().join("drover.db"))?,
+    };
+    let mut cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), store);
+    cfg.data_dir = Some(dir.path().to_path_buf());
     let workers = (1..=args.workers)
         .map(|i| {
             let mut w = WorkerConfig::new(Vec::new(), format!("bench-{i}"));
@@ -201,6 +229,9 @@ async fn in_process(args: &BenchArgs, prefetch: u32, run: u32) -> anyhow::Result
     }
     .await;
     cluster.shutdown().await?;
+    if let Some(s) = schema {
+        s.drop_schema().await?;
+    }
     result
 }
 

@@ -1,9 +1,10 @@
 //! `drover up`, `drover server` and `drover worker`: the long-running parts.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::Context;
-use drover_server::ServerConfig;
+use drover_server::{ServerConfig, StoreUrl};
 use drover_worker::WorkerConfig;
 
 use super::local::{self, LocalCluster};
@@ -79,6 +80,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `drover server`'s own files with a PostgreSQL store, when `--data-dir` is not given.
+const DEFAULT_DATA_DIR: &str = "drover-data";
+
 pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     let signals = Terminate::install()?;
     if args.lease == 0 || args.heartbeat == 0 {
@@ -90,13 +94,19 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
             args.heartbeat, args.lease
         )));
     }
-    let path =
-        drover_server::sqlite_path(&args.store).map_err(|e| usage(format!("--store: {e}")))?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating the store directory {}", parent.display()))?;
+    let store = StoreUrl::parse(&args.store).map_err(|e| usage(format!("--store: {e}")))?;
+    if let StoreUrl::Sqlite(path) = &store {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the store directory {}", parent.display()))?;
+        }
     }
     let mut cfg = ServerConfig::new(args.listen, args.store.clone());
+    cfg.data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| store.default_data_dir())
+        .or_else(|| Some(PathBuf::from(DEFAULT_DATA_DIR)));
     cfg.auth = args
         .auth
         .config(args.listen, args.tls.tls_cert.is_some())
@@ -128,7 +138,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     }
     ready(&format!(
         "drover server listening on {url} (store {})\n{}",
-        path.display(),
+        store.describe(),
         match (&handle.auth.admin_token_file, handle.auth.enabled()) {
             (_, false) => "  authentication is off (--no-auth)\n".to_string(),
             (Some(f), true) => format!(

@@ -144,14 +144,22 @@ pub fn start_server(data: &Path, addr: &str) -> Server {
 
 /// `start_server` with extra `drover server` flags.
 pub fn start_server_with(data: &Path, addr: &str, extra: &[&str]) -> Server {
-    provide_admin_token(data);
     let store = format!("sqlite://{}", data.join("drover.db").display());
+    start_server_on(data, addr, &store, extra)
+}
+
+/// A server on the store at `store` (a URL), with its own files in `data`.
+pub fn start_server_on(data: &Path, addr: &str, store: &str, extra: &[&str]) -> Server {
+    provide_admin_token(data);
+    let data_dir = data.display().to_string();
     let mut args = vec![
         "server",
         "--listen",
         addr,
         "--store",
-        &store,
+        store,
+        "--data-dir",
+        &data_dir,
         "--lease",
         LEASE,
         "--heartbeat",

@@ -31,7 +31,7 @@ pub(super) const ATTEMPT_COLS: &str =
 pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
      reason, worker_name, worker_state, workflow, schedule, namespace";
 
-pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -91,7 +91,7 @@ fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, StoreE
 
 // ---- spec and label selector (JSON) ----
 
-pub(super) fn spec_to_json(spec: &TaskSpec) -> String {
+pub(crate) fn spec_to_json(spec: &TaskSpec) -> String {
     let v = match spec {
         TaskSpec::Exec {
             argv,
@@ -149,7 +149,7 @@ fn sealed_pairs(list: &Value) -> Result<Vec<(String, Sealed)>, StoreError> {
         .collect()
 }
 
-pub(super) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
+pub(crate) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
     let v: Value = serde_json::from_str(s).map_err(|e| corrupt(format!("spec JSON: {e}")))?;
     match v.get("type").and_then(Value::as_str) {
         Some("exec") => {
@@ -186,7 +186,7 @@ pub(super) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
 }
 
 /// Encodes a placement spec; the default is `{}`. Selector and resources use their text forms.
-pub(super) fn placement_to_json(p: &PlacementSpec) -> String {
+pub(crate) fn placement_to_json(p: &PlacementSpec) -> String {
     let mut m = Map::new();
     if let Some(s) = p.strategy {
         m.insert("strategy".into(), Value::String(s.as_str().into()));
@@ -217,7 +217,7 @@ pub(super) fn placement_to_json(p: &PlacementSpec) -> String {
     Value::Object(m).to_string()
 }
 
-pub(super) fn placement_from_json(s: &str) -> Result<PlacementSpec, StoreError> {
+pub(crate) fn placement_from_json(s: &str) -> Result<PlacementSpec, StoreError> {
     let v: Value = serde_json::from_str(s).map_err(|e| corrupt(format!("placement JSON: {e}")))?;
     let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let bad = |what: &str, e: String| corrupt(format!("placement {what}: {e}"));
@@ -341,7 +341,7 @@ pub(super) fn task_with_attempt_from_row(
 }
 
 /// The columns of one event row, for binding (`EVENT_COLS` order).
-pub(super) struct EventRow<'a> {
+pub(crate) struct EventRow<'a> {
     pub seq: i64,
     pub at: i64,
     pub kind: &'static str,
@@ -360,7 +360,7 @@ pub(super) struct EventRow<'a> {
     pub namespace: Option<&'a str>,
 }
 
-pub(super) fn event_to_row(e: &Event) -> EventRow<'_> {
+pub(crate) fn event_to_row(e: &Event) -> EventRow<'_> {
     let mut r = EventRow {
         seq: u64_to_sql(e.seq),
         at: e.at,

@@ -36,9 +36,8 @@ pub(super) fn write(tx: &Transaction<'_>, flows: &[FlowRecord]) -> Result<(), St
             f.spec.deadline,
             wf,
             node,
-            f.upstream_failed
-                .map(|(u, s)| json!([u.to_string(), s.as_str()]).to_string()),
-            (!f.upstream_outputs.is_empty()).then(|| json!(f.upstream_outputs).to_string()),
+            failed_to_json(f.upstream_failed),
+            outputs_to_json(&f.upstream_outputs),
         ])
         .map_err(db_err)?;
     }
@@ -89,13 +88,41 @@ pub(super) fn ensure_columns(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn ids_to_json(ids: &[TaskId]) -> String {
+pub(crate) fn ids_to_json(ids: &[TaskId]) -> String {
     Value::from(ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).to_string()
 }
 
-fn ids_from_json(s: &str) -> Result<Vec<TaskId>, StoreError> {
+pub(crate) fn ids_from_json(s: &str) -> Result<Vec<TaskId>, StoreError> {
     let v: Vec<String> = serde_json::from_str(s).map_err(corrupt)?;
     v.iter().map(|i| i.parse().map_err(corrupt)).collect()
+}
+
+/// `upstream_failed` as stored: JSON `[id, state]`.
+pub(crate) fn failed_to_json(failed: Option<(TaskId, TaskState)>) -> Option<String> {
+    failed.map(|(u, s)| json!([u.to_string(), s.as_str()]).to_string())
+}
+
+pub(crate) fn failed_from_json(s: Option<&str>) -> Result<Option<(TaskId, TaskState)>, StoreError> {
+    let Some(s) = s else {
+        return Ok(None);
+    };
+    let (u, st): (String, String) = serde_json::from_str(s).map_err(corrupt)?;
+    Ok(Some((
+        u.parse::<TaskId>().map_err(corrupt)?,
+        st.parse::<TaskState>().map_err(corrupt)?,
+    )))
+}
+
+/// `upstream_outputs` as stored: JSON `[[node, output], ..]`, NULL when there is none.
+pub(crate) fn outputs_to_json(outputs: &[(String, String)]) -> Option<String> {
+    (!outputs.is_empty()).then(|| json!(outputs).to_string())
+}
+
+pub(crate) fn outputs_from_json(s: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+    match s {
+        Some(s) => serde_json::from_str(s).map_err(corrupt),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn flow_from_row(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
@@ -110,20 +137,8 @@ fn flow_from_row(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
     let node: Option<String> = row.get(7).map_err(db_err)?;
     let failed: Option<String> = row.get(8).map_err(db_err)?;
     let outputs: Option<String> = row.get(9).map_err(db_err)?;
-    let upstream_outputs: Vec<(String, String)> = match outputs {
-        Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
-        None => Vec::new(),
-    };
-    let upstream_failed = match failed {
-        Some(s) => {
-            let (u, st): (String, String) = serde_json::from_str(&s).map_err(corrupt)?;
-            Some((
-                u.parse::<TaskId>().map_err(corrupt)?,
-                st.parse::<TaskState>().map_err(corrupt)?,
-            ))
-        }
-        None => None,
-    };
+    let upstream_outputs = outputs_from_json(outputs.as_deref())?;
+    let upstream_failed = failed_from_json(failed.as_deref())?;
     Ok(FlowRecord {
         task_id: id,
         spec: FlowSpec {

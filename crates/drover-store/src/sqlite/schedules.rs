@@ -9,7 +9,7 @@ use super::codec::{corrupt, placement_from_json, placement_to_json, spec_from_js
 use super::db_err;
 use crate::StoreError;
 
-fn schedule_to_json(r: &ScheduleRecord) -> String {
+pub(crate) fn schedule_to_json(r: &ScheduleRecord) -> String {
     let s = &r.spec;
     let trigger = match &s.trigger {
         Trigger::Cron { expr, tz } => json!({"type": "cron", "expr": expr, "tz": tz}),
@@ -47,7 +47,7 @@ fn schedule_to_json(r: &ScheduleRecord) -> String {
     .to_string()
 }
 
-fn schedule_from_json(name: String, doc: &str) -> Result<ScheduleRecord, StoreError> {
+pub(crate) fn schedule_from_json(name: String, doc: &str) -> Result<ScheduleRecord, StoreError> {
     let v: Value = serde_json::from_str(doc).map_err(corrupt)?;
     let label = name.clone();
     let bad = |what: &str| corrupt(format!("schedule {label}: bad {what}"));

@@ -65,7 +65,18 @@ pub(super) fn newest(
 
 fn workflow_from_row(row: &Row<'_>) -> Result<WorkflowRecord, StoreError> {
     let doc: String = row.get(3).map_err(db_err)?;
-    let v: Value = serde_json::from_str(&doc).map_err(corrupt)?;
+    Ok(WorkflowRecord {
+        id: row.get(0).map_err(db_err)?,
+        namespace: row.get(4).map_err(db_err)?,
+        name: row.get(1).map_err(db_err)?,
+        created_at: row.get(2).map_err(db_err)?,
+        nodes: nodes_from_doc(&doc)?,
+    })
+}
+
+/// The nodes of a workflow's stored document (`workflow_doc`).
+pub(crate) fn nodes_from_doc(doc: &str) -> Result<Vec<WorkflowNode>, StoreError> {
+    let v: Value = serde_json::from_str(doc).map_err(corrupt)?;
     let mut nodes = Vec::new();
     for n in v
         .as_array()
@@ -92,16 +103,10 @@ fn workflow_from_row(row: &Row<'_>) -> Result<WorkflowRecord, StoreError> {
             after,
         });
     }
-    Ok(WorkflowRecord {
-        id: row.get(0).map_err(db_err)?,
-        namespace: row.get(4).map_err(db_err)?,
-        name: row.get(1).map_err(db_err)?,
-        created_at: row.get(2).map_err(db_err)?,
-        nodes,
-    })
+    Ok(nodes)
 }
 
-fn workflow_doc(w: &WorkflowRecord) -> String {
+pub(crate) fn workflow_doc(w: &WorkflowRecord) -> String {
     Value::from(
         w.nodes
             .iter()
