@@ -287,8 +287,11 @@ impl Store for PgStore {
         events::after(&self.read_client().await?, after, limit).await
     }
 
-    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
-        tasks::count_by_state(&self.read_client().await?).await
+    async fn count_by_state(
+        &self,
+        namespaces: Option<&[String]>,
+    ) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+        tasks::count_by_state(&self.read_client().await?, namespaces).await
     }
 
     async fn prune_events(&self, before: Micros) -> Result<u64, StoreError> {
@@ -387,8 +390,9 @@ impl Store for PgStore {
     async fn workflows(
         &self,
         limit: usize,
+        namespaces: Option<&[String]>,
     ) -> Result<Vec<drover_core::dag::WorkflowRecord>, StoreError> {
-        workflows::newest(&self.read_client().await?, limit).await
+        workflows::newest(&self.read_client().await?, limit, namespaces).await
     }
 
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {

@@ -2197,7 +2197,7 @@ mod postgres_only {
             s.commit(vec![new(&t)]).await.unwrap();
         }
         assert_eq!(
-            stores[0].count_by_state().await.unwrap(),
+            stores[0].count_by_state(None).await.unwrap(),
             BTreeMap::from([(TaskState::Queued, 4)])
         );
         drop((stores, c));
@@ -2238,7 +2238,7 @@ mod postgres_only {
             assert_eq!(s.events_after(0, 10).await.unwrap(), vec![ev.clone()]);
             assert_eq!(s.logs(t.id, 3).await.unwrap().len(), 1);
             assert_eq!(
-                s.count_by_state().await.unwrap(),
+                s.count_by_state(None).await.unwrap(),
                 BTreeMap::from([(TaskState::Running, 1), (TaskState::Failed, 1)])
             );
         }

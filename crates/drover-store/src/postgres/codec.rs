@@ -19,8 +19,9 @@ use crate::StoreError;
 /// The columns of `tasks`, in the order `task_from_row` reads them.
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
      backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
-     worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error";
-pub(super) const TASK_NCOLS: usize = 23;
+     worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
+     namespace";
+pub(super) const TASK_NCOLS: usize = 24;
 
 /// The columns of `attempts`, in the order `attempt_from_row` reads them.
 pub(super) const ATTEMPT_COLS: &str =
@@ -28,7 +29,7 @@ pub(super) const ATTEMPT_COLS: &str =
 
 /// The columns of `events`, in the order `event_from_row` reads them.
 pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
-     reason, worker_name, worker_state, workflow, schedule";
+     reason, worker_name, worker_state, workflow, schedule, namespace";
 
 // ---- scalars ----
 
@@ -109,6 +110,7 @@ fn get_required(row: &Row, i: usize, what: &str) -> Result<String, StoreError> {
 pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
     let priority: i64 = get(row, 4)?;
     let def = TaskDef {
+        namespace: get(row, 23)?,
         queue: get(row, 2)?,
         kind: get(row, 3)?,
         priority: i32::try_from(priority)
@@ -174,9 +176,11 @@ pub(super) fn task_with_attempt_from_row(
 
 pub(super) fn event_from_row(row: &Row) -> Result<Event, StoreError> {
     let kind: &str = get(row, 2)?;
+    let namespace = || get_required(row, 13, "event namespace");
     let kind = match kind {
         "task" => EventKind::Task {
             task_id: get_id(row, 3)?,
+            namespace: namespace()?,
             queue: get(row, 4)?,
             state: get_state(row, 5)?,
             attempt: get_u32(row, 6)?,
@@ -190,9 +194,11 @@ pub(super) fn event_from_row(row: &Row) -> Result<Event, StoreError> {
         },
         "workflow" => EventKind::Workflow {
             workflow_id: get_required(row, 11, "workflow event id")?,
+            namespace: namespace()?,
             state: get_parsed::<WorkflowState>(row, 5, "workflow event state")?,
         },
         "schedule" => EventKind::Schedule {
+            namespace: namespace()?,
             name: get_required(row, 12, "schedule event name")?,
             change: get_parsed::<ScheduleChange>(row, 5, "schedule event change")?,
             task_id: get_opt_id(row, 3)?,

@@ -10,7 +10,10 @@ use super::db_err;
 use crate::StoreError;
 
 /// The schema, one script per version (version = position + 1).
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_namespaces.sql"),
+];
 
 /// The advisory lock's first key ("drov"); the second is a hash of the schema, so servers
 /// on different schemas of one database do not wait for each other.

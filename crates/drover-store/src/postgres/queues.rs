@@ -1,4 +1,4 @@
-//! Queue configurations (table `queues`): concurrency, pause, strategy.
+//! Queue configurations (table `queues`): concurrency, pause, strategy, weight.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use drover_core::QueueConfig;
@@ -8,17 +8,18 @@ use super::codec::{corrupt, get, last_per_key};
 use super::db_err;
 use crate::StoreError;
 
-const UPSERT_QUEUES: &str = "INSERT INTO queues (name, concurrency, paused, strategy) \
-    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::boolean[], $4::text[]) \
-    ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, \
-    paused = excluded.paused, strategy = excluded.strategy";
+const UPSERT_QUEUES: &str = "INSERT INTO queues (name, concurrency, paused, strategy, \
+    namespace, weight) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::boolean[], \
+    $4::text[], $5::text[], $6::bigint[]) ON CONFLICT (namespace, name) DO UPDATE SET \
+    concurrency = excluded.concurrency, paused = excluded.paused, \
+    strategy = excluded.strategy, weight = excluded.weight";
 
 /// Stores the batch's queue configurations, a later one of a queue replacing an earlier one.
 pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), StoreError> {
     if queues.is_empty() {
         return Ok(());
     }
-    let queues = last_per_key(queues, |q| q.name.as_str());
+    let queues = last_per_key(queues, |q| (q.namespace.as_str(), q.name.as_str()));
     let name: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
     let conc: Vec<Option<i64>> = queues
         .iter()
@@ -29,17 +30,25 @@ pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Resul
         .iter()
         .map(|q| q.strategy.map(|s| s.as_str()))
         .collect();
+    let namespace: Vec<&str> = queues.iter().map(|q| q.namespace.as_str()).collect();
+    let weight: Vec<i64> = queues.iter().map(|q| i64::from(q.weight)).collect();
     let st = tx.prepare_cached(UPSERT_QUEUES).await.map_err(db_err)?;
-    tx.execute(&st, &[&name, &conc, &paused, &strategy])
-        .await
-        .map_err(db_err)?;
+    tx.execute(
+        &st,
+        &[&name, &conc, &paused, &strategy, &namespace, &weight],
+    )
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 
-/// Every configured queue, by name.
+/// Every configured queue, by namespace and name.
 pub(super) async fn all(c: &impl GenericClient) -> Result<Vec<QueueConfig>, StoreError> {
     let st = c
-        .prepare_cached("SELECT name, concurrency, paused, strategy FROM queues ORDER BY name")
+        .prepare_cached(
+            "SELECT name, concurrency, paused, strategy, namespace, weight FROM queues \
+             ORDER BY namespace, name",
+        )
         .await
         .map_err(db_err)?;
     let rows = c.query(&st, &[]).await.map_err(db_err)?;
@@ -49,10 +58,13 @@ pub(super) async fn all(c: &impl GenericClient) -> Result<Vec<QueueConfig>, Stor
 fn queue_from_row(row: &Row) -> Result<QueueConfig, StoreError> {
     let strategy: Option<&str> = get(row, 3)?;
     let conc: Option<i64> = get(row, 1)?;
+    let weight: i64 = get(row, 5)?;
     Ok(QueueConfig {
+        namespace: get(row, 4)?,
         name: get(row, 0)?,
         concurrency: conc.map(|c| c as u32),
         paused: get(row, 2)?,
         strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
+        weight: u32::try_from(weight).map_err(|_| corrupt(format!("queue weight {weight}")))?,
     })
 }

@@ -3,7 +3,7 @@
 //! same walk as SQLite's (`sqlite/retention.rs`), deleting with one statement per table.
 
 use deadpool_postgres::Transaction;
-use drover_core::{Micros, TaskId, TaskState};
+use drover_core::{Micros, Scoped, TaskId, TaskState};
 use uuid::Uuid;
 
 use super::codec::{get, task_id, uuid};
@@ -11,8 +11,8 @@ use super::db_err;
 use super::tasks::states_sql;
 use crate::{PrunedTasks, StoreError};
 
-/// A due task: its id and idempotency key.
-type DueTask = (Uuid, Option<String>);
+/// A due task: its id, idempotency key and namespace.
+type DueTask = (Uuid, Option<String>, String);
 
 /// Rows of the workflow walk fetched at a time: the walk stops once `limit` tasks are due,
 /// so the due check runs only for the workflows looked at.
@@ -46,7 +46,7 @@ pub(super) async fn prune_tasks(
 
 /// The due tasks of one terminal state that are no workflow's, oldest created first (`$1`
 /// state, `$2` newest id, `$3` finished before, `$4` limit): see SQLite's `PRUNE_TASKS_SQL`.
-pub(super) const PRUNE_TASKS_SQL: &str = "SELECT id, idempotency_key FROM tasks \
+pub(super) const PRUNE_TASKS_SQL: &str = "SELECT id, idempotency_key, namespace FROM tasks \
      WHERE state = $1 AND id <= $2 AND finished_at < $3 \
      AND NOT EXISTS (SELECT 1 FROM task_flow f JOIN workflows w ON w.id = f.workflow_id \
      WHERE f.task_id = tasks.id) \
@@ -75,7 +75,7 @@ async fn due_tasks(
             .await
             .map_err(db_err)?;
         for r in &rows {
-            due.push((get(r, 0)?, get(r, 1)?));
+            due.push((get(r, 0)?, get(r, 1)?, get(r, 2)?));
         }
     }
     Ok(())
@@ -86,11 +86,11 @@ async fn due_tasks(
 async fn delete_tasks(
     tx: &Transaction<'_>,
     due: &[DueTask],
-) -> Result<Vec<(String, TaskId)>, StoreError> {
+) -> Result<Vec<(Scoped, TaskId)>, StoreError> {
     if due.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<Uuid> = due.iter().map(|(id, _, _)| *id).collect();
     for sql in [
         "DELETE FROM attempts WHERE task_id = ANY($1::uuid[])",
         "DELETE FROM logs WHERE task_id = ANY($1::uuid[])",
@@ -102,7 +102,7 @@ async fn delete_tasks(
     }
     Ok(due
         .iter()
-        .filter_map(|(id, key)| key.clone().map(|k| (k, task_id(*id))))
+        .filter_map(|(id, key, ns)| key.as_ref().map(|k| (Scoped::new(ns, k), task_id(*id))))
         .collect())
 }
 
@@ -124,7 +124,7 @@ pub(super) fn due_workflows_sql() -> String {
 }
 
 /// The stored tasks of a workflow (`$1`), earlier runs included, by id.
-const WORKFLOW_TASKS_SQL: &str = "SELECT t.id, t.idempotency_key FROM task_flow f \
+const WORKFLOW_TASKS_SQL: &str = "SELECT t.id, t.idempotency_key, t.namespace FROM task_flow f \
     JOIN tasks t ON t.id = f.task_id WHERE f.workflow_id = $1 ORDER BY f.task_id";
 
 /// Task retention, the workflows: walks at most `PRUNE_WORKFLOW_SCAN` of those created before
@@ -163,7 +163,7 @@ async fn due_workflows(
             let id: String = get(row, 0)?;
             let tasks = tx.query(&tasks_of, &[&id]).await.map_err(db_err)?;
             for t in &tasks {
-                due.push((get(t, 0)?, get(t, 1)?));
+                due.push((get(t, 0)?, get(t, 1)?, get(t, 2)?));
             }
             out.push(id);
         }

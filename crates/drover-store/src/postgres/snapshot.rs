@@ -2,7 +2,7 @@
 //! current attempts, the sequence numbers, flows, queues, schedules, drains and keys.
 
 use deadpool_postgres::{Client, GenericClient};
-use drover_core::{Snapshot, TaskId};
+use drover_core::{Scoped, Snapshot, TaskId};
 use tokio_postgres::IsolationLevel;
 
 use super::codec::{get, get_id, task_with_attempt_from_row, ATTEMPT_COLS, TASK_COLS};
@@ -61,16 +61,22 @@ pub(super) fn active_tasks_sql() -> String {
 }
 
 /// Every stored idempotency key with its task, in submission order.
-async fn idempotency_keys(c: &impl GenericClient) -> Result<Vec<(String, TaskId)>, StoreError> {
+async fn idempotency_keys(c: &impl GenericClient) -> Result<Vec<(Scoped, TaskId)>, StoreError> {
     let rows = c
         .query(
-            "SELECT idempotency_key, id FROM tasks WHERE idempotency_key IS NOT NULL \
-             ORDER BY seq",
+            "SELECT idempotency_key, id, namespace FROM tasks \
+             WHERE idempotency_key IS NOT NULL ORDER BY seq",
             &[],
         )
         .await
         .map_err(db_err)?;
     rows.iter()
-        .map(|r| Ok((get(r, 0)?, get_id(r, 1)?)))
+        .map(|r| {
+            let key = Scoped {
+                namespace: get(r, 2)?,
+                name: get(r, 0)?,
+            };
+            Ok((key, get_id(r, 1)?))
+        })
         .collect()
 }

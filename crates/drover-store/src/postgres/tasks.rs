@@ -21,11 +21,11 @@ use crate::{StoreError, TaskQuery};
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, seq, queue, kind, priority, spec, \
      max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, \
      not_before, worker, lease, created_at, updated_at, started_at, finished_at, exit_code, \
-     error) SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], \
+     error, namespace) SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], \
      $5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], \
      $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], \
      $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], \
-     $23::text[])";
+     $23::text[], $24::text[])";
 
 /// Only the mutable state: the definition is written once, by the insert. Placement changes
 /// only when a broadcast fans out (its shard); NULL keeps it.
@@ -89,6 +89,7 @@ async fn insert<'a>(
         let d = &t.def;
         c.id.push(uuid(t.id));
         c.seq.push(u64_to_sql(t.seq));
+        c.namespace.push(d.namespace.clone());
         c.queue.push(d.queue.clone());
         c.kind.push(d.kind.clone());
         c.priority.push(i64::from(d.priority));
@@ -100,7 +101,7 @@ async fn insert<'a>(
         c.placement.push(Some(placement_to_json(&d.placement)));
         c.push_state(t);
     }
-    let p: [&(dyn ToSql + Sync); 23] = [
+    let p: [&(dyn ToSql + Sync); 24] = [
         &c.id,
         &c.seq,
         &c.queue,
@@ -124,6 +125,7 @@ async fn insert<'a>(
         &c.finished_at,
         &c.exit_code,
         &c.error,
+        &c.namespace,
     ];
     let st = tx.prepare_cached(INSERT_TASKS).await.map_err(db_err)?;
     tx.execute(&st, &p)
@@ -176,6 +178,7 @@ async fn update<'a>(
 struct TaskColumns {
     id: Vec<Uuid>,
     seq: Vec<i64>,
+    namespace: Vec<String>,
     queue: Vec<String>,
     kind: Vec<String>,
     priority: Vec<i64>,
@@ -307,6 +310,10 @@ pub(super) async fn list(
         args.push(queue);
         conds.push(format!("queue = ${}", args.len()));
     }
+    if let Some(ns) = &q.namespaces {
+        args.push(ns);
+        conds.push(format!("namespace = ANY(${})", args.len()));
+    }
     if let Some(b) = &before {
         args.push(b);
         conds.push(format!("id < ${}", args.len()));
@@ -328,12 +335,16 @@ pub(super) async fn list(
 
 pub(super) async fn count_by_state(
     c: &impl GenericClient,
+    namespaces: Option<&[String]>,
 ) -> Result<BTreeMap<TaskState, u64>, StoreError> {
     let st = c
-        .prepare_cached("SELECT state, n FROM state_counts WHERE n > 0")
+        .prepare_cached(
+            "SELECT state, sum(n)::bigint FROM state_counts \
+             WHERE n > 0 AND ($1::text[] IS NULL OR namespace = ANY($1)) GROUP BY state",
+        )
         .await
         .map_err(db_err)?;
-    let rows = c.query(&st, &[]).await.map_err(db_err)?;
+    let rows = c.query(&st, &[&namespaces]).await.map_err(db_err)?;
     let mut out = BTreeMap::new();
     for row in &rows {
         let state: &str = get(row, 0)?;

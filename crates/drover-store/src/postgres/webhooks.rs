@@ -27,8 +27,8 @@ pub(super) async fn insert(c: &impl GenericClient, w: &WebhookRecord) -> Result<
     let events = serde_json::to_string(&w.events)
         .map_err(|e| StoreError::Backend(format!("encoding webhook events: {e}")))?;
     c.execute(
-        "INSERT INTO webhooks (id, url, events, secret, created_at, cursor) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO webhooks (id, url, events, secret, created_at, cursor, namespace) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             &w.id,
             &w.url,
@@ -36,6 +36,7 @@ pub(super) async fn insert(c: &impl GenericClient, w: &WebhookRecord) -> Result<
             &w.secret,
             &w.created_at,
             &u64_to_sql(w.cursor),
+            &w.namespace,
         ],
     )
     .await
@@ -46,7 +47,7 @@ pub(super) async fn insert(c: &impl GenericClient, w: &WebhookRecord) -> Result<
 pub(super) async fn all(c: &impl GenericClient) -> Result<Vec<WebhookRecord>, StoreError> {
     let st = c
         .prepare_cached(
-            "SELECT id, url, events, secret, created_at, cursor FROM webhooks \
+            "SELECT id, url, events, secret, created_at, cursor, namespace FROM webhooks \
              ORDER BY created_at, id",
         )
         .await
@@ -146,6 +147,7 @@ fn webhook_from_row(row: &Row) -> Result<WebhookRecord, StoreError> {
         secret: get(row, 3)?,
         created_at: get(row, 4)?,
         cursor: get::<i64>(row, 5)? as u64,
+        namespace: get(row, 6)?,
     })
 }
 
