@@ -48,6 +48,27 @@ struct ClassCache {
 }
 
 impl ClassCache {
+    /// The candidates of `def`'s class: the cached ones if the class is the cached one.
+    fn refresh<'c>(
+        cached: &'c mut Option<ClassCache>,
+        def: &TaskDef,
+        spec: &Arc<PlacementSpec>,
+        views: &[WorkerView<'_>],
+    ) -> &'c ClassCache {
+        if !cached
+            .as_ref()
+            .is_some_and(|c| c.matches(Job::of(def), spec))
+        {
+            *cached = Some(ClassCache {
+                namespace: def.namespace.clone(),
+                kind: def.kind.clone(),
+                spec: spec.clone(),
+                cands: candidates(spec, Job::of(def), views),
+            });
+        }
+        cached.as_ref().expect("just set")
+    }
+
     fn matches(&self, job: Job<'_>, spec: &PlacementSpec) -> bool {
         self.kind == job.kind
             && self.namespace == job.namespace
@@ -314,19 +335,7 @@ fn plan_round<'r>(
             add_held_resources(&mut views, workers, tasks, placer);
             used_known = true;
         }
-        if !cached
-            .as_ref()
-            .is_some_and(|c| c.matches(Job::of(def), &spec))
-        {
-            let cands = candidates(&spec, Job::of(def), &views);
-            cached = Some(ClassCache {
-                namespace: def.namespace.clone(),
-                kind: def.kind.clone(),
-                spec: spec.clone(),
-                cands,
-            });
-        }
-        let cands = &cached.as_ref().expect("just set").cands;
+        let cands = &ClassCache::refresh(&mut cached, def, &spec, &views).cands;
         let pick = Pick {
             strategy,
             spec: &spec,
