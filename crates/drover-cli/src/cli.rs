@@ -821,6 +821,10 @@ pub struct SimArgs {
     pub prefetch: Option<u32>,
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub seed: u64,
+    /// Queues with weights, `NAME:WEIGHT,...` (e.g. `a:1,b:2,c:5`); task i goes to queue i mod
+    /// n, and the report shows each queue's share of starts while all are backlogged.
+    #[arg(long, value_name = "Q:W,..")]
+    pub queues: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,

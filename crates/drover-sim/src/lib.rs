@@ -15,6 +15,7 @@
 
 mod options;
 mod oracle;
+mod queues;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -32,6 +33,7 @@ pub use options::{
     DurationDist, OptionError, SimOptions, SimStrategy, WorkerGroup, DEFAULT_PREFETCH,
 };
 pub use oracle::Oracle;
+pub use queues::{QueueReport, QueueWeight};
 
 /// How one worker was used.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -65,6 +67,9 @@ pub struct SimReport {
     /// Arrival rate over capacity, when arrivals were given.
     pub offered_load: Option<f64>,
     pub workers: Vec<WorkerReport>,
+    /// Per queue, with `--queues`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueReport>,
 }
 
 /// Runs every strategy of `opts` on the same workload, in order.
@@ -149,6 +154,8 @@ struct Sim<'a> {
     base: Vec<Micros>,
     submitted: Vec<Micros>,
     ended: Vec<Option<(Micros, bool)>>,
+    /// When each submitted task first started.
+    started: Vec<Option<Micros>>,
     /// Ids beyond the dense range `1..=tasks` (broadcast copies) → index.
     extra: BTreeMap<TaskId, usize>,
     events: BinaryHeap<Reverse<(Micros, u64, Ev)>>,
@@ -232,6 +239,9 @@ impl Sim<'_> {
                     fx,
                 );
                 let i = self.index(a.task_id);
+                if let Some(s) = self.started.get_mut(i).filter(|s| s.is_none()) {
+                    *s = Some(now);
+                }
                 let mut run = self.base[i] as f64 / speed;
                 let z = splitmix(self.opts.seed ^ splitmix((i as u64) << 8 | a.attempt as u64));
                 let ok = unit(z) >= fail;
@@ -357,14 +367,18 @@ impl Submitter {
     }
 
     /// Task `i` (id `i + 1`) arrives with its routing key.
-    fn arrive(&mut self, i: usize, key: u32) {
+    fn arrive(&mut self, i: usize, key: u32, queues: &[QueueWeight]) {
         let spec = PlacementSpec {
             key: Some(format!("key-{key}")),
             ..PlacementSpec::default()
         };
+        let mut def = self.def.clone();
+        if let Some(q) = queues::queue_of(queues, i) {
+            def.queue = q.name.clone();
+        }
         let task = NewTask {
             id: TaskId(i as u128 + 1),
-            def: self.def.clone(),
+            def,
             not_before: None,
         };
         self.batch.push((task, spec));
@@ -400,6 +414,7 @@ impl<'a> Sim<'a> {
             base: wl.base.clone(),
             submitted: wl.arrivals.clone(),
             ended: vec![None; opts.tasks],
+            started: vec![None; opts.tasks],
             extra: BTreeMap::new(),
             events: BinaryHeap::new(),
             seq: 0,
@@ -411,6 +426,15 @@ impl<'a> Sim<'a> {
 impl Sim<'_> {
     /// Every worker joins at time 0.
     fn join_workers(&mut self, fx: &mut Effects) {
+        for q in &self.opts.queues {
+            let config = drover_core::QueueConfig {
+                name: q.name.clone(),
+                weight: q.weight,
+                ..drover_core::QueueConfig::default()
+            };
+            self.core
+                .handle(0, Input::ConfigureQueue { req: 0, config }, fx);
+        }
         for i in 0..self.workers.len() {
             let (session, info) = (self.workers[i].session, self.workers[i].info.clone());
             let join = Input::WorkerJoin {
@@ -449,7 +473,7 @@ impl Sim<'_> {
     fn run_instant(&mut self, now: Micros, wl: &Workload, sub: &mut Submitter, fx: &mut Effects) {
         while let Some(ev) = self.pop_due(now) {
             match ev {
-                Ev::Arrive(i) => sub.arrive(i, wl.keys[i]),
+                Ev::Arrive(i) => sub.arrive(i, wl.keys[i], &self.opts.queues),
                 Ev::Finish {
                     worker,
                     task,
@@ -553,6 +577,7 @@ fn report(opts: &SimOptions, strategy: SimStrategy, sim: &Sim<'_>) -> SimReport 
         failed,
         attempts: sim.workers.iter().map(|w| w.attempts).sum(),
         offered_load: opts.load().map(round6),
+        queues: queues::report(&opts.queues, &sim.submitted, &sim.started, &sim.ended),
         workers: sim
             .workers
             .iter()
@@ -622,6 +647,16 @@ pub fn render_text(opts: &SimOptions, reports: &[SimReport]) -> String {
             "{:<16} {:>10.3} {:>10.3} {:>10.3} {:>11.1} {:>7}  {:.2}/{:.2}/{:.2}",
             r.strategy, r.mean, r.p50, r.p99, r.makespan, r.failed, lo, avg, hi
         );
+    }
+    if !opts.queues.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<16} {:<10} {:>6} {:>12} {:>12} {:>10}",
+            "strategy", "queue", "weight", "weight share", "start share", "mean"
+        );
+        for r in reports {
+            queues::render(&mut out, &r.strategy, &r.queues);
+        }
     }
     let _ = writeln!(out, "\nutilisation per worker (speed×slots: busy fraction)");
     for r in reports {

@@ -272,6 +272,8 @@ pub struct SimOptions {
     pub check_invariants: bool,
     /// The adaptive model's tuning (the server's default unless changed; not a CLI flag).
     pub adaptive: AdaptiveConfig,
+    /// Queues with weights; task `i` goes to queue `i mod n` (empty: one queue).
+    pub queues: Vec<crate::queues::QueueWeight>,
 }
 
 impl Default for SimOptions {
@@ -289,6 +291,7 @@ impl Default for SimOptions {
             keys: 1000,
             check_invariants: false,
             adaptive: AdaptiveConfig::default(),
+            queues: Vec::new(),
         }
     }
 }

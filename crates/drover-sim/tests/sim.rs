@@ -102,3 +102,21 @@ fn adaptive_beats_round_robin_on_heterogeneous_workers() {
         r[2].mean
     );
 }
+
+/// With several backlogged queues, each queue's share of starts follows its weight.
+#[test]
+fn queues_share_starts_by_weight() {
+    let opts = SimOptions {
+        tasks: 6000,
+        workers: WorkerGroup::parse_list("3x1,2x4").unwrap(),
+        queues: QueueWeight::parse_list("a:1,b:2,c:5").unwrap(),
+        check_invariants: false,
+        ..SimOptions::default()
+    };
+    let r = run_one(&opts, SimStrategy::Core(Strategy::LeastLoaded));
+    assert_eq!(r.queues.len(), 3);
+    for q in &r.queues {
+        let off = (q.start_share - q.weight_share).abs();
+        assert!(off <= 0.05 * q.weight_share, "{q:?}");
+    }
+}

@@ -23,6 +23,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<u8> {
     if let Some(p) = args.prefetch {
         opts.prefetch = p;
     }
+    if let Some(q) = &args.queues {
+        opts.queues = drover_sim::QueueWeight::parse_list(q).map_err(|e| usage(e.0))?;
+    }
     if opts.tasks == 0 {
         return Err(usage("--tasks must be at least 1"));
     }
