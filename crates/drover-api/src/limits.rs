@@ -13,6 +13,8 @@ pub const MAX_SPEC_BYTES: usize = 256 << 10;
 /// Names: queues, kinds, labels, idempotency keys.
 pub const MAX_NAME: usize = 200;
 pub const MAX_RETRIES: u32 = 100;
+/// The largest `max_concurrent` of a concurrency key.
+pub const MAX_KEY_CONCURRENCY: u32 = 100_000;
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
 pub const MAX_PAGE: usize = 1000;
 

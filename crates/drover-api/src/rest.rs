@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use drover_core::placement::SelectorError;
 use drover_core::{
-    AttemptRecord, Micros, PlacementSpec, ResourceRequest, Selector, Strategy, TaskDef, TaskRecord,
-    TaskSpec,
+    AttemptRecord, KeyLimit, Micros, PlacementSpec, ResourceRequest, Selector, Strategy, TaskDef,
+    TaskRecord, TaskSpec,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -82,6 +82,15 @@ pub struct SubmitRequest {
     /// When an upstream fails, is cancelled, skipped, ...: `skip` (default) or `run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_upstream_failure: Option<String>,
+    /// At most `max_concurrent` tasks with this key run at once, across queues (keys are
+    /// unique within the namespace); the others wait, in priority then submission order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
+    pub concurrency_key: Option<String>,
+    /// The limit of `concurrency_key` (1 to 100000; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_concurrent: Option<u32>,
     /// With `key`: tasks with the same key run one at a time, in submission order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<bool>,
@@ -143,6 +152,7 @@ impl SubmitRequest {
             }
         }
         let placement = self.placement()?;
+        let concurrency = self.key_limit()?;
         Ok(ValidSubmit {
             def: TaskDef {
                 namespace,
@@ -155,6 +165,7 @@ impl SubmitRequest {
                 timeout_ms,
                 idempotency_key: self.idempotency_key.clone(),
                 placement,
+                concurrency,
             },
             delay_ms,
         })
@@ -242,6 +253,35 @@ impl SubmitRequest {
             ));
         }
         Ok(())
+    }
+
+    fn key_limit(&self) -> Result<Option<KeyLimit>, ApiError> {
+        let Some(key) = &self.concurrency_key else {
+            if self.max_concurrent.is_some() {
+                return Err(ApiError::invalid(
+                    "max_concurrent",
+                    "max_concurrent limits a concurrency_key; give one",
+                ));
+            }
+            return Ok(None);
+        };
+        if key.is_empty() || key.len() > limits::MAX_NAME || key.contains('\0') {
+            return Err(ApiError::invalid(
+                "concurrency_key",
+                format!("1 to {} bytes, no NUL", limits::MAX_NAME),
+            ));
+        }
+        let max = self.max_concurrent.unwrap_or(1);
+        if !(1..=limits::MAX_KEY_CONCURRENCY).contains(&max) {
+            return Err(ApiError::invalid(
+                "max_concurrent",
+                format!("1 to {}", limits::MAX_KEY_CONCURRENCY),
+            ));
+        }
+        Ok(Some(KeyLimit {
+            key: key.clone(),
+            max,
+        }))
     }
 
     fn placement(&self) -> Result<PlacementSpec, ApiError> {
@@ -385,6 +425,11 @@ pub struct TaskView {
     pub strategy: Option<String>,
     /// Routing key.
     pub key: Option<String>,
+    /// The concurrency key and its limit, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
     pub resources: BTreeMap<String, u64>,
     /// For a copy of a broadcast task: its index and the number of copies.
     pub shard_index: Option<u32>,
@@ -438,6 +483,8 @@ impl TaskView {
             label_selector: d.placement.selector.to_string(),
             strategy: d.placement.strategy.map(|s| s.as_str().to_string()),
             key: d.placement.key.clone(),
+            concurrency_key: d.concurrency.as_ref().map(|c| c.key.clone()),
+            max_concurrent: d.concurrency.as_ref().map(|c| c.max),
             resources: d.placement.resources.to_map(),
             shard_index: d.placement.shard.as_ref().map(|s| s.index),
             shard_count: d.placement.shard.as_ref().map(|s| s.count),

@@ -504,6 +504,13 @@ pub struct SubmitArgs {
     /// With --key: tasks with the same key run one at a time, in submission order.
     #[arg(long)]
     pub serial: bool,
+    /// At most --max-concurrent tasks with this key run at once, across queues (e.g. one
+    /// customer's tasks); the others wait their turn.
+    #[arg(long, value_name = "KEY")]
+    pub concurrency_key: Option<String>,
+    /// The limit of --concurrency-key [default: 1].
+    #[arg(long, value_name = "N", requires = "concurrency_key")]
+    pub max_concurrent: Option<u32>,
     /// Hold the task until this time (RFC 3339, e.g. 2026-01-31T09:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,

@@ -300,3 +300,45 @@ fn a_stuck_queue_does_not_hold_up_another() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 10000"));
 }
+
+/// A concurrency key runs at most its limit at once, across queues, and holds up nothing else.
+#[test]
+fn a_concurrency_key_limits_its_tasks_across_queues() {
+    let c = cluster(&[("w", 4, &[])]);
+    let url = &c.server.url;
+    let keyed: Vec<String> = ["a", "b", "a"]
+        .iter()
+        .map(|q| {
+            submit(
+                url,
+                &[
+                    "--queue",
+                    q,
+                    "--concurrency-key",
+                    "customer-42",
+                    "--",
+                    "sleep",
+                    "0.4",
+                ],
+            )
+        })
+        .collect();
+    let free = submit(url, &["--queue", "a", "--", "sleep", "0.4"]);
+    let done = finished(url, &keyed);
+    let free = wait_state(url, &free, &["succeeded"], Duration::from_secs(30));
+    let span = |t: &Value| {
+        let at = |k: &str| t[k].as_str().unwrap().to_string();
+        (at("started_at"), at("finished_at"))
+    };
+    let mut spans: Vec<(String, String)> = done.iter().map(span).collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "keyed tasks overlapped: {spans:?}");
+    }
+    assert!(
+        span(&free).0 < spans[1].0,
+        "the task without a key did not wait for the key"
+    );
+    assert_eq!(done[0]["concurrency_key"], "customer-42");
+    assert_eq!(done[0]["max_concurrent"], 1);
+}

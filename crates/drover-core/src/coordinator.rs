@@ -27,6 +27,7 @@ mod invariants;
 mod io;
 mod lanes;
 mod lifecycle;
+mod limits;
 mod liveness;
 mod membership;
 mod placer;
@@ -258,8 +259,14 @@ impl Coordinator {
         let t = self.tasks.expect(&id);
         debug_assert_eq!(t.rec.state, TaskState::Queued);
         let serial = self.deps.serial_key(&id).map(|k| t.rec.def.scoped(k));
-        self.ready
-            .enqueue(t.ready_key(), &t.rec.def.queue_key(), serial.as_ref());
+        let limit = t.rec.def.key_limit();
+        let limit = limit.as_ref().map(|(k, n)| (k, *n));
+        self.ready.enqueue(
+            t.ready_key(),
+            &t.rec.def.queue_key(),
+            serial.as_ref(),
+            limit,
+        );
     }
 
     fn thresholds(&self) -> Thresholds {

@@ -215,11 +215,27 @@ pub struct TaskDef {
     /// Where it may and should run: strategy override, routing key, resources, label
     /// selector, broadcast shard.
     pub placement: crate::placement::PlacementSpec,
+    /// At most `max` tasks with this key ready or running at once, across queues.
+    pub concurrency: Option<KeyLimit>,
+}
+
+/// A concurrency key and the most tasks with it that may run at once.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct KeyLimit {
+    pub key: String,
+    pub max: u32,
 }
 
 impl TaskDef {
     pub fn queue_key(&self) -> Scoped {
         Scoped::new(&self.namespace, &self.queue)
+    }
+
+    /// Its concurrency key within its namespace, with the limit.
+    pub fn key_limit(&self) -> Option<(Scoped, u32)> {
+        self.concurrency
+            .as_ref()
+            .map(|c| (self.scoped(&c.key), c.max))
     }
 
     /// `key` (an idempotency or serial key) within this task's namespace.

@@ -198,3 +198,52 @@ proptest! {
         }
     }
 }
+
+fn keyed(queue: &str, key: &str, max: u32) -> TaskDef {
+    TaskDef {
+        concurrency: Some(KeyLimit {
+            key: key.into(),
+            max,
+        }),
+        ..exec_def(queue)
+    }
+}
+
+#[test]
+fn a_concurrency_key_runs_at_most_its_limit_and_never_blocks_others() {
+    let mut b = Bench::new(44);
+    b.join(1, worker("w", 8, 0));
+    // Customer 42's tasks in two queues share its limit of 2.
+    let c42: Vec<TaskId> = (0..5)
+        .map(|i| b.submit_def(keyed(if i % 2 == 0 { "a" } else { "b" }, "customer-42", 2)))
+        .collect();
+    let others: Vec<TaskId> = (0..3).map(|_| b.submit_def(def("a", "default"))).collect();
+    let running =
+        |b: &Bench, ids: &[TaskId]| ids.iter().filter(|id| b.state(**id).is_leased()).count();
+    assert_eq!(running(&b, &c42), 2);
+    assert_eq!(
+        running(&b, &others),
+        3,
+        "a limited key holds up nobody else"
+    );
+    let parked = c42[2];
+    assert_eq!(
+        b.core.why_waiting(parked).as_deref(),
+        Some("waiting for concurrency key customer-42: 2 of at most 2 already running")
+    );
+    // One ends: the next of the key, in submission order, starts.
+    b.run_ok(1, c42[0]);
+    assert!(b.state(parked).is_leased());
+    assert_eq!(running(&b, &c42), 2);
+    // The same key in another namespace is another key.
+    let elsewhere = b.submit_def(TaskDef {
+        namespace: "team-b".into(),
+        ..keyed("a", "customer-42", 2)
+    });
+    assert!(b.state(elsewhere).is_leased());
+    // After a restart the limit still holds.
+    let mut r = b.restarted(45);
+    r.join(1, worker("w", 8, 0));
+    assert!(r.core.check_invariants().is_ok());
+    assert_eq!(r.state(c42[3]), TaskState::Queued);
+}

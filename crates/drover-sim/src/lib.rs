@@ -358,6 +358,7 @@ impl Submitter {
             timeout_ms: None,
             idempotency_key: None,
             placement: Default::default(),
+            concurrency: None,
         };
         Submitter {
             def,

@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0010_worker_limits.sql"),
     include_str!("sqlite/migrations/0011_namespaces.sql"),
     include_str!("sqlite/migrations/0012_queue_weights.sql"),
+    include_str!("sqlite/migrations/0013_concurrency_keys.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with

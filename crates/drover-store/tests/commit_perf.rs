@@ -32,6 +32,7 @@ fn def() -> Arc<TaskDef> {
         timeout_ms: Some(60_000),
         idempotency_key: None,
         placement: Default::default(),
+        concurrency: None,
     })
 }
 

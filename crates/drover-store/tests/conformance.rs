@@ -210,6 +210,10 @@ pub fn exec_def(queue: &str) -> TaskDef {
                 worker: "w2".into(),
             }),
         },
+        concurrency: Some(drover_core::KeyLimit {
+            key: "customer 42 ü".into(),
+            max: 3,
+        }),
     }
 }
 
@@ -225,6 +229,7 @@ pub fn noop_def(queue: &str) -> TaskDef {
         timeout_ms: None,
         idempotency_key: None,
         placement: Default::default(),
+        concurrency: None,
     }
 }
 

@@ -485,6 +485,8 @@ mod tests {
             spec: SpecView::Noop,
             timeout_ms: None,
             idempotency_key: None,
+            concurrency_key: None,
+            max_concurrent: None,
             label_selector: String::new(),
             strategy: None,
             key: None,

@@ -63,6 +63,8 @@ pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
         label_selector: args.label_selector.clone(),
         strategy: args.strategy.clone(),
         key: args.key.clone(),
+        concurrency_key: args.concurrency_key.clone(),
+        max_concurrent: args.max_concurrent,
         resources: parse::resources(&args.resources).map_err(usage)?,
         spread_label: args.spread_label.clone(),
         after: args.after.clone(),

@@ -53,6 +53,7 @@ invariants! {
     DepsDurable => "DEPS_DURABLE", false;
     KeySerial => "KEY_SERIAL", true;
     QueueGate => "QUEUE_GATE", true;
+    KeyLimit => "KEY_LIMIT", true;
     OneFirePerSlot => "ONE_FIRE_PER_SLOT", false;
     NeverStops => "NEVER_STOPS", true;
     IdempotentSubmit => "IDEMPOTENT_SUBMIT", false;
@@ -93,6 +94,7 @@ impl Coordinator {
         self.check_deps()?;
         self.check_key_serial()?;
         self.check_queue_gates()?;
+        self.check_key_limits()?;
         let tag = |i: Invariant| {
             move |detail| Violation {
                 invariant: i,
@@ -131,7 +133,10 @@ impl Coordinator {
             let key = t.ready_key();
             let in_ready = self.ready.contains(&key, &r.def.queue_key());
             ready += usize::from(in_ready);
-            let parked = self.ready.is_parked(&key, &r.def.queue_key());
+            let limit = r.def.key_limit().map(|(k, _)| k);
+            let parked = self
+                .ready
+                .is_parked(&key, &r.def.queue_key(), limit.as_ref());
             if in_ready != (r.state == TaskState::Queued && !parked) {
                 return bad(format!("{id} is {} (in ready: {in_ready})", r.state));
             }
@@ -234,6 +239,42 @@ impl Coordinator {
         Ok(())
     }
 
+    /// KEY_LIMIT: a concurrency key admits only active tasks of the key that are queued or
+    /// leased, no more than their limit; the tasks it parks are queued and not ready.
+    fn check_key_limits(&self) -> Result<(), Violation> {
+        let bad = |detail| broken(Invariant::KeyLimit, detail);
+        for (key, admitted, parked) in self.ready.key_gates() {
+            let limit_of = |id: &TaskId| {
+                let t = self.tasks.get(id)?;
+                let (k, max) = t.rec.def.key_limit()?;
+                let live = t.rec.state.is_leased() || t.rec.state == TaskState::Queued;
+                (k == *key && live).then_some((t, max))
+            };
+            let mut most = 0;
+            for id in &admitted {
+                let Some((_, max)) = limit_of(id) else {
+                    return bad(format!("key {key} admits {id}, not a live task of it"));
+                };
+                most = most.max(max as usize);
+            }
+            if admitted.len() > most {
+                return bad(format!("key {key} admits {} > {most}", admitted.len()));
+            }
+            for id in &parked {
+                let ready = limit_of(id).is_some_and(|(t, _)| {
+                    t.rec.state != TaskState::Queued
+                        || self.ready.contains(&t.ready_key(), &t.rec.def.queue_key())
+                });
+                if limit_of(id).is_none() || ready {
+                    return bad(format!(
+                        "key {key} parks {id}, which is not a queued task of it"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// QUEUE_GATE: a configured queue admits exactly its ready and leased tasks; while any of
     /// them is ready, no more than its concurrency are admitted; a paused one has none ready.
     fn check_queue_gates(&self) -> Result<(), Violation> {
@@ -311,6 +352,7 @@ mod tests {
             timeout_ms: None,
             idempotency_key: None,
             placement: Default::default(),
+            concurrency: None,
         };
         let tasks = vec![NewTask {
             id: TaskId(id),

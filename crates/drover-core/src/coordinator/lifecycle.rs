@@ -383,11 +383,12 @@ impl Coordinator {
         t.set_state(TaskState::Pending, now);
         let ev = t.event(Some(why));
         let (key, queue) = (t.ready_key(), t.rec.def.queue_key());
+        let limit = t.rec.def.key_limit().map(|(k, _)| k);
         self.delayed.arm(at, id);
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
-        // Its queue slot frees up; its serial key stays held through the retry.
-        self.ready.leave(&key, &queue);
+        // Its queue and key slots free up; its serial key stays held through the retry.
+        self.ready.leave(&key, &queue, limit.as_ref());
     }
 
     /// Moves a task to a terminal state and out of the active set, then runs the hooks.
@@ -439,7 +440,8 @@ impl Coordinator {
     fn after_terminal(&mut self, now: Micros, e: Ended, fx: &mut Effects) {
         let (flow, downstream) = self.deps.ended(e.id, e.state);
         // 1. Its queue slot frees up (the queue admits what it parked).
-        self.ready.leave(&e.key, &e.def.queue_key());
+        let limit = e.def.key_limit().map(|(k, _)| k);
+        self.ready.leave(&e.key, &e.def.queue_key(), limit.as_ref());
         // 2. A delay-after-previous schedule's next run is due after its delay.
         if let Some(rec) = self.schedules.task_ended(&e.id, now) {
             fx.writes.push(Write::Schedule(rec));

@@ -78,10 +78,15 @@ impl Coordinator {
                 }
             }
             TaskState::Queued => {
-                let serial = self.deps.serial_key(&id).map(|k| t.rec.def.scoped(k));
-                let why =
-                    self.ready
-                        .why_parked(&t.ready_key(), &t.rec.def.queue_key(), serial.as_ref());
+                let def = &t.rec.def;
+                let serial = self.deps.serial_key(&id).map(|k| def.scoped(k));
+                let limit = def.key_limit().map(|(k, _)| k);
+                let why = self.ready.why_parked(
+                    &t.ready_key(),
+                    &def.queue_key(),
+                    serial.as_ref(),
+                    limit.as_ref(),
+                );
                 if why.is_some() {
                     return why;
                 }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::lanes::{FairRound, Lanes};
+use super::limits::KeyLimits;
 use super::tasks::ReadyKey;
 use crate::model::{Scoped, TaskId};
 use crate::placement::Strategy;
@@ -70,6 +71,8 @@ pub(super) enum Gate {
     Paused,
     /// Parked while its queue is at its concurrency.
     Full,
+    /// Parked while its concurrency key is at its limit.
+    KeyFull,
 }
 
 /// A configured queue: its config, the tasks it admitted (ready or leased) and the queued
@@ -96,6 +99,7 @@ impl QueueGate {
 struct TurnWaiter {
     key: ReadyKey,
     queue: Scoped,
+    limit: Option<(Scoped, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +109,7 @@ pub(super) struct Ready {
     /// Serial key -> its active tasks by submission order.
     lines: HashMap<Scoped, BTreeSet<(u64, TaskId)>>,
     turn: HashMap<TaskId, TurnWaiter>,
+    limits: KeyLimits,
 }
 
 impl Ready {
@@ -144,16 +149,36 @@ impl Ready {
         key: ReadyKey,
         queue: &Scoped,
         serial: Option<&Scoped>,
+        limit: Option<(&Scoped, u32)>,
     ) -> Gate {
         let id = key.2;
         if let Some(s) = serial {
             if self.first_of(s).is_some_and(|first| first != id) {
                 let queue = queue.clone();
-                self.turn.insert(id, TurnWaiter { key, queue });
+                let limit = limit.map(|(k, n)| (k.clone(), n));
+                self.turn.insert(id, TurnWaiter { key, queue, limit });
                 return Gate::Turn;
             }
         }
-        self.through_queue(key, queue)
+        self.through_key(key, queue, limit)
+    }
+
+    /// A leased task found at restart holds a slot of its concurrency key, whatever the limit.
+    pub(super) fn hold_key(&mut self, key: ReadyKey, limit: &Scoped) {
+        self.limits.hold(key.2, limit);
+    }
+
+    /// The concurrency key's gate, then the queue's.
+    fn through_key(
+        &mut self,
+        key: ReadyKey,
+        queue: &Scoped,
+        limit: Option<(&Scoped, u32)>,
+    ) -> Gate {
+        match limit {
+            Some(l) if !self.limits.admit(key, queue, l) => Gate::KeyFull,
+            _ => self.through_queue(key, queue),
+        }
     }
 
     fn through_queue(&mut self, key: ReadyKey, queue: &Scoped) -> Gate {
@@ -187,10 +212,15 @@ impl Ready {
 
     /// A task left the queued-or-leased set (back to pending, or terminal): out of the index
     /// and every gate; its queue admits what it parked while it has room.
-    pub(super) fn leave(&mut self, key: &ReadyKey, queue: &Scoped) {
+    pub(super) fn leave(&mut self, key: &ReadyKey, queue: &Scoped, limit: Option<&Scoped>) {
         let id = key.2;
         self.index.remove(key, queue);
         self.turn.remove(&id);
+        if let Some(l) = limit {
+            for (k, q) in self.limits.leave(key, l) {
+                self.through_queue(k, &q);
+            }
+        }
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
@@ -211,7 +241,8 @@ impl Ready {
             return;
         };
         if let Some(w) = self.turn.remove(&next) {
-            self.through_queue(w.key, &w.queue);
+            let limit = w.limit.as_ref().map(|(k, n)| (k, *n));
+            self.through_key(w.key, &w.queue, limit);
         }
     }
 
@@ -301,6 +332,7 @@ impl Ready {
         key: &ReadyKey,
         queue: &Scoped,
         serial: Option<&Scoped>,
+        limit: Option<&Scoped>,
     ) -> Option<String> {
         if let Some(s) = serial {
             if let Some(first) = self.first_of(s).filter(|f| *f != key.2) {
@@ -308,6 +340,9 @@ impl Ready {
                     "waiting for its turn on key {s} (behind task {first})"
                 ));
             }
+        }
+        if let Some(why) = limit.and_then(|l| self.limits.why(key, l)) {
+            return Some(why);
         }
         let q = self.queues.get(queue).filter(|q| q.parked.contains(key))?;
         Some(if q.config.paused {
@@ -322,12 +357,18 @@ impl Ready {
     }
 
     /// Whether a queued task is legitimately out of the index (parked by a gate).
-    pub(super) fn is_parked(&self, key: &ReadyKey, queue: &Scoped) -> bool {
+    pub(super) fn is_parked(&self, key: &ReadyKey, queue: &Scoped, limit: Option<&Scoped>) -> bool {
         self.turn.contains_key(&key.2)
+            || limit.is_some_and(|l| self.limits.is_parked(key, l))
             || self
                 .queues
                 .get(queue)
                 .is_some_and(|q| q.parked.contains(key))
+    }
+
+    /// The concurrency keys, for the invariant checks: key -> admitted and parked tasks.
+    pub(super) fn key_gates(&self) -> impl Iterator<Item = (&Scoped, Vec<TaskId>, Vec<TaskId>)> {
+        self.limits.gates()
     }
 
     /// The serial lines, for the invariant checks: key -> task ids in turn order.

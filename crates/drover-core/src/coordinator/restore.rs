@@ -35,6 +35,12 @@ impl Coordinator {
         for q in snap.queues {
             self.restore_queue(q);
         }
+        // Leased tasks hold their concurrency keys' slots before any queued task is let in.
+        for t in self.tasks.values().filter(|t| t.rec.state.is_leased()) {
+            if let Some((k, _)) = t.rec.def.key_limit() {
+                self.ready.hold_key(t.ready_key(), &k);
+            }
+        }
         let mut queued: Vec<(u64, TaskId)> = self
             .tasks
             .values()

@@ -37,6 +37,7 @@ pub fn exec_def(queue: &str) -> TaskDef {
         timeout_ms: None,
         idempotency_key: None,
         placement: Default::default(),
+        concurrency: None,
     }
 }
 

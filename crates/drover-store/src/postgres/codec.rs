@@ -20,8 +20,8 @@ use crate::StoreError;
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
      backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
      worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
-     namespace";
-pub(super) const TASK_NCOLS: usize = 24;
+     namespace, concurrency_key, max_concurrent";
+pub(super) const TASK_NCOLS: usize = 26;
 
 /// The columns of `attempts`, in the order `attempt_from_row` reads them.
 pub(super) const ATTEMPT_COLS: &str =
@@ -121,6 +121,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
         timeout_ms: get_opt_u64(row, 8)?,
         idempotency_key: get(row, 9)?,
         placement: placement_from_json(get(row, 10)?)?,
+        concurrency: crate::sqlite::codec::key_limit(get(row, 24)?, get(row, 25)?)?,
     };
     let lease: Option<&str> = get(row, 16)?;
     Ok(TaskRecord {

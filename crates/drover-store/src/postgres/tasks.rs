@@ -21,11 +21,12 @@ use crate::{StoreError, TaskQuery};
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, seq, queue, kind, priority, spec, \
      max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, \
      not_before, worker, lease, created_at, updated_at, started_at, finished_at, exit_code, \
-     error, namespace) SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], \
-     $5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], \
-     $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], \
-     $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], \
-     $23::text[], $24::text[])";
+     error, namespace, concurrency_key, max_concurrent) SELECT * FROM UNNEST($1::uuid[], \
+     $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], \
+     $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bigint[], \
+     $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
+     $20::bigint[], $21::bigint[], $22::bigint[], $23::text[], $24::text[], $25::text[], \
+     $26::bigint[])";
 
 /// Only the mutable state: the definition is written once, by the insert. Placement changes
 /// only when a broadcast fans out (its shard); NULL keeps it.
@@ -90,6 +91,10 @@ async fn insert<'a>(
         c.id.push(uuid(t.id));
         c.seq.push(u64_to_sql(t.seq));
         c.namespace.push(d.namespace.clone());
+        c.concurrency_key
+            .push(d.concurrency.as_ref().map(|k| k.key.clone()));
+        c.max_concurrent
+            .push(d.concurrency.as_ref().map(|k| i64::from(k.max)));
         c.queue.push(d.queue.clone());
         c.kind.push(d.kind.clone());
         c.priority.push(i64::from(d.priority));
@@ -101,7 +106,7 @@ async fn insert<'a>(
         c.placement.push(Some(placement_to_json(&d.placement)));
         c.push_state(t);
     }
-    let p: [&(dyn ToSql + Sync); 24] = [
+    let p: [&(dyn ToSql + Sync); 26] = [
         &c.id,
         &c.seq,
         &c.queue,
@@ -126,6 +131,8 @@ async fn insert<'a>(
         &c.exit_code,
         &c.error,
         &c.namespace,
+        &c.concurrency_key,
+        &c.max_concurrent,
     ];
     let st = tx.prepare_cached(INSERT_TASKS).await.map_err(db_err)?;
     tx.execute(&st, &p)
@@ -179,6 +186,8 @@ struct TaskColumns {
     id: Vec<Uuid>,
     seq: Vec<i64>,
     namespace: Vec<String>,
+    concurrency_key: Vec<Option<String>>,
+    max_concurrent: Vec<Option<i64>>,
     queue: Vec<String>,
     kind: Vec<String>,
     priority: Vec<i64>,

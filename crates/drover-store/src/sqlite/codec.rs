@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use drover_core::{
-    AttemptOutcome, AttemptRecord, Event, EventKind, LeaseToken, LogChunk, LogStream,
+    AttemptOutcome, AttemptRecord, Event, EventKind, KeyLimit, LeaseToken, LogChunk, LogStream,
     PlacementSpec, ScheduleChange, Sealed, Shard, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState,
     WorkerEventState, WorkflowState,
 };
@@ -19,8 +19,8 @@ use crate::StoreError;
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
      backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
      worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
-     namespace";
-pub(super) const TASK_NCOLS: usize = 24;
+     namespace, concurrency_key, max_concurrent";
+pub(super) const TASK_NCOLS: usize = 26;
 
 /// The columns of `attempts`, in the order `attempt_from_row` reads them.
 pub(super) const ATTEMPT_COLS: &str =
@@ -272,6 +272,23 @@ pub(crate) fn placement_from_json(s: &str) -> Result<PlacementSpec, StoreError> 
 
 // ---- rows ----
 
+/// A concurrency key and its limit, as stored (both or neither).
+pub(crate) fn key_limit(
+    key: Option<String>,
+    max: Option<i64>,
+) -> Result<Option<KeyLimit>, StoreError> {
+    match (key, max) {
+        (None, None) => Ok(None),
+        (Some(key), Some(max)) => {
+            let max = u32::try_from(max).map_err(|_| corrupt(format!("max_concurrent {max}")))?;
+            Ok(Some(KeyLimit { key, max }))
+        }
+        _ => Err(corrupt(
+            "a concurrency key without its limit, or the other way round",
+        )),
+    }
+}
+
 /// Reads a task from `TASK_COLS` starting at column 0.
 pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
     let spec: String = get(row, 5)?;
@@ -288,6 +305,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
         timeout_ms: get::<Option<i64>>(row, 8)?.map(u64_from_sql),
         idempotency_key: get(row, 9)?,
         placement: placement_from_json(&placement)?,
+        concurrency: key_limit(get(row, 24)?, get(row, 25)?)?,
     };
     Ok(TaskRecord {
         id: get_id(row, 0)?,

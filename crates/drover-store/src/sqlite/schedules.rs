@@ -5,7 +5,9 @@ use drover_core::{Scoped, TaskDef, TaskId, DEFAULT_NAMESPACE};
 use rusqlite::{params, Connection, Transaction};
 use serde_json::{json, Value};
 
-use super::codec::{corrupt, placement_from_json, placement_to_json, spec_from_json, spec_to_json};
+use super::codec::{
+    corrupt, key_limit, placement_from_json, placement_to_json, spec_from_json, spec_to_json,
+};
 use super::db_err;
 use crate::StoreError;
 
@@ -37,6 +39,8 @@ pub(crate) fn schedule_to_json(r: &ScheduleRecord) -> String {
             "timeout_ms": d.timeout_ms,
             "idempotency_key": d.idempotency_key,
             "placement": placement_to_json(&d.placement),
+            "concurrency_key": d.concurrency.as_ref().map(|c| c.key.as_str()),
+            "max_concurrent": d.concurrency.as_ref().map(|c| c.max),
         },
         "paused": r.paused,
         "created_at": r.created_at,
@@ -81,6 +85,7 @@ pub(crate) fn schedule_from_json(name: String, doc: &str) -> Result<ScheduleReco
         timeout_ms: u64_of(d, "timeout_ms"),
         idempotency_key: str_of(d, "idempotency_key"),
         placement: placement_from_json(&str_of(d, "placement").ok_or_else(|| bad("placement"))?)?,
+        concurrency: key_limit(str_of(d, "concurrency_key"), i64_of(d, "max_concurrent"))?,
     };
     Ok(ScheduleRecord {
         spec: ScheduleSpec {

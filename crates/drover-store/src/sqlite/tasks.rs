@@ -21,8 +21,9 @@ use crate::{StoreError, TaskQuery};
 const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
      max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, \
      lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
-     exit_code, error, namespace) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-     ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+     exit_code, error, namespace, concurrency_key, max_concurrent) VALUES (?1, ?2, ?3, ?4, ?5, \
+     ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+     ?24, ?25, ?26)";
 
 /// Only the mutable state: the definition is written once, by the insert.
 const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
@@ -104,6 +105,8 @@ fn insert_task(
             t.exit_code,
             t.error,
             d.namespace,
+            d.concurrency.as_ref().map(|c| c.key.as_str()),
+            d.concurrency.as_ref().map(|c| i64::from(c.max)),
         ])
         .map_err(|e| db_err_in(e, || format!("inserting task {}", t.id)))?;
     Ok(())
