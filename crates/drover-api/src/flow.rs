@@ -140,6 +140,9 @@ pub struct QueueView {
     /// Its share of dispatch among backlogged queues on the same workers.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Most starts per period (`100/s`, `10/m`, `5/h`); null: no limit.
+    #[serde(default)]
+    pub rate: Option<String>,
 }
 
 fn one() -> u32 {
@@ -168,6 +171,11 @@ pub struct QueueSetRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 10000)]
     pub weight: Option<u32>,
+    /// Most starts per period, a token bucket holding one period's burst: `100/s`, `10/m`,
+    /// `5/h` (1 to 1000000 per period); "" removes the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^([1-9][0-9]{0,6}/[smh])?$")]
+    pub rate: Option<String>,
 }
 
 // ---- workflows ----

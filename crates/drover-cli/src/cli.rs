@@ -188,6 +188,9 @@ pub struct QueueSetArgs {
     /// Its share of dispatch among backlogged queues (1 to 10000; default 1).
     #[arg(long, value_name = "W")]
     pub weight: Option<u32>,
+    /// At most this many starts per period: 100/s, 10/m, 5/h ("" removes the limit).
+    #[arg(long, value_name = "N/UNIT")]
+    pub rate: Option<String>,
 }
 
 #[derive(Args, Debug)]

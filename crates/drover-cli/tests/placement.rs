@@ -299,6 +299,10 @@ fn a_stuck_queue_does_not_hold_up_another() {
     let out = cli(url, &["queue", "set", "other", "--weight", "0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 10000"));
+    let limited = cli_json(url, &["queue", "set", "other", "--rate", "100/s"]);
+    assert_eq!(limited["rate"], "100/s");
+    let out = cli(url, &["queue", "set", "other", "--rate", "lots"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("100/s, 10/m or 5/h"));
 }
 
 /// A concurrency key runs at most its limit at once, across queues, and holds up nothing else.

@@ -33,6 +33,7 @@ mod membership;
 mod placer;
 mod queries;
 mod queues;
+mod rate;
 mod ready;
 mod restore;
 mod schedules;
@@ -49,6 +50,7 @@ pub use io::{
     RequestId, ScheduleError, SessionId, Snapshot, SubmitError, ToWorker, Write,
 };
 pub use lanes::MAX_WEIGHT;
+pub use rate::Rate;
 pub use ready::{QueueConfig, QueueStats};
 pub use schedules::{ScheduleOp, ScheduleSummary};
 pub use workers::{DrainError, WorkerSummary};
@@ -89,6 +91,9 @@ pub struct Coordinator {
     ending: bool,
     next_task_seq: u64,
     next_event_seq: u64,
+    /// When dispatch last ran: a rate-limited queue's next token is a timer only if it comes
+    /// after that (tokens it already had wait for workers, not time).
+    last_dispatch: Micros,
 }
 
 impl Coordinator {
@@ -111,6 +116,7 @@ impl Coordinator {
             placer: Placer::new(&cfg),
             ended: Vec::new(),
             ending: false,
+            last_dispatch: now,
             next_task_seq: snapshot.next_task_seq,
             next_event_seq: snapshot.next_event_seq,
             cfg,
@@ -127,6 +133,7 @@ impl Coordinator {
             self.deadlines.next(),
             self.schedules.next_timer(),
             self.liveness.next_timer(),
+            self.ready.next_token_at(self.last_dispatch),
         ]
         .into_iter()
         .flatten()
@@ -179,7 +186,7 @@ impl Coordinator {
                 }
             }
             Input::ConfigureQueue { req, config } => {
-                self.configure_queue(config, fx);
+                self.configure_queue(now, config, fx);
                 fx.replies.push((req, Reply::Done));
             }
             Input::Schedule { req, op } => {

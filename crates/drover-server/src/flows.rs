@@ -14,8 +14,8 @@ use drover_api::rest::rfc3339;
 use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::{self, Rerun, WorkflowNode, WorkflowRecord};
 use drover_core::{
-    FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Reply, Scoped, Snapshot,
-    Strategy, TaskId, TaskRecord, TaskState, DEFAULT_NAMESPACE, MAX_WEIGHT,
+    FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Rate, Reply, Scoped,
+    Snapshot, Strategy, TaskId, TaskRecord, TaskState, DEFAULT_NAMESPACE, MAX_WEIGHT,
 };
 use drover_store::{Store, StoreError};
 
@@ -75,6 +75,7 @@ fn queue_view(q: &QueueStats) -> QueueView {
         paused: q.config.paused,
         strategy: q.config.strategy.map(|s| s.as_str().to_string()),
         weight: q.config.weight,
+        rate: q.config.rate.map(|r| r.to_string()),
     }
 }
 
@@ -138,6 +139,7 @@ async fn one_queue(s: &AppState, ns: &str, name: &str) -> ApiResult<QueueView> {
             paused: false,
             strategy: None,
             weight: 1,
+            rate: None,
         }))
 }
 
@@ -188,6 +190,16 @@ async fn update_queue(
     }
     if let Some(p) = change.paused {
         config.paused = p;
+    }
+    match change.rate.as_deref() {
+        None => {}
+        Some("") => config.rate = None,
+        Some(r) => {
+            config.rate = Some(
+                r.parse::<Rate>()
+                    .map_err(|m| ApiError::invalid("rate", m))?,
+            )
+        }
     }
     if let Some(w) = change.weight {
         if !(1..=MAX_WEIGHT).contains(&w) {

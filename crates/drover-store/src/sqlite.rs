@@ -37,7 +37,7 @@ pub(crate) mod deps;
 mod drains;
 mod events;
 mod logs;
-mod queues;
+pub(crate) mod queues;
 mod retention;
 pub(crate) mod schedules;
 mod snapshot;
@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0011_namespaces.sql"),
     include_str!("sqlite/migrations/0012_queue_weights.sql"),
     include_str!("sqlite/migrations/0013_concurrency_keys.sql"),
+    include_str!("sqlite/migrations/0014_queue_rates.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with

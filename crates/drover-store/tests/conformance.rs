@@ -1285,6 +1285,7 @@ pub mod flow_cases {
             paused: true,
             strategy: Some(Strategy::RoundRobin),
             weight: 7,
+            rate: Some("250/m".parse().unwrap()),
         };
         let wf = WorkflowRecord {
             id: "wf1".into(),

@@ -43,9 +43,14 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         QueueCommand::Set(a) => {
-            if a.concurrency.is_none() && a.strategy.is_none() && a.weight.is_none() {
+            if a.concurrency.is_none()
+                && a.strategy.is_none()
+                && a.weight.is_none()
+                && a.rate.is_none()
+            {
                 return Err(usage(
-                    "nothing to set: give --concurrency N, --strategy S and/or --weight W",
+                    "nothing to set: give --concurrency N, --strategy S, --weight W and/or \
+                     --rate N/s",
                 ));
             }
             let client = super::client(&a.client)?;
@@ -57,6 +62,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                         strategy: a.strategy.clone(),
                         paused: None,
                         weight: a.weight,
+                        rate: a.rate.clone(),
                     },
                 )
                 .await?;
@@ -79,12 +85,13 @@ fn print_queue(q: &QueueView, f: Format) -> anyhow::Result<u8> {
     match f {
         Format::Json => output::json(q)?,
         Format::Text => output::text(&format!(
-            "queue {}: depth {}, running {}, concurrency {}, weight {}, {}{}\n",
+            "queue {}: depth {}, running {}, concurrency {}, weight {}, rate {}, {}{}\n",
             q.name,
             q.depth,
             q.running,
             q.concurrency.map_or("unlimited".into(), |c| c.to_string()),
             q.weight,
+            q.rate.as_deref().unwrap_or("unlimited"),
             if q.paused { "paused" } else { "active" },
             q.strategy
                 .as_ref()

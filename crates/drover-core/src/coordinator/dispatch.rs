@@ -94,6 +94,7 @@ impl Coordinator {
     /// Places queued tasks on workers with free credit. Work per call is bounded by the free
     /// credit plus `dispatch_scan_limit` misses, each O(workers): never O(all tasks).
     pub(super) fn dispatch(&mut self, now: Micros, fx: &mut Effects) {
+        self.last_dispatch = now;
         let mut ext = self.placer.external.take();
         match ext.as_deref_mut() {
             Some(r) => self.dispatch_with(now, fx, Some(r)),
@@ -137,7 +138,7 @@ impl Coordinator {
                 ranker.as_deref_mut(),
             );
             for (key, queue, name) in round.place {
-                self.ready.assigned(&key, &queue);
+                self.ready.assigned(&key, &queue, now);
                 self.placer.placed(&key.2);
                 self.assign(now, key.2, &name, fx);
             }
@@ -316,7 +317,7 @@ fn plan_round<'r>(
     let mut used_known = false;
     let mut cached: Option<ClassCache> = None;
     let mut misses = 0;
-    let mut order = ready.round(cfg.dispatch_scan_limit);
+    let mut order = ready.round(cfg.dispatch_scan_limit, now);
     while budget > 0 && misses <= MAX_ROUND_MISSES * cfg.dispatch_scan_limit {
         let Some((queue, key)) = order.next() else {
             break;

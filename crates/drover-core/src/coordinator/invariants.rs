@@ -383,7 +383,7 @@ mod tests {
         t2.rec.worker = first.worker.clone();
         let (key, queue) = (t2.ready_key(), t2.rec.def.queue_key());
         t2.lease_expires = Some(1);
-        c.ready.assigned(&key, &queue);
+        c.ready.assigned(&key, &queue, 0);
         c.leases.arm(1, TaskId(2));
         c.workers.get_mut("w").unwrap().held.insert(TaskId(2), 1);
         assert_eq!(broken(&c), Invariant::Credit);
@@ -418,7 +418,7 @@ mod tests {
         submit(&mut c, 1, "q");
         let t = c.tasks.expect(&TaskId(1));
         let (key, queue) = (t.ready_key(), t.rec.def.queue_key());
-        c.ready.assigned(&key, &queue);
+        c.ready.assigned(&key, &queue, 0);
         assert_eq!(broken(&c), Invariant::ActiveIndexes);
     }
 }

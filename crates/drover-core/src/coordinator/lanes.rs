@@ -44,6 +44,10 @@ impl Lanes {
         self.len
     }
 
+    pub(super) fn has_lane(&self, queue: &Scoped) -> bool {
+        self.lanes.contains_key(queue)
+    }
+
     pub(super) fn contains(&self, key: &ReadyKey, queue: &Scoped) -> bool {
         self.lanes.get(queue).is_some_and(|l| l.keys.contains(key))
     }
@@ -86,14 +90,27 @@ impl Lanes {
         self.remove(key, queue);
     }
 
-    /// One dispatch round's walk over the lanes; `weight` gives each queue's weight.
+    /// One dispatch round's walk over the lanes; `weight` gives each queue's weight and
+    /// `allowance` how many starts a rate-limited one may make in this round.
     pub(super) fn round<'a>(
         &'a self,
         weight: impl Fn(&Scoped) -> u32 + 'a,
+        allowance: impl Fn(&Scoped) -> Option<u32>,
         scan_limit: usize,
     ) -> FairRound<'a> {
+        let left: BTreeMap<&Scoped, u32> = self
+            .lanes
+            .keys()
+            .filter_map(|q| Some((q, allowance(q)?)))
+            .collect();
         FairRound {
-            order: self.lanes.iter().map(|(q, l)| (l.pass, q)).collect(),
+            order: self
+                .lanes
+                .iter()
+                .filter(|(q, _)| left.get(q) != Some(&0))
+                .map(|(q, l)| (l.pass, q))
+                .collect(),
+            left,
             pass: self.lanes.iter().map(|(q, l)| (q, l.pass)).collect(),
             cursor: BTreeMap::new(),
             misses: BTreeMap::new(),
@@ -110,6 +127,8 @@ pub(super) struct FairRound<'a> {
     order: BTreeSet<(u64, &'a Scoped)>,
     /// Each lane's pass in `order`.
     pass: BTreeMap<&'a Scoped, u64>,
+    /// Starts a rate-limited lane may still make in this round.
+    left: BTreeMap<&'a Scoped, u32>,
     /// The last task tried in each lane.
     cursor: BTreeMap<&'a Scoped, ReadyKey>,
     misses: BTreeMap<&'a Scoped, usize>,
@@ -149,7 +168,13 @@ impl<'a> FairRound<'a> {
         };
         if self.order.remove(&(*pass, queue)) {
             *pass = pass.saturating_add(stride((self.weight)(queue)));
-            self.order.insert((*pass, queue));
+            let left = self.left.get_mut(queue).map(|n| {
+                *n -= 1;
+                *n
+            });
+            if left != Some(0) {
+                self.order.insert((*pass, queue));
+            }
         }
     }
 
@@ -187,7 +212,7 @@ mod tests {
         let mut got: BTreeMap<Scoped, usize> = BTreeMap::new();
         let mut plan = Vec::new();
         {
-            let mut r = lanes.round(weight, 8);
+            let mut r = lanes.round(weight, |_| None, 8);
             while plan.len() < n {
                 let Some((q, k)) = r.next() else { break };
                 r.placed(q);
@@ -237,7 +262,7 @@ mod tests {
         let mut lanes = Lanes::default();
         fill(&mut lanes, &stuck, 0, 10_000);
         fill(&mut lanes, &other, 20_000, 1);
-        let mut r = lanes.round(|_| 1, 8);
+        let mut r = lanes.round(|_| 1, |_| None, 8);
         let mut tried = 0;
         let placed = loop {
             let (q, k) = r.next().expect("the other lane's task is reached");

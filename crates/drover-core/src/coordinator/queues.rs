@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use super::io::{Effects, Write};
 use super::ready::{QueueConfig, QueueStats};
 use super::Coordinator;
-use crate::model::{Scoped, TaskState};
+use crate::model::{Micros, Scoped, TaskState};
 
 impl Coordinator {
     /// Replaces a queue's configuration: durable, and applied to its tasks at once.
-    pub(super) fn configure_queue(&mut self, config: QueueConfig, fx: &mut Effects) {
+    pub(super) fn configure_queue(&mut self, now: Micros, config: QueueConfig, fx: &mut Effects) {
         match config.strategy {
             Some(s) => self.cfg.queue_strategies.insert(config.key(), s),
             None => self.cfg.queue_strategies.remove(&config.key()),
@@ -26,7 +26,7 @@ impl Coordinator {
             }
         }
         self.ready
-            .configure(config, leased.into_iter(), queued.into_iter());
+            .configure(config, leased.into_iter(), queued.into_iter(), (now, false));
     }
 
     /// Configured queues plus every queue with active tasks, with live counts.

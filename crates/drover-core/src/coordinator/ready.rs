@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::lanes::{FairRound, Lanes};
 use super::limits::KeyLimits;
+use super::rate::{Bucket, Rate};
 use super::tasks::ReadyKey;
-use crate::model::{Scoped, TaskId};
+use crate::model::{Micros, Scoped, TaskId};
 use crate::placement::Strategy;
 
 /// A queue's durable configuration (`drover queue set|pause|resume`).
@@ -26,6 +27,8 @@ pub struct QueueConfig {
     pub strategy: Option<Strategy>,
     /// Its share of dispatch among backlogged queues (1 to `MAX_WEIGHT`).
     pub weight: u32,
+    /// At most this many starts per period (a token bucket).
+    pub rate: Option<Rate>,
 }
 
 /// An unconfigured queue in the default namespace.
@@ -38,6 +41,7 @@ impl Default for QueueConfig {
             paused: false,
             strategy: None,
             weight: 1,
+            rate: None,
         }
     }
 }
@@ -82,6 +86,8 @@ struct QueueGate {
     config: QueueConfig,
     admitted: HashMap<TaskId, ReadyKey>,
     parked: BTreeSet<ReadyKey>,
+    /// The rate limit's bucket, when the config has a rate.
+    bucket: Option<Bucket>,
 }
 
 impl QueueGate {
@@ -113,9 +119,25 @@ pub(super) struct Ready {
 }
 
 impl Ready {
-    /// A dispatch round over the ready tasks, queue by queue in the fair order.
-    pub(super) fn round(&self, scan_limit: usize) -> FairRound<'_> {
-        self.index.round(|q| self.weight(q), scan_limit)
+    /// A dispatch round over the ready tasks, queue by queue in the fair order, each queue
+    /// with a rate limit taking no more than its bucket allows at `now`.
+    pub(super) fn round(&self, scan_limit: usize, now: Micros) -> FairRound<'_> {
+        let allowance = |q: &Scoped| {
+            let b = self.queues.get(q)?.bucket.as_ref()?;
+            Some(b.available(now))
+        };
+        self.index.round(|q| self.weight(q), allowance, scan_limit)
+    }
+
+    /// When a rate-limited queue with ready tasks gets its next token, if one waits for it.
+    pub(super) fn next_token_at(&self, now: Micros) -> Option<Micros> {
+        self.queues
+            .iter()
+            .filter(|(name, _)| self.index.has_lane(name))
+            .filter_map(|(_, g)| g.bucket.as_ref())
+            .filter(|b| b.available(now) == 0)
+            .map(|b| b.next_token_at(now))
+            .min()
     }
 
     /// A queue's weight: its configured one, else 1.
@@ -205,9 +227,12 @@ impl Ready {
 
     /// A ready task was assigned: out of the index, still admitted by its queue; its queue's
     /// turn moves on.
-    pub(super) fn assigned(&mut self, key: &ReadyKey, queue: &Scoped) {
+    pub(super) fn assigned(&mut self, key: &ReadyKey, queue: &Scoped, now: Micros) {
         let weight = self.weight(queue);
         self.index.started(key, queue, weight);
+        if let Some(b) = self.queues.get_mut(queue).and_then(|g| g.bucket.as_mut()) {
+            b.take(now);
+        }
     }
 
     /// A task left the queued-or-leased set (back to pending, or terminal): out of the index
@@ -261,21 +286,30 @@ impl Ready {
     }
 
     /// Sets a queue's configuration. A queue configured for the first time starts counting
-    /// what is admitted now: its `leased` tasks and its `queued` ones that are ready.
+    /// what is admitted now: its `leased` tasks and its `queued` ones that are ready. A new
+    /// or changed rate starts a bucket at `now`, full unless `restored` (see `rate.rs`).
     pub(super) fn configure(
         &mut self,
         config: QueueConfig,
         leased: impl Iterator<Item = ReadyKey>,
         queued: impl Iterator<Item = ReadyKey>,
+        (now, restored): (Micros, bool),
     ) {
         let name = config.key();
+        let bucket = |old: Option<Bucket>| match (config.rate, old) {
+            (Some(r), Some(b)) if b.rate() == r => Some(b),
+            (Some(r), _) => Some(Bucket::new(r, now, !restored)),
+            (None, _) => None,
+        };
         if let Some(q) = self.queues.get_mut(&name) {
+            q.bucket = bucket(q.bucket.take());
             q.config = config;
         } else {
             let mut admitted: HashMap<TaskId, ReadyKey> = leased.map(|k| (k.2, k)).collect();
             let ready = queued.filter(|k| self.index.contains(k, &name));
             admitted.extend(ready.map(|k| (k.2, k)));
             let gate = QueueGate {
+                bucket: bucket(None),
                 config,
                 admitted,
                 parked: BTreeSet::new(),

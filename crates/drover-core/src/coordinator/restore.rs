@@ -33,7 +33,7 @@ impl Coordinator {
             self.restore_flow(r);
         }
         for q in snap.queues {
-            self.restore_queue(q);
+            self.restore_queue(now, q);
         }
         // Leased tasks hold their concurrency keys' slots before any queued task is let in.
         for t in self.tasks.values().filter(|t| t.rec.state.is_leased()) {
@@ -83,7 +83,7 @@ impl Coordinator {
     }
 
     /// A configured queue admits its leased tasks; queued ones pass its gate afterwards.
-    fn restore_queue(&mut self, q: QueueConfig) {
+    fn restore_queue(&mut self, now: Micros, q: QueueConfig) {
         if let Some(s) = q.strategy {
             self.cfg.queue_strategies.insert(q.key(), s);
         }
@@ -94,6 +94,6 @@ impl Coordinator {
             .map(|t| t.ready_key())
             .collect();
         self.ready
-            .configure(q, leased.into_iter(), std::iter::empty());
+            .configure(q, leased.into_iter(), std::iter::empty(), (now, true));
     }
 }

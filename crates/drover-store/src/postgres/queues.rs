@@ -9,10 +9,12 @@ use super::db_err;
 use crate::StoreError;
 
 const UPSERT_QUEUES: &str = "INSERT INTO queues (name, concurrency, paused, strategy, \
-    namespace, weight) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::boolean[], \
-    $4::text[], $5::text[], $6::bigint[]) ON CONFLICT (namespace, name) DO UPDATE SET \
+    namespace, weight, rate_count, rate_per_ms) SELECT * FROM UNNEST($1::text[], \
+    $2::bigint[], $3::boolean[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
+    $8::bigint[]) ON CONFLICT (namespace, name) DO UPDATE SET \
     concurrency = excluded.concurrency, paused = excluded.paused, \
-    strategy = excluded.strategy, weight = excluded.weight";
+    strategy = excluded.strategy, weight = excluded.weight, \
+    rate_count = excluded.rate_count, rate_per_ms = excluded.rate_per_ms";
 
 /// Stores the batch's queue configurations, a later one of a queue replacing an earlier one.
 pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), StoreError> {
@@ -32,13 +34,26 @@ pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Resul
         .collect();
     let namespace: Vec<&str> = queues.iter().map(|q| q.namespace.as_str()).collect();
     let weight: Vec<i64> = queues.iter().map(|q| i64::from(q.weight)).collect();
+    let rate_count: Vec<Option<i64>> = queues
+        .iter()
+        .map(|q| q.rate.map(|r| i64::from(r.count)))
+        .collect();
+    let rate_per_ms: Vec<Option<i64>> = queues
+        .iter()
+        .map(|q| q.rate.map(|r| r.per_ms as i64))
+        .collect();
     let st = tx.prepare_cached(UPSERT_QUEUES).await.map_err(db_err)?;
-    tx.execute(
-        &st,
-        &[&name, &conc, &paused, &strategy, &namespace, &weight],
-    )
-    .await
-    .map_err(db_err)?;
+    let p: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &name,
+        &conc,
+        &paused,
+        &strategy,
+        &namespace,
+        &weight,
+        &rate_count,
+        &rate_per_ms,
+    ];
+    tx.execute(&st, &p).await.map_err(db_err)?;
     Ok(())
 }
 
@@ -46,7 +61,8 @@ pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Resul
 pub(super) async fn all(c: &impl GenericClient) -> Result<Vec<QueueConfig>, StoreError> {
     let st = c
         .prepare_cached(
-            "SELECT name, concurrency, paused, strategy, namespace, weight FROM queues \
+            "SELECT name, concurrency, paused, strategy, namespace, weight, rate_count, \
+             rate_per_ms FROM queues \
              ORDER BY namespace, name",
         )
         .await
@@ -66,5 +82,6 @@ fn queue_from_row(row: &Row) -> Result<QueueConfig, StoreError> {
         paused: get(row, 2)?,
         strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
         weight: u32::try_from(weight).map_err(|_| corrupt(format!("queue weight {weight}")))?,
+        rate: crate::sqlite::queues::rate_from(get(row, 6)?, get(row, 7)?)?,
     })
 }

@@ -1,10 +1,10 @@
 //! Queue configurations (table `queues`, schema 0003, 0011, 0012): concurrency, pause,
 //! strategy, weight.
 
-use drover_core::QueueConfig;
+use drover_core::{QueueConfig, Rate};
 use rusqlite::{params, Connection, Row, Transaction};
 
-use super::codec::corrupt;
+use super::codec::{corrupt, u64_to_sql};
 use super::db_err;
 use crate::StoreError;
 
@@ -12,14 +12,16 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
     for q in queues {
         tx.execute(
             "INSERT OR REPLACE INTO queues (namespace, name, concurrency, paused, strategy, \
-             weight) VALUES (?,?,?,?,?,?)",
+             weight, rate_count, rate_per_ms) VALUES (?,?,?,?,?,?,?,?)",
             params![
                 q.namespace,
                 q.name,
                 q.concurrency.map(i64::from),
                 q.paused as i64,
                 q.strategy.map(|s| s.as_str()),
-                q.weight
+                q.weight,
+                q.rate.map(|r| r.count),
+                q.rate.map(|r| u64_to_sql(r.per_ms))
             ],
         )
         .map_err(db_err)?;
@@ -31,7 +33,8 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
 pub(super) fn all(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {
     let mut st = conn
         .prepare_cached(
-            "SELECT name, concurrency, paused, strategy, namespace, weight FROM queues \
+            "SELECT name, concurrency, paused, strategy, namespace, weight, rate_count, \
+             rate_per_ms FROM queues \
              ORDER BY namespace, name",
         )
         .map_err(db_err)?;
@@ -53,5 +56,21 @@ fn queue_from_row(row: &Row<'_>) -> Result<QueueConfig, StoreError> {
         paused: row.get::<_, i64>(2).map_err(db_err)? != 0,
         strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
         weight: row.get(5).map_err(db_err)?,
+        rate: rate_from(row.get(6).map_err(db_err)?, row.get(7).map_err(db_err)?)?,
     })
+}
+
+/// A stored rate limit (both columns or neither).
+pub(crate) fn rate_from(
+    count: Option<i64>,
+    per_ms: Option<i64>,
+) -> Result<Option<Rate>, StoreError> {
+    match (count, per_ms) {
+        (None, None) => Ok(None),
+        (Some(c), Some(p)) if c > 0 && p > 0 => Ok(Some(Rate {
+            count: u32::try_from(c).map_err(corrupt)?,
+            per_ms: p as u64,
+        })),
+        _ => Err(corrupt(format!("queue rate {count:?}/{per_ms:?}ms"))),
+    }
 }
