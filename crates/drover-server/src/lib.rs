@@ -15,12 +15,14 @@ mod events;
 mod feed;
 mod flows;
 mod grpc;
+pub mod health;
 pub mod http;
 mod ids;
 mod metrics;
 mod retention;
 mod schedules;
 pub mod secrets;
+pub mod store_lock;
 mod submit;
 mod tasks;
 pub mod tls;
@@ -55,6 +57,9 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     pub restart_grace_ms: u64,
     pub max_lost: u32,
+    /// How long a failing commit is retried (the server degraded meanwhile) before the
+    /// server stops.
+    pub store_retry: std::time::Duration,
     /// How long committed events (and webhook delivery attempts) are kept.
     pub event_retention: std::time::Duration,
     /// How long terminal tasks (with their attempts and logs) are kept after they finished.
@@ -85,6 +90,7 @@ impl ServerConfig {
             heartbeat_ms: 1_000,
             restart_grace_ms: 20_000,
             max_lost: 3,
+            store_retry: driver::STORE_RETRY,
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
@@ -137,7 +143,7 @@ impl ServerHandle {
 
 /// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
-    let (store, snapshot) = open_store(&cfg.store).await?;
+    let (store, snapshot, lock) = open_store(&cfg.store).await?;
     let path = sqlite_path(&cfg.store)?;
     let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &path)?);
     let token_file = path.parent().map(|d| d.join("admin.token"));
@@ -155,10 +161,17 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     // Committed events, for live subscribers; a slow one lags and re-reads from the store.
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
+    let health = health::StoreHealth::new();
     let (driver, handle) =
         driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
-    let driver = driver.with_secrets(secrets.clone());
-    let driver_task = tokio::spawn(driver.run());
+    let driver = driver
+        .with_secrets(secrets.clone())
+        .with_store_retry(health.clone(), cfg.store_retry);
+    // The store's lock is held until the driver has committed its last batch.
+    let driver_task = tokio::spawn(async move {
+        let _lock = lock;
+        driver.run().await
+    });
     // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
     // would otherwise keep the driver running).
     let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
@@ -184,6 +197,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
             workers: worker_monitor,
             edge: edge.clone(),
             secrets,
+            health,
         },
     );
 
@@ -202,10 +216,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     })
 }
 
-/// Opens the store at `url` and loads what the core starts from: the active tasks and the
-/// workflows in progress.
-async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Snapshot)> {
+/// Takes the store's lock (one server per SQLite file), opens the store at `url` and loads
+/// what the core starts from: the active tasks and the workflows in progress.
+async fn open_store(
+    url: &str,
+) -> anyhow::Result<(Arc<dyn Store>, Snapshot, store_lock::StoreLock)> {
     let path = sqlite_path(url)?;
+    let lock = store_lock::StoreLock::acquire(&path)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&path)
             .with_context(|| format!("opening the store at {}", path.display()))?,
@@ -217,7 +234,7 @@ async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Snapshot)> {
     snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
         .await
         .context("loading the workflows in progress")?;
-    Ok((store, snapshot))
+    Ok((store, snapshot, lock))
 }
 
 /// The core's random seed, from the OS.
