@@ -206,6 +206,7 @@ impl Coordinator {
                 stream,
                 data,
             } => self.log(session, attempt, stream, data, fx),
+            Input::DeliveryResumed => self.renew_leases(now),
         }
     }
 

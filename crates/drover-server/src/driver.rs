@@ -8,7 +8,10 @@
 //! A failed commit is retried, the same writes in the same order (a failed transaction left
 //! nothing behind), with backoff for `store_retry`; meanwhile the server is degraded
 //! (`StoreHealth`) and later batches wait behind it. Only when the store still fails after
-//! that does the driver stop (the server restarts from the store).
+//! that does the driver stop (the server restarts from the store). While a commit is stalled
+//! (failing, or slower than `STALL_AFTER`) the core's timers do not run: nothing can be
+//! delivered, so no lease may run out and no new assignment be made meanwhile; once it
+//! commits, every lease runs a full lease from then (`Input::DeliveryResumed`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +38,8 @@ const MAX_BATCH: usize = 50_000;
 /// `RETRY_MAX` (each pause with jitter: between half and all of it).
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A commit in flight this long is stalled: the core's timers wait for it.
+const STALL_AFTER: Duration = Duration::from_secs(1);
 /// How long a failing store is retried by default (`--store-retry`).
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
@@ -174,13 +179,15 @@ impl Driver {
     ///
     /// Pipelined: while batch N commits (on the store's thread), the core already decides
     /// batch N+1; its writes commit after N's, and nothing of N+1 is sent before that. While
-    /// N is retried, N+1, N+2... pile up in `pending` and commit together after it.
+    /// N is stalled, inputs still reach the core (heartbeats renew leases, reads are
+    /// answered) but its timers wait; N+1, N+2... pile up in `pending` and commit after N.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut batch = Vec::new();
         let mut pending = Effects::default();
         let mut inflight: Option<InFlight> = None;
         loop {
-            let deadline = self.core.poll_timeout().map(|at| {
+            let stalled = inflight.as_ref().is_some_and(InFlight::stalled);
+            let deadline = self.core.poll_timeout().filter(|_| !stalled).map(|at| {
                 let wait_us = (at - now_micros()).max(0) as u64;
                 tokio::time::Instant::now() + Duration::from_micros(wait_us)
             });
@@ -201,7 +208,11 @@ impl Driver {
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {}
                 r = async { (&mut inflight.as_mut().expect("guarded").commit).await }, if inflight.is_some() => {
                     let f = inflight.take().expect("guarded");
+                    let stalled = f.stalled();
                     inflight = self.finish(f, r)?;
+                    if stalled && inflight.is_none() {
+                        self.core.handle(now_micros(), Input::DeliveryResumed, &mut pending);
+                    }
                 }
             }
             while batch.len() < MAX_BATCH {
@@ -210,15 +221,17 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            self.decide(&mut batch, &mut pending);
+            let timers = !inflight.as_ref().is_some_and(InFlight::stalled);
+            self.decide(&mut batch, &mut pending, timers);
             if inflight.is_none() && !pending.is_empty() {
                 inflight = self.launch(std::mem::take(&mut pending));
             }
         }
     }
 
-    /// Feeds a batch of commands to the core; its effects accumulate in `fx`.
-    fn decide(&mut self, batch: &mut Vec<Command>, fx: &mut Effects) {
+    /// Feeds a batch of commands to the core, then (with `timers`) its due timers; the
+    /// effects accumulate in `fx`.
+    fn decide(&mut self, batch: &mut Vec<Command>, fx: &mut Effects, timers: bool) {
         let now = now_micros();
         for cmd in batch.drain(..) {
             match cmd {
@@ -240,7 +253,9 @@ impl Driver {
                 Command::Query(f) => f(&self.core),
             }
         }
-        self.core.handle_timeout(now, fx);
+        if timers {
+            self.core.handle_timeout(now, fx);
+        }
         self.metrics.record_effects(fx);
         fx.reclaimed = 0;
         fx.stale_rejected = 0;
@@ -448,6 +463,13 @@ struct InFlight {
     started: Instant,
     /// Set once an attempt failed.
     failing: Option<Failing>,
+}
+
+impl InFlight {
+    /// Failing, or slower than `STALL_AFTER`: the core's timers wait for it.
+    fn stalled(&self) -> bool {
+        self.failing.is_some() || self.started.elapsed() >= STALL_AFTER
+    }
 }
 
 /// A batch the store has refused so far.

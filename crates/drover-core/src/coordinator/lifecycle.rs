@@ -320,6 +320,17 @@ impl Coordinator {
         }
     }
 
+    /// Every live lease runs at least a full lease from now (`Input::DeliveryResumed`). Each
+    /// lease timer stays where it is: when it fires it finds the renewal and re-arms.
+    pub(super) fn renew_leases(&mut self, now: Micros) {
+        let until = now + ms(self.cfg.lease_ms);
+        for t in self.tasks.values_mut() {
+            if t.rec.state.is_leased() && t.lease_expires.is_some_and(|at| at < until) {
+                t.lease_expires = Some(until);
+            }
+        }
+    }
+
     /// The lease expired: the worker vanished or stalled. Never decided by worker identity.
     fn reclaim(&mut self, now: Micros, id: TaskId, fx: &mut Effects) {
         fx.reclaimed += 1;
