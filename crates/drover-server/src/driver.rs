@@ -505,3 +505,6 @@ fn request_id(input: &Input) -> Option<RequestId> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
