@@ -139,10 +139,6 @@ fn a_held_write_lock_degrades_the_server_and_loses_nothing_acknowledged() {
         metric(&m, "drover_store_commit_failures_total") >= 1.0,
         "{m}"
     );
-    assert!(
-        held.elapsed() < Duration::from_secs(10),
-        "checked during the hold"
-    );
 
     // After the hold: the early submit was acknowledged (only then) and its task runs.
     let (status, answered, view) = early.join().unwrap();

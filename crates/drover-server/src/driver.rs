@@ -358,7 +358,11 @@ impl Driver {
         f.attempts += 1;
         let failing_for = f.since.elapsed();
         let left = self.store_retry.saturating_sub(failing_for);
-        if left.is_zero() || matches!(e, StoreError::Corrupt(_)) {
+        if matches!(e, StoreError::Corrupt(_)) {
+            tracing::error!(error = %e, "the store reports corrupt data; stopping the scheduler");
+            anyhow::bail!("commit failed: {e}");
+        }
+        if left.is_zero() {
             tracing::error!(
                 error = %e,
                 attempts = f.attempts,
