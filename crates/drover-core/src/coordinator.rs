@@ -206,7 +206,7 @@ impl Coordinator {
                 stream,
                 data,
             } => self.log(session, attempt, stream, data, fx),
-            Input::DeliveryResumed => self.renew_leases(now),
+            Input::DeliveryResumed { paused } => self.extend_leases(paused),
         }
     }
 

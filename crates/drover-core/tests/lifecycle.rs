@@ -139,7 +139,7 @@ fn heartbeats_keep_a_lease_alive() {
 }
 
 #[test]
-fn after_a_stall_every_lease_runs_a_full_lease_from_the_resumption() {
+fn a_stall_extends_every_lease_by_its_length() {
     let mut b = Bench::new(17);
     let id = b.submit(1)[0];
     b.join(1, worker("w1", 1, 0));
@@ -153,9 +153,11 @@ fn after_a_stall_every_lease_runs_a_full_lease_from_the_resumption() {
             held: vec![],
         });
     }
-    b.input_only(Input::DeliveryResumed);
+    b.input_only(Input::DeliveryResumed {
+        paused: 3 * LEASE_MS as i64 * 1000,
+    });
     b.advance_ms(LEASE_MS as i64 - 1);
-    assert_eq!(b.state(id), Assigned, "the lease runs from the resumption");
+    assert_eq!(b.state(id), Assigned, "a full lease from the resumption");
     assert_eq!(b.tasks[&id].attempt, 1);
     // Never heard of again: reclaimed once that lease is over.
     b.advance_ms(2);

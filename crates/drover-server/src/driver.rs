@@ -11,7 +11,7 @@
 //! that does the driver stop (the server restarts from the store). While a commit is stalled
 //! (failing, or slower than `STALL_AFTER`) the core's timers do not run: nothing can be
 //! delivered, so no lease may run out and no new assignment be made meanwhile; once it
-//! commits, every lease runs a full lease from then (`Input::DeliveryResumed`).
+//! commits, every lease is extended by the time it took (`Input::DeliveryResumed`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ const MAX_BATCH: usize = 50_000;
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// A commit in flight this long is stalled: the core's timers wait for it.
-const STALL_AFTER: Duration = Duration::from_secs(1);
+const STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long a failing store is retried by default (`--store-retry`).
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
@@ -208,10 +208,11 @@ impl Driver {
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {}
                 r = async { (&mut inflight.as_mut().expect("guarded").commit).await }, if inflight.is_some() => {
                     let f = inflight.take().expect("guarded");
-                    let stalled = f.stalled();
+                    let paused = f.stalled().then(|| f.started.elapsed().as_micros() as i64);
                     inflight = self.finish(f, r)?;
-                    if stalled && inflight.is_none() {
-                        self.core.handle(now_micros(), Input::DeliveryResumed, &mut pending);
+                    if let (Some(paused), None) = (paused, &inflight) {
+                        let resumed = Input::DeliveryResumed { paused };
+                        self.core.handle(now_micros(), resumed, &mut pending);
                     }
                 }
             }

@@ -320,13 +320,12 @@ impl Coordinator {
         }
     }
 
-    /// Every live lease runs at least a full lease from now (`Input::DeliveryResumed`). Each
-    /// lease timer stays where it is: when it fires it finds the renewal and re-arms.
-    pub(super) fn renew_leases(&mut self, now: Micros) {
-        let until = now + ms(self.cfg.lease_ms);
-        for t in self.tasks.values_mut() {
-            if t.rec.state.is_leased() && t.lease_expires.is_some_and(|at| at < until) {
-                t.lease_expires = Some(until);
+    /// Every live lease is extended by `paused` (`Input::DeliveryResumed`). Each lease timer
+    /// stays where it is: when it fires it finds the later expiry and re-arms.
+    pub(super) fn extend_leases(&mut self, paused: Micros) {
+        for t in self.tasks.values_mut().filter(|t| t.rec.state.is_leased()) {
+            if let Some(at) = &mut t.lease_expires {
+                *at += paused.max(0);
             }
         }
     }
