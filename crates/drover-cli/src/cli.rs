@@ -312,6 +312,11 @@ pub struct ServerArgs {
     /// Times a task may lose its worker before it is declared dead.
     #[arg(long, value_name = "N")]
     pub max_lost: Option<u32>,
+    /// How long a failing store commit is retried (with backoff) before the server stops.
+    /// Meanwhile /readyz answers 503 and state-changing requests get 503 with Retry-After;
+    /// reads keep working. 0: stop at the first failed commit.
+    #[arg(long, default_value = "30s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub store_retry: u64,
     /// How long events (and webhook delivery attempts) are kept, e.g. 7d.
     #[arg(long, default_value = "7d", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub event_retention: u64,

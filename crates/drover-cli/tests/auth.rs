@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 /// the test (add its row when you add an operation).
 const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/healthz", "public"),
+    ("GET", "/readyz", "public"),
     ("POST", "/v1/session", "public"),
     ("DELETE", "/v1/session", "public"),
     ("GET", "/v1/session", "any"),

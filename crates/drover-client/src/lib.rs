@@ -14,7 +14,10 @@
 //!
 //! Every error is a [`ClientError`]: either the server's own `{code, message, field}` or a
 //! transport problem phrased for humans. Several server URLs may be given (comma-separated);
-//! a request that cannot connect to one tries the next.
+//! a request that cannot connect to one tries the next. A 503 with `Retry-After` (the
+//! server's store is failing, or it is shutting down) is retried after that pause, for up to
+//! [`UNAVAILABLE_RETRY`], when repeating the request is safe: reads, `PUT` and `DELETE`, and
+//! submits whose every task has an idempotency key.
 
 mod error;
 mod events;
@@ -48,6 +51,10 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 /// Default bound on one request, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a request safe to repeat is retried while the server answers 503 with
+/// `Retry-After` (at most the client's timeout).
+pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(30);
 
 /// Filters and paging of `GET /v1/tasks`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -189,7 +196,9 @@ impl Client {
             namespace: self.ns_or(&req.namespace),
             ..req.clone()
         };
-        self.send(Method::POST, "/v1/tasks", &[], Some(&req)).await
+        let repeat = req.idempotency_key.is_some();
+        self.send_as(Method::POST, "/v1/tasks", &[], Some(&req), repeat)
+            .await
     }
 
     /// `POST /v1/tasks:batch`: submits up to 10,000 tasks in one commit; ids in request order.
@@ -211,7 +220,9 @@ impl Client {
         } else {
             tasks
         };
-        self.send(Method::POST, "/v1/tasks:batch", &[], Some(&Batch { tasks }))
+        let repeat = tasks.iter().all(|t| t.idempotency_key.is_some());
+        let batch = Batch { tasks };
+        self.send_as(Method::POST, "/v1/tasks:batch", &[], Some(&batch), repeat)
             .await
     }
 
@@ -429,12 +440,31 @@ impl Client {
         self.send::<(), T>(Method::GET, path, query, None).await
     }
 
+    /// A request, retried after a 503 with `Retry-After` when its method is safe to repeat
+    /// (`GET`, `HEAD`, `PUT`, `DELETE`).
     async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&B>,
+    ) -> Result<T> {
+        let repeat = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
+        self.send_as(method, path, query, body, repeat).await
+    }
+
+    /// A request; with `repeat`, a 503 with `Retry-After` is retried after that pause while
+    /// [`UNAVAILABLE_RETRY`] (at most the timeout) lasts. Without, the 503 is the answer.
+    async fn send_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        repeat: bool,
     ) -> Result<T> {
         let body = body
             .map(serde_json::to_vec)
@@ -444,6 +474,29 @@ impl Client {
                 status: 0,
                 detail: format!("cannot encode the request: {e}"),
             })?;
+        let give_up = tokio::time::Instant::now() + UNAVAILABLE_RETRY.min(self.inner.timeout);
+        loop {
+            let (base, resp) = self.exchange(&method, path, query, body.as_ref()).await?;
+            if repeat && resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                if let Some(wait) = retry_after(&resp) {
+                    if tokio::time::Instant::now() + wait <= give_up {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
+            return decode(&base, resp).await;
+        }
+    }
+
+    /// Sends a request to the first server that accepts a connection; its URL and answer.
+    async fn exchange(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Vec<u8>>,
+    ) -> Result<(String, reqwest::Response)> {
         let n = self.inner.bases.len();
         let start = self.inner.current.load(Ordering::Relaxed);
         let mut unreachable = None;
@@ -461,7 +514,7 @@ impl Client {
             if let Some(t) = &self.inner.token {
                 rb = rb.bearer_auth(t);
             }
-            if let Some(b) = &body {
+            if let Some(b) = body {
                 rb = rb
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(b.clone());
@@ -471,7 +524,7 @@ impl Client {
                     if k > 0 {
                         self.inner.current.store(i, Ordering::Relaxed);
                     }
-                    return decode(base, resp).await;
+                    return Ok((base.clone(), resp));
                 }
                 // Nothing was sent: safe to try the next server, even for a POST.
                 Err(e) if e.is_connect() => {
@@ -485,6 +538,19 @@ impl Client {
         }
         Err(unreachable.expect("at least one server URL"))
     }
+}
+
+/// A `Retry-After` in whole seconds (at least 100 ms), if the answer has one.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).max(Duration::from_millis(100)))
 }
 
 async fn decode<T: DeserializeOwned>(base: &str, resp: reqwest::Response) -> Result<T> {
@@ -686,5 +752,57 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("cannot reach the Drover server"), "{msg}");
         assert!(msg.contains("drover up"), "{msg}");
+    }
+
+    /// A server answering each connection's one request from `answers` in turn (503s with
+    /// `Retry-After: 1`, then 200); returns its URL and how many requests it got.
+    async fn scripted(answers: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            for status in answers {
+                let (mut conn, _) = l.accept().await.unwrap();
+                let mut buf = vec![0; 65536];
+                let _ = conn.read(&mut buf).await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let (line, body) = if status == 503 {
+                    (
+                        "503 Service Unavailable\r\nretry-after: 1",
+                        r#"{"code":"unavailable","message":"the server's store is unavailable, so nothing was changed; retry later"}"#,
+                    )
+                } else {
+                    ("200 OK", r#"{"status":"ok"}"#)
+                };
+                let resp = format!(
+                    "HTTP/1.1 {line}\r\ncontent-type: application/json\r\nconnection: close\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_503_with_retry_after_is_retried_only_when_repeating_is_safe() {
+        let (url, seen) = scripted(vec![503, 200]).await;
+        let c = Client::new(&url, None).unwrap();
+        assert_eq!(c.health().await.unwrap().status, "ok");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+
+        let (url, seen) = scripted(vec![503, 200]).await;
+        let c = Client::new(&url, None).unwrap();
+        let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e:?}");
+        assert!(e.to_string().contains("store is unavailable"), "{e}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a plain submit is not repeated"
+        );
     }
 }

@@ -216,6 +216,7 @@ impl Coordinator {
                 stream,
                 data,
             } => self.log(session, attempt, stream, data, fx),
+            Input::DeliveryResumed { paused } => self.extend_leases(paused),
         }
     }
 

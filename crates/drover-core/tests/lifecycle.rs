@@ -139,6 +139,32 @@ fn heartbeats_keep_a_lease_alive() {
 }
 
 #[test]
+fn a_stall_extends_every_lease_by_its_length() {
+    let mut b = Bench::new(17);
+    let id = b.submit(1)[0];
+    b.join(1, worker("w1", 1, 0));
+    assert_eq!(b.state(id), Assigned);
+    // The shell's store refuses commits for three leases: it runs no timers and delivers
+    // nothing (the assignment never reaches w1); w1's heartbeats still come in.
+    for _ in 0..6 {
+        b.now += LEASE_MS as i64 * 1000 / 2;
+        b.input_only(Input::Heartbeat {
+            session: 1,
+            held: vec![],
+        });
+    }
+    b.input_only(Input::DeliveryResumed {
+        paused: 3 * LEASE_MS as i64 * 1000,
+    });
+    b.advance_ms(LEASE_MS as i64 - 1);
+    assert_eq!(b.state(id), Assigned, "a full lease from the resumption");
+    assert_eq!(b.tasks[&id].attempt, 1);
+    // Never heard of again: reclaimed once that lease is over.
+    b.advance_ms(2);
+    assert_eq!(b.attempts[&(id, 1)].outcome, Some(AttemptOutcome::Lost));
+}
+
+#[test]
 fn losing_the_worker_too_often_makes_a_task_dead() {
     let mut b = Bench::new(8);
     let id = b.submit(1)[0];

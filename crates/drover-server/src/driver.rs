@@ -4,10 +4,18 @@
 //! batch); feed it to the core; commit the core's writes in one transaction (group commit);
 //! only then send assignments to workers and replies to clients. While a commit is in flight,
 //! new commands queue up in the inbox and become the next, larger batch.
+//!
+//! A failed commit is retried, the same writes in the same order (a failed transaction left
+//! nothing behind), with backoff for `store_retry`; meanwhile the server is degraded
+//! (`StoreHealth`) and later batches wait behind it. Only when the store still fails after
+//! that does the driver stop (the server restarts from the store). While a commit is stalled
+//! (failing, or slower than `STALL_AFTER`) the core's timers do not run: nothing can be
+//! delivered, so no lease may run out and no new assignment be made meanwhile; once it
+//! commits, every lease is extended by the time it took (`Input::DeliveryResumed`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drover_api::proto::{self, server_message::Body};
 use drover_core::{
@@ -15,14 +23,25 @@ use drover_core::{
     WorkerSummary, Write,
 };
 use drover_store::{Store, StoreError};
+use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::clock::now_micros;
+use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::secrets::SecretKeys;
 
 /// Most commands folded into one batch; bounds a commit's size and latency.
 const MAX_BATCH: usize = 50_000;
+/// The pause before a failed commit is tried again; it doubles after each failure, up to
+/// `RETRY_MAX` (each pause with jitter: between half and all of it).
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A commit in flight this long is stalled: the core's timers wait for it.
+const STALL_AFTER: Duration = Duration::from_millis(500);
+/// How long a failing store is retried by default (`--store-retry`).
+pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
 pub type Outbox = mpsc::UnboundedSender<Result<proto::ServerMessage, tonic::Status>>;
 
@@ -96,6 +115,12 @@ pub struct Driver {
     events: broadcast::Sender<Arc<Event>>,
     /// Opens secret env for assignments (none: assignments carry no secret env).
     secrets: Option<Arc<SecretKeys>>,
+    /// Degraded while a commit is being retried; the edge reads it.
+    health: Arc<StoreHealth>,
+    /// How long a failing commit is retried before the driver stops.
+    store_retry: Duration,
+    /// Jitter of the retry pauses.
+    rng: rand::rngs::StdRng,
 }
 
 impl Driver {
@@ -119,8 +144,18 @@ impl Driver {
             metrics,
             events,
             secrets: None,
+            health: StoreHealth::new(),
+            store_retry: STORE_RETRY,
+            rng: rand::rngs::StdRng::from_os_rng(),
         };
         (driver, handle)
+    }
+
+    /// Where the driver reports the store's health, and how long it retries a failing commit.
+    pub fn with_store_retry(mut self, health: Arc<StoreHealth>, retry: Duration) -> Self {
+        self.health = health;
+        self.store_retry = retry;
+        self
     }
 
     /// The keys that open secret env when an assignment is sent.
@@ -138,17 +173,21 @@ impl Driver {
         msg
     }
 
-    /// Runs until every handle is dropped. A failed commit is fatal: the process must restart
-    /// from the store rather than continue on state the store does not have.
+    /// Runs until every handle is dropped. A commit that still fails after `store_retry` is
+    /// fatal: the process must restart from the store rather than continue on state the store
+    /// does not have.
     ///
     /// Pipelined: while batch N commits (on the store's thread), the core already decides
-    /// batch N+1; its writes commit after N's, and nothing of N+1 is sent before that.
+    /// batch N+1; its writes commit after N's, and nothing of N+1 is sent before that. While
+    /// N is stalled, inputs still reach the core (heartbeats renew leases, reads are
+    /// answered) but its timers wait; N+1, N+2... pile up in `pending` and commit after N.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut batch = Vec::new();
         let mut pending = Effects::default();
         let mut inflight: Option<InFlight> = None;
         loop {
-            let deadline = self.core.poll_timeout().map(|at| {
+            let stalled = inflight.as_ref().is_some_and(InFlight::stalled);
+            let deadline = self.core.poll_timeout().filter(|_| !stalled).map(|at| {
                 let wait_us = (at - now_micros()).max(0) as u64;
                 tokio::time::Instant::now() + Duration::from_micros(wait_us)
             });
@@ -158,16 +197,23 @@ impl Driver {
                     Some(c) => batch.push(c),
                     None => {
                         if let Some(f) = inflight.take() {
-                            self.complete(f).await?;
+                            self.settle(f).await?;
                         }
-                        self.commit_now(std::mem::take(&mut pending)).await?;
+                        if let Some(f) = self.launch(std::mem::take(&mut pending)) {
+                            self.settle(f).await?;
+                        }
                         return Ok(());
                     }
                 },
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {}
                 r = async { (&mut inflight.as_mut().expect("guarded").commit).await }, if inflight.is_some() => {
                     let f = inflight.take().expect("guarded");
-                    self.finish(f, r)?;
+                    let paused = f.stalled().then(|| f.started.elapsed().as_micros() as i64);
+                    inflight = self.finish(f, r)?;
+                    if let (Some(paused), None) = (paused, &inflight) {
+                        let resumed = Input::DeliveryResumed { paused };
+                        self.core.handle(now_micros(), resumed, &mut pending);
+                    }
                 }
             }
             while batch.len() < MAX_BATCH {
@@ -176,29 +222,17 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            self.decide(&mut batch, &mut pending);
+            let timers = !inflight.as_ref().is_some_and(InFlight::stalled);
+            self.decide(&mut batch, &mut pending, timers);
             if inflight.is_none() && !pending.is_empty() {
-                let mut fx = std::mem::take(&mut pending);
-                let writes = std::mem::take(&mut fx.writes);
-                if writes.is_empty() {
-                    self.deliver(fx);
-                } else {
-                    let store = self.store.clone();
-                    let events = committed_events(&writes);
-                    inflight = Some(InFlight {
-                        events,
-                        writes: writes.len(),
-                        started: std::time::Instant::now(),
-                        commit: tokio::spawn(async move { store.commit(writes).await }),
-                        fx,
-                    });
-                }
+                inflight = self.launch(std::mem::take(&mut pending));
             }
         }
     }
 
-    /// Feeds a batch of commands to the core; its effects accumulate in `fx`.
-    fn decide(&mut self, batch: &mut Vec<Command>, fx: &mut Effects) {
+    /// Feeds a batch of commands to the core, then (with `timers`) its due timers; the
+    /// effects accumulate in `fx`.
+    fn decide(&mut self, batch: &mut Vec<Command>, fx: &mut Effects, timers: bool) {
         let now = now_micros();
         for cmd in batch.drain(..) {
             match cmd {
@@ -220,32 +254,145 @@ impl Driver {
                 Command::Query(f) => f(&self.core),
             }
         }
-        self.core.handle_timeout(now, fx);
+        if timers {
+            self.core.handle_timeout(now, fx);
+        }
         self.metrics.record_effects(fx);
         fx.reclaimed = 0;
         fx.stale_rejected = 0;
     }
 
-    async fn complete(&mut self, mut f: InFlight) -> anyhow::Result<()> {
-        let r = (&mut f.commit).await;
-        self.finish(f, r)
+    /// Starts committing `fx`'s writes; without any, delivers the rest at once.
+    fn launch(&mut self, mut fx: Effects) -> Option<InFlight> {
+        let writes = std::mem::take(&mut fx.writes);
+        if writes.is_empty() {
+            self.deliver(fx);
+            return None;
+        }
+        Some(InFlight {
+            events: committed_events(&writes),
+            writes: writes.len(),
+            started: Instant::now(),
+            commit: self.attempt(writes, Duration::ZERO),
+            failing: None,
+            fx,
+        })
     }
 
-    /// A commit ended: on success its effects may now be seen by workers and clients.
+    /// One commit attempt after `pause`, on its own task. The store consumes what it commits,
+    /// so it gets a copy (made off the driver's thread); a failure hands the writes back for
+    /// the next attempt.
+    fn attempt(&self, writes: Vec<Write>, pause: Duration) -> JoinHandle<CommitResult> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            match store.commit(writes.clone()).await {
+                Ok(()) => Ok(()),
+                Err(e) => Err((e, writes)),
+            }
+        })
+    }
+
+    /// Waits for a batch to commit, through its retries (at shutdown).
+    async fn settle(&mut self, mut f: InFlight) -> anyhow::Result<()> {
+        loop {
+            let r = (&mut f.commit).await;
+            match self.finish(f, r)? {
+                Some(retrying) => f = retrying,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// A commit attempt ended. On success its effects may now be seen by workers and clients;
+    /// on failure the batch is tried again (returned, still in flight) until `store_retry`
+    /// has passed since its first failure.
     fn finish(
         &mut self,
-        f: InFlight,
-        r: Result<Result<(), StoreError>, tokio::task::JoinError>,
-    ) -> anyhow::Result<()> {
-        let r = r.map_err(|e| anyhow::anyhow!("commit task failed: {e}"))?;
-        r.map_err(|e| {
-            tracing::error!(error = %e, "commit failed; stopping the scheduler");
-            anyhow::anyhow!("commit failed: {e}")
+        mut f: InFlight,
+        r: Result<CommitResult, tokio::task::JoinError>,
+    ) -> anyhow::Result<Option<InFlight>> {
+        let r = r.map_err(|e| {
+            tracing::error!(error = %e, "the commit task failed; stopping the scheduler");
+            anyhow::anyhow!("commit task failed: {e}")
         })?;
-        self.metrics.record_commit(f.writes, f.started.elapsed());
-        self.publish(f.events);
-        self.deliver(f.fx);
-        Ok(())
+        match r {
+            Ok(()) => {
+                if let Some(failing) = &f.failing {
+                    tracing::warn!(
+                        attempts = failing.attempts + 1,
+                        after = ?failing.since.elapsed(),
+                        "the store takes commits again; the batch is committed and the server is ready"
+                    );
+                    self.health.recovered();
+                    self.metrics.set_store_degraded(false);
+                }
+                self.metrics.record_commit(f.writes, f.started.elapsed());
+                self.publish(f.events);
+                self.deliver(f.fx);
+                Ok(None)
+            }
+            Err((e, writes)) => {
+                let pause = self.failed(&mut f.failing, &e)?;
+                f.commit = self.attempt(writes, pause);
+                Ok(Some(f))
+            }
+        }
+    }
+
+    /// Counts a failed attempt and marks the server degraded; the pause before the next one,
+    /// or the error that stops the driver when `store_retry` has passed (or the store says
+    /// its data is corrupt, which no retry mends).
+    fn failed(
+        &mut self,
+        failing: &mut Option<Failing>,
+        e: &StoreError,
+    ) -> anyhow::Result<Duration> {
+        self.metrics.commit_failed();
+        let f = failing.get_or_insert_with(|| Failing {
+            since: Instant::now(),
+            attempts: 0,
+            pause: RETRY_FIRST,
+        });
+        f.attempts += 1;
+        let failing_for = f.since.elapsed();
+        let left = self.store_retry.saturating_sub(failing_for);
+        if matches!(e, StoreError::Corrupt(_)) {
+            tracing::error!(error = %e, "the store reports corrupt data; stopping the scheduler");
+            anyhow::bail!("commit failed: {e}");
+        }
+        if left.is_zero() {
+            tracing::error!(
+                error = %e,
+                attempts = f.attempts,
+                failing_for = ?failing_for,
+                store_retry = ?self.store_retry,
+                "the store still refuses the commit after --store-retry; stopping the scheduler \
+                 (restart it: it recovers every acknowledged task from the store)"
+            );
+            anyhow::bail!(
+                "the store refused a commit for {:.1}s ({} attempts, --store-retry {:?}): {e}",
+                failing_for.as_secs_f64(),
+                f.attempts,
+                self.store_retry
+            );
+        }
+        if f.attempts == 1 {
+            tracing::warn!(
+                error = %e,
+                store_retry = ?self.store_retry,
+                "a commit failed; retrying it, refusing state-changing requests (503) meanwhile"
+            );
+        } else {
+            tracing::info!(error = %e, attempts = f.attempts, "the commit failed again; retrying");
+        }
+        self.health.failing(f.since, f.attempts, e);
+        self.metrics.set_store_degraded(true);
+        let pause = f.pause / 2 + self.rng.random_range(Duration::ZERO..=f.pause / 2);
+        f.pause = (f.pause * 2).min(RETRY_MAX);
+        Ok(pause.min(left))
     }
 
     /// Hands committed events to live subscribers (SSE, watch, webhooks). Nobody listening is fine.
@@ -253,20 +400,6 @@ impl Driver {
         for e in events {
             let _ = self.events.send(Arc::new(e));
         }
-    }
-
-    async fn commit_now(&mut self, mut fx: Effects) -> anyhow::Result<()> {
-        let writes = std::mem::take(&mut fx.writes);
-        if !writes.is_empty() {
-            let events = committed_events(&writes);
-            self.store
-                .commit(writes)
-                .await
-                .map_err(|e| anyhow::anyhow!("commit failed: {e}"))?;
-            self.publish(events);
-        }
-        self.deliver(fx);
-        Ok(())
     }
 
     /// Carries out sends and replies of a committed batch, one message per worker per kind.
@@ -322,13 +455,35 @@ impl Driver {
     }
 }
 
+/// How a commit attempt ended: a failure hands the writes back for the next attempt.
+type CommitResult = Result<(), (StoreError, Vec<Write>)>;
+
 /// A batch whose writes are being committed, and what to deliver once they are.
 struct InFlight {
     events: Vec<Event>,
-    commit: tokio::task::JoinHandle<Result<(), StoreError>>,
+    commit: JoinHandle<CommitResult>,
     fx: Effects,
     writes: usize,
-    started: std::time::Instant,
+    /// The first attempt's start.
+    started: Instant,
+    /// Set once an attempt failed.
+    failing: Option<Failing>,
+}
+
+impl InFlight {
+    /// Failing, or slower than `STALL_AFTER`: the core's timers wait for it.
+    fn stalled(&self) -> bool {
+        self.failing.is_some() || self.started.elapsed() >= STALL_AFTER
+    }
+}
+
+/// A batch the store has refused so far.
+struct Failing {
+    /// The first failure.
+    since: Instant,
+    attempts: u32,
+    /// The pause before the next attempt, before jitter.
+    pause: Duration,
 }
 
 fn committed_events(writes: &[Write]) -> Vec<Event> {
@@ -355,3 +510,6 @@ fn request_id(input: &Input) -> Option<RequestId> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

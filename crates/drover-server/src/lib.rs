@@ -15,12 +15,14 @@ mod events;
 mod feed;
 mod flows;
 mod grpc;
+pub mod health;
 pub mod http;
 mod ids;
 mod metrics;
 mod retention;
 mod schedules;
 pub mod secrets;
+pub mod store_lock;
 mod submit;
 mod tasks;
 pub mod tls;
@@ -60,6 +62,9 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     pub restart_grace_ms: u64,
     pub max_lost: u32,
+    /// How long a failing commit is retried (the server degraded meanwhile) before the
+    /// server stops.
+    pub store_retry: std::time::Duration,
     /// How long committed events (and webhook delivery attempts) are kept.
     pub event_retention: std::time::Duration,
     /// How long terminal tasks (with their attempts and logs) are kept after they finished.
@@ -91,6 +96,7 @@ impl ServerConfig {
             heartbeat_ms: 1_000,
             restart_grace_ms: 20_000,
             max_lost: 3,
+            store_retry: driver::STORE_RETRY,
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
@@ -230,7 +236,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
     }
-    let (store, snapshot) = open_store(&cfg.store).await?;
+    let (store, snapshot, lock) = open_store(&cfg.store).await?;
     let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &dir)?);
     let token_file = Some(dir.join("admin.token"));
     let auth = auth::Auth::start(store.clone(), &cfg.auth, token_file, cfg.listen)
@@ -247,10 +253,17 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     // Committed events, for live subscribers; a slow one lags and re-reads from the store.
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
+    let health = health::StoreHealth::new();
     let (driver, handle) =
         driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
-    let driver = driver.with_secrets(secrets.clone());
-    let driver_task = tokio::spawn(driver.run());
+    let driver = driver
+        .with_secrets(secrets.clone())
+        .with_store_retry(health.clone(), cfg.store_retry);
+    // The store's lock is held until the driver has committed its last batch.
+    let driver_task = tokio::spawn(async move {
+        let _lock = lock;
+        driver.run().await
+    });
     // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
     // would otherwise keep the driver running).
     let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
@@ -276,6 +289,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
             workers: worker_monitor,
             edge: edge.clone(),
             secrets,
+            health,
         },
     );
 
@@ -294,18 +308,25 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     })
 }
 
-/// Opens the store at `url` and loads what the core starts from: the active tasks and the
-/// workflows in progress.
-async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Snapshot)> {
-    let store: Arc<dyn Store> = match StoreUrl::parse(url)? {
-        StoreUrl::Sqlite(path) => Arc::new(
-            SqliteStore::open(&path)
-                .with_context(|| format!("opening the store at {}", path.display()))?,
-        ),
-        StoreUrl::Postgres(url) => Arc::new(
-            PgStore::connect(&url)
-                .await
-                .with_context(|| format!("opening the store at {}", redact_password(&url)))?,
+/// Takes the store's lock (one server per SQLite file), opens the store at `url` and loads
+/// what the core starts from: the active tasks and the workflows in progress.
+async fn open_store(
+    url: &str,
+) -> anyhow::Result<(Arc<dyn Store>, Snapshot, Option<store_lock::StoreLock>)> {
+    let (store, lock): (Arc<dyn Store>, _) = match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => {
+            let lock = store_lock::StoreLock::acquire(&path)?;
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("opening the store at {}", path.display()))?;
+            (Arc::new(store), Some(lock))
+        }
+        StoreUrl::Postgres(url) => (
+            Arc::new(
+                PgStore::connect(&url)
+                    .await
+                    .with_context(|| format!("opening the store at {}", redact_password(&url)))?,
+            ),
+            None,
         ),
     };
     let mut snapshot = store
@@ -315,7 +336,7 @@ async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Snapshot)> {
     snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
         .await
         .context("loading the workflows in progress")?;
-    Ok((store, snapshot))
+    Ok((store, snapshot, lock))
 }
 
 /// The core's random seed, from the OS.

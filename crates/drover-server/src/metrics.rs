@@ -1,6 +1,6 @@
 //! Prometheus metrics of the scheduler, named `drover_<component>_<what>_<unit>`.
 //!
-//! Three sources: the driver (commits, reclaimed leases), the `Tracker` (a task fed by the
+//! Three sources: the driver (commits and failed ones, the store's health, reclaimed leases), the `Tracker` (a task fed by the
 //! committed event stream: queue depth, running per queue, latencies, attempts, retries), and
 //! reads at scrape time (tasks by state from the store, workers by state).
 
@@ -15,8 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use drover_core::{Effects, Event, EventKind, Micros, TaskId, TaskRecord, TaskState};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::clock::now_micros;
@@ -53,6 +53,8 @@ pub struct Metrics {
     commits: IntCounter,
     commit_seconds: Histogram,
     commit_writes: Histogram,
+    commit_failures: IntCounter,
+    store_degraded: IntGauge,
     reclaimed: IntCounter,
     stale_rejected: IntCounter,
     tasks: IntGaugeVec,
@@ -87,6 +89,14 @@ const COMMIT_SECONDS: Family = family("drover_store_commit_seconds", "Latency of
 const COMMIT_WRITES: Family = family(
     "drover_store_commit_batch_writes",
     "Writes per group commit",
+);
+const COMMIT_FAILURES: Family = family(
+    "drover_store_commit_failures_total",
+    "Failed commit attempts (each is retried for --store-retry)",
+);
+const STORE_DEGRADED: Family = family(
+    "drover_store_degraded",
+    "1 while a commit is being retried (state-changing requests get 503), else 0",
 );
 const RECLAIMED: Family = family(
     "drover_leases_reclaimed_total",
@@ -162,6 +172,12 @@ fn counter(r: &Registry, f: Family) -> IntCounter {
     c
 }
 
+fn gauge(r: &Registry, f: Family) -> IntGauge {
+    let g = IntGauge::new(f.name, f.help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
 fn counter_vec(r: &Registry, f: Family, label: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(f.name, f.help), &[label]).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
@@ -193,6 +209,8 @@ impl Metrics {
             commits: counter(&r, COMMITS),
             commit_seconds: histogram(&r, COMMIT_SECONDS, seconds.clone()),
             commit_writes: histogram(&r, COMMIT_WRITES, writes),
+            commit_failures: counter(&r, COMMIT_FAILURES),
+            store_degraded: gauge(&r, STORE_DEGRADED),
             reclaimed: counter(&r, RECLAIMED),
             stale_rejected: counter(&r, STALE_REJECTED),
             tasks: gauge_vec(&r, TASKS, "state"),
@@ -222,6 +240,14 @@ impl Metrics {
         self.commits.inc();
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_writes.observe(writes as f64);
+    }
+
+    pub fn commit_failed(&self) {
+        self.commit_failures.inc();
+    }
+
+    pub fn set_store_degraded(&self, degraded: bool) {
+        self.store_degraded.set(i64::from(degraded));
     }
 
     /// Counts an open event stream until the guard drops.

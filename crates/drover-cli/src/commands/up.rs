@@ -117,6 +117,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     if let Some(n) = args.max_lost {
         cfg.max_lost = n;
     }
+    cfg.store_retry = std::time::Duration::from_millis(args.store_retry);
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(
             "--webhook-timeout and --webhook-attempts must be positive",

@@ -96,12 +96,17 @@ pub fn free_addr() -> String {
 
 /// Starts a process and waits for a stdout line containing `marker`; returns the line.
 pub fn spawn_until(name: &str, args: &[&str], marker: &str) -> (Proc, String) {
+    spawn_until_to(name, args, marker, Stdio::inherit())
+}
+
+/// `spawn_until` with the process's stderr sent to `stderr` (e.g. a file).
+pub fn spawn_until_to(name: &str, args: &[&str], marker: &str, stderr: Stdio) -> (Proc, String) {
     let mut child = drover()
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn drover");
     let stdout = child.stdout.take().unwrap();
@@ -144,12 +149,28 @@ pub fn start_server(data: &Path, addr: &str) -> Server {
 
 /// `start_server` with extra `drover server` flags.
 pub fn start_server_with(data: &Path, addr: &str, extra: &[&str]) -> Server {
+    start_server_to(data, addr, extra, Stdio::inherit())
+}
+
+/// `start_server_with`, the server's log (stderr) going to `stderr`.
+pub fn start_server_to(data: &Path, addr: &str, extra: &[&str], stderr: Stdio) -> Server {
     let store = format!("sqlite://{}", data.join("drover.db").display());
-    start_server_on(data, addr, &store, extra)
+    start_server_on_to(data, addr, &store, extra, stderr)
 }
 
 /// A server on the store at `store` (a URL), with its own files in `data`.
 pub fn start_server_on(data: &Path, addr: &str, store: &str, extra: &[&str]) -> Server {
+    start_server_on_to(data, addr, store, extra, Stdio::inherit())
+}
+
+/// `start_server_on`, the server's log (stderr) going to `stderr`.
+pub fn start_server_on_to(
+    data: &Path,
+    addr: &str,
+    store: &str,
+    extra: &[&str],
+    stderr: Stdio,
+) -> Server {
     provide_admin_token(data);
     let data_dir = data.display().to_string();
     let mut args = vec![
@@ -168,7 +189,7 @@ pub fn start_server_on(data: &Path, addr: &str, store: &str, extra: &[&str]) -> 
         GRACE,
     ];
     args.extend_from_slice(extra);
-    let (proc, line) = spawn_until("server", &args, "listening on");
+    let (proc, line) = spawn_until_to("server", &args, "listening on", stderr);
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))

@@ -162,6 +162,12 @@ pub enum Input {
         stream: LogStream,
         data: Vec<u8>,
     },
+    /// The shell ran no timers and delivered nothing for `paused` (its store was slow or
+    /// refused commits) and delivers again from now: every live lease is extended by that
+    /// time, since its worker may only now hear of its assignment. No reply.
+    DeliveryResumed {
+        paused: Micros,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

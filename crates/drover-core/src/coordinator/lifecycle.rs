@@ -322,6 +322,16 @@ impl Coordinator {
         }
     }
 
+    /// Every live lease is extended by `paused` (`Input::DeliveryResumed`). Each lease timer
+    /// stays where it is: when it fires it finds the later expiry and re-arms.
+    pub(super) fn extend_leases(&mut self, paused: Micros) {
+        for t in self.tasks.values_mut().filter(|t| t.rec.state.is_leased()) {
+            if let Some(at) = &mut t.lease_expires {
+                *at += paused.max(0);
+            }
+        }
+    }
+
     /// The lease expired: the worker vanished or stalled. Never decided by worker identity.
     fn reclaim(&mut self, now: Micros, id: TaskId, fx: &mut Effects) {
         fx.reclaimed += 1;

@@ -146,6 +146,10 @@ impl Tasks {
         self.by_id.values()
     }
 
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut ActiveTask> {
+        self.by_id.values_mut()
+    }
+
     pub(super) fn ids(&self) -> impl Iterator<Item = &TaskId> {
         self.by_id.keys()
     }

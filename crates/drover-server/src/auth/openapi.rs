@@ -1,7 +1,8 @@
 //! What the edge enforces, written into `/openapi.json`: the bearer scheme on every operation
 //! that needs a token, and the statuses answered before a handler's own: 401 and 403 (the
-//! guard), 429 (the rate limit), and 400 and 404 for a path parameter that is malformed or
-//! names nothing.
+//! guard), 429 (the rate limit), 400 and 404 for a path parameter that is malformed or
+//! names nothing, and 503 for an operation that writes the store while the store is failing
+//! (`health::gate`).
 
 use axum::http::Method;
 use utoipa::openapi::path::Operation;
@@ -39,6 +40,18 @@ pub fn document(doc: &mut OpenApi) {
         ];
         for (method, op) in ops {
             if let Some(op) = op.as_mut() {
+                if crate::health::writes_store(&method, Some(path)) {
+                    op.responses
+                        .responses
+                        .entry("503".into())
+                        .or_insert_with(|| {
+                            error(
+                                "the store is failing commits (the server is degraded): nothing \
+                             was changed; retry after Retry-After",
+                            )
+                            .into()
+                        });
+                }
                 describe(op, permission_for(&method, Some(path)), path);
             }
         }
@@ -103,6 +116,17 @@ mod tests {
         let cancel = &paths["/v1/tasks/{id}/cancel"]["post"]["responses"];
         assert!(cancel.get("400").is_some() && cancel.get("404").is_some());
         assert!(paths["/v1/tasks"]["post"].get("security").is_some());
+        // The store gate's 503: on every state-changing operation that writes the store, on
+        // no read and not on logging in.
+        assert!(paths["/v1/tasks"]["post"]["responses"].get("503").is_some());
+        assert!(paths["/v1/queues/{name}"]["put"]["responses"]
+            .get("503")
+            .is_some());
+        assert!(paths["/v1/tasks"]["get"]["responses"].get("503").is_none());
+        assert!(paths["/v1/session"]["post"]["responses"]
+            .get("503")
+            .is_none());
+        assert!(paths["/readyz"]["get"]["responses"].get("503").is_some());
         assert!(guarded > 30, "{guarded}");
     }
 }

@@ -1,11 +1,12 @@
 //! The REST edge: every feature's `routes()` (handlers live with their feature), the
-//! dashboard, health, the OpenAPI document, the fallback and the body limit.
+//! dashboard, health, the OpenAPI document, the fallback, the body limit and the gate that
+//! refuses state-changing requests while the store is failing (`health::gate`).
 
 mod error;
 mod extract;
 mod state;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use drover_api::rest::Health;
@@ -17,6 +18,7 @@ pub use extract::{ApiJson, ApiQuery, Caller};
 pub use state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    let health = state.health.clone();
     Router::new()
         .merge(crate::tasks::routes())
         .merge(crate::workers::routes())
@@ -29,11 +31,15 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::auth::routes())
         .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
-        .route("/readyz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(extract::refuse_declared_oversize))
+        .layer(axum::middleware::from_fn_with_state(
+            health,
+            crate::health::gate,
+        ))
         .with_state(state)
 }
 
@@ -42,6 +48,25 @@ async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
+}
+
+/// Ready to serve: 503 (with why) while the store refuses commits (`/healthz` stays 200: the
+/// process is alive and reads work).
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, body = Health),
+    (status = 503, body = ApiError,
+        description = "the store is failing commits; state-changing requests get 503 until it recovers")))]
+async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
+    if let Some(why) = s.health.why() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("not ready: the store is unavailable and the server retries it: {why}"),
+        )
+        .into());
+    }
+    Ok(Json(Health {
+        status: "ok".into(),
+    }))
 }
 
 async fn not_found(uri: axum::http::Uri) -> HttpError {
@@ -54,7 +79,7 @@ async fn not_found(uri: axum::http::Uri) -> HttpError {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Drover", description = "Distributed task scheduler REST API"),
-    paths(healthz),
+    paths(healthz, readyz),
     components(schemas(ApiError, ErrorCode, Health))
 )]
 struct ApiDoc;

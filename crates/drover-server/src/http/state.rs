@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use crate::auth::Auth;
 use crate::driver::DriverHandle;
 use crate::edge::Edge;
+use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::secrets::SecretKeys;
 use crate::webhooks::Webhooks;
@@ -30,4 +31,6 @@ pub struct AppState {
     pub edge: Arc<Edge>,
     /// Seals secret env at submit (it is opened only on the way to a worker).
     pub secrets: Arc<SecretKeys>,
+    /// Degraded while the driver retries a failing commit (`/readyz`, the edge's gate).
+    pub health: Arc<StoreHealth>,
 }
