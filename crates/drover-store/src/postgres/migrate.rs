@@ -13,6 +13,7 @@ use crate::StoreError;
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_namespaces.sql"),
+    include_str!("migrations/0003_leadership.sql"),
 ];
 
 /// The advisory lock's first key ("drov"); the second is a hash of the schema, so servers
