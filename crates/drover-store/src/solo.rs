@@ -133,8 +133,7 @@ impl Solo {
             epoch: s.epoch,
             leader,
             lease_age: lease.map(|l| now.duration_since(l.renewed)),
-            lease_expires_in: lease
-                .map(|l| (l.renewed + l.length).saturating_duration_since(now)),
+            lease_expires_in: lease.map(|l| (l.renewed + l.length).saturating_duration_since(now)),
             leader_for: lease.map(|l| now.duration_since(l.since)),
             members,
         }

@@ -143,10 +143,7 @@ async fn bounded<'a>(
     tx.execute(
         "SELECT set_config('lock_timeout', $1, true), \
          set_config('idle_in_transaction_session_timeout', $2, true)",
-        &[
-            &format!("{}ms", ms(lock_wait)),
-            &format!("{}ms", ms(idle)),
-        ],
+        &[&format!("{}ms", ms(lock_wait)), &format!("{}ms", ms(idle))],
     )
     .await
     .map_err(db_err)?;
