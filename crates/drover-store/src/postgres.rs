@@ -142,6 +142,7 @@ pub struct PgStore {
     lease: Pool,
     /// The epoch and lease this store commits with.
     fence: leadership::Fence,
+    registered: leadership::Registered,
     /// Where it is, without the password, for messages.
     target: String,
 }
@@ -180,6 +181,7 @@ impl PgStore {
             readers,
             lease,
             fence: leadership::Fence::default(),
+            registered: leadership::Registered::default(),
             target,
         })
     }
@@ -286,7 +288,7 @@ impl Leadership for PgStore {
     }
 
     async fn heartbeat(&self, member: &Member) -> Result<(), StoreError> {
-        leadership::heartbeat(&self.lease_client().await?, &self.fence, member).await
+        leadership::heartbeat(&self.lease_client().await?, &self.registered, member).await
     }
 
     async fn cluster(&self) -> Result<ClusterView, StoreError> {

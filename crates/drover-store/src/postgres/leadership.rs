@@ -98,8 +98,18 @@ pub(super) struct Fence {
     epoch: AtomicU64,
     /// The lease in ms, the idle timeout of fenced transactions (0: none known).
     lease_ms: AtomicU64,
-    /// Members that sent a heartbeat through this store.
-    registered: Mutex<HashSet<String>>,
+}
+
+/// The members that sent a heartbeat through this store: the first one restarts a member's
+/// `started_at`.
+#[derive(Debug, Default)]
+pub(super) struct Registered(Mutex<HashSet<String>>);
+
+impl Registered {
+    fn first_heartbeat(&self, name: &str) -> bool {
+        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        r.insert(name.to_string())
+    }
 }
 
 impl Fence {
@@ -119,11 +129,6 @@ impl Fence {
         let st = tx.prepare_cached(FENCE).await.map_err(db_err)?;
         tx.query_one(&st, &[&ours, &idle]).await.map_err(db_err)?;
         Ok(())
-    }
-
-    fn first_heartbeat(&self, name: &str) -> bool {
-        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
-        r.insert(name.to_string())
     }
 }
 
@@ -198,10 +203,10 @@ pub(super) async fn resign(c: &Client, epoch: Epoch) -> Result<(), StoreError> {
 
 pub(super) async fn heartbeat(
     c: &Client,
-    fence: &Fence,
+    registered: &Registered,
     member: &Member,
 ) -> Result<(), StoreError> {
-    let fresh = fence.first_heartbeat(&member.name);
+    let fresh = registered.first_heartbeat(&member.name);
     c.execute(HEARTBEAT, &[&member.name, &member.address, &fresh])
         .await
         .map_err(db_err)?;
