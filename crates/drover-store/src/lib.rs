@@ -1,8 +1,10 @@
 //! Drover's storage: the `Store` trait and its backends.
 //!
 //! Invariants: only this crate knows SQL. A commit applies a whole batch of `Write`s in one
-//! transaction or none of it. No scheduling logic and no clock in SQL: every time is a value the
-//! core decided. Backends: SQLite (embedded, default), PostgreSQL (`PgStore`) and in-memory
+//! transaction or none of it, and only while its store's epoch leads (`Leadership`). No
+//! scheduling logic and no clock in SQL: every time is a value the core decided; the one
+//! exception is the leader's lease and the members' heartbeats (`leadership`), which are on the
+//! database's clock, the one every member of a cluster shares. Backends: SQLite (embedded, default), PostgreSQL (`PgStore`) and in-memory
 //! (tests, simulation); the same conformance suite (`tests/conformance.rs`) runs against each.
 
 use std::collections::BTreeMap;
@@ -16,12 +18,15 @@ use drover_core::{
 
 pub mod audit;
 mod batch;
+pub mod leadership;
 pub mod mem;
 pub mod postgres;
+mod solo;
 pub mod sqlite;
 mod tokens;
 
 pub use audit::{AuditQuery, AuditRecord};
+pub use leadership::{ClusterView, Epoch, Leadership, Member, MemberView, Role};
 pub use mem::MemStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -37,6 +42,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store error: {0}")]
     Backend(String),
+    /// A write of an epoch that no longer leads (`Leadership`): it changed nothing. The
+    /// server must step down. `current` is the epoch in the lease now (equal to `ours` after
+    /// `resign`); `ours` is 0 for a store that was never elected.
+    #[error("fenced: epoch {ours} no longer leads (the lease is at epoch {current})")]
+    Fenced { ours: Epoch, current: Epoch },
 }
 
 /// Filters and paging for task listings. Newest first; `before` is the cursor (an id).
@@ -94,12 +104,14 @@ pub struct DeliveryRecord {
     pub duration_ms: u64,
 }
 
+/// Everything the server stores. Its `Leadership` part decides which server may commit.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Leadership + Send + Sync + 'static {
     /// Non-terminal tasks with their current attempt, and the next sequence numbers.
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Applies the whole batch atomically and durably (group commit). Within a batch, later
-    /// writes of the same task or attempt replace earlier ones.
+    /// writes of the same task or attempt replace earlier ones. Fenced: fails with
+    /// `StoreError::Fenced`, changing nothing, unless this store's epoch leads.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
 
     // Read side, for the API; never used by the core.
@@ -121,7 +133,7 @@ pub trait Store: Send + Sync + 'static {
     // core's commits.
     /// Deletes the oldest events, up to (not including) the first one with `at >= before`,
     /// but never the newest event, so sequence numbers continue after a restart. Returns how
-    /// many were deleted.
+    /// many were deleted. Fenced, like `commit`.
     async fn prune_events(&self, before: Micros) -> Result<u64, StoreError>;
     /// The highest event sequence number stored (0 when there is none).
     async fn last_event_seq(&self) -> Result<u64, StoreError>;
@@ -158,7 +170,7 @@ pub trait Store: Send + Sync + 'static {
     /// oldest created first (task ids are UUIDv7, so only tasks created before the cutoff are
     /// looked at). Never touches a non-terminal task, the events or the task sequence
     /// numbering. Returns how many tasks were deleted (less than `limit`: no more are due)
-    /// and their idempotency keys, which the core then forgets.
+    /// and their idempotency keys, which the core then forgets. Fenced, like `commit`.
     async fn prune_tasks(
         &self,
         finished_before: Micros,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_core::{
@@ -10,6 +11,8 @@ use drover_core::{
 };
 
 use crate::batch::{Batch, RowOp};
+use crate::leadership::{ClusterView, Epoch, Leadership, Member};
+use crate::solo::Solo;
 use crate::{
     AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
     WebhookRecord,
@@ -18,6 +21,7 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct MemStore {
     inner: Mutex<Inner>,
+    solo: Solo,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +172,32 @@ impl Inner {
     }
 }
 
+/// A single node: it always leads (`solo`).
+#[async_trait]
+impl Leadership for MemStore {
+    async fn elect(&self, member: &Member, lease: Duration) -> Result<Option<Epoch>, StoreError> {
+        Ok(Some(self.solo.elect(member, lease)))
+    }
+
+    async fn renew(&self, epoch: Epoch, lease: Duration) -> Result<bool, StoreError> {
+        Ok(self.solo.renew(epoch, lease))
+    }
+
+    async fn resign(&self, epoch: Epoch) -> Result<(), StoreError> {
+        self.solo.resign(epoch);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, member: &Member) -> Result<(), StoreError> {
+        self.solo.heartbeat(member);
+        Ok(())
+    }
+
+    async fn cluster(&self) -> Result<ClusterView, StoreError> {
+        Ok(self.solo.cluster())
+    }
+}
+
 #[async_trait]
 impl Store for MemStore {
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
@@ -218,6 +248,7 @@ impl Store for MemStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let batch = Batch::new(writes);
         let mut g = self.lock();
+        self.solo.check()?;
         g.check(&batch)?;
         g.apply(batch);
         Ok(())
@@ -291,6 +322,7 @@ impl Store for MemStore {
 
     async fn prune_events(&self, before: Micros) -> Result<u64, StoreError> {
         let mut g = self.lock();
+        self.solo.check()?;
         let Some(&newest) = g.events.keys().next_back() else {
             return Ok(0);
         };
@@ -381,6 +413,7 @@ impl Store for MemStore {
         limit: usize,
     ) -> Result<PrunedTasks, StoreError> {
         let mut g = self.lock();
+        self.solo.check()?;
         if limit == 0 {
             return Ok(PrunedTasks::default());
         }

@@ -16,7 +16,11 @@
 //! are encoded by the same functions as SQLite's. One module per kind of thing stored, as in
 //! `sqlite/`: `tasks` (and attempts), `events`, `logs`, `deps`, `queues`, `workflows`,
 //! `schedules`, `drains`, `webhooks`, `tokens`, `audit`; `commit`, `snapshot`, `retention`,
-//! `codec`; `scratch` makes throwaway schemas for tests and benchmarks.
+//! `codec`; `leadership` (the lease, members and the fence every commit runs first); `scratch`
+//! makes throwaway schemas for tests and benchmarks.
+//!
+//! Leadership's statements (elect, renew, resign, heartbeat) run on a connection of their
+//! own, so a renewal never queues behind commits or API reads.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +37,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use crate::batch::Batch;
+use crate::leadership::{ClusterView, Epoch, Leadership, Member};
 use crate::{
     AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
     TokenRecord, WebhookRecord,
@@ -44,6 +49,7 @@ mod commit;
 mod deps;
 mod drains;
 mod events;
+mod leadership;
 mod logs;
 mod migrate;
 mod queues;
@@ -79,6 +85,11 @@ fn db_err_in(e: tokio_postgres::Error, doing: impl FnOnce() -> String) -> StoreE
 pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
+        if code.code() == leadership::FENCED {
+            if let Some(fenced) = leadership::fenced(db) {
+                return fenced;
+            }
+        }
         let msg = format!("{db} (SQLSTATE {})", code.code());
         return if code.code().starts_with("08")
             || code.code().starts_with("53")
@@ -127,6 +138,11 @@ pub struct PgStore {
     /// One connection: writes wait for it in turn.
     writer: Pool,
     readers: Pool,
+    /// One connection for leadership's statements.
+    lease: Pool,
+    /// The epoch and lease this store commits with.
+    fence: leadership::Fence,
+    registered: leadership::Registered,
     /// Where it is, without the password, for messages.
     target: String,
 }
@@ -151,6 +167,7 @@ impl PgStore {
         let config = config(url)?;
         let target = describe(&config);
         let writer = pool(config.clone(), 1)?;
+        let lease = pool(config.clone(), 1)?;
         let readers = pool(config, readers.max(1))?;
         let mut c = writer
             .get()
@@ -162,6 +179,9 @@ impl PgStore {
         Ok(PgStore {
             writer,
             readers,
+            lease,
+            fence: leadership::Fence::default(),
+            registered: leadership::Registered::default(),
             target,
         })
     }
@@ -178,6 +198,10 @@ impl PgStore {
     async fn read_client(&self) -> Result<Client, StoreError> {
         self.readers.get().await.map_err(pool_err)
     }
+
+    async fn lease_client(&self) -> Result<Client, StoreError> {
+        self.lease.get().await.map_err(pool_err)
+    }
 }
 
 /// Says which database an error is about.
@@ -186,6 +210,7 @@ fn at(target: &str, e: StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(format!("{target}: {m}")),
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("{target}: {m}")),
         StoreError::Backend(m) => StoreError::Backend(format!("{target}: {m}")),
+        fenced @ StoreError::Fenced { .. } => fenced,
     }
 }
 
@@ -247,6 +272,31 @@ fn describe(c: &tokio_postgres::Config) -> String {
 }
 
 #[async_trait]
+impl Leadership for PgStore {
+    async fn elect(&self, member: &Member, lease: Duration) -> Result<Option<Epoch>, StoreError> {
+        let mut c = self.lease_client().await?;
+        leadership::elect(&mut c, &self.fence, member, lease).await
+    }
+
+    async fn renew(&self, epoch: Epoch, lease: Duration) -> Result<bool, StoreError> {
+        let mut c = self.lease_client().await?;
+        leadership::renew(&mut c, &self.fence, epoch, lease).await
+    }
+
+    async fn resign(&self, epoch: Epoch) -> Result<(), StoreError> {
+        leadership::resign(&self.lease_client().await?, epoch).await
+    }
+
+    async fn heartbeat(&self, member: &Member) -> Result<(), StoreError> {
+        leadership::heartbeat(&self.lease_client().await?, &self.registered, member).await
+    }
+
+    async fn cluster(&self) -> Result<ClusterView, StoreError> {
+        leadership::cluster(&self.read_client().await?).await
+    }
+}
+
+#[async_trait]
 impl Store for PgStore {
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
         snapshot::load(&mut self.read_client().await?).await
@@ -257,7 +307,7 @@ impl Store for PgStore {
             return Ok(());
         }
         let batch = Batch::new(writes);
-        commit::commit_batch(&mut self.write_client().await?, batch).await
+        commit::commit_batch(&mut self.write_client().await?, &self.fence, batch).await
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -299,6 +349,7 @@ impl Store for PgStore {
         loop {
             let mut c = self.write_client().await?;
             let tx = c.transaction().await.map_err(db_err)?;
+            self.fence.check(&tx).await?;
             let n = events::prune_batch(&tx, before).await?;
             tx.commit().await.map_err(db_err)?;
             if n == 0 {
@@ -367,6 +418,7 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut c = self.write_client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
+        self.fence.check(&tx).await?;
         let pruned = retention::prune_tasks(&tx, finished_before, limit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(pruned)

@@ -25,6 +25,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use tokio::sync::Semaphore;
 
 use crate::batch::Batch;
+use crate::leadership::{ClusterView, Epoch, Leadership, Member};
+use crate::solo::Solo;
 use crate::{
     AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
     TokenRecord, WebhookRecord,
@@ -127,6 +129,8 @@ struct Inner {
     /// Idle read connections; at most `MAX_READERS` exist, one per read permit.
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
+    /// A single node: it always leads.
+    solo: Solo,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -175,6 +179,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(vec![reader]),
                 read_permits: Arc::new(Semaphore::new(MAX_READERS)),
+                solo: Solo::default(),
             }),
         })
     }
@@ -194,6 +199,23 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
             .await
             .map_err(join_err)?
+    }
+
+    /// `write`, fenced: runs `f` only while this store's epoch leads (checked under the
+    /// writer's lock).
+    async fn fenced_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = lock(&inner.writer);
+            inner.solo.check()?;
+            f(&mut c)
+        })
+        .await
+        .map_err(join_err)?
     }
 
     /// Runs `f` on a read connection, off the async threads. Waits (asynchronously) while
@@ -290,6 +312,33 @@ fn prefixed(cols: &str, prefix: &str) -> String {
         .join(", ")
 }
 
+/// A single node: it always leads (`solo`). Another process on the same file is not a
+/// member: the file lock refuses it.
+#[async_trait]
+impl Leadership for SqliteStore {
+    async fn elect(&self, member: &Member, lease: Duration) -> Result<Option<Epoch>, StoreError> {
+        Ok(Some(self.inner.solo.elect(member, lease)))
+    }
+
+    async fn renew(&self, epoch: Epoch, lease: Duration) -> Result<bool, StoreError> {
+        Ok(self.inner.solo.renew(epoch, lease))
+    }
+
+    async fn resign(&self, epoch: Epoch) -> Result<(), StoreError> {
+        self.inner.solo.resign(epoch);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, member: &Member) -> Result<(), StoreError> {
+        self.inner.solo.heartbeat(member);
+        Ok(())
+    }
+
+    async fn cluster(&self) -> Result<ClusterView, StoreError> {
+        Ok(self.inner.solo.cluster())
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
@@ -300,7 +349,7 @@ impl Store for SqliteStore {
         if writes.is_empty() {
             return Ok(());
         }
-        self.write(move |c| commit::commit_batch(c, Batch::new(writes)))
+        self.fenced_write(move |c| commit::commit_batch(c, Batch::new(writes)))
             .await
     }
 
@@ -344,7 +393,9 @@ impl Store for SqliteStore {
     async fn prune_events(&self, before: Micros) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.write(move |c| events::prune_batch(c, before)).await?;
+            let n = self
+                .fenced_write(move |c| events::prune_batch(c, before))
+                .await?;
             if n == 0 {
                 return Ok(total);
             }
@@ -408,7 +459,7 @@ impl Store for SqliteStore {
             return Ok(PrunedTasks::default());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.write(move |c| retention::prune_tasks(c, finished_before, limit))
+        self.fenced_write(move |c| retention::prune_tasks(c, finished_before, limit))
             .await
     }
 

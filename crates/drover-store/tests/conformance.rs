@@ -12,8 +12,8 @@ use drover_core::{
 };
 use drover_store::postgres::TempSchema;
 use drover_store::{
-    DeliveryRecord, MemStore, PgStore, SqliteStore, Store, StoreError, TaskQuery, TokenRecord,
-    WebhookRecord,
+    DeliveryRecord, MemStore, Member, PgStore, Role, SqliteStore, Store, StoreError, TaskQuery,
+    TokenRecord, WebhookRecord,
 };
 use futures::FutureExt;
 
@@ -130,6 +130,7 @@ macro_rules! suite {
                 audit_log_filters_pages_and_prunes,
                 tokens_round_trip,
                 namespaces_keep_names_apart,
+                leadership_fences_writes,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -150,6 +151,8 @@ macro_rules! suite {
                 use super::flow_cases::*;
                 #[allow(unused_imports)]
                 use super::audit_cases::*;
+                #[allow(unused_imports)]
+                use super::leadership_cases::*;
                 super::run(f, |s| async move { $case(s.as_ref()).await }).await;
             }
         )*
@@ -1888,6 +1891,77 @@ pub mod flow_cases {
         assert!(all_ids(s).await.is_empty());
         assert_eq!(s.flow(orphan.id).await.unwrap(), None);
         assert_eq!(s.prune_tasks(T0 + 100, 2).await.unwrap().tasks, 0);
+    }
+}
+
+// ---- leadership ----
+
+pub mod leadership_cases {
+    use super::*;
+    use std::time::Duration;
+
+    /// One member, every store: election, renewal, resignation and the fence on `commit`
+    /// and the pruning paths. (Several members on one PostgreSQL: tests/leadership.rs.)
+    pub async fn leadership_fences_writes<S: Store>(s: &S) {
+        let me = Member {
+            name: "a".into(),
+            address: "https://a:7070".into(),
+        };
+        let lease = Duration::from_secs(30);
+        // Nobody ever led: writes are not fenced (a server that does not use leadership).
+        let t1 = task(tid(1), 0, noop_def("q"), TaskState::Queued);
+        s.commit(vec![new(&t1), Write::Event(task_event(1, &t1, None))])
+            .await
+            .unwrap();
+        let v = s.cluster().await.unwrap();
+        assert_eq!((v.epoch, v.leader, v.members.len()), (0, None, 0));
+
+        s.heartbeat(&me).await.unwrap();
+        let e1 = s.elect(&me, lease).await.unwrap().expect("a free lease");
+        assert!(e1 >= 1);
+        let v = s.cluster().await.unwrap();
+        assert_eq!((v.epoch, v.leader.as_deref()), (e1, Some("a")));
+        let left = v.lease_expires_in.unwrap();
+        assert!(left > Duration::from_secs(20) && left <= lease, "{v:?}");
+        assert!(v.lease_age.unwrap() < Duration::from_secs(10), "{v:?}");
+        assert!(v.leader_for.unwrap() < Duration::from_secs(10), "{v:?}");
+        assert_eq!(v.members.len(), 1);
+        let m = &v.members[0];
+        assert_eq!(
+            (m.name.as_str(), m.address.as_str()),
+            ("a", "https://a:7070")
+        );
+        assert_eq!((m.role, m.stale), (Role::Leader, false));
+        assert!(m.last_seen < Duration::from_secs(10) && m.up_for < Duration::from_secs(10));
+
+        let t2 = task(tid(2), 1, noop_def("q"), TaskState::Queued);
+        s.commit(vec![new(&t2)]).await.unwrap();
+        assert!(s.renew(e1, lease).await.unwrap());
+        assert!(!s.renew(e1 + 1, lease).await.unwrap());
+
+        // Resigned: the lease is free, and this store's writes are fenced.
+        s.resign(e1).await.unwrap();
+        assert!(!s.renew(e1, lease).await.unwrap());
+        let v = s.cluster().await.unwrap();
+        assert_eq!((v.epoch, v.leader, v.lease_expires_in), (e1, None, None));
+        assert_eq!(v.members[0].role, Role::Standby);
+        let t3 = task(tid(3), 2, noop_def("q"), TaskState::Queued);
+        let fenced = |r: Result<_, StoreError>| match r {
+            Err(StoreError::Fenced { ours, current }) => assert_eq!((ours, current), (e1, e1)),
+            other => panic!("not fenced: {other:?}"),
+        };
+        fenced(s.commit(vec![new(&t3)]).await);
+        fenced(s.prune_events(i64::MAX).await.map(|_| ()));
+        fenced(s.prune_tasks(i64::MAX, 10).await.map(|_| ()));
+        assert_eq!(s.task(t3.id).await.unwrap(), None);
+        assert_eq!(s.events_after(0, 10).await.unwrap().len(), 1);
+
+        // Elected again: a newer epoch, and writes go through.
+        let e2 = s.elect(&me, lease).await.unwrap().expect("a free lease");
+        assert!(e2 > e1);
+        s.commit(vec![new(&t3)]).await.unwrap();
+        assert_eq!(s.task(t3.id).await.unwrap(), Some(t3));
+        assert_eq!(s.cluster().await.unwrap().epoch, e2);
     }
 }
 

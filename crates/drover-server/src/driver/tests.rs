@@ -11,8 +11,8 @@ use drover_core::{
     TaskRecord, TaskState,
 };
 use drover_store::{
-    AuditQuery, AuditRecord, DeliveryRecord, MemStore, PrunedTasks, TaskQuery, TokenRecord,
-    WebhookRecord,
+    AuditQuery, AuditRecord, ClusterView, DeliveryRecord, Epoch, Leadership, MemStore, Member,
+    PrunedTasks, TaskQuery, TokenRecord, WebhookRecord,
 };
 
 use super::*;
@@ -21,6 +21,29 @@ use super::*;
 struct Flaky {
     inner: MemStore,
     failures: AtomicU32,
+}
+
+#[async_trait]
+impl Leadership for Flaky {
+    async fn elect(&self, member: &Member, lease: Duration) -> Result<Option<Epoch>, StoreError> {
+        self.inner.elect(member, lease).await
+    }
+
+    async fn renew(&self, epoch: Epoch, lease: Duration) -> Result<bool, StoreError> {
+        self.inner.renew(epoch, lease).await
+    }
+
+    async fn resign(&self, epoch: Epoch) -> Result<(), StoreError> {
+        self.inner.resign(epoch).await
+    }
+
+    async fn heartbeat(&self, member: &Member) -> Result<(), StoreError> {
+        self.inner.heartbeat(member).await
+    }
+
+    async fn cluster(&self) -> Result<ClusterView, StoreError> {
+        self.inner.cluster().await
+    }
 }
 
 #[async_trait]

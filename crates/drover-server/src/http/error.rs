@@ -36,6 +36,10 @@ impl From<StoreError> for HttpError {
             }
             StoreError::Corrupt(_) => ApiError::internal("store corrupt; see the server log"),
             StoreError::Backend(_) => ApiError::internal(format!("{e}; see the server log")),
+            StoreError::Fenced { .. } => ApiError::new(
+                ErrorCode::Unavailable,
+                format!("{e}: this server no longer leads; retry against the leader"),
+            ),
         })
     }
 }

@@ -1,18 +1,26 @@
-//! The commit hot path: a batch in one transaction, one multi-row statement per kind of
-//! write, cached statements, no reads. The statements are pipelined: sent one after the
-//! other without waiting for each answer, so a commit costs three round trips (BEGIN, the
-//! statements, COMMIT) however many tasks and kinds of write it holds.
+//! The commit hot path: a batch in one transaction, the fence, then one multi-row statement
+//! per kind of write, cached statements, no reads. The statements are pipelined: sent one
+//! after the other without waiting for each answer, so a commit costs three round trips
+//! (BEGIN, the statements, COMMIT) however many tasks and kinds of write it holds.
 
 use deadpool_postgres::Client;
 
+use super::leadership::Fence;
 use super::{db_err, deps, drains, events, logs, queues, schedules, tasks, workflows};
 use crate::batch::Batch;
 use crate::StoreError;
 
-pub(super) async fn commit_batch(client: &mut Client, batch: Batch) -> Result<(), StoreError> {
+pub(super) async fn commit_batch(
+    client: &mut Client,
+    fence: &Fence,
+    batch: Batch,
+) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(db_err)?;
     // Polled in this order, so sent in this order; each table is written by one of them.
-    let (t, a, e, l, f, q, w, s, d) = futures::join!(
+    // The fence first: if this store's epoch no longer leads, it fails the transaction and
+    // every write after it fails unapplied (SQLSTATE 25P02).
+    let (fenced, t, a, e, l, f, q, w, s, d) = futures::join!(
+        fence.check(&tx),
         tasks::write(&tx, &batch.tasks),
         tasks::write_attempts(&tx, &batch.attempts),
         events::write(&tx, &batch.events),
@@ -23,7 +31,7 @@ pub(super) async fn commit_batch(client: &mut Client, batch: Batch) -> Result<()
         schedules::write(&tx, &batch.schedules),
         drains::write(&tx, &batch.drains),
     );
-    first_error([t, a, e, l, f, q, w, s, d])?;
+    first_error([fenced, t, a, e, l, f, q, w, s, d])?;
     // With synchronous_commit on (every connection sets it), COMMIT returns once the WAL
     // record is flushed to disk. Dropped without it (an error above), the transaction rolls
     // back.

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_namespaces.sql"),
     include_str!("migrations/0003_concurrency_keys.sql"),
     include_str!("migrations/0004_queue_rates.sql"),
+    include_str!("migrations/0005_leadership.sql"),
 ];
 
 /// The advisory lock's first key ("drov"); the second is a hash of the schema, so servers
