@@ -475,9 +475,11 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// Most attempts returned, newest first (default 100, at most 1000).
+    #[param(schema_with = drover_api::schema::page)]
     limit: Option<usize>,
 }
 

@@ -1,5 +1,6 @@
 //! The REST edge: every feature's `routes()` (handlers live with their feature), the
-//! dashboard, health, the OpenAPI document, the fallback and the body limit.
+//! dashboard, health, the OpenAPI document (each feature's part, the rules joining fields from
+//! `drover_api::schema::refine`, the edge's statuses), the fallback and the body limit.
 
 mod error;
 mod extract;
@@ -73,6 +74,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         crate::auth::AuthApi::openapi(),
     ] {
         doc.merge(part);
+    }
+    if let Some(components) = doc.components.as_mut() {
+        drover_api::schema::refine(components);
     }
     crate::auth::openapi::document(&mut doc);
     doc
