@@ -19,6 +19,20 @@ if [ -z "${DROVER_BIN:-}" ]; then
 fi
 bin="${DROVER_BIN:-$root/target/debug/drover}"
 
+# Python with venv, and curl (installed here when missing, as root, like tests/browser/run.sh).
+need_apt=()
+python3 -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3 python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}"
+  else
+    echo "run.sh: please install: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
 # Schemathesis in a virtualenv of its own, installed once per pinned version.
 venv="${CONTRACT_VENV:-$root/target/contract-venv}"
 if ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
@@ -27,7 +41,12 @@ if ! cmp -s "$here/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
   cp "$here/requirements.txt" "$venv/requirements.txt"
 fi
 
-tmp="$(mktemp -d)"
+# The store in memory where there is a tmpfs: every state change commits with fsync.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  tmp="$(mktemp -d -p /dev/shm drover-contract.XXXXXX)"
+else
+  tmp="$(mktemp -d)"
+fi
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then

@@ -401,7 +401,9 @@ pub const MAX_PATTERNS: usize = 32;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookCreate {
-    /// Where events are POSTed: an `http://` or `https://` URL.
+    /// Where events are POSTed: an `http://` or `https://` URL naming its host (letters,
+    /// digits and hyphens; the last label starts with a letter) or a public IP address; no
+    /// credentials, no fragment.
     pub url: String,
     /// Event patterns, default every event: `*`, `<type>.*` or `<type>.<state>` with the
     /// types `task` (`task.succeeded`, `task.failed`, ...), `worker` (`worker.joined`,
@@ -420,11 +422,11 @@ impl WebhookCreate {
     /// Checks the fields; returns the patterns to store (`*` when none were given). The URL
     /// is checked for shape here; the server also parses it fully.
     pub fn validate(&self) -> Result<Vec<String>, ApiError> {
-        let url = self.url.trim();
-        if url.is_empty() || url.len() > MAX_WEBHOOK_URL {
+        let url = self.url.as_str();
+        if url.is_empty() || url.chars().count() > MAX_WEBHOOK_URL {
             return Err(ApiError::invalid(
                 "url",
-                format!("1 to {MAX_WEBHOOK_URL} bytes"),
+                format!("1 to {MAX_WEBHOOK_URL} characters"),
             ));
         }
         let lower = url.to_ascii_lowercase();

@@ -79,6 +79,13 @@ pub fn webhook_url() -> String {
     format!(r"^[Hh][Tt][Tt][Pp][Ss]?://(?:{label}\.)*{top}(?::(?:{port}))?(?:[/?](?:{rest})*)?$")
 }
 
+/// The compiled [`webhook_url`] pattern, which a URL naming its host by name must match.
+pub fn webhook_url_regex() -> &'static regex::Regex {
+    static RE: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(&webhook_url()).expect("the URL pattern compiles"));
+    &RE
+}
+
 /// Cron expressions: five fields (`min hour dom month dow`) or six (seconds first), one space
 /// apart, each `*` or a list of numbers, ranges `a-b` (a ≤ b) and steps (`*/15`, `0-30/5`),
 /// months and weekdays also by name (`JAN`, `MON-FRI`); or `@hourly`, `@daily`, `@weekly`,

@@ -237,6 +237,13 @@ pub fn resources() -> Fragment {
         .into()
 }
 
+/// Amounts by name, each a `u64` (what a task or worker holds, as views show it).
+pub fn u64_map() -> Fragment {
+    ObjectBuilder::new()
+        .additional_properties(Some(integer(0, u64::MAX)))
+        .into()
+}
+
 pub fn opt_selector() -> Fragment {
     nullable(
         string()
@@ -422,7 +429,7 @@ pub fn task_state() -> Fragment {
 
 // ---- the rules that join fields ----
 
-/// The constraints of request body fields: (schema, field, fragment).
+/// The constraints of body fields: (schema, field, fragment).
 pub const FIELDS: &[(&str, &str, fn() -> Fragment)] = &[
     ("SubmitRequest", "queue", opt_name),
     ("SubmitRequest", "kind", opt_name),
@@ -490,6 +497,11 @@ pub const FIELDS: &[(&str, &str, fn() -> Fragment)] = &[
     ("WebhookCreate", "url", webhook_url),
     ("WebhookCreate", "events", webhook_events),
     ("WebhookCreate", "secret", opt_webhook_secret),
+    // Views: the ranges of unsigned numbers (the derive says int32 and int64).
+    ("QueueView", "concurrency", opt_u32),
+    ("TaskView", "resources", u64_map),
+    ("WorkerView", "resources", u64_map),
+    ("WorkerView", "resources_free", u64_map),
     ("SseFrame", "id", seq_text),
     ("SseFrame", "event", event_type),
     ("SseFrame", "data", event_data),

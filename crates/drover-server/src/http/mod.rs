@@ -81,3 +81,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     crate::auth::openapi::document(&mut doc);
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_states_what_the_validators_check() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let submit = &schemas["SubmitRequest"];
+        let queue = &submit["properties"]["queue"];
+        assert_eq!(queue["pattern"], drover_api::patterns::name());
+        assert_eq!(queue["description"], "Queue name (default `default`).");
+        assert_eq!(submit["properties"]["retries"]["maximum"], 100);
+        assert!(submit["allOf"].is_array(), "the rules joining fields");
+        assert_eq!(
+            schemas["ScheduleRequest"]["oneOf"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(schemas["RerunRequest"]["required"][0], "from_failed");
+        let params = doc["paths"]["/v1/tasks"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        assert!(params.iter().all(|p| p["in"] == "query"), "{params:?}");
+        let sse = &doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"];
+        assert!(sse.get("text/event-stream").is_some(), "{sse}");
+    }
+}
