@@ -429,8 +429,11 @@ pub fn task_state() -> Fragment {
 
 // ---- the rules that join fields ----
 
-/// The constraints of body fields: (schema, field, fragment).
-pub const FIELDS: &[(&str, &str, fn() -> Fragment)] = &[
+/// A body field's constraints: (schema, field, fragment).
+pub type Field = (&'static str, &'static str, fn() -> Fragment);
+
+/// The constraints of body fields.
+pub const FIELDS: &[Field] = &[
     ("SubmitRequest", "queue", opt_name),
     ("SubmitRequest", "kind", opt_name),
     ("SubmitRequest", "argv", argv),
