@@ -71,6 +71,8 @@ export const api = {
   rerunWorkflow: (id) => request('POST', `/v1/workflows/${enc(id)}/rerun`, { from_failed: true }),
   queues: () => request('GET', '/v1/queues'),
   schedules: () => request('GET', '/v1/schedules'),
+  /** One page of the audit log, newest first: {records, next} (admins only; else 403). */
+  audit: ({ since, token, before, limit } = {}) => request('GET', `/v1/audit${query({ since, token, before, limit })}`),
   async metrics() {
     const res = await fetch('/metrics', { cache: 'no-store' });
     if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, res.statusText);

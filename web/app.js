@@ -12,6 +12,7 @@ import task from './pages/task.js';
 import workers from './pages/workers.js';
 import { workflowList, workflowGraph } from './pages/workflows.js';
 import schedules from './pages/schedules.js';
+import audit from './pages/audit.js';
 
 const NAV = [
   { id: 'overview', href: '#/', iconName: 'overview' },
@@ -19,6 +20,7 @@ const NAV = [
   { id: 'workers', href: '#/workers', iconName: 'workers' },
   { id: 'workflows', href: '#/workflows', iconName: 'workflows' },
   { id: 'schedules', href: '#/schedules', iconName: 'schedules' },
+  { id: 'audit', href: '#/audit', iconName: 'audit', perm: 'admin' },
 ];
 
 const ROUTES = [
@@ -30,6 +32,7 @@ const ROUTES = [
   { re: /^\/workflows$/, nav: 'workflows', page: workflowList },
   { re: /^\/workflows\/([^/]+)$/, nav: 'workflows', page: workflowGraph, keys: ['id'] },
   { re: /^\/schedules$/, nav: 'schedules', page: schedules },
+  { re: /^\/audit$/, nav: 'audit', page: audit },
 ];
 
 let current = null; // {ctx, route}
@@ -91,7 +94,8 @@ function logo() {
 
 function renderShellText() {
   document.documentElement.lang = getLang();
-  fill(shell.nav, NAV.map((n) => h('a', {
+  // An entry a role may not use is not shown (its page still says why, at its URL).
+  fill(shell.nav, NAV.filter((n) => !n.perm || can(n.perm)).map((n) => h('a', {
     class: ['nav-item', current && current.route.nav === n.id && 'active'],
     href: n.href,
     dataset: { nav: n.id },

@@ -765,6 +765,75 @@ describe('sign-in', () => {
     await fetch(`${server.url}/v1/tasks/${id}/cancel`, { method: 'POST' });
   });
 
+  it('shows an admin the audit log: its own cancel and queue pause, and a refusal, with outcomes', async () => {
+    // A viewer's cancel (refused) and the admin's own actions, through the page's session.
+    const viewer = await token('audit-viewer', 'viewer');
+    const id = await submit(server.url, 'sleep', '60');
+    const refused = await fetch(`${server.url}/v1/tasks/${id}/cancel`, {
+      method: 'POST', headers: { authorization: `Bearer ${viewer}` },
+    });
+    assert.equal(refused.status, 403);
+    await login(page, server.url, adminToken(server.url));
+    assert.equal(await page.locator('.nav-item[data-nav=audit]').count(), 1, 'admins see Audit');
+    await page.goto(`${server.url}/#/tasks/${id}`);
+    await waitState(page, '.task-sub .badge', 'running');
+    await page.locator('[data-testid=cancel]').click();
+    await page.locator('.dialog').waitFor({ timeout: T });
+    await confirmDialog(page);
+    await waitState(page, '.task-sub .badge', 'cancelled');
+    const paused = await page.evaluate(async () => (await fetch('/v1/queues/audited/pause', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
+    })).status);
+    assert.equal(paused, 200);
+
+    await page.locator('.nav-item[data-nav=audit]').click();
+    await page.locator('[data-testid=audit-table]').waitFor({ timeout: T });
+    const row = (op, object) => `[data-testid=audit-table] tr[data-operation="${op}"]:has(td:text-is("${object}"))`;
+    const cancel = page.locator(row('POST /v1/tasks/{id}/cancel', `/v1/tasks/${id}/cancel`));
+    const pause = page.locator(row('POST /v1/queues/{name}/pause', '/v1/queues/audited/pause'));
+    await pause.first().waitFor({ timeout: T });
+    // The admin's cancel answered 200 and the viewer's was refused with 403: both are listed.
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=audit-table] tr[data-operation="POST /v1/tasks/{id}/cancel"]').length >= 2, null, { timeout: T });
+    const cells = async (loc) => loc.locator('td').allInnerTexts();
+    const mine = cancel.filter({ hasText: 'admin' }).first();
+    assert.deepEqual((await cells(mine)).slice(1, 3), ['admin', 'admin']);
+    assert.equal(await mine.getAttribute('data-status'), '200');
+    assert.equal(await mine.locator('.badge').getAttribute('data-state'), 'ok');
+    assert.match((await cells(mine))[3], /^127\.0\.0\.1:\d+$/, 'the remote address');
+    assert.equal(await pause.first().getAttribute('data-status'), '200');
+    const theirs = cancel.filter({ hasText: 'audit-viewer' }).first();
+    assert.equal(await theirs.getAttribute('data-status'), '403');
+    assert.equal(await theirs.locator('.badge').getAttribute('data-state'), 'refused');
+    // Newest first: the pause came after both cancels.
+    const order = await page.locator('[data-testid=audit-table] tbody tr').evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.seq)));
+    assert.deepEqual(order, [...order].sort((a, b) => b - a));
+    shots.push(await shot(page, 'audit'));
+
+    // Filters: a token name, and a time window; both kept in the URL.
+    await page.locator('[data-testid=audit-token]').fill('audit-viewer');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid=audit-table] tbody tr')];
+      return rows.length === 1 && rows[0].dataset.status === '403';
+    }, null, { timeout: T });
+    await page.locator('[data-testid=audit-since]').selectOption('1h');
+    await page.waitForFunction(() => /since=1h/.test(location.hash) && /token=audit-viewer/.test(location.hash), null, { timeout: T });
+    assert.equal(await page.locator('[data-testid=audit-table] tbody tr').count(), 1);
+    await fetch(`${server.url}/v1/queues/audited/resume`, { method: 'POST' });
+  });
+
+  it('hides the audit log from a viewer: no Audit entry, and its URL says admins only', async () => {
+    await login(page, server.url, await token('audit-reader', 'viewer'));
+    await page.locator('.nav-item[data-nav=tasks]').waitFor({ timeout: T });
+    assert.equal(await page.locator('.nav-item[data-nav=audit]').count(), 0, 'no Audit entry');
+    await page.goto(`${server.url}/#/audit`);
+    await page.locator('[data-testid=admins-only]').waitFor({ timeout: T });
+    await waitText(page, '[data-testid=admins-only]', 'Admins only');
+    assert.equal(await page.locator('[data-testid=audit-table]').count(), 0);
+    shots.push(await shot(page, 'audit-viewer'));
+    const status = await page.evaluate(async () => (await fetch('/v1/audit')).status);
+    assert.equal(status, 403, 'the server refuses it too');
+  });
+
   it('ends the session of a revoked token and asks to sign in again', async () => {
     await login(page, server.url, await token('browser-revoked', 'operator'));
     await page.goto(`${server.url}/#/tasks`);

@@ -41,13 +41,15 @@ pub struct AuditList {
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Only records since this RFC 3339 time, or this long ago (`1h`, `7d`).
+    #[param(schema_with = crate::schema::since)]
     pub since: Option<String>,
     /// Only records of this token name.
     pub token: Option<String>,
     /// Only records older than this seq (the previous page's `next`).
+    #[param(schema_with = crate::schema::u64_any)]
     pub before: Option<u64>,
     /// At most this many (1 to 1000, default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(schema_with = crate::schema::audit_page)]
     pub limit: Option<usize>,
 }
 

@@ -54,6 +54,9 @@ impl std::fmt::Display for Role {
 /// Longest token name.
 pub const MAX_TOKEN_NAME: usize = 64;
 
+/// Most kinds, and most labels, a worker token may list.
+pub const MAX_WORKER_LIMITS: usize = 64;
+
 /// A token name: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
 pub fn check_token_name(name: &str) -> Result<(), ApiError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
@@ -74,7 +77,6 @@ pub fn check_token_name(name: &str) -> Result<(), ApiError> {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreate {
-    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     pub role: Role,
     /// Lifetime from now, e.g. `30d`, `12h`; absent: never expires.
@@ -149,8 +151,8 @@ impl WorkerLimits {
                 return Err(ApiError::invalid("worker_limits.names", m));
             }
         }
-        if self.kinds.len() > 64 || self.labels.len() > 64 {
-            let m = "at most 64 kinds and 64 labels";
+        if self.kinds.len() > MAX_WORKER_LIMITS || self.labels.len() > MAX_WORKER_LIMITS {
+            let m = format!("at most {MAX_WORKER_LIMITS} kinds and {MAX_WORKER_LIMITS} labels");
             return Err(ApiError::invalid("worker_limits", m));
         }
         Ok(())

@@ -6,13 +6,16 @@
 pub mod audit;
 pub mod auth;
 pub mod convert;
+pub mod duration;
 pub mod error;
 pub mod events;
 pub mod flow;
 pub mod limits;
 pub mod namespace;
+pub mod patterns;
 pub mod rest;
 pub mod schedule;
+pub mod schema;
 pub mod secret;
 
 /// Generated from `proto/drover/v1/worker.proto` and `events.proto`.

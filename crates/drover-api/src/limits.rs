@@ -5,7 +5,7 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_ARGV: usize = 4096;
 pub const MAX_ENV: usize = 1024;
-/// Secret environment variables of one task, and the bytes of one value.
+/// Secret environment variables of one task, and the characters of one value.
 pub const MAX_SECRETS: usize = 100;
 pub const MAX_SECRET_BYTES: usize = 32 << 10;
 /// argv plus env plus secret env, in bytes.

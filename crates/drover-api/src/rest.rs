@@ -14,6 +14,8 @@ use crate::error::ApiError;
 use crate::limits;
 use crate::secret::{self, Seal, SecretValues};
 
+pub use crate::duration::parse_duration_ms;
+
 /// A task to submit. Durations are strings such as `"30s"`, `"500ms"` or `"2m"`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +40,8 @@ pub struct SubmitRequest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Environment variables whose values are secret: they reach the process but are stored
-    /// encrypted and shown only as `***` (names: letters, digits, `_`; not also in `env`).
+    /// encrypted and shown only as `***` (names: letters, digits, `_`). A name also in `env`
+    /// takes its secret value; the plain one is dropped.
     #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
     #[schema(value_type = BTreeMap<String, String>)]
     pub secret_env: SecretValues,
@@ -144,10 +147,10 @@ impl SubmitRequest {
         let delay_ms = opt_duration("delay", self.delay.as_deref())?.unwrap_or(0);
         if let Some(k) = &self.idempotency_key {
             // No NUL: PostgreSQL's text cannot hold one.
-            if k.is_empty() || k.len() > limits::MAX_NAME || k.contains('\0') {
+            if k.is_empty() || k.chars().count() > limits::MAX_NAME || k.contains('\0') {
                 return Err(ApiError::invalid(
                     "idempotency_key",
-                    format!("1 to {} bytes, no NUL", limits::MAX_NAME),
+                    format!("1 to {} characters, no NUL", limits::MAX_NAME),
                 ));
             }
         }
@@ -186,10 +189,16 @@ impl SubmitRequest {
         }
         self.check_argv()?;
         self.check_env()?;
-        secret::check(&self.secret_env, &self.env)?;
+        secret::check(&self.secret_env)?;
+        // A name in both takes its secret value; the plain one is neither stored nor shown.
+        let env = self
+            .env
+            .iter()
+            .filter(|(k, _)| !self.secret_env.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()));
         Ok(TaskSpec::Exec {
             argv: self.argv.clone(),
-            env: self.env.clone().into_iter().collect(),
+            env: env.collect(),
             cwd: self.cwd.clone(),
             secret_env: secret::seal_all(&self.secret_env, seal)?,
         })
@@ -285,11 +294,12 @@ impl SubmitRequest {
     }
 
     fn placement(&self) -> Result<PlacementSpec, ApiError> {
-        let selector = match self.label_selector.as_deref().map(str::trim) {
+        let raw = self.label_selector.as_deref();
+        if raw.is_some_and(|s| s.chars().count() > limits::MAX_SPEC_BYTES) {
+            return Err(ApiError::invalid("label_selector", "too long"));
+        }
+        let selector = match raw.map(str::trim) {
             None | Some("") => Selector::default(),
-            Some(s) if s.len() > limits::MAX_SPEC_BYTES => {
-                return Err(ApiError::invalid("label_selector", "too long"))
-            }
             Some(s) => s
                 .parse()
                 .map_err(|e: SelectorError| ApiError::invalid("label_selector", e.to_string()))?,
@@ -301,10 +311,10 @@ impl SubmitRequest {
             .transpose()
             .map_err(|e| ApiError::invalid("strategy", e))?;
         if let Some(k) = &self.key {
-            if k.is_empty() || k.len() > limits::MAX_NAME || k.contains('\0') {
+            if k.is_empty() || k.chars().count() > limits::MAX_NAME || k.contains('\0') {
                 return Err(ApiError::invalid(
                     "key",
-                    format!("1 to {} bytes, no NUL", limits::MAX_NAME),
+                    format!("1 to {} characters, no NUL", limits::MAX_NAME),
                 ));
             }
         }
@@ -341,24 +351,6 @@ pub(crate) fn check_name(field: &str, v: &str) -> Result<(), ApiError> {
             ),
         ))
     }
-}
-
-/// Parses a duration such as `"30s"`, `"1m30s"`, `"250ms"` into milliseconds.
-pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    if s.starts_with('-') {
-        return Err(format!(
-            "'{s}' is negative; durations are positive, e.g. \"30s\""
-        ));
-    }
-    let d = humantime::parse_duration(s).map_err(|e| {
-        format!("'{s}' is not a duration ({e}); write e.g. \"30s\", \"500ms\", \"2m\"")
-    })?;
-    let ms = d.as_millis();
-    if ms > limits::MAX_DURATION_MS as u128 {
-        return Err(format!("'{s}' is too long; at most 365 days"));
-    }
-    Ok(ms as u64)
 }
 
 fn opt_duration(field: &str, v: Option<&str>) -> Result<Option<u64>, ApiError> {
@@ -647,7 +639,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration_ms("1m30s").unwrap(), 90_000);
+        assert_eq!(parse_duration_ms("90s").unwrap(), 90_000);
         assert_eq!(parse_duration_ms("250ms").unwrap(), 250);
         assert!(parse_duration_ms("-1s").is_err());
         assert!(parse_duration_ms("soon").is_err());

@@ -82,10 +82,17 @@ impl ScheduleRequest {
             ));
         }
         let t = &self.task;
-        if !t.after.is_empty() || t.at.is_some() || t.deadline.is_some() || t.delay.is_some() {
+        if !t.after.is_empty()
+            || t.at.is_some()
+            || t.deadline.is_some()
+            || t.delay.is_some()
+            || t.on_upstream_failure.is_some()
+            || t.serial == Some(true)
+        {
             return Err(ApiError::invalid(
                 "task",
-                "after, at, delay and deadline do not apply to a scheduled task",
+                "after, on_upstream_failure, serial, at, delay and deadline do not apply to a \
+                 scheduled task",
             ));
         }
         let namespace = crate::namespace::or_default("namespace", self.namespace.as_deref())?;
@@ -136,6 +143,17 @@ impl ScheduleRequest {
         }
         Ok(if let Some(expr) = &self.cron {
             let tz = self.tz.clone().unwrap_or_else(|| "UTC".into());
+            if !crate::patterns::cron_regex().is_match(expr) {
+                let m = schedule::parse_cron(expr).err().unwrap_or_else(|| {
+                    format!(
+                        "'{expr}' is not in the form this server takes: 5 or 6 fields one space \
+                         apart, of *, numbers, ranges a-b, steps /n, lists, upper-case month and \
+                         weekday names (no L, W, #, ?); or @hourly, @daily, @weekly, @monthly, \
+                         @yearly"
+                    )
+                });
+                return Err(ApiError::invalid("cron", m));
+            }
             schedule::parse_cron(expr).map_err(|m| ApiError::invalid("cron", m))?;
             schedule::parse_tz(&tz).map_err(|m| ApiError::invalid("tz", m))?;
             Trigger::Cron {
@@ -197,7 +215,8 @@ pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
 }
 
-/// `POST /v1/schedules/{name}/backfill`: fire the slots of a past range.
+/// `POST /v1/schedules/{name}/backfill`: fire the slots of a range, up to now (a range that
+/// ends before it starts, or starts in the future, holds none).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
@@ -211,4 +230,8 @@ pub struct BackfillRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct FiredTasks {
     pub ids: Vec<String>,
+    /// A backfill fires at most 1000 slots: when the range holds more, the first slot not
+    /// fired (RFC 3339), to backfill again from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }

@@ -186,12 +186,13 @@ pub fn argv(args: &[OsString]) -> Result<Vec<String>, String> {
 
 /// A duration flag (`30s`, `500ms`, `2m`) into milliseconds.
 pub fn duration_ms(s: &str) -> Result<u64, String> {
-    parse_duration_ms(s)
+    parse_duration_ms(s.trim())
 }
 
 /// A duration flag checked here but sent as written (the server parses it the same way).
 pub fn duration_text(s: &str) -> Result<String, String> {
-    parse_duration_ms(s).map(|_| s.trim().to_string())
+    let s = s.trim();
+    parse_duration_ms(s).map(|_| s.to_string())
 }
 
 /// A listen address: `127.0.0.1:7070`, `[::1]:7070` or `localhost:7070`.

@@ -380,7 +380,6 @@ fn bad_secret_env_is_refused_and_changes_nothing() {
     let bodies = [
         json!({"argv": ["true"], "secret_env": {"NOT-A-NAME": "hunter2"}}),
         json!({"argv": ["true"], "secret_env": {"T": long}}),
-        json!({"argv": ["true"], "env": {"T": "a"}, "secret_env": {"T": "hunter2"}}),
         json!({"kind": "noop", "secret_env": {"T": "hunter2"}}),
     ];
     for b in bodies {
@@ -407,6 +406,16 @@ fn bad_secret_env_is_refused_and_changes_nothing() {
     assert_eq!(tasks["tasks"], json!([]), "nothing was stored");
     let schedules: Value = serde_json::from_str(&get(url, "/v1/schedules")).unwrap();
     assert_eq!(schedules["schedules"], json!([]));
+
+    // A name in both env and secret_env takes the secret; the plain value is dropped.
+    let both =
+        json!({"argv": ["true"], "env": {"T": "a", "U": "b"}, "secret_env": {"T": "hunter2"}});
+    let (st, body) = post(url, "/v1/tasks", both);
+    assert_eq!(st, 201, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["spec"]["env"], json!({"U": "b"}), "{body}");
+    assert_eq!(view["spec"]["secret_env"], json!({"T": "***"}), "{body}");
+    assert!(!body.contains("hunter2"), "{body}");
 }
 
 #[test]

@@ -33,6 +33,8 @@ macro_rules! policy_enum {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
         pub enum $name { #[default] $d, $($v),* }
         impl $name {
+            pub const ALL: &'static [$name] = &[$name::$d, $($name::$v),*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $name::$d => policy_enum!(@s $d), $($name::$v => $s),* }
             }
@@ -117,6 +119,11 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| format!("'{expr}' is not a valid cron expression: {e}"))
+}
+
+/// Every name [`parse_tz`] accepts.
+pub fn time_zones() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
 }
 
 pub fn parse_tz(tz: &str) -> Result<chrono_tz::Tz, String> {

@@ -43,6 +43,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "pages/workers.js",
     "pages/workflows.js",
     "pages/schedules.js",
+    "pages/audit.js",
 ];
 
 /// Only this origin: no CDN, no inline script, no framing.

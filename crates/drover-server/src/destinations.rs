@@ -161,15 +161,20 @@ pub fn blocked_literal(url: &reqwest::Url) -> Option<Blocked> {
     })
 }
 
+/// How long a new webhook's name may take to resolve before it is accepted unchecked.
+const CHECK_NEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Checks a new webhook's destination: an IP literal, and every address its name resolves to
-/// now. A name that does not resolve now is accepted: every connection checks it again.
+/// now. A name that does not resolve now (or not within two seconds) is accepted: every
+/// connection checks it again.
 pub async fn check_new(url: &reqwest::Url) -> Result<(), Blocked> {
     if let Some(b) = blocked_literal(url) {
         return Err(b);
     }
     if let Some(url::Host::Domain(d)) = url.host() {
         let port = url.port_or_known_default().unwrap_or(80);
-        if let Err(e) = resolve_checked(d, port).await {
+        let resolved = tokio::time::timeout(CHECK_NEW_TIMEOUT, resolve_checked(d, port)).await;
+        if let Ok(Err(e)) = resolved {
             if let Ok(b) = e.downcast::<Blocked>() {
                 return Err(*b);
             }

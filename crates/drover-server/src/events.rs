@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Extension, Router};
-use drover_api::events::{EventFilter, EventView};
+use drover_api::events::{EventFilter, EventView, SseFrame};
 use drover_api::namespace::Scope;
 use drover_api::proto::{self, event_service_server::EventService};
 use drover_api::ApiError;
@@ -35,7 +35,7 @@ type Subscriber = (SubscriberGuard, tokio::sync::OwnedSemaphorePermit);
 
 /// The OpenAPI part of `/v1/events`, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(sse), components(schemas(EventView)))]
+#[openapi(paths(sse), components(schemas(EventView, SseFrame)))]
 pub struct EventApi;
 
 pub fn routes() -> Router<AppState> {
@@ -48,6 +48,7 @@ pub const KEEPALIVE: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Only this namespace's events (default: every namespace the token may see; worker
@@ -56,24 +57,40 @@ pub struct EventParams {
     namespace: Option<String>,
     /// Only this task's own events (task events only: a schedule's `fired` event naming
     /// the task is not one of them).
+    #[param(schema_with = drover_api::schema::task_id_or_empty)]
     task: Option<String>,
     /// Only task events of this queue.
+    #[param(schema_with = drover_api::schema::filter_text)]
     queue: Option<String>,
     /// Only these new states (comma-separated): task states; worker states (`joined`,
     /// `suspect`, `lost`, `alive`, `draining`, `resumed`, `left`); workflow states
     /// (`pending`, `running`, `succeeded`, `failed`, `cancelled`); schedule changes
     /// (`created`, `updated`, `paused`, `resumed`, `deleted`, `fired`, `skipped`).
+    #[param(schema_with = drover_api::schema::event_states)]
     state: Option<String>,
     /// Only these types (comma-separated): `task`, `worker`, `workflow`, `schedule`.
     #[serde(rename = "type")]
+    #[param(schema_with = drover_api::schema::event_types)]
     kind: Option<String>,
     /// Only this workflow's events and the task events of its nodes.
+    #[param(schema_with = drover_api::schema::filter_text)]
     workflow: Option<String>,
     /// Replay events after this seq first (the `Last-Event-ID` header wins over it).
+    #[param(schema_with = drover_api::schema::u64_any)]
     after: Option<u64>,
     /// `false`: send the stored events (after `after`, default the newest 100) and end,
     /// instead of following live ones.
     follow: Option<bool>,
+}
+
+/// The header a reconnecting `EventSource` sends (documentation only: read by `resume_point`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ResumeHeader {
+    /// Resume after this seq (wins over `after`); empty: as if absent.
+    #[param(rename = "Last-Event-ID", schema_with = drover_api::schema::last_event_id)]
+    last_event_id: Option<String>,
 }
 
 /// Events a non-following stream replays when no `after` is given.
@@ -113,16 +130,18 @@ fn feed_err(e: FeedError) -> HttpError {
 fn resume_point(headers: &HeaderMap, after: Option<u64>) -> Result<Option<u64>, ApiError> {
     match headers.get("last-event-id") {
         Some(v) => {
-            let s = v.to_str().unwrap_or("").trim();
+            let bad = |s: &str| {
+                let m = format!("'{s}' is not an event sequence number");
+                ApiError::invalid("Last-Event-ID", m)
+            };
+            let s = v
+                .to_str()
+                .map_err(|_| bad(&String::from_utf8_lossy(v.as_bytes())))?
+                .trim();
             if s.is_empty() {
                 return Ok(after);
             }
-            s.parse::<u64>().map(Some).map_err(|_| {
-                ApiError::invalid(
-                    "Last-Event-ID",
-                    format!("'{s}' is not an event sequence number"),
-                )
-            })
+            s.parse::<u64>().map(Some).map_err(|_| bad(s))
         }
         None => Ok(after),
     }
@@ -177,10 +196,12 @@ fn sse_event(e: &Event) -> Result<SseEvent, Infallible> {
 }
 
 /// `GET /v1/events`: Server-Sent Events, `id:` the seq, `event:` the type, `data:` the JSON.
-#[utoipa::path(get, path = "/v1/events", params(EventParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this seq")),
-    responses((status = 200, description = "text/event-stream of EventView", body = EventView),
-        (status = 400, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/events", params(EventParams, ResumeHeader),
+    responses((status = 200, content_type = "text/event-stream", body = SseFrame,
+            description = "Server-Sent Events: `id:` the seq, `event:` the type, `data:` an \
+                EventView as JSON"),
+        (status = 400, body = ApiError),
+        (status = 503, body = ApiError, description = "too many open event streams")))]
 async fn sse(
     State(s): State<AppState>,
     who: Option<Extension<Identity>>,

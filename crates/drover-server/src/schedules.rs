@@ -9,7 +9,7 @@ use drover_api::flow::parse_time;
 use drover_api::namespace::{self, NamespaceFilter, NamespaceQuery, Scope};
 use drover_api::rest::rfc3339;
 use drover_api::schedule::*;
-use drover_api::{ApiError, ErrorCode};
+use drover_api::ApiError;
 use drover_core::schedule::{fire_id, fire_key, Trigger, MAX_BACKFILL};
 use drover_core::{
     Input, Reply, ScheduleError, ScheduleOp, ScheduleSummary, Scoped, TaskId, TaskSpec,
@@ -196,6 +196,7 @@ async fn resume(
 fn fired(ids: Vec<TaskId>) -> ApiResult<Json<FiredTasks>> {
     Ok(Json(FiredTasks {
         ids: ids.iter().map(|i| i.to_string()).collect(),
+        next: None,
     }))
 }
 
@@ -223,12 +224,6 @@ async fn backfill(
     let name = key(&scope, &q, &name)?;
     let from = parse_time(&req.from).map_err(|m| HttpError(ApiError::invalid("from", m)))?;
     let to = parse_time(&req.to).map_err(|m| HttpError(ApiError::invalid("to", m)))?;
-    if to < from {
-        return Err(ApiError::invalid("to", "the range ends before it starts").into());
-    }
-    if to > now_micros() {
-        return Err(ApiError::invalid("to", "a backfill covers past slots only").into());
-    }
     let sched = find(&s, &name).await?;
     let compiled = sched
         .record
@@ -236,14 +231,13 @@ async fn backfill(
         .trigger
         .compile()
         .map_err(|m| HttpError(ApiError::internal(m)))?;
-    let (slots, more) = compiled.slots(from - 1, to, MAX_BACKFILL);
-    if more {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("the range holds more than {MAX_BACKFILL} slots; split it"),
-        )
-        .into());
-    }
+    // Past slots only; at most MAX_BACKFILL of them, and where to go on from.
+    let to = to.min(now_micros());
+    let (slots, more) = compiled.slots(from.saturating_sub(1), to, MAX_BACKFILL);
+    let (to, next) = match slots.last() {
+        Some(&last) if more => (last, compiled.next_after(last).map(rfc3339)),
+        _ => (to, None),
+    };
     // Slots whose fire already happened (its task is stored) are not fired again.
     let mut skip = Vec::new();
     for slot in slots {
@@ -255,16 +249,13 @@ async fn backfill(
             skip.push(slot);
         }
     }
-    fired(
-        ask(
-            &s,
-            ScheduleOp::Backfill {
-                name,
-                from,
-                to,
-                skip,
-            },
-        )
-        .await?,
-    )
+    let op = ScheduleOp::Backfill {
+        name,
+        from,
+        to,
+        skip,
+    };
+    let Json(mut tasks) = fired(ask(&s, op).await?)?;
+    tasks.next = next;
+    Ok(Json(tasks))
 }

@@ -51,7 +51,7 @@ pub fn new_flow_task(
 }
 
 /// Submits tasks: the plain path when none has flow options, else `SubmitFlow` with the
-/// stored states of upstreams outside the batch (unknown ones are refused with 400).
+/// stored states of upstreams outside the batch (an unknown one is 404).
 pub async fn submit_all(s: &AppState, tasks: Vec<(NewTask, FlowSpec)>) -> ApiResult<Vec<TaskId>> {
     let n = tasks.len();
     if tasks.iter().all(|(_, f)| f.is_default()) {
@@ -149,10 +149,11 @@ async fn upstream_states(
                 }),
             };
             if namespace.as_deref() != Some(ns) {
-                return Err(ApiError::invalid(
-                    "after",
-                    format!("no task with id {u}: upstream tasks must exist"),
-                )
+                return Err(ApiError {
+                    code: ErrorCode::NotFound,
+                    message: format!("after: no task with id {u}: upstream tasks must exist"),
+                    field: Some("after".into()),
+                }
                 .into());
             }
         }

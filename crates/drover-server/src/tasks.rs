@@ -73,7 +73,9 @@ async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
 }
 
 #[utoipa::path(post, path = "/v1/tasks", request_body = SubmitRequest,
-    responses((status = 201, body = TaskView), (status = 400, body = ApiError)))]
+    responses((status = 201, body = TaskView), (status = 400, body = ApiError),
+        (status = 404, body = ApiError, description = "an upstream task (`after`) does not exist"),
+        (status = 503, body = ApiError, description = "upstream tasks kept changing state; retry")))]
 async fn submit(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -90,7 +92,9 @@ async fn submit(
 }
 
 #[utoipa::path(post, path = "/v1/tasks:batch", request_body = BatchSubmitRequest,
-    responses((status = 201, body = BatchSubmitResponse), (status = 400, body = ApiError)))]
+    responses((status = 201, body = BatchSubmitResponse), (status = 400, body = ApiError),
+        (status = 404, body = ApiError, description = "an upstream task (`after`) does not exist"),
+        (status = 503, body = ApiError, description = "upstream tasks kept changing state; retry")))]
 async fn submit_batch(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -132,18 +136,22 @@ async fn submit_batch(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only tasks of this namespace (default: every namespace the token may see).
     #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
     namespace: Option<String>,
     /// Only tasks in this state.
+    #[param(schema_with = drover_api::schema::task_state)]
     state: Option<String>,
     /// Only tasks of this queue.
     queue: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(schema_with = drover_api::schema::page)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = drover_api::schema::task_id)]
     cursor: Option<String>,
 }
 
@@ -235,13 +243,17 @@ async fn cancel(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogParams {
     /// Attempt number (default: the latest).
+    #[param(schema_with = drover_api::schema::u32_any)]
     attempt: Option<u32>,
     /// Only stdout after this many bytes (the previous answer's `stdout_next`).
+    #[param(schema_with = drover_api::schema::u64_any)]
     stdout_from: Option<u64>,
     /// Only stderr after this many bytes (the previous answer's `stderr_next`).
+    #[param(schema_with = drover_api::schema::u64_any)]
     stderr_from: Option<u64>,
 }
 
@@ -264,7 +276,8 @@ fn log_slice(all: &[u8], from: Option<u64>) -> (String, u64) {
 }
 
 #[utoipa::path(get, path = "/v1/tasks/{id}/logs", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), LogParams),
-    responses((status = 200, body = LogsView), (status = 404, body = ApiError)))]
+    responses((status = 200, body = LogsView), (status = 400, body = ApiError),
+        (status = 404, body = ApiError, description = "no such task, or no such attempt of it")))]
 async fn logs(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -275,11 +288,8 @@ async fn logs(
     let rec = visible_task(&s, &scope, id).await?;
     let attempt = p.attempt.unwrap_or(rec.attempt);
     if attempt > rec.attempt {
-        return Err(ApiError::invalid(
-            "attempt",
-            format!("task {id} has {} attempt(s) so far", rec.attempt),
-        )
-        .into());
+        let m = format!("task {id} has no attempt {attempt}: {} so far", rec.attempt);
+        return Err(ApiError::not_found(m).into());
     }
     let (mut out, mut err) = (Vec::new(), Vec::new());
     for c in s.store.logs(id, attempt).await? {

@@ -393,10 +393,21 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/webhooks/{id}/deliveries", get(deliveries))
 }
 
-/// Checks the URL fully: http or https, a host, no credentials.
+/// Checks the URL fully: http or https, a host (a name as `/openapi.json` states it, or an IP
+/// address), no credentials.
 fn check_url(raw: &str) -> Result<String, ApiError> {
-    let url = reqwest::Url::parse(raw.trim())
+    let url = reqwest::Url::parse(raw)
         .map_err(|e| ApiError::invalid("url", format!("'{raw}' is not a URL: {e}")))?;
+    let named = matches!(url.host(), Some(url::Host::Domain(_)));
+    if named && !drover_api::patterns::webhook_url_regex().is_match(raw) {
+        return Err(ApiError::invalid(
+            "url",
+            format!(
+                "'{raw}': a host name of letters, digits and single hyphens, its last label \
+                 starting with a letter; a path and query of printable ASCII (see /openapi.json)"
+            ),
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ApiError::invalid("url", "only http:// and https:// URLs"));
     }
@@ -516,9 +527,11 @@ async fn remove(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// Most attempts returned, newest first (default 100, at most 1000).
+    #[param(schema_with = drover_api::schema::page)]
     limit: Option<usize>,
 }
 
@@ -588,8 +601,14 @@ mod tests {
             "nota url",
             "http://h/#f",
             "file:///etc",
+            "HTTP://A*",
+            " http://a.example/",
+            "http://a--b.example/",
+            "http://%61.example/",
+            "http://a.example/é",
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
+        assert!(check_url("HTTPS://A.Example:8443/h?q=%20").is_ok());
     }
 }

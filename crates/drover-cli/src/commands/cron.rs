@@ -52,9 +52,13 @@ pub async fn cron(cmd: CronCommand) -> anyhow::Result<u8> {
             match a.client.output {
                 Format::Json => output::json(&r)?,
                 Format::Text => output::text(&format!(
-                    "{} slots fired\n{}",
+                    "{} slots fired\n{}{}",
                     r.ids.len(),
-                    r.ids.iter().map(|i| format!("{i}\n")).collect::<String>()
+                    r.ids.iter().map(|i| format!("{i}\n")).collect::<String>(),
+                    r.next
+                        .as_ref()
+                        .map(|n| format!("more slots remain: run again with --from {n}\n"))
+                        .unwrap_or_default()
                 ))?,
             }
             Ok(0)

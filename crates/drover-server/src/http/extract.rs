@@ -11,28 +11,55 @@ use axum::Json;
 use drover_api::namespace::Scope;
 use drover_api::{limits, ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
+use serde_json::{Number, Value};
 
 use super::error::{too_large, HttpError};
 
-/// A JSON body: 413 when over the limit, else 400 naming what is wrong.
+/// A JSON body, always an object: 413 when over the limit, else 400 naming what is wrong. A
+/// number with a zero fraction (`2.0`) is an integer, as JSON Schema counts it.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
+        let bad = |m: String| HttpError(ApiError::new(ErrorCode::InvalidArgument, m));
+        let mut value = match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(too_large().into())
+                return Err(too_large().into())
             }
-            Err(e) => Err(HttpError(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("bad JSON body: {}", e.body_text()),
-            ))),
+            Err(e) => return Err(bad(format!("bad JSON body: {}", e.body_text()))),
+        };
+        if !value.is_object() {
+            return Err(bad("bad JSON body: expected a JSON object".into()));
         }
+        whole_numbers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => bad(format!("bad JSON body: {}", e.inner())),
+                path => bad(format!("bad JSON body: {path}: {}", e.inner())),
+            })
+    }
+}
+
+/// Turns the floats of `v` that are whole numbers in range into integers.
+fn whole_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                *n = Number::from(f as u64);
+            } else if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                *n = Number::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 

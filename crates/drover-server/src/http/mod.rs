@@ -1,6 +1,7 @@
 //! The REST edge: every feature's `routes()` (handlers live with their feature), the
-//! dashboard, health, the OpenAPI document, the fallback, the body limit and the gate that
-//! refuses state-changing requests while the store is failing (`health::gate`).
+//! dashboard, health, the OpenAPI document (each feature's part, the rules joining fields from
+//! `drover_api::schema::refine`, the edge's statuses), the fallback, the body limit and the gate
+//! that refuses state-changing requests while the store is failing (`health::gate`).
 
 mod error;
 mod extract;
@@ -99,6 +100,38 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
+    if let Some(components) = doc.components.as_mut() {
+        drover_api::schema::refine(components);
+    }
     crate::auth::openapi::document(&mut doc);
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_states_what_the_validators_check() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let submit = &schemas["SubmitRequest"];
+        let queue = &submit["properties"]["queue"];
+        assert_eq!(queue["pattern"], drover_api::patterns::name());
+        assert_eq!(queue["description"], "Queue name (default `default`).");
+        assert_eq!(submit["properties"]["retries"]["maximum"], 100);
+        assert!(submit["allOf"].is_array(), "the rules joining fields");
+        assert_eq!(
+            schemas["ScheduleRequest"]["oneOf"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(schemas["RerunRequest"]["required"][0], "from_failed");
+        let params = doc["paths"]["/v1/tasks"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        assert!(params.iter().all(|p| p["in"] == "query"), "{params:?}");
+        let sse = &doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"];
+        assert!(sse.get("text/event-stream").is_some(), "{sse}");
+    }
 }
