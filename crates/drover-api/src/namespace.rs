@@ -51,6 +51,7 @@ pub fn or_default(field: &str, ns: Option<&str>) -> Result<String, ApiError> {
 
 /// `?namespace=` on the routes that name a queue or schedule (default `default`).
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceQuery {
     /// The namespace of the named object (default `default`).
@@ -60,6 +61,7 @@ pub struct NamespaceQuery {
 
 /// `?namespace=` on listings (default: every namespace the token may see).
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceFilter {
     /// Only this namespace's objects (default: every namespace the token may see).

@@ -96,10 +96,13 @@ impl ScheduleRequest {
             ));
         }
         let namespace = crate::namespace::or_default("namespace", self.namespace.as_deref())?;
-        if t.namespace.as_ref().is_some_and(|n| *n != namespace) {
+        if t.namespace.is_some() {
             return Err(ApiError::invalid(
                 "task.namespace",
-                format!("a schedule's task runs in the schedule's namespace ({namespace})"),
+                format!(
+                    "a schedule's tasks run in the schedule's namespace ({namespace}); give \
+                     `namespace` on the schedule, not on its task"
+                ),
             ));
         }
         let mut v = t.validate_sealed(seal).map_err(|mut e| {

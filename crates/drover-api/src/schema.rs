@@ -84,10 +84,23 @@ pub fn opt_key() -> Fragment {
     nullable(
         string()
             .min_length(Some(1))
-            .max_length(Some(limits::MAX_NAME)),
+            .max_length(Some(limits::MAX_NAME))
+            // No NUL: PostgreSQL's text cannot hold one.
+            .pattern(Some("^[^\\u0000]*$")),
         Type::String,
     )
     .into()
+}
+
+/// A token's namespaces: namespace names, at most [`crate::auth::MAX_TOKEN_NAMESPACES`].
+pub fn token_namespaces() -> Fragment {
+    let name = string()
+        .pattern(Some(crate::namespace::NAMESPACE_PATTERN))
+        .max_length(Some(crate::namespace::MAX_NAMESPACE));
+    ArrayBuilder::new()
+        .items(name)
+        .max_items(Some(crate::auth::MAX_TOKEN_NAMESPACES))
+        .into()
 }
 
 /// Any text of at most [`limits::MAX_NAME`] characters (filters of the event stream).
@@ -447,6 +460,7 @@ pub const FIELDS: &[Field] = &[
     ("SubmitRequest", "label_selector", opt_selector),
     ("SubmitRequest", "strategy", opt_strategy),
     ("SubmitRequest", "key", opt_key),
+    ("SubmitRequest", "concurrency_key", opt_key),
     ("SubmitRequest", "resources", resources),
     ("SubmitRequest", "spread_label", opt_name),
     ("SubmitRequest", "after", after),
@@ -495,6 +509,7 @@ pub const FIELDS: &[Field] = &[
     ("BackfillRequest", "to", time),
     ("TokenCreate", "name", token_name),
     ("TokenCreate", "expires_in", opt_positive_duration),
+    ("TokenCreate", "namespaces", token_namespaces),
     ("WorkerLimits", "kinds", worker_kinds),
     ("WorkerLimits", "labels", worker_labels),
     ("WebhookCreate", "url", webhook_url),
@@ -543,6 +558,12 @@ pub fn refine(components: &mut Components) {
         {
             "if": {"properties": {"at": {"type": "string"}}, "required": ["at"]},
             "then": {"properties": {"delay": {"type": "null"}}}
+        },
+        {
+            "if": {"properties": {"max_concurrent": {"type": "integer"}},
+                   "required": ["max_concurrent"]},
+            "then": {"required": ["concurrency_key"],
+                     "properties": {"concurrency_key": {"type": "string"}}}
         }
     ]);
     add(components, "SubmitRequest", "allOf", submit);
@@ -582,6 +603,8 @@ fn template() -> Fragment {
         .property("delay", null())
         .property("deadline", null())
         .property("on_upstream_failure", null())
+        // The schedule's own `namespace` says where its tasks run.
+        .property("namespace", null())
         .property(
             "serial",
             ObjectBuilder::new()

@@ -97,7 +97,7 @@ async fn stats(s: &AppState) -> ApiResult<Vec<QueueStats>> {
 }
 
 #[utoipa::path(get, path = "/v1/queues", params(NamespaceFilter),
-    responses((status = 200, body = QueueList)))]
+    responses((status = 200, body = QueueList), (status = 400, body = ApiError)))]
 async fn list_queues(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -412,7 +412,7 @@ async fn get_workflow(
 }
 
 #[utoipa::path(get, path = "/v1/workflows", params(NamespaceFilter),
-    responses((status = 200, body = WorkflowList)))]
+    responses((status = 200, body = WorkflowList), (status = 400, body = ApiError)))]
 async fn list_workflows(
     State(s): State<AppState>,
     Caller(scope): Caller,

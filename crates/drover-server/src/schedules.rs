@@ -110,7 +110,7 @@ async fn ask(s: &AppState, op: ScheduleOp) -> ApiResult<Vec<TaskId>> {
 }
 
 #[utoipa::path(get, path = "/v1/schedules", params(NamespaceFilter),
-    responses((status = 200, body = ScheduleList)))]
+    responses((status = 200, body = ScheduleList), (status = 400, body = ApiError)))]
 async fn list(
     State(s): State<AppState>,
     Caller(scope): Caller,
