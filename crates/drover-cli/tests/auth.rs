@@ -109,6 +109,47 @@ fn revoke(url: &str, name: &str) {
     assert_eq!(r.status(), 204, "revoke {name}");
 }
 
+/// Sends a request; its status and JSON body (none for a 200 event stream).
+fn answer(rb: reqwest::blocking::RequestBuilder, path: &str) -> (u16, Value) {
+    let r = rb.send().unwrap();
+    let status = r.status().as_u16();
+    let body = if path == "/v1/events" && status == 200 {
+        Value::Null
+    } else {
+        r.json().unwrap_or(Value::Null)
+    };
+    (status, body)
+}
+
+/// Every operation `/openapi.json` documents, as (method, path, least role); panics on one
+/// without a MATRIX row, and when MATRIX has rows for undocumented operations.
+fn operations(url: &str) -> Vec<(String, String, &'static str)> {
+    let doc: Value = http()
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            let least = MATRIX
+                .iter()
+                .find(|(mm, p, _)| *mm == m && p == path)
+                .unwrap_or_else(|| panic!("{m} {path} is documented but has no MATRIX row"))
+                .2;
+            ops.push((m, path.clone(), least));
+        }
+    }
+    assert_eq!(
+        ops.len(),
+        MATRIX.len(),
+        "MATRIX has rows for undocumented operations"
+    );
+    ops
+}
+
 /// One request to a documented operation, with placeholder path parameters and body.
 fn call(url: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let concrete = path
@@ -126,14 +167,7 @@ fn call(url: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Value
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }
-    let r = rb.send().unwrap();
-    let status = r.status().as_u16();
-    let body = if path == "/v1/events" && status == 200 {
-        Value::Null
-    } else {
-        r.json().unwrap_or(Value::Null)
-    };
-    (status, body)
+    answer(rb, path)
 }
 
 #[test]
@@ -152,58 +186,38 @@ fn every_operation_answers_every_role_as_the_matrix_says() {
         (call(url, "GET", "/v1/stats", Some(&expired)).0 == 401).then_some(())
     });
 
-    let doc: Value = http()
-        .get(format!("{url}/openapi.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            let m = method.to_uppercase();
-            let least = MATRIX
-                .iter()
-                .find(|(mm, p, _)| *mm == m && p == path)
-                .unwrap_or_else(|| panic!("{m} {path} is documented but has no MATRIX row"))
-                .2;
-            let public = least == "public";
-            for (cred, token) in [
-                ("no token", None),
-                ("revoked", Some(&revoked)),
-                ("expired", Some(&expired)),
-            ] {
-                let (status, body) = call(url, &m, path, token.map(|t| t.as_str()));
-                if public {
-                    assert!(
-                        status != 401 && status != 403,
-                        "{m} {path} {cred}: {status}"
-                    );
-                } else {
-                    assert_eq!(status, 401, "{m} {path} with {cred}: {body}");
-                    assert_eq!(body["code"], "unauthenticated", "{m} {path} {cred}");
-                }
+    for (m, path, least) in operations(url) {
+        let path = path.as_str();
+        let public = least == "public";
+        for (cred, token) in [
+            ("no token", None),
+            ("revoked", Some(&revoked)),
+            ("expired", Some(&expired)),
+        ] {
+            let (status, body) = call(url, &m, path, token.map(|t| t.as_str()));
+            if public {
+                assert!(
+                    status != 401 && status != 403,
+                    "{m} {path} {cred}: {status}"
+                );
+            } else {
+                assert_eq!(status, 401, "{m} {path} with {cred}: {body}");
+                assert_eq!(body["code"], "unauthenticated", "{m} {path} {cred}");
             }
-            for role in ROLES {
-                let (status, body) = call(url, &m, path, Some(&tokens[role]));
-                if may(role, least) {
-                    assert!(
-                        status != 401 && status != 403 && status < 500,
-                        "{m} {path} as {role}: {status} {body}"
-                    );
-                } else {
-                    assert_eq!(status, 403, "{m} {path} as {role}: {body}");
-                    assert_eq!(body["code"], "permission_denied");
-                }
+        }
+        for role in ROLES {
+            let (status, body) = call(url, &m, path, Some(&tokens[role]));
+            if may(role, least) {
+                assert!(
+                    status != 401 && status != 403 && status < 500,
+                    "{m} {path} as {role}: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, 403, "{m} {path} as {role}: {body}");
+                assert_eq!(body["code"], "permission_denied");
             }
-            checked += 1;
         }
     }
-    assert_eq!(
-        checked,
-        MATRIX.len(),
-        "MATRIX has rows for undocumented operations"
-    );
     // Beyond the document: metrics read like the API; the dashboard's files are public.
     assert_eq!(call(url, "GET", "/metrics", None).0, 401);
     assert_eq!(call(url, "GET", "/metrics", Some(&tokens["worker"])).0, 403);
@@ -343,14 +357,7 @@ fn call_in(url: &str, m: &str, path: &str, token: &str, ns: &str, o: &NsObjects)
     if m != "GET" && m != "DELETE" {
         rb = rb.json(&body);
     }
-    let r = rb.send().unwrap();
-    let status = r.status().as_u16();
-    let body = if path == "/v1/events" && status == 200 {
-        Value::Null
-    } else {
-        r.json().unwrap_or(Value::Null)
-    };
-    (status, body)
+    answer(rb, path)
 }
 
 fn rand_suffix() -> u64 {
@@ -381,51 +388,35 @@ fn every_operation_keeps_a_limited_token_in_its_namespaces() {
         assert_eq!(v["namespaces"], json!(["team-a"]));
         tokens.insert(role, v["secret"].as_str().unwrap().to_string());
     }
-    let doc: Value = http()
-        .get(format!("{url}/openapi.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            let m = method.to_uppercase();
-            let least = MATRIX
-                .iter()
-                .find(|(mm, p, _)| *mm == m && p == path)
-                .unwrap_or_else(|| panic!("{m} {path} is documented but has no MATRIX row"))
-                .2;
-            let kind = ns_kind(&m, path);
-            for role in ROLES {
-                let t = &tokens[role];
-                // Other namespace first: a limited token must change nothing there.
-                let (theirs, body) = call_in(url, &m, path, t, "team-b", &other);
-                let (mine, mbody) = call_in(url, &m, path, t, "team-a", &own);
-                let what = format!("{m} {path} as a team-a {role}");
-                if !may(role, least) || kind == NsKind::Every {
-                    assert_eq!(theirs, 403, "{what}, team-b: {body}");
-                    assert_eq!(mine, 403, "{what}, team-a: {mbody}");
-                    continue;
-                }
-                assert!(
-                    ![401, 403].contains(&mine) && mine < 500,
-                    "{what}: {mine} {mbody}"
-                );
-                let expected = match kind {
-                    NsKind::Create | NsKind::List => Some(403),
-                    NsKind::Object => Some(404),
-                    NsKind::Global | NsKind::Every => None,
-                };
-                match expected {
-                    Some(e) => assert_eq!(theirs, e, "{what}, team-b: {body}"),
-                    None => assert!(theirs < 500 && theirs != 401, "{what}: {theirs} {body}"),
-                }
+    for (m, path, least) in operations(url) {
+        let path = path.as_str();
+        let kind = ns_kind(&m, path);
+        for role in ROLES {
+            let t = &tokens[role];
+            // Other namespace first: a limited token must change nothing there.
+            let (theirs, body) = call_in(url, &m, path, t, "team-b", &other);
+            let (mine, mbody) = call_in(url, &m, path, t, "team-a", &own);
+            let what = format!("{m} {path} as a team-a {role}");
+            if !may(role, least) || kind == NsKind::Every {
+                assert_eq!(theirs, 403, "{what}, team-b: {body}");
+                assert_eq!(mine, 403, "{what}, team-a: {mbody}");
+                continue;
             }
-            checked += 1;
+            assert!(
+                ![401, 403].contains(&mine) && mine < 500,
+                "{what}: {mine} {mbody}"
+            );
+            let expected = match kind {
+                NsKind::Create | NsKind::List => Some(403),
+                NsKind::Object => Some(404),
+                NsKind::Global | NsKind::Every => None,
+            };
+            match expected {
+                Some(e) => assert_eq!(theirs, e, "{what}, team-b: {body}"),
+                None => assert!(theirs < 500 && theirs != 401, "{what}: {theirs} {body}"),
+            }
         }
     }
-    assert_eq!(checked, MATRIX.len());
     // What a limited viewer sees without naming a namespace: its own objects only.
     let viewer = &tokens["viewer"];
     let get = |path: &str| -> Value {
