@@ -4,6 +4,7 @@
 //! Boundary: only this crate knows the wire formats; conversions to and from core types live here.
 
 pub mod audit;
+pub mod cluster;
 pub mod auth;
 pub mod convert;
 pub mod duration;
