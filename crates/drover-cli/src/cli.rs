@@ -317,6 +317,19 @@ pub struct ServerArgs {
     /// reads keep working. 0: stop at the first failed commit.
     #[arg(long, default_value = "30s", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub store_retry: u64,
+    /// With several servers on one PostgreSQL store: the leader's lease (1s to 300s). A
+    /// standby takes over about this long after the leader dies; the leader renews it every
+    /// third of it, so shorter leases fail over faster but cost more renewals and make a slow
+    /// database more likely to cost the leader its lease.
+    #[arg(long, default_value = "5s", value_parser = parse::duration_ms, value_name = "DURATION")]
+    pub leader_lease: u64,
+    /// This server's name in the cluster (`drover cluster`) [default: HOST:PORT].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The URL clients and workers reach this server at, which standbys give them to find
+    /// the leader [default: http(s)://HOST:PORT of --listen].
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
     /// How long events (and webhook delivery attempts) are kept, e.g. 7d.
     #[arg(long, default_value = "7d", value_parser = parse::duration_ms, value_name = "DURATION")]
     pub event_retention: u64,

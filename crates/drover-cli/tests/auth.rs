@@ -32,6 +32,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/v1/workflows/{id}", "viewer"),
     ("GET", "/v1/schedules", "viewer"),
     ("GET", "/v1/schedules/{name}", "viewer"),
+    ("GET", "/v1/cluster", "viewer"),
     ("POST", "/v1/tasks", "submitter"),
     ("POST", "/v1/tasks:batch", "submitter"),
     ("POST", "/v1/tasks/{id}/cancel", "submitter"),

@@ -53,6 +53,9 @@ pub enum Command {
     Workers(oneshot::Sender<Vec<WorkerSummary>>),
     /// A read of the core's live state (queue counts, flow records); runs between batches.
     Query(Box<dyn FnOnce(&Coordinator) + Send>),
+    /// Commit what is decided and stop, though handles remain (open worker streams hold
+    /// some): the server is shutting down.
+    Stop,
 }
 
 /// A cheap, cloneable handle for the protocol adapters.
@@ -121,6 +124,8 @@ pub struct Driver {
     store_retry: Duration,
     /// Jitter of the retry pauses.
     rng: rand::rngs::StdRng,
+    /// `Command::Stop` arrived.
+    stopping: bool,
 }
 
 impl Driver {
@@ -147,6 +152,7 @@ impl Driver {
             health: StoreHealth::new(),
             store_retry: STORE_RETRY,
             rng: rand::rngs::StdRng::from_os_rng(),
+            stopping: false,
         };
         (driver, handle)
     }
@@ -224,6 +230,15 @@ impl Driver {
             }
             let timers = !inflight.as_ref().is_some_and(InFlight::stalled);
             self.decide(&mut batch, &mut pending, timers);
+            if self.stopping {
+                if let Some(f) = inflight.take() {
+                    self.settle(f).await?;
+                }
+                if let Some(f) = self.launch(std::mem::take(&mut pending)) {
+                    self.settle(f).await?;
+                }
+                return Ok(());
+            }
             if inflight.is_none() && !pending.is_empty() {
                 inflight = self.launch(std::mem::take(&mut pending));
             }
@@ -252,6 +267,7 @@ impl Driver {
                     let _ = tx.send(self.core.workers());
                 }
                 Command::Query(f) => f(&self.core),
+                Command::Stop => self.stopping = true,
             }
         }
         if timers {
@@ -362,6 +378,11 @@ impl Driver {
         if matches!(e, StoreError::Corrupt(_)) {
             tracing::error!(error = %e, "the store reports corrupt data; stopping the scheduler");
             anyhow::bail!("commit failed: {e}");
+        }
+        if let StoreError::Fenced { ours, current } = *e {
+            // Another server leads: nothing of this batch happened, and no retry can make it.
+            tracing::warn!(error = %e, "a commit was fenced off; this server no longer leads");
+            return Err(anyhow::Error::new(StoreError::Fenced { ours, current }));
         }
         if left.is_zero() {
             tracing::error!(

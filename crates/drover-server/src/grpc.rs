@@ -15,13 +15,15 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{until_revoked, Auth, Identity};
-use crate::driver::{Command, DriverHandle};
+use crate::cluster::Cluster;
+use crate::driver::Command;
 use crate::tls::PeerCert;
 use drover_api::namespace::Scope;
 
 pub struct WorkerGrpc {
     pub auth: Arc<Auth>,
-    pub driver: DriverHandle,
+    /// The leading driver is taken per session: a session ends with its term.
+    pub cluster: Arc<Cluster>,
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
     /// mTLS: a worker must present a certificate the server's client CA verified.
@@ -55,9 +57,15 @@ impl WorkerService for WorkerGrpc {
         self.check_client_cert(&request)?;
         let who = request.extensions().get::<Identity>().cloned();
         let mut inbound = request.into_inner();
+        // A standby sends the worker to the leader before reading anything.
+        let driver = self
+            .cluster
+            .slot
+            .current()
+            .map_err(|_| self.cluster.not_leader_status())?;
         let register = first_register(&mut inbound, who.as_ref()).await?;
         let held = refs(&register.held);
-        let session: SessionId = self.driver.next_id();
+        let session: SessionId = driver.next_id();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let _ = out_tx.send(Ok(proto::ServerMessage {
             body: Some(Body::Registered(proto::Registered {
@@ -67,12 +75,11 @@ impl WorkerService for WorkerGrpc {
             })),
         }));
         let gone = || Status::unavailable("the scheduler is shutting down");
-        self.driver
+        driver
             .send(Command::Attach(session, out_tx))
             .map_err(|_| gone())?;
         let info = (&register).into();
-        let joined = self
-            .driver
+        let joined = driver
             .request(|req| Input::WorkerJoin {
                 req,
                 session,
@@ -83,9 +90,7 @@ impl WorkerService for WorkerGrpc {
             .map_err(|_| gone())?;
         if let Reply::Joined(Err(JoinError::NameInUse(name))) = joined {
             // Drops the outbox; the core knows no such session.
-            let _ = self
-                .driver
-                .send(Command::Input(Input::WorkerLeave { session }, None));
+            let _ = driver.send(Command::Input(Input::WorkerLeave { session }, None));
             tracing::warn!(worker = %name, session, "refused a second registration of a live worker");
             return Err(Status::already_exists(format!(
                 "worker {name} is already connected; a name is released when its session \
@@ -93,7 +98,7 @@ impl WorkerService for WorkerGrpc {
             )));
         }
         tracing::info!(worker = %register.name, session, "worker connected");
-        tokio::spawn(forward_inputs(self.driver.clone(), session, inbound));
+        tokio::spawn(forward_inputs(driver, session, inbound));
         // A revoked token ends the session: the worker hears why and cannot reconnect with it.
         let revoked = Status::unauthenticated("the worker's token was revoked or has expired");
         Ok(Response::new(Box::pin(until_revoked(
@@ -165,7 +170,7 @@ fn served_namespaces(
 
 /// Turns what the worker sends into inputs until its stream ends, then says it left.
 async fn forward_inputs(
-    driver: DriverHandle,
+    driver: crate::driver::DriverHandle,
     session: SessionId,
     mut inbound: Streaming<proto::WorkerMessage>,
 ) {

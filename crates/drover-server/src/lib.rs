@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 mod dashboard;
 pub mod destinations;
 pub mod driver;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use drover_api::proto::event_service_server::EventServiceServer;
 use drover_api::proto::worker_service_server::WorkerServiceServer;
-use drover_core::{Coordinator, CoreConfig, Event, Snapshot};
+use drover_core::CoreConfig;
 use drover_store::{PgStore, SqliteStore, Store};
 use rand::TryRngCore;
 use tokio::sync::{broadcast, oneshot};
@@ -84,6 +85,14 @@ pub struct ServerConfig {
     /// During a key rotation: the old key, which still opens what it sealed.
     pub previous_secret_key_file: Option<PathBuf>,
     pub auth: auth::AuthConfig,
+    /// This server's name in the cluster (default `HOST:PORT`).
+    pub name: Option<String>,
+    /// The address clients and workers reach it at (default `http[s]://HOST:PORT` of the
+    /// listener).
+    pub advertise: Option<String>,
+    /// The leader's lease (`--leader-lease`): a standby takes over about this long after the
+    /// leader dies.
+    pub leader_lease: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -107,6 +116,9 @@ impl ServerConfig {
             secret_key_file: None,
             previous_secret_key_file: None,
             auth: auth::AuthConfig::default(),
+            name: None,
+            advertise: None,
+            leader_lease: cluster::DEFAULT_LEASE,
         }
     }
 }
@@ -229,77 +241,95 @@ impl ServerHandle {
     }
 }
 
-/// Opens the store, rebuilds the core from it, binds, and serves REST and gRPC on one port.
+/// Opens the store, binds, runs the first election (a lone server leads from its first
+/// request), and serves REST and gRPC on one port; the cluster loop runs from then on.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
+    cluster::check_lease(cfg.leader_lease).map_err(anyhow::Error::msg)?;
     let dir = data_dir(&cfg)?;
     if !dir.as_os_str().is_empty() {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
     }
-    let (store, snapshot, lock) = open_store(&cfg.store).await?;
+    let (store, lock) = open_store(&cfg.store).await?;
+    let shared = store.notices().is_some();
     let secrets = Arc::new(secrets::SecretKeys::for_server(&cfg, &dir)?);
     let token_file = Some(dir.join("admin.token"));
     let auth = auth::Auth::start(store.clone(), &cfg.auth, token_file, cfg.listen)
         .await
         .context("loading the API tokens")?;
-    let seed = os_seed()?;
-    let active = snapshot.tasks.len();
     let metrics = Arc::new(metrics::Metrics::new());
-    // Everything committed before the driver starts is in the snapshot; the tracker follows
-    // the events after it.
-    let tracker = metrics::Tracker::new(metrics.clone(), &snapshot.tasks);
-    let last_seq = snapshot.next_event_seq.saturating_sub(1);
-    let core = Coordinator::new(core_config(&cfg), seed, clock::now_micros(), snapshot);
     // Committed events, for live subscribers; a slow one lags and re-reads from the store.
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let tracker_feed = feed::EventFeed::subscribe(store.clone(), &events, Some(last_seq)).await?;
-    let health = health::StoreHealth::new();
-    let (driver, handle) =
-        driver::Driver::new(core, store.clone(), metrics.clone(), events.clone());
-    let driver = driver
-        .with_secrets(secrets.clone())
-        .with_store_retry(health.clone(), cfg.store_retry);
-    // The store's lock is held until the driver has committed its last batch.
-    let driver_task = tokio::spawn(async move {
+    let hooks = webhooks::Webhooks::new(
+        store.clone(),
+        events.clone(),
+        metrics.clone(),
+        cfg.webhooks.clone(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let cluster = cluster::Cluster::new(member(&cfg, addr), cfg.leader_lease);
+    let parts = cluster::term::Parts {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        events: events.clone(),
+        workers: Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms)),
+        webhooks: hooks.clone(),
+        secrets: secrets.clone(),
+        health: health::StoreHealth::new(),
+    };
+    let elector = cluster::elect::Elector {
+        cluster: cluster.clone(),
+        parts: parts.clone(),
+        shared,
+    };
+    store
+        .heartbeat(&cluster.me)
+        .await
+        .context("registering this server with the store")?;
+    let first = elector.try_lead().await?;
+    if first.is_none() {
+        tracing::info!(server = %cluster.me.name, "standing by: another server leads");
+    }
+    let mut background = Vec::new();
+    if let Some(notices) = store.notices() {
+        background.push(tokio::spawn(auth.clone().follow(notices.tokens)).abort_handle());
+    }
+    let (stop_cluster, stopped) = tokio::sync::watch::channel(false);
+    // The store's lock is held until the last term has committed its last batch.
+    let cluster_task = tokio::spawn(async move {
         let _lock = lock;
-        driver.run().await
+        elector.run(first, stopped).await
     });
-    // Background tasks; stopped when serving ends (the monitor holds a driver handle, which
-    // would otherwise keep the driver running).
-    let mut background = vec![tokio::spawn(tracker.run(tracker_feed)).abort_handle()];
-    let worker_monitor = Arc::new(workers::WorkerMonitor::new(cfg.heartbeat_ms));
-    background.extend(spawn_upkeep(
-        &cfg,
-        &store,
-        &handle,
-        &worker_monitor,
-        &metrics,
-    ));
-    let hooks = start_webhooks(&cfg, &store, &events, &metrics).await?;
     let edge = edge::Edge::new(cfg.edge.clone());
     let app = app(
         &cfg,
         http::AppState {
             auth: auth.clone(),
-            driver: handle,
+            driver: cluster.slot.clone(),
+            cluster: cluster.clone(),
             store,
             metrics,
             events,
-            webhooks: hooks.clone(),
-            workers: worker_monitor,
+            webhooks: hooks,
+            workers: parts.workers.clone(),
             edge: edge.clone(),
             secrets,
-            health,
+            health: parts.health.clone(),
         },
     );
-
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, active_tasks = active, "drover server listening");
+    tracing::info!(%addr, server = %cluster.me.name, leader = cluster.is_leader(), "drover server listening");
     let tls = cfg.tls.as_ref().map(tls::server_config).transpose()?;
-    let (shutdown, serve) = serve(listener, app, (edge, tls), driver_task, hooks, background);
+    let (shutdown, serve) = serve(
+        listener,
+        app,
+        (edge, tls),
+        (cluster_task, stop_cluster),
+        background,
+    );
     Ok(ServerHandle {
         addr,
         auth,
@@ -308,12 +338,42 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     })
 }
 
-/// Takes the store's lock (one server per SQLite file), opens the store at `url` and loads
-/// what the core starts from: the active tasks and the workflows in progress.
+/// This server as the cluster knows it: `--name` (default `HOST:PORT`) and `--advertise`
+/// (default the listener's address, with the host's name when it listens on every interface).
+fn member(cfg: &ServerConfig, addr: SocketAddr) -> drover_store::Member {
+    let host = if addr.ip().is_unspecified() {
+        host_name()
+    } else {
+        addr.ip().to_string()
+    };
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let authority = match addr {
+        SocketAddr::V6(a) if !a.ip().is_unspecified() => format!("[{host}]:{}", a.port()),
+        _ => format!("{host}:{}", addr.port()),
+    };
+    drover_store::Member {
+        name: cfg.name.clone().unwrap_or_else(|| authority.clone()),
+        address: cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{authority}")),
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Takes the store's lock (one server per SQLite file) and opens the store at `url`.
 async fn open_store(
     url: &str,
-) -> anyhow::Result<(Arc<dyn Store>, Snapshot, Option<store_lock::StoreLock>)> {
-    let (store, lock): (Arc<dyn Store>, _) = match StoreUrl::parse(url)? {
+) -> anyhow::Result<(Arc<dyn Store>, Option<store_lock::StoreLock>)> {
+    Ok(match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(path) => {
             let lock = store_lock::StoreLock::acquire(&path)?;
             let store = SqliteStore::open(&path)
@@ -328,19 +388,11 @@ async fn open_store(
             ),
             None,
         ),
-    };
-    let mut snapshot = store
-        .load_snapshot()
-        .await
-        .context("loading the active tasks")?;
-    snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
-        .await
-        .context("loading the workflows in progress")?;
-    Ok((store, snapshot, lock))
+    })
 }
 
 /// The core's random seed, from the OS.
-fn os_seed() -> anyhow::Result<[u8; 32]> {
+pub(crate) fn os_seed() -> anyhow::Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut seed)
@@ -349,7 +401,7 @@ fn os_seed() -> anyhow::Result<[u8; 32]> {
 }
 
 /// The core's settings, from the server's.
-fn core_config(cfg: &ServerConfig) -> CoreConfig {
+pub(crate) fn core_config(cfg: &ServerConfig) -> CoreConfig {
     CoreConfig {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
@@ -361,52 +413,11 @@ fn core_config(cfg: &ServerConfig) -> CoreConfig {
     }
 }
 
-/// Spawns the worker monitor and the retention loop.
-fn spawn_upkeep(
-    cfg: &ServerConfig,
-    store: &Arc<dyn Store>,
-    handle: &driver::DriverHandle,
-    worker_monitor: &Arc<workers::WorkerMonitor>,
-    metrics: &Arc<metrics::Metrics>,
-) -> [AbortHandle; 2] {
-    let monitor = tokio::spawn(worker_monitor.clone().run(handle.clone(), metrics.clone()));
-    let retention = tokio::spawn(retention::prune_loop(
-        store.clone(),
-        handle.clone(),
-        cfg.event_retention,
-        cfg.task_retention,
-        cfg.audit_retention,
-        cfg.prune_every,
-        metrics.clone(),
-    ));
-    [monitor.abort_handle(), retention.abort_handle()]
-}
-
-/// Starts the webhook recorder and the stored webhooks' tasks.
-async fn start_webhooks(
-    cfg: &ServerConfig,
-    store: &Arc<dyn Store>,
-    events: &broadcast::Sender<Arc<Event>>,
-    metrics: &Arc<metrics::Metrics>,
-) -> anyhow::Result<Arc<webhooks::Webhooks>> {
-    let hooks = webhooks::Webhooks::new(
-        store.clone(),
-        events.clone(),
-        metrics.clone(),
-        cfg.webhooks.clone(),
-    )?;
-    let n = hooks.start_all().await.context("loading the webhooks")?;
-    if n > 0 {
-        tracing::info!(webhooks = n, "webhook dispatcher started");
-    }
-    Ok(hooks)
-}
-
 /// The REST API with the gRPC services mounted on it.
 fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
         auth: state.auth.clone(),
-        driver: state.driver.clone(),
+        cluster: state.cluster.clone(),
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
         require_client_cert: cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
@@ -430,14 +441,16 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(audit, audit::record))
 }
 
-/// Serves `app` until shutdown is sent or the driver stops (a fatal store error), then
-/// stops the webhooks and the background tasks.
+/// Serves `app` until shutdown is sent (then stops the cluster loop, which commits the last
+/// batch and resigns) or the cluster loop ends by itself (a lone server's store failed).
 fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     (edge, tls): (Arc<edge::Edge>, Option<Arc<rustls::ServerConfig>>),
-    driver_task: JoinHandle<anyhow::Result<()>>,
-    hooks: Arc<webhooks::Webhooks>,
+    (mut cluster_task, stop_cluster): (
+        JoinHandle<anyhow::Result<()>>,
+        tokio::sync::watch::Sender<bool>,
+    ),
     background: Vec<AbortHandle>,
 ) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = oneshot::channel::<()>();
@@ -446,13 +459,16 @@ fn serve(
             let _ = rx.await;
         });
         let r = tokio::select! {
-            r = server => r.context("serving"),
-            r = driver_task => match r.context("driver panicked") {
+            r = server => {
+                let _ = stop_cluster.send(true);
+                let stopped = (&mut cluster_task).await.context("cluster loop panicked");
+                r.context("serving").and(stopped.and_then(|r| r))
+            }
+            r = &mut cluster_task => match r.context("cluster loop panicked") {
                 Ok(r) => r,
                 Err(e) => Err(e),
             },
         };
-        hooks.shutdown();
         for b in background {
             b.abort();
         }

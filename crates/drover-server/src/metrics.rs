@@ -231,6 +231,14 @@ impl Metrics {
         }
     }
 
+    /// This server stopped leading: the gauges of the core's state describe nothing here
+    /// now (the next term counts them again from its snapshot).
+    pub fn forget_term(&self) {
+        self.queue_depth.reset();
+        self.queue_running.reset();
+        self.workers.reset();
+    }
+
     pub fn record_effects(&self, fx: &Effects) {
         self.reclaimed.inc_by(fx.reclaimed);
         self.stale_rejected.inc_by(fx.stale_rejected);

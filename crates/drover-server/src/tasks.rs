@@ -67,7 +67,12 @@ async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
     let attempts = s.store.attempts(id).await?;
     let mut view = TaskView::from_record(&rec, &attempts);
     if rec.state == TaskState::Queued || rec.state == TaskState::Pending {
-        view.waiting_reason = s.driver.query(move |c| c.why_waiting(id)).await?;
+        // Only the leader's core knows; a standby shows the task without the reason.
+        view.waiting_reason = s
+            .driver
+            .query(move |c| c.why_waiting(id))
+            .await
+            .unwrap_or_default();
     }
     Ok(view)
 }

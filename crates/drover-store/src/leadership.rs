@@ -133,6 +133,20 @@ pub trait Leadership: Send + Sync {
     /// Also forgets members not seen for `MEMBER_FORGOTTEN_AFTER`.
     async fn heartbeat(&self, member: &Member) -> Result<(), StoreError>;
     async fn cluster(&self) -> Result<ClusterView, StoreError>;
+    /// What other servers on this store change, as it happens (a standby follows the
+    /// leader's events and token changes by it). `None`: nobody else writes this store
+    /// (SQLite, memory).
+    fn notices(&self) -> Option<Notices> {
+        None
+    }
+}
+
+/// Counters that move when another server committed events or changed tokens (and after
+/// the store may have missed telling: look at the store whenever they move).
+#[derive(Clone, Debug)]
+pub struct Notices {
+    pub events: tokio::sync::watch::Receiver<u64>,
+    pub tokens: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Microseconds (as a store computes an age) as a duration; a negative age (clock set back)

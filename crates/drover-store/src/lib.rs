@@ -26,7 +26,7 @@ pub mod sqlite;
 mod tokens;
 
 pub use audit::{AuditQuery, AuditRecord};
-pub use leadership::{ClusterView, Epoch, Leadership, Member, MemberView, Role};
+pub use leadership::{ClusterView, Epoch, Leadership, Member, MemberView, Notices, Role};
 pub use mem::MemStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

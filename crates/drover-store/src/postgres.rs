@@ -37,7 +37,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use crate::batch::Batch;
-use crate::leadership::{ClusterView, Epoch, Leadership, Member};
+use crate::leadership::{ClusterView, Epoch, Leadership, Member, Notices};
 use crate::{
     AuditQuery, AuditRecord, DeliveryRecord, PrunedTasks, Store, StoreError, TaskQuery,
     TokenRecord, WebhookRecord,
@@ -52,6 +52,7 @@ mod events;
 mod leadership;
 mod logs;
 mod migrate;
+mod notices;
 mod queues;
 mod retention;
 mod schedules;
@@ -145,6 +146,9 @@ pub struct PgStore {
     registered: leadership::Registered,
     /// Where it is, without the password, for messages.
     target: String,
+    /// For the notification listener, started on first use.
+    config: tokio_postgres::Config,
+    notices: std::sync::OnceLock<Notices>,
 }
 
 impl fmt::Debug for PgStore {
@@ -168,7 +172,7 @@ impl PgStore {
         let target = describe(&config);
         let writer = pool(config.clone(), 1)?;
         let lease = pool(config.clone(), 1)?;
-        let readers = pool(config, readers.max(1))?;
+        let readers = pool(config.clone(), readers.max(1))?;
         let mut c = writer
             .get()
             .await
@@ -183,6 +187,8 @@ impl PgStore {
             fence: leadership::Fence::default(),
             registered: leadership::Registered::default(),
             target,
+            config,
+            notices: std::sync::OnceLock::new(),
         })
     }
 
@@ -201,6 +207,14 @@ impl PgStore {
 
     async fn lease_client(&self) -> Result<Client, StoreError> {
         self.lease.get().await.map_err(pool_err)
+    }
+}
+
+/// Tells the other servers' listeners (best effort: they also look at the store after every
+/// reconnect).
+async fn notify(c: &Client, channel: &str) {
+    if let Err(e) = c.batch_execute(&format!("NOTIFY {channel}")).await {
+        tracing::debug!(error = %e, channel, "NOTIFY failed");
     }
 }
 
@@ -293,6 +307,14 @@ impl Leadership for PgStore {
 
     async fn cluster(&self) -> Result<ClusterView, StoreError> {
         leadership::cluster(&self.read_client().await?).await
+    }
+
+    fn notices(&self) -> Option<Notices> {
+        Some(
+            self.notices
+                .get_or_init(|| notices::start(self.config.clone()))
+                .clone(),
+        )
     }
 }
 
@@ -463,7 +485,10 @@ impl Store for PgStore {
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        tokens::insert(&self.write_client().await?, token).await
+        let c = self.write_client().await?;
+        let stored = tokens::insert(&c, token).await?;
+        notify(&c, notices::TOKENS).await;
+        Ok(stored)
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -471,6 +496,9 @@ impl Store for PgStore {
     }
 
     async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
-        tokens::delete(&self.write_client().await?, name).await
+        let c = self.write_client().await?;
+        let found = tokens::delete(&c, name).await?;
+        notify(&c, notices::TOKENS).await;
+        Ok(found)
     }
 }

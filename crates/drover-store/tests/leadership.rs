@@ -173,6 +173,27 @@ async fn one_leads_until_its_lease_expires_then_it_is_fenced() {
     schema.drop_schema().await.unwrap();
 }
 
+/// A server restarted after a crash (the same name, a new store) leads at once instead of
+/// waiting out its previous life's lease, and that life is fenced off.
+#[tokio::test]
+async fn a_member_restarted_under_its_name_leads_at_once() {
+    let Some((schema, s)) = stores(2).await else {
+        return;
+    };
+    let (old, new) = (&s[0], &s[1]);
+    let lease = Duration::from_secs(60);
+    let e1 = old.elect(&member("a"), lease).await.unwrap().unwrap();
+    assert_eq!(new.elect(&member("b"), lease).await.unwrap(), None);
+    let e2 = new.elect(&member("a"), lease).await.unwrap().unwrap();
+    assert_eq!(e2, e1 + 1);
+    let t1 = task(1, TaskState::Queued);
+    assert_fenced(old.commit(vec![write(&t1, true)]).await, e1, e2);
+    assert!(!old.renew(e1, lease).await.unwrap());
+    new.commit(vec![write(&t1, true)]).await.unwrap();
+    drop(s);
+    schema.drop_schema().await.unwrap();
+}
+
 /// Members and roles, staleness and forgetting, on the database's clock.
 #[tokio::test]
 async fn cluster_shows_members_roles_and_stale_ones() {

@@ -118,6 +118,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
         cfg.max_lost = n;
     }
     cfg.store_retry = std::time::Duration::from_millis(args.store_retry);
+    cfg.leader_lease = std::time::Duration::from_millis(args.leader_lease);
+    drover_server::cluster::check_lease(cfg.leader_lease).map_err(usage)?;
+    cfg.name = args.name.clone();
+    cfg.advertise = args.advertise.clone();
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(
             "--webhook-timeout and --webhook-attempts must be positive",

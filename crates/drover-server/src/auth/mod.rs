@@ -127,7 +127,8 @@ fn unauthenticated(msg: &str) -> ApiError {
 pub struct Auth {
     store: Arc<dyn Store>,
     enabled: bool,
-    /// By hash. The store is the truth; this process is its only writer.
+    /// By hash. The store is the truth; other servers on a shared store write it too, and
+    /// `follow` brings their changes here.
     tokens: RwLock<HashMap<[u8; 32], TokenRecord>>,
     pub(crate) sessions: sessions::Sessions,
     pub(crate) hosts: HostPolicy,
@@ -277,6 +278,46 @@ impl Auth {
             tracing::info!(token = %name, "token revoked");
         }
         Ok(found || !removed.is_empty())
+    }
+
+    /// Reloads the tokens from the store: another server created or revoked some. The
+    /// sessions and streams of tokens gone end as on a revocation here.
+    pub async fn refresh(&self) -> Result<(), drover_store::StoreError> {
+        let fresh: HashMap<[u8; 32], TokenRecord> = self
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .map(|t| (t.hash, t))
+            .collect();
+        let gone: Vec<[u8; 32]> = {
+            let mut tokens = self.write();
+            let gone = tokens
+                .keys()
+                .filter(|h| !fresh.contains_key(*h))
+                .copied()
+                .collect();
+            *tokens = fresh;
+            gone
+        };
+        if !gone.is_empty() {
+            for h in &gone {
+                self.sessions.end_token(h);
+            }
+            self.revoked.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// Keeps the tokens in step with the store's changes (`Store::notices`), until aborted.
+    pub async fn follow(self: Arc<Self>, mut changed: watch::Receiver<u64>) {
+        while changed.changed().await.is_ok() {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "reloading the tokens failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                changed.mark_changed();
+            }
+        }
     }
 
     /// Every token, by name (no secrets: none are kept).

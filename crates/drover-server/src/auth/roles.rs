@@ -70,6 +70,7 @@ pub const OPERATIONS: &[(&str, &str, Permission)] = &[
     ("GET", "/v1/workflows/{id}", Read),
     ("GET", "/v1/schedules", Read),
     ("GET", "/v1/schedules/{name}", Read),
+    ("GET", "/v1/cluster", Read),
     ("POST", "/v1/tasks", Submit),
     ("POST", "/v1/tasks:batch", Submit),
     ("POST", "/v1/tasks/{id}/cancel", Submit),

@@ -20,6 +20,7 @@ pub use state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let health = state.health.clone();
+    let cluster = state.cluster.clone();
     Router::new()
         .merge(crate::tasks::routes())
         .merge(crate::workers::routes())
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::metrics::routes())
         .merge(crate::audit::routes())
         .merge(crate::auth::routes())
+        .merge(crate::cluster::http::routes())
         .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -40,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             health,
             crate::health::gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            cluster,
+            crate::cluster::http::gate,
         ))
         .with_state(state)
 }
@@ -97,6 +103,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         crate::schedules::ScheduleApi::openapi(),
         crate::audit::AuditApi::openapi(),
         crate::auth::AuthApi::openapi(),
+        crate::cluster::http::ClusterApi::openapi(),
     ] {
         doc.merge(part);
     }

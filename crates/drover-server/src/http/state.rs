@@ -7,7 +7,7 @@ use drover_store::Store;
 use tokio::sync::broadcast;
 
 use crate::auth::Auth;
-use crate::driver::DriverHandle;
+use crate::cluster::{Cluster, DriverSlot};
 use crate::edge::Edge;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
@@ -19,7 +19,10 @@ use crate::workers::WorkerMonitor;
 pub struct AppState {
     /// Tokens and sessions (the guard in front of every route uses it too).
     pub auth: Arc<Auth>,
-    pub driver: DriverHandle,
+    /// The current term's driver (empty on a standby).
+    pub driver: DriverSlot,
+    /// This server in the cluster: its role, the leader's address.
+    pub cluster: Arc<Cluster>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     /// Committed events, in sequence order, as they commit.

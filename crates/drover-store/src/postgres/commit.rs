@@ -3,7 +3,7 @@
 //! after the other without waiting for each answer, so a commit costs three round trips
 //! (BEGIN, the statements, COMMIT) however many tasks and kinds of write it holds.
 
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, Transaction};
 
 use super::leadership::Fence;
 use super::{db_err, deps, drains, events, logs, queues, schedules, tasks, workflows};
@@ -19,7 +19,7 @@ pub(super) async fn commit_batch(
     // Polled in this order, so sent in this order; each table is written by one of them.
     // The fence first: if this store's epoch no longer leads, it fails the transaction and
     // every write after it fails unapplied (SQLSTATE 25P02).
-    let (fenced, t, a, e, l, f, q, w, s, d) = futures::join!(
+    let (fenced, t, a, e, l, f, q, w, s, d, n) = futures::join!(
         fence.check(&tx),
         tasks::write(&tx, &batch.tasks),
         tasks::write_attempts(&tx, &batch.attempts),
@@ -30,12 +30,23 @@ pub(super) async fn commit_batch(
         workflows::write(&tx, &batch.workflows),
         schedules::write(&tx, &batch.schedules),
         drains::write(&tx, &batch.drains),
+        notify_events(&tx, !batch.events.is_empty()),
     );
-    first_error([fenced, t, a, e, l, f, q, w, s, d])?;
+    first_error([fenced, t, a, e, l, f, q, w, s, d, n])?;
     // With synchronous_commit on (every connection sets it), COMMIT returns once the WAL
     // record is flushed to disk. Dropped without it (an error above), the transaction rolls
     // back.
     tx.commit().await.map_err(db_err)
+}
+
+/// Standbys follow the events: PostgreSQL delivers the notice only if the transaction commits.
+async fn notify_events(tx: &Transaction<'_>, any: bool) -> Result<(), StoreError> {
+    if !any {
+        return Ok(());
+    }
+    tx.batch_execute(&format!("NOTIFY {}", super::notices::EVENTS))
+        .await
+        .map_err(db_err)
 }
 
 /// The error that failed the transaction: after it, every statement of the pipeline fails

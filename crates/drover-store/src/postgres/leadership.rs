@@ -41,9 +41,12 @@ const FENCE: &str = "SELECT drover_fence($1::bigint), \
      set_config('idle_in_transaction_session_timeout', \
      coalesce($2::text, current_setting('idle_in_transaction_session_timeout')), true)";
 
-/// Takes the lease if it is free or expired, waiting for fenced transactions in flight.
+/// Takes the lease if it is free, expired, or held under this member's own name (a server
+/// restarted after a crash need not wait out its previous life's lease: the new epoch fences
+/// that life off all the same), waiting for fenced transactions in flight.
 const ELECT: &str = "WITH free AS (SELECT id FROM leader_lease \
-     WHERE id = 1 AND (leader IS NULL OR expires_at <= clock_timestamp()) FOR UPDATE) \
+     WHERE id = 1 AND (leader IS NULL OR expires_at <= clock_timestamp() OR leader = $1) \
+     FOR UPDATE) \
      UPDATE leader_lease l SET epoch = l.epoch + 1, leader = $1, \
      elected_at = clock_timestamp(), renewed_at = clock_timestamp(), \
      expires_at = clock_timestamp() + $2::bigint * interval '1 microsecond' \

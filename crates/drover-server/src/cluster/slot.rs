@@ -1,0 +1,52 @@
+//! `DriverSlot`: the driver of the current term, if this server leads. Handlers hold the slot
+//! and reach whichever driver leads now; between terms (a standby) they get `DriverGone`.
+
+use std::sync::{Arc, RwLock};
+
+use drover_core::{Coordinator, Input, Reply, RequestId, WorkerSummary};
+
+use crate::driver::{Command, DriverGone, DriverHandle};
+
+#[derive(Clone, Default)]
+pub struct DriverSlot(Arc<RwLock<Option<DriverHandle>>>);
+
+impl DriverSlot {
+    /// The leading driver's handle; `DriverGone` on a standby.
+    pub fn current(&self) -> Result<DriverHandle, DriverGone> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(DriverGone)
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    pub(super) fn set(&self, handle: Option<DriverHandle>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = handle;
+    }
+
+    pub fn send(&self, cmd: Command) -> Result<(), DriverGone> {
+        self.current()?.send(cmd)
+    }
+
+    pub async fn request(
+        &self,
+        make: impl FnOnce(RequestId) -> Input,
+    ) -> Result<Reply, DriverGone> {
+        self.current()?.request(make).await
+    }
+
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Coordinator) -> T + Send + 'static,
+    ) -> Result<T, DriverGone> {
+        self.current()?.query(f).await
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerSummary>, DriverGone> {
+        self.current()?.workers().await
+    }
+}
