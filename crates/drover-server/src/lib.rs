@@ -370,9 +370,7 @@ fn host_name() -> String {
 }
 
 /// Takes the store's lock (one server per SQLite file) and opens the store at `url`.
-async fn open_store(
-    url: &str,
-) -> anyhow::Result<(Arc<dyn Store>, Option<store_lock::StoreLock>)> {
+async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Option<store_lock::StoreLock>)> {
     Ok(match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(path) => {
             let lock = store_lock::StoreLock::acquire(&path)?;

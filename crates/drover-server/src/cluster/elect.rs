@@ -114,7 +114,10 @@ impl Elector {
     async fn stand_by(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Option<Term>> {
         self.cluster.update(|v| v.leading = None);
         let parts = &self.parts;
-        let tail = tokio::spawn(super::tail::follow(parts.store.clone(), parts.events.clone()));
+        let tail = tokio::spawn(super::tail::follow(
+            parts.store.clone(),
+            parts.events.clone(),
+        ));
         let every = (self.cluster.lease / 5).max(Duration::from_millis(100));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,7 +216,9 @@ impl Elector {
     async fn resign(&self, epoch: Epoch) {
         match tokio::time::timeout(RESIGN_WAIT, self.parts.store.resign(epoch)).await {
             Ok(Ok(())) => tracing::info!(epoch, "resigned the lease"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "resigning failed; the lease expires by itself"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "resigning failed; the lease expires by itself")
+            }
             Err(_) => tracing::debug!("resigning timed out; the lease expires by itself"),
         }
     }

@@ -73,7 +73,8 @@ impl Term {
             clock::now_micros(),
             snapshot,
         );
-        let tracker_feed = EventFeed::subscribe(store.clone(), &parts.events, Some(last_seq)).await?;
+        let tracker_feed =
+            EventFeed::subscribe(store.clone(), &parts.events, Some(last_seq)).await?;
         let (driver, handle) = driver::Driver::new(
             core,
             store.clone(),
@@ -108,10 +109,16 @@ impl Term {
         match parts.webhooks.start_all().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(webhooks = n, "webhook dispatcher started"),
-            Err(e) => tracing::warn!(error = %e, "loading the webhooks failed; they start with the next term"),
+            Err(e) => {
+                tracing::warn!(error = %e, "loading the webhooks failed; they start with the next term")
+            }
         }
         slot.set(Some(handle.clone()));
-        tracing::info!(epoch, active_tasks = active, "leading: the scheduler runs here");
+        tracing::info!(
+            epoch,
+            active_tasks = active,
+            "leading: the scheduler runs here"
+        );
         Ok(Term {
             epoch,
             driver,
@@ -140,11 +147,7 @@ impl Term {
 
     /// Ends the term cleanly (shutdown): the driver commits what it has decided and stops;
     /// waits for that, up to `DRAIN_WAIT`.
-    pub async fn finish(
-        mut self,
-        parts: &Parts,
-        slot: &super::DriverSlot,
-    ) -> anyhow::Result<()> {
+    pub async fn finish(mut self, parts: &Parts, slot: &super::DriverSlot) -> anyhow::Result<()> {
         self.stop_upkeep(parts, slot);
         let _ = self.handle.send(driver::Command::Stop);
         match tokio::time::timeout(DRAIN_WAIT, &mut self.driver).await {
