@@ -145,6 +145,21 @@ fn require_perl() {
     );
 }
 
+/// CLOCK_MONOTONIC in nanoseconds, the task commands' clock (`Instant` does not show it).
+fn monotonic_ns() -> u64 {
+    let out = Command::new("perl")
+        .args([
+            "-MTime::HiRes=clock_gettime,CLOCK_MONOTONIC",
+            "-e",
+            "printf '%.0f', clock_gettime(CLOCK_MONOTONIC) * 1e9",
+        ])
+        .output()
+        .expect("perl");
+    String::from_utf8_lossy(&out.stdout)
+        .parse()
+        .expect("a time")
+}
+
 fn append(path: &Path) -> File {
     OpenOptions::new()
         .create(true)
@@ -262,10 +277,13 @@ impl Workers {
         );
     }
 
-    fn kill_and_restart(&mut self, api: &Api, i: usize) {
+    /// Kills worker `i` and starts it again under its name; when it died (monotonic ns).
+    fn kill_and_restart(&mut self, api: &Api, i: usize) -> u64 {
         self.procs[i].kill9();
+        let at = monotonic_ns();
         self.procs[i] = self.spawn(i);
         self.wait_registered(api, i);
+        at
     }
 }
 
@@ -426,7 +444,7 @@ fn current_leader(api: &Api) -> (String, u64) {
 }
 
 /// Kills the leader, times the failover, and restarts the dead server under its name.
-fn kill_leader(cluster: &mut Cluster, api: &Api) -> Failover {
+fn kill_leader(cluster: &mut Cluster, api: &Api, started: Instant) -> Failover {
     let (leader, epoch) = current_leader(api);
     let i = NAMES.iter().position(|n| *n == leader).expect("a member");
     let at_ms = (drover_server::clock::now_micros() / 1000) as u64;
@@ -450,8 +468,8 @@ fn kill_leader(cluster: &mut Cluster, api: &Api) -> Failover {
         }
     }
     println!(
-        "history: +{:?} killed leader {leader} (epoch {epoch}); new leader after {took:?}",
-        killed.elapsed()
+        "history: +{:.1}s kill -9 leader {leader} (epoch {epoch}); a new leader after {took:?}",
+        (killed - started).as_secs_f64()
     );
     cluster.start_member(i);
     let url = cluster.urls[i].clone();
@@ -523,6 +541,7 @@ fn final_of(v: &Value) -> Final {
             .flatten()
             .map(|a| Attempt {
                 attempt: a["attempt"].as_u64().unwrap_or(0) as u32,
+                worker: a["worker"].as_str().unwrap_or("").to_string(),
                 outcome: a["outcome"].as_str().map(str::to_string),
             })
             .collect(),
@@ -589,8 +608,9 @@ fn history_of_a_cluster_under_failovers() {
     let api = Api::new(cluster.urls.clone());
     let (first, _) = current_leader(&api);
     assert_eq!(first, "a");
-    // Follow from a standby first: its stream is the store's, woken by the leader's commits.
-    let follower = Follower::start(cluster.urls.clone(), 1);
+    // Follow the leader first: it dies first, and the stream goes on on a standby (the
+    // store's events, woken by the leader's commits).
+    let follower = Follower::start(cluster.urls.clone(), 0);
     create_schedules(&api, &log);
     let mut workers = Workers::start(&api, cluster.urls.join(","), dir.path(), p.workers);
 
@@ -600,6 +620,7 @@ fn history_of_a_cluster_under_failovers() {
     let started = Instant::now();
     let until = started + Duration::from_secs(p.seconds);
     let mut failovers = Vec::new();
+    let mut worker_kills = Vec::new();
     std::thread::scope(|s| {
         for me in 0..SUBMITTERS {
             let (api, log, rec) = (&api, &log, &rec);
@@ -612,14 +633,14 @@ fn history_of_a_cluster_under_failovers() {
                 std::thread::sleep(*at - now);
             }
             match action {
-                Action::KillLeader => failovers.push(kill_leader(&mut cluster, &api)),
+                Action::KillLeader => failovers.push(kill_leader(&mut cluster, &api, started)),
                 Action::KillWorker(i) => {
+                    let name = Workers::name(*i);
                     println!(
-                        "history: +{:?} kill -9 worker {}",
-                        started.elapsed(),
-                        Workers::name(*i)
+                        "history: +{:.1}s kill -9 worker {name}",
+                        started.elapsed().as_secs_f64()
                     );
-                    workers.kill_and_restart(&api, *i);
+                    worker_kills.push((name, workers.kill_and_restart(&api, *i)));
                 }
             }
         }
@@ -629,7 +650,9 @@ fn history_of_a_cluster_under_failovers() {
         api.post(&format!("/v1/schedules/{name}/pause"), &json!({}));
     }
 
-    let history = collect(&api, &cluster, &follower, &rec, &log, failovers);
+    let mut history = collect(&api, &cluster, &follower, &rec, &log, failovers);
+    history.worker_kills = worker_kills;
+    keep_record(dir.path(), &history);
     let report = check::check(&history);
     print_report(&p, &api, &follower, &rec, &report, started.elapsed());
 
@@ -717,8 +740,23 @@ fn collect(
         finals,
         schedules,
         failovers,
+        worker_kills: vec![],
         leader_lease: LEADER_LEASE,
     }
+}
+
+/// Leaves the events seen live and the tasks' final records beside the logs, for a look
+/// after a failed run.
+fn keep_record(dir: &Path, h: &History) {
+    let events: String = h.live.iter().map(|e| format!("{}\n", e.raw)).collect();
+    std::fs::write(dir.join("events.jsonl"), events).unwrap();
+    let mut tasks: Vec<String> = h
+        .finals
+        .iter()
+        .map(|(id, f)| format!("{id} {f:?}\n"))
+        .collect();
+    tasks.sort();
+    std::fs::write(dir.join("tasks.txt"), tasks.concat()).unwrap();
 }
 
 fn print_report(
