@@ -1,14 +1,16 @@
 //! `cargo xtask tidy` (alias in `.cargo/config.toml`): prints each violation as
 //! `path:line: what, limit; what to do` and exits 1 if there is any.
+//! `cargo xtask history [...]`: the history checker's full run (see `xtask::history`).
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("tidy") => tidy(),
+        Some("history") => history(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask tidy");
+            eprintln!("usage: cargo xtask tidy | cargo xtask history [--help]");
             ExitCode::from(2)
         }
     }
@@ -30,6 +32,42 @@ fn tidy() -> ExitCode {
         }
         Err(e) => {
             eprintln!("tidy: cannot read the workspace at {}: {e}", root.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn history(args: &[String]) -> ExitCode {
+    let env = match xtask::history::env_for(args) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(xtask::workspace_root())
+        .args(xtask::history::cargo_args())
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let pg = std::env::var("DROVER_TEST_POSTGRES_URL").unwrap_or_default();
+    if pg.is_empty() {
+        cmd.env("DROVER_TEST_POSTGRES_URL", xtask::history::DEFAULT_POSTGRES);
+    }
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "history: {} (database: {})",
+        shown.join(" "),
+        if pg.is_empty() {
+            xtask::history::DEFAULT_POSTGRES
+        } else {
+            &pg
+        }
+    );
+    match cmd.status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("history: cannot run cargo: {e}");
             ExitCode::from(2)
         }
     }
