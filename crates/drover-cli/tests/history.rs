@@ -427,9 +427,12 @@ fn timeline(p: &Params, rng: &mut Rng) -> Vec<(Duration, Action)> {
         }
     };
     spread(p.leader_kills, rng, &mut |_| Action::KillLeader);
+    // The workers in turn, from a random one.
     let workers = p.workers as u64;
-    spread(p.worker_kills, rng, &mut |rng| {
-        Action::KillWorker(rng.below(workers) as usize)
+    let mut victim = rng.below(workers);
+    spread(p.worker_kills, rng, &mut |_| {
+        victim = (victim + 1) % workers;
+        Action::KillWorker(victim as usize)
     });
     plan.sort_by_key(|(at, _)| *at);
     plan
