@@ -281,29 +281,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
         secrets: secrets.clone(),
         health: health::StoreHealth::new(),
     };
-    let elector = cluster::elect::Elector {
-        cluster: cluster.clone(),
-        parts: parts.clone(),
-        shared,
-    };
-    store
-        .heartbeat(&cluster.me)
-        .await
-        .context("registering this server with the store")?;
-    let first = elector.try_lead().await?;
-    if first.is_none() {
-        tracing::info!(server = %cluster.me.name, "standing by: another server leads");
-    }
-    let mut background = Vec::new();
-    if let Some(notices) = store.notices() {
-        background.push(tokio::spawn(auth.clone().follow(notices.tokens)).abort_handle());
-    }
-    let (stop_cluster, stopped) = tokio::sync::watch::channel(false);
-    // The store's lock is held until the last term has committed its last batch.
-    let cluster_task = tokio::spawn(async move {
-        let _lock = lock;
-        elector.run(first, stopped).await
-    });
+    let elector = cluster::elect::Elector::new(cluster.clone(), parts.clone(), shared);
+    let first = first_election(&elector).await?;
+    // Tokens created or revoked by other servers on the store.
+    let background: Vec<AbortHandle> = store
+        .notices()
+        .map(|n| tokio::spawn(auth.clone().follow(n.tokens)).abort_handle())
+        .into_iter()
+        .collect();
+    let cluster_loop = run_cluster(elector, first, lock);
     let edge = edge::Edge::new(cfg.edge.clone());
     let app = app(
         &cfg,
@@ -323,19 +309,50 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     );
     tracing::info!(%addr, server = %cluster.me.name, leader = cluster.is_leader(), "drover server listening");
     let tls = cfg.tls.as_ref().map(tls::server_config).transpose()?;
-    let (shutdown, serve) = serve(
-        listener,
-        app,
-        (edge, tls),
-        (cluster_task, stop_cluster),
-        background,
-    );
+    let (shutdown, serve) = serve(listener, app, (edge, tls), cluster_loop, background);
     Ok(ServerHandle {
         addr,
         auth,
         shutdown,
         serve,
     })
+}
+
+/// Spawns the cluster loop; the sender stops it. The store's lock is held until the last term
+/// has committed its last batch.
+fn run_cluster(
+    elector: cluster::elect::Elector,
+    first: Option<cluster::term::Term>,
+    lock: Option<store_lock::StoreLock>,
+) -> (
+    JoinHandle<anyhow::Result<()>>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let _lock = lock;
+        elector.run(first, stopped).await
+    });
+    (task, stop)
+}
+
+/// Registers this server and tries once to lead, before it serves: a lone server (SQLite)
+/// leads from its first request.
+async fn first_election(
+    elector: &cluster::elect::Elector,
+) -> anyhow::Result<Option<cluster::term::Term>> {
+    let me = &elector.cluster.me;
+    elector
+        .parts
+        .store
+        .heartbeat(me)
+        .await
+        .context("registering this server with the store")?;
+    let first = elector.try_lead().await?;
+    if first.is_none() {
+        tracing::info!(server = %me.name, "standing by: another server leads");
+    }
+    Ok(first)
 }
 
 /// This server as the cluster knows it: `--name` (default `HOST:PORT`) and `--advertise`

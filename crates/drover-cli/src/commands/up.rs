@@ -80,6 +80,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `--leader-lease`, `--name`, `--advertise`.
+fn set_cluster(cfg: &mut ServerConfig, args: &ServerArgs) -> anyhow::Result<()> {
+    cfg.leader_lease = std::time::Duration::from_millis(args.leader_lease);
+    drover_server::cluster::check_lease(cfg.leader_lease).map_err(usage)?;
+    cfg.name = args.name.clone();
+    cfg.advertise = args.advertise.clone();
+    Ok(())
+}
+
 /// `drover server`'s own files with a PostgreSQL store, when `--data-dir` is not given.
 const DEFAULT_DATA_DIR: &str = "drover-data";
 
@@ -118,10 +127,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
         cfg.max_lost = n;
     }
     cfg.store_retry = std::time::Duration::from_millis(args.store_retry);
-    cfg.leader_lease = std::time::Duration::from_millis(args.leader_lease);
-    drover_server::cluster::check_lease(cfg.leader_lease).map_err(usage)?;
-    cfg.name = args.name.clone();
-    cfg.advertise = args.advertise.clone();
+    set_cluster(&mut cfg, &args)?;
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(
             "--webhook-timeout and --webhook-attempts must be positive",

@@ -41,6 +41,14 @@ pub struct Elector {
 }
 
 impl Elector {
+    pub fn new(cluster: Arc<Cluster>, parts: Parts, shared: bool) -> Elector {
+        Elector {
+            cluster,
+            parts,
+            shared,
+        }
+    }
+
     /// One election attempt, and the term it begins (`None`: another member leads).
     pub async fn try_lead(&self) -> anyhow::Result<Option<Term>> {
         let store = &self.parts.store;
@@ -140,7 +148,7 @@ impl Elector {
                 Err(e) => {
                     failures += 1;
                     // Every failure while the store is down would flood the log.
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures == 1 || failures.is_multiple_of(30) {
                         tracing::warn!(error = %format!("{e:#}"), failures, "standby: an election attempt failed; retrying");
                     }
                 }

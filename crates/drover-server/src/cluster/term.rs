@@ -135,6 +135,9 @@ impl Term {
         }
         parts.webhooks.shutdown();
         parts.metrics.forget_term();
+        // The term's failing commits are not the standby's: it refuses writes as a standby.
+        parts.health.recovered();
+        parts.metrics.set_store_degraded(false);
     }
 
     /// Ends the term at once (the lease is lost): nothing more of this term is delivered.

@@ -48,6 +48,33 @@ impl TempSchema {
         &self.name
     }
 
+    /// This schema's URL, its connections named `application`, so that a test can end them
+    /// all with `terminate_connections`.
+    pub fn url_named(&self, application: &str) -> String {
+        format!("{}&application_name={application}", self.url)
+    }
+
+    /// Ends every connection named `application` (`pg_terminate_backend`), as a database
+    /// restart would; how many it ended.
+    pub async fn terminate_connections(&self, application: &str) -> Result<u64, StoreError> {
+        let (client, conn) = tokio_postgres::connect(&self.base, NoTls)
+            .await
+            .map_err(db_err)?;
+        let conn = tokio::spawn(conn);
+        let r = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = $1",
+                &[&application],
+            )
+            .await
+            .map_err(db_err)
+            .map(|row| row.get::<_, i64>(0) as u64);
+        drop(client);
+        let _ = conn.await;
+        r
+    }
+
     /// Drops the schema and everything in it (close the stores on it first).
     pub async fn drop_schema(mut self) -> Result<(), StoreError> {
         self.dropped = true;
