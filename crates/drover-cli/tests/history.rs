@@ -10,7 +10,7 @@
 //!
 //! The defaults are the short CI run; `cargo xtask history` runs the long one with
 //! `--nocapture`. Parameters: `DROVER_HISTORY_LEADER_KILLS` (2), `DROVER_HISTORY_WORKER_KILLS`
-//! (1), `DROVER_HISTORY_SECONDS` (of load, 40), `DROVER_HISTORY_SEED` (1),
+//! (1), `DROVER_HISTORY_SECONDS` (of load, 50), `DROVER_HISTORY_SEED` (1),
 //! `DROVER_HISTORY_WORKERS` (3). Skipped when `DROVER_TEST_POSTGRES_URL` is unset. The task
 //! commands are a few lines of Perl (`Time::HiRes`, for CLOCK_MONOTONIC in nanoseconds).
 
@@ -87,7 +87,7 @@ fn params() -> Params {
     Params {
         leader_kills: var("DROVER_HISTORY_LEADER_KILLS", 2) as usize,
         worker_kills: var("DROVER_HISTORY_WORKER_KILLS", 1) as usize,
-        seconds: var("DROVER_HISTORY_SECONDS", 40),
+        seconds: var("DROVER_HISTORY_SECONDS", 50),
         seed: var("DROVER_HISTORY_SEED", 1),
         workers: var("DROVER_HISTORY_WORKERS", 3).max(1) as usize,
     }
