@@ -607,7 +607,9 @@ fn history_of_a_cluster_under_failovers() {
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("attempts.log");
-    let mut cluster = Cluster::start(dir.path(), schema.url());
+    // The servers' connections carry a name of this run's, so they can all be ended.
+    let app = format!("drover-history-{}", std::process::id());
+    let mut cluster = Cluster::start(dir.path(), &schema.url_named(&app));
     let api = Api::new(cluster.urls.clone());
     let (first, _) = current_leader(&api);
     assert_eq!(first, "a");
@@ -662,7 +664,7 @@ fn history_of_a_cluster_under_failovers() {
     drop(workers);
     cluster.servers.iter_mut().for_each(|s| drop(s.take()));
     follower.join();
-    runtime().block_on(schema.drop_schema()).unwrap();
+    drop_schema(schema, &app);
     if !report.violations.is_empty() {
         let kept = dir.keep();
         panic!(
@@ -677,6 +679,22 @@ fn history_of_a_cluster_under_failovers() {
                 .join("\n")
         );
     }
+}
+
+/// Drops the run's schema once no connection of the servers is left: a killed server's
+/// backend may still be finishing a statement, and `DROP SCHEMA` would wait on it (or
+/// deadlock with it).
+fn drop_schema(schema: TempSchema, app: &str) {
+    let rt = runtime();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.block_on(schema.terminate_connections(app)).unwrap() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the servers' connections would not end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(schema.drop_schema()).unwrap();
 }
 
 /// Waits for the run to settle and gathers the history.
