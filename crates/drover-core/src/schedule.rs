@@ -199,13 +199,14 @@ impl Compiled {
 }
 
 impl Compiled {
-    /// Slots in `(after, now]`, the newest `keep` of them, oldest first. Bounded work: a
-    /// fixed rate is arithmetic, a cron walk stops after a generous cap, so a per-second
-    /// expression after a year's downtime cannot stall the core.
-    pub fn recent_slots(&self, after: Micros, now: Micros, keep: usize) -> Vec<Micros> {
+    /// Slots in `(after, now]`: the newest `keep` of them, oldest first, and how many there
+    /// are in all (a count that stops at the walk's cap). Bounded work: a fixed rate is
+    /// arithmetic, a cron walk stops after a generous cap, so a per-second expression after a
+    /// year's downtime cannot stall the core.
+    pub fn recent_slots(&self, after: Micros, now: Micros, keep: usize) -> (Vec<Micros>, usize) {
         if let Compiled::Every { every_us, anchor } = self {
             if now < *anchor {
-                return vec![];
+                return (vec![], 0);
             }
             let k_last = (now - anchor) / every_us;
             let k_first = if after < *anchor {
@@ -214,25 +215,31 @@ impl Compiled {
                 (after - anchor) / every_us + 1
             };
             if k_first > k_last {
-                return vec![];
+                return (vec![], 0);
             }
             let from = k_first.max(k_last + 1 - keep as i64);
-            return (from..=k_last).map(|k| anchor + k * every_us).collect();
+            let all = usize::try_from(k_last - k_first + 1).unwrap_or(usize::MAX);
+            return (
+                (from..=k_last).map(|k| anchor + k * every_us).collect(),
+                all,
+            );
         }
         const WALK_CAP: usize = 100_000;
         let mut window = std::collections::VecDeque::with_capacity(keep + 1);
         let mut t = after;
+        let mut all = 0;
         for _ in 0..WALK_CAP {
             let Some(n) = self.next_after(t).filter(|n| *n <= now) else {
                 break;
             };
+            all += 1;
             window.push_back(n);
             if window.len() > keep {
                 window.pop_front();
             }
             t = n;
         }
-        window.into_iter().collect()
+        (window.into_iter().collect(), all)
     }
 }
 

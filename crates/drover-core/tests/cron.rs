@@ -149,6 +149,30 @@ fn misfire_policies_after_downtime() {
         let mut r = Bench::from_snapshot(3, T0 + 10 * 60_000_000 + 30_000_000, snap);
         r.advance_ms(0);
         assert_eq!(fired(&r).len(), expect, "{misfire:?} cap {cap}");
+        // The skipped event counts every missed slot not fired, not only the newest ones.
+        let skipped: Vec<&str> = r
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Schedule {
+                    change: ScheduleChange::Skipped,
+                    reason,
+                    ..
+                } => reason.as_deref(),
+                _ => None,
+            })
+            .collect();
+        match 10 - expect {
+            0 => assert!(skipped.is_empty(), "{skipped:?}"),
+            n => assert_eq!(
+                skipped,
+                [format!(
+                    "{n} missed slot(s) not fired (misfire {})",
+                    misfire.as_str()
+                )],
+                "{misfire:?} cap {cap}"
+            ),
+        }
         if expect > 0 {
             // The newest missed slots.
             let last = fired(&r).last().unwrap().id;

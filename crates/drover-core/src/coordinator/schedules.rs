@@ -293,7 +293,7 @@ impl Schedules {
         }
         let last = e.rec.last_slot.unwrap_or(e.rec.created_at);
         let cap = e.rec.spec.max_catch_up.clamp(1, MAX_CATCH_UP) as usize;
-        let due = e.compiled.recent_slots(last, now, cap + 1);
+        let (due, all) = e.compiled.recent_slots(last, now, cap + 1);
         let &latest = due.last()?;
         let on_time = now - latest <= MISFIRE_GRACE_US;
         let missed = if on_time {
@@ -308,7 +308,9 @@ impl Schedules {
             Misfire::RunOnce => missed.last().copied().into_iter().collect(),
             Misfire::RunAll => missed[missed.len() - missed.len().min(cap)..].to_vec(),
         };
-        let dropped = missed.len() - slots.len();
+        // Every missed slot not fired, counting those older than the window looked at.
+        let all_missed = all - usize::from(on_time);
+        let dropped = all_missed - slots.len();
         if on_time {
             slots.push(latest);
         }
