@@ -4,12 +4,13 @@
 //! Boundary: only this crate knows the wire formats; conversions to and from core types live here.
 
 pub mod audit;
-pub mod cluster;
 pub mod auth;
+pub mod cluster;
 pub mod convert;
 pub mod duration;
 pub mod error;
 pub mod events;
+pub mod failover;
 pub mod flow;
 pub mod limits;
 pub mod namespace;

@@ -78,7 +78,9 @@ enum Step {
     Server(ServerMessage),
     Connected(anyhow::Result<Box<Conn>>),
     Retry,
-    Lost(String),
+    /// The stream failed: why, and the leader a standby named (gRPC `UNAVAILABLE` with
+    /// `x-drover-leader`).
+    Lost(String, Option<String>),
 }
 
 /// What the connection loop keeps between steps.
@@ -163,10 +165,11 @@ impl Session {
             if let Err(why) = flush(&mut self.agent, &mut self.heartbeat_due, &conn.tx) {
                 self.link = lost(
                     &mut self.backoff,
-                    &mut self.next_server,
+                    (&self.servers, &mut self.next_server),
                     self.stop,
                     conn,
                     why,
+                    None,
                 );
                 return false;
             }
@@ -201,12 +204,12 @@ impl Session {
             () = shutdown, if stop.is_none() => Step::Shutdown,
             () = sleep_until(stop.map(|s| s + STOP_GRACE)) => Step::StopDeadline,
             room = has_room(tx), if want_room => {
-                if room { Step::Continue } else { Step::Lost("outbound stream closed".into()) }
+                if room { Step::Continue } else { Step::Lost("outbound stream closed".into(), None) }
             }
             msg = next_message(inbound) => match msg {
                 Some(Ok(msg)) => Step::Server(msg),
-                Some(Err(status)) => Step::Lost(format!("stream failed: {status}")),
-                None => Step::Lost("server closed the stream".into()),
+                Some(Err(status)) => Step::Lost(format!("stream failed: {status}"), leader_of(&status)),
+                None => Step::Lost("server closed the stream".into(), None),
             },
             Some(ev) = events_rx.recv() => {
                 agent.on_event(ev);
@@ -247,14 +250,15 @@ impl Session {
                 return ControlFlow::Break(());
             }
             Step::Server(msg) => self.agent.on_server(msg),
-            Step::Lost(why) => {
+            Step::Lost(why, leader) => {
                 if let Link::Up(conn) = &self.link {
                     self.link = lost(
                         &mut self.backoff,
-                        &mut self.next_server,
+                        (&self.servers, &mut self.next_server),
                         self.stop,
                         conn,
                         &why,
+                        leader.as_deref(),
                     );
                 }
             }
@@ -273,7 +277,7 @@ impl Session {
                 self.connect_failed(&e)
             }
             Step::Retry => {
-                let server = self.servers[self.next_server % self.servers.len()].clone();
+                let server = self.servers[self.next_server].clone();
                 tracing::debug!(%server, "connecting");
                 let tls = server.starts_with("https://").then(|| self.tls.clone());
                 let fut = Box::pin(connect(
@@ -301,17 +305,22 @@ impl Session {
         Some(anyhow!("{why}: {}", status.message()))
     }
 
-    /// The next server, after a backoff.
+    /// After a backoff, the leader a standby named (when it is one of the servers), else the
+    /// next server.
     fn connect_failed(&mut self, e: &anyhow::Error) {
         if let Link::Connecting { server, .. } = &self.link {
             let delay = self.backoff.next_delay();
+            let leader = e.downcast_ref::<Status>().and_then(leader_of);
+            let next = move_on(&self.servers, self.next_server, leader.as_deref());
             tracing::warn!(
                 %server,
                 error = format!("{e:#}"),
+                leader = leader.as_deref().unwrap_or("-"),
+                next = %self.servers[next],
                 retry_in = ?delay,
-                "cannot connect to the server"
+                "cannot connect to the server; moving to {}", self.servers[next]
             );
-            self.next_server += 1;
+            self.next_server = next;
             self.link = Link::Down {
                 retry_at: Instant::now() + delay,
             };
@@ -370,23 +379,53 @@ fn flush(
     Ok(())
 }
 
+/// The link after losing `conn`: down until a backoff passes, then to the leader `leader`
+/// names (when it is one of the servers) or the next server; off while shutting down. The
+/// attempts the worker holds are re-attached by the next `Register` (its `held`), whichever
+/// server that goes to.
 fn lost(
     backoff: &mut Backoff,
-    next_server: &mut usize,
+    (servers, next_server): (&[String], &mut usize),
     stop: Option<Instant>,
     conn: &Conn,
     why: &str,
+    leader: Option<&str>,
 ) -> Link {
     if stop.is_some() {
         tracing::warn!(server = %conn.server, "lost the server while shutting down: {why}");
         return Link::Off;
     }
     let delay = backoff.next_delay();
-    tracing::warn!(server = %conn.server, retry_in = ?delay, "lost the server: {why}; reconnecting");
-    *next_server += 1;
+    let next = move_on(servers, *next_server, leader);
+    tracing::warn!(
+        server = %conn.server,
+        leader = leader.unwrap_or("-"),
+        retry_in = ?delay,
+        "lost the server: {why}; reconnecting to {}", servers[next]
+    );
+    *next_server = next;
     Link::Down {
         retry_at: Instant::now() + delay,
     }
+}
+
+/// The server after a miss on `servers[current]`: the leader a standby named when it is one
+/// of `servers`, else the next one (`drover_api::failover`).
+fn move_on(servers: &[String], current: usize, leader: Option<&str>) -> usize {
+    drover_api::failover::next_server(servers, current, leader)
+}
+
+/// The leader's address in a standby's `UNAVAILABLE` (metadata `x-drover-leader`).
+fn leader_of(status: &Status) -> Option<String> {
+    if status.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    status
+        .metadata()
+        .get(drover_api::cluster::LEADER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Opens a session and waits for `Registered`.
@@ -573,6 +612,39 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+
+    #[test]
+    fn a_standby_s_unavailable_names_the_leader_the_worker_goes_to() {
+        let servers = vec![
+            "http://a:7070".to_string(),
+            "http://b:7070".to_string(),
+            "http://c:7070".to_string(),
+        ];
+        let mut standby = Status::unavailable("this server is a standby");
+        standby.metadata_mut().insert(
+            drover_api::cluster::LEADER_HEADER,
+            "http://c:7070".parse().unwrap(),
+        );
+        let leader = leader_of(&standby);
+        assert_eq!(leader.as_deref(), Some("http://c:7070"));
+        assert_eq!(move_on(&servers, 0, leader.as_deref()), 2);
+        // Through `anyhow`, as a failed connect carries it.
+        let e = anyhow::Error::from(standby);
+        assert_eq!(
+            e.downcast_ref::<Status>().and_then(leader_of).as_deref(),
+            Some("http://c:7070")
+        );
+        // No hint, another code, or a leader the worker was not given: the next server.
+        assert_eq!(leader_of(&Status::unavailable("down")), None);
+        let mut denied = Status::permission_denied("no");
+        denied.metadata_mut().insert(
+            drover_api::cluster::LEADER_HEADER,
+            "http://c:7070".parse().unwrap(),
+        );
+        assert_eq!(leader_of(&denied), None);
+        assert_eq!(move_on(&servers, 0, None), 1);
+        assert_eq!(move_on(&servers, 2, Some("http://elsewhere:7070")), 0);
     }
 
     #[test]

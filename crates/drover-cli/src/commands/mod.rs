@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod cluster;
 pub mod cron;
 pub mod events;
 pub mod flow;
@@ -14,16 +15,18 @@ pub mod up;
 
 use crate::cli::ClientOpts;
 
-/// The SDK client for a client command's `--server`, its token (`--token`, `DROVER_TOKEN`,
-/// or the credentials file), `--ca-cert` and `--namespace`.
+/// The SDK client for a client command's `--server` (one URL or several), its token
+/// (`--token`, `DROVER_TOKEN`, or the credentials file), `--ca-cert` and `--namespace`. Each
+/// time a request moves on to another server (or tries again), a line on stderr says so.
 pub fn client(opts: &ClientOpts) -> anyhow::Result<drover_client::Client> {
     let ca = opts.ca_cert.as_deref().map(read_pem).transpose()?;
     let client = drover_client::Client::with_ca(
-        &opts.server,
+        opts.server.as_str(),
         auth::token_for(opts),
         drover_client::DEFAULT_TIMEOUT,
         ca.as_deref(),
-    )?;
+    )?
+    .on_retry(|r| eprintln!("drover: {r}"));
     Ok(match opts.namespace.as_deref().filter(|n| !n.is_empty()) {
         Some(ns) => client.in_namespace(ns),
         None => client,

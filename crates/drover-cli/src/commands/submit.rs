@@ -12,7 +12,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         let client = super::client(&args.client)?;
         return super::flow::submit_file(&client, path, args.wait, args.client.output).await;
     }
-    let req = request(&args)?;
+    let mut req = request(&args)?;
+    // A key of its own unless given one: the client may then send the submit again after the
+    // exchange broke (a leader killed mid-request may have committed it) and still get one
+    // task.
+    req.idempotency_key.get_or_insert_with(generated_key);
     let client = super::client(&args.client)?;
     let task = client.submit(&req).await?;
     if !args.wait {
@@ -34,6 +38,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// The idempotency key of a submit given none: unique per command.
+pub fn generated_key() -> String {
+    format!("drover-submit-{}", uuid::Uuid::now_v7())
 }
 
 /// The request for the flags, checked here with the server's own rules so that bad input
@@ -164,5 +173,20 @@ mod tests {
         }
         let noop = request(&args(&["--kind", "noop"])).unwrap();
         assert!(noop.argv.is_empty());
+    }
+
+    #[test]
+    fn generated_keys_are_valid_and_unique() {
+        let (a, b) = (generated_key(), generated_key());
+        assert_ne!(a, b);
+        for k in [a, b] {
+            let r = SubmitRequest {
+                argv: vec!["true".into()],
+                idempotency_key: Some(k.clone()),
+                ..Default::default()
+            };
+            r.validate()
+                .unwrap_or_else(|e| panic!("{k}: {}", e.message));
+        }
     }
 }
