@@ -120,13 +120,14 @@ pub(crate) async fn run(
         None => None,
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
+    let backoff = Backoff::new(servers.len());
     let mut s = Session {
         servers,
         tls: tls_config(&cfg.tls),
         auth,
         agent: Agent::new(Arc::new(cfg), events_tx),
         events_rx,
-        backoff: Backoff::new(),
+        backoff,
         next_server: 0,
         link: Link::Down {
             retry_at: Instant::now(),
@@ -572,26 +573,42 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Exponential backoff, 100 ms doubling to 5 s, each delay jittered to 50-100 % of its value.
+/// With several servers it grows once per round: until every server has missed once since the
+/// last growth, the next one is tried after the shortest delay (so a server that is back is
+/// found as soon as with one server).
 struct Backoff {
     next: Duration,
     rng: StdRng,
+    servers: usize,
+    /// Misses since the delay last grew.
+    missed: usize,
 }
 
 impl Backoff {
-    fn new() -> Self {
+    fn new(servers: usize) -> Self {
         Backoff {
             next: BACKOFF_MIN,
             rng: StdRng::from_os_rng(),
+            servers: servers.max(1),
+            missed: 0,
         }
     }
 
     fn reset(&mut self) {
         self.next = BACKOFF_MIN;
+        self.missed = 0;
     }
 
     fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_MAX);
+        self.missed += 1;
+        let d = if self.missed < self.servers {
+            BACKOFF_MIN
+        } else {
+            self.missed = 0;
+            let d = self.next;
+            self.next = (d * 2).min(BACKOFF_MAX);
+            d
+        };
         let half = d / 2;
         half + half.mul_f64(self.rng.random::<f64>())
     }
@@ -603,7 +620,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = Backoff::new();
+        let mut b = Backoff::new(1);
         let mut nominal = BACKOFF_MIN;
         for _ in 0..12 {
             let d = b.next_delay();
@@ -612,6 +629,21 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+
+    #[test]
+    fn with_several_servers_backoff_grows_once_per_round() {
+        let mut b = Backoff::new(3);
+        let mut nominal = BACKOFF_MIN;
+        for round in 0..6 {
+            for k in 0..3 {
+                let d = b.next_delay();
+                // The last miss of a round waits the grown delay; the others the shortest.
+                let want = if k == 2 { nominal } else { BACKOFF_MIN };
+                assert!(d >= want / 2 && d <= want, "round {round}, miss {k}: {d:?}");
+            }
+            nominal = (nominal * 2).min(BACKOFF_MAX);
+        }
     }
 
     #[test]

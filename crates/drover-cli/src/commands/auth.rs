@@ -96,7 +96,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<u8> {
     }
     // Check it before keeping it (on whichever server of a list answers).
     let client = drover_client::Client::new(args.url.as_str(), Some(token.to_string()))?
-        .on_retry(|r| eprintln!("drover: {r}"));
+        .on_retry(super::say_retry());
     client
         .stats()
         .await
