@@ -491,8 +491,8 @@ pub struct SubmitArgs {
     #[arg(long, allow_hyphen_values = true, value_parser = parse::duration_text, value_name = "DURATION")]
     pub delay: Option<String>,
     /// A second submit with the same key returns the first task instead of a new one
-    /// [default: a new one per command, `drover-submit-UUID`, so a retry after a failover
-    /// never creates a second task].
+    /// [default with several --server URLs: a new one per command, `drover-submit-UUID`, so a
+    /// retry after a failover never creates a second task].
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
     /// Worker labels required: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k (comma separated).

@@ -176,6 +176,10 @@ fn cli_and_worker_move_past_a_dead_server_and_say_so() {
         "the CLI gave the submit a key of its own: {t}"
     );
 
+    // With one server there is nothing to fail over to: no key is made up.
+    let (one, _) = ok_json(&live, &["submit", "--", "true"]);
+    assert!(one["idempotency_key"].is_null(), "{one}");
+
     let done = wait_for(Duration::from_secs(30), "the task to succeed", || {
         let (t, err) = ok_json(&both, &["status", &id]);
         assert!(err.contains(&to_live), "{err}");

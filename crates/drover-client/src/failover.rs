@@ -14,13 +14,15 @@
 //!   (30 s, at most the client's timeout), with the last miss as its error: long enough for a
 //!   standby to take over an expired lease (5 s by default, plus 2 s).
 //!
-//! What may be tried again is [`Miss::retryable`]: nothing was sent (no connection), or the
-//! server did nothing (any 503: a standby, a degraded store, a server shutting down) — for
-//! every request, submits included; but after the exchange broke once the request may have
-//! reached a server (reset, truncated or late answer: a leader killed mid-request may have
-//! committed it), only a request that is safe to repeat is sent again: reads, `PUT`, and
-//! submits whose every task carries an idempotency key (the repeat returns the task the first
-//! one created).
+//! What may be tried again is [`Miss::retryable`]. With several servers, every request after
+//! nothing was sent (no connection) or the server did nothing (any 503: a standby, a degraded
+//! store, a server shutting down), submits included: another server may be, or become, the
+//! leader. With one server, a 503 is waited out only for a request safe to repeat (a plain
+//! write says at once that the server is unavailable, as before), and no connection is an
+//! error at once. After the exchange broke once the request may have reached a server (reset,
+//! truncated or late answer: a leader killed mid-request may have committed it), only a
+//! request safe to repeat is sent again: reads, `PUT`, `DELETE`, and submits whose every task
+//! carries an idempotency key (the repeat returns the task the first one created).
 
 use std::time::Duration;
 
@@ -46,13 +48,14 @@ pub enum Miss {
 }
 
 impl Miss {
-    /// Whether the request may be sent again: after no connection (given another server to
-    /// try: a lone server that is down is an error at once) or a 503, always; after a broken
-    /// exchange only when `repeat_safe`.
+    /// Whether the request may be sent again. No connection or a 503 (nothing was done):
+    /// given another server to try, always; with one server, a 503 only when `repeat_safe`
+    /// and no connection never (a lone server that is down is an error at once). A broken
+    /// exchange (it may have been done): only when `repeat_safe`.
     pub fn retryable(&self, repeat_safe: bool, servers: usize) -> bool {
         match self {
             Miss::Unreachable => servers > 1,
-            Miss::Unavailable { .. } => true,
+            Miss::Unavailable { .. } => servers > 1 || repeat_safe,
             Miss::Broken => repeat_safe,
         }
     }
@@ -248,8 +251,12 @@ mod tests {
         assert!(Miss::Unreachable.retryable(false, 2));
         // A lone server that is down: an error at once ("is it running?").
         assert!(!Miss::Unreachable.retryable(true, 1));
-        // The server did nothing.
-        assert!(standby("http://x:1").retryable(false, 1));
+        // The server did nothing: another one may lead.
+        assert!(standby("http://x:1").retryable(false, 2));
+        // A lone server: its 503 is waited out only for what is safe to repeat (a plain
+        // write says at once that the server is unavailable).
+        assert!(standby("http://x:1").retryable(true, 1));
+        assert!(!standby("http://x:1").retryable(false, 1));
         // It may have done it: only what is safe to repeat.
         assert!(!Miss::Broken.retryable(false, 3));
         assert!(Miss::Broken.retryable(true, 1));

@@ -22,9 +22,10 @@
 //! degraded store; a server shutting down), the request goes to the leader if it is one of
 //! the given servers, else to the next one, pausing between rounds, for up to
 //! [`UNAVAILABLE_RETRY`]. A request that may have reached a server before the exchange broke
-//! is sent again only when repeating it is safe: reads, `PUT`, and submits whose every task
-//! has an idempotency key. The rules are in [`failover`]; [`Client::on_retry`] hears of every
-//! move.
+//! is sent again only when repeating it is safe: reads, `PUT`, `DELETE`, and submits whose
+//! every task has an idempotency key. With one server, a 503 is waited out (after its
+//! `Retry-After`) only for those. The rules are in [`failover`]; [`Client::on_retry`] hears of
+//! every move.
 
 mod error;
 mod events;
@@ -553,7 +554,7 @@ impl Client {
     }
 
     /// A request; sent again (see [`failover`]) after a miss that left the server unchanged,
-    /// or after any miss when its method is safe to repeat (`GET`, `HEAD`, `PUT`).
+    /// or after any miss when its method is safe to repeat (`GET`, `HEAD`, `PUT`, `DELETE`).
     async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -561,7 +562,10 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T> {
-        let repeat = matches!(method, Method::GET | Method::HEAD | Method::PUT);
+        let repeat = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
         self.send_as(method, path, query, body, repeat).await
     }
 
@@ -1036,17 +1040,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_503_is_retried_for_every_request_it_changed_nothing() {
+    async fn a_lone_server_s_503_is_waited_out_only_when_repeating_is_safe() {
         let (url, seen) = scripted(vec![Answer::Standby(None), Answer::Ok(HEALTHY)]).await;
         let c = Client::new(&url, None).unwrap();
         assert_eq!(c.health().await.unwrap().status, "ok");
         assert_eq!(seen.load(Ordering::SeqCst), 2);
 
-        // A plain submit too: a 503 means the server did nothing.
+        // A plain submit says at once that the server is unavailable.
         let (url, seen) = scripted(vec![Answer::Standby(None), Answer::Ok(TASK)]).await;
         let c = Client::new(&url, None).unwrap();
+        let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e:?}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a plain submit is not repeated"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_several_servers_a_503_moves_every_request_on() {
+        // No leader named (an election is on): the next server, even for a plain submit,
+        // since the 503 changed nothing.
+        let (a, at_a) = scripted(vec![Answer::Standby(None)]).await;
+        let (b, at_b) = scripted(vec![Answer::Ok(TASK)]).await;
+        let (c, moves) = recorded(Client::new([&a, &b], None).unwrap());
         assert_eq!(c.submit(&SubmitRequest::default()).await.unwrap().id, "t1");
-        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        assert_eq!(*moves.lock().unwrap(), [(a.clone(), b.clone())]);
+        assert_eq!(
+            (at_a.load(Ordering::SeqCst), at_b.load(Ordering::SeqCst)),
+            (1, 1)
+        );
     }
 
     #[tokio::test]
@@ -1072,14 +1096,18 @@ mod tests {
         assert_eq!(c.submit(&keyed).await.unwrap().id, "t1");
         assert_eq!(seen.load(Ordering::SeqCst), 2);
 
-        // A read is repeated; a DELETE is not (a repeat would answer 404 for what it did).
+        // A read is repeated; so is a DELETE (idempotent); a cancel (a POST) is not.
         let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(HEALTHY)]).await;
         let c = Client::new(&url, None).unwrap();
         assert_eq!(c.health().await.unwrap().status, "ok");
         assert_eq!(seen.load(Ordering::SeqCst), 2);
         let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok("null")]).await;
         let c = Client::new(&url, None).unwrap();
-        assert!(c.remove_webhook("w").await.is_err());
+        c.remove_webhook("w").await.unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(TASK)]).await;
+        let c = Client::new(&url, None).unwrap();
+        assert!(c.cancel("t1").await.is_err());
         assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
@@ -1115,10 +1143,15 @@ mod tests {
     async fn a_leader_outside_the_list_is_named_not_followed() {
         let (elsewhere, at_elsewhere) = scripted(vec![Answer::Ok(TASK)]).await;
         let (standby, at_standby) = scripted(vec![Answer::Standby(Some(elsewhere.clone()))]).await;
-        // A short timeout bounds the retries (at most the timeout).
+        // A short timeout bounds the retries (at most the timeout); a keyed submit is safe to
+        // repeat, so the lone standby is asked again until then.
         let c = Client::with_timeout(&standby, None, Duration::from_millis(2500)).unwrap();
         let started = std::time::Instant::now();
-        let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
+        let keyed = SubmitRequest {
+            idempotency_key: Some("k".into()),
+            ..Default::default()
+        };
+        let e = c.submit(&keyed).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e:?}");
         let msg = e.to_string();

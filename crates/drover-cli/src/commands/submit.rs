@@ -13,11 +13,13 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         return super::flow::submit_file(&client, path, args.wait, args.client.output).await;
     }
     let mut req = request(&args)?;
-    // A key of its own unless given one: the client may then send the submit again after the
-    // exchange broke (a leader killed mid-request may have committed it) and still get one
-    // task.
-    req.idempotency_key.get_or_insert_with(generated_key);
     let client = super::client(&args.client)?;
+    // With several servers, a key of its own unless given one: the client may then send the
+    // submit again after the exchange broke (a leader killed mid-request may have committed
+    // it) and still get one task. (With one server there is nothing to fail over to.)
+    if client.servers().len() > 1 {
+        req.idempotency_key.get_or_insert_with(generated_key);
+    }
     let task = client.submit(&req).await?;
     if !args.wait {
         match args.client.output {
