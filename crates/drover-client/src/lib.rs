@@ -957,7 +957,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = Client::new(&format!("127.0.0.1:{port}"), None).unwrap();
+        let c = Client::new(format!("127.0.0.1:{port}"), None).unwrap();
         let e = c.health().await.unwrap_err();
         assert!(e.is_unreachable(), "{e:?}");
         let msg = e.to_string();
@@ -1031,8 +1031,11 @@ mod tests {
         format!("http://{}", l.local_addr().unwrap())
     }
 
+    /// Moves seen: `(from, to)`.
+    type Moves = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
     /// The client's retries, as `(from, to)`.
-    fn recorded(c: Client) -> (Client, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    fn recorded(c: Client) -> (Client, Moves) {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let l = log.clone();
         let c = c.on_retry(move |r| l.lock().unwrap().push((r.from.clone(), r.to.clone())));

@@ -42,9 +42,16 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// The idempotency key of a submit given none: unique per command.
+/// The idempotency key of a submit given none: unique per command (a UUIDv7 of the time read
+/// through the one clock function, its other bits random).
 pub fn generated_key() -> String {
-    format!("drover-submit-{}", uuid::Uuid::now_v7())
+    let us = u64::try_from(drover_server::clock::now_micros()).unwrap_or(0);
+    let at = uuid::Timestamp::from_unix(
+        uuid::ContextV7::new(),
+        us / 1_000_000,
+        (us % 1_000_000) as u32 * 1_000,
+    );
+    format!("drover-submit-{}", uuid::Uuid::new_v7(at))
 }
 
 /// The request for the flags, checked here with the server's own rules so that bad input
