@@ -12,7 +12,9 @@
 //!   once every one has, after a pause of 200 ms doubling to 2 s, or the longest `Retry-After`
 //!   of that round if longer. The whole request gives up after [`crate::UNAVAILABLE_RETRY`]
 //!   (30 s, at most the client's timeout), with the last miss as its error: long enough for a
-//!   standby to take over an expired lease (5 s by default, plus 2 s).
+//!   standby to take over an expired lease (5 s by default, plus 2 s). It gives up at once
+//!   when every try of a round broke the exchange (every server is up but the exchange fails:
+//!   a wrong scheme, a proxy in the way): that is no failover to wait for.
 //!
 //! What may be tried again is [`Miss::retryable`]. With several servers, every request after
 //! nothing was sent (no connection) or the server did nothing (any 503: a standby, a degraded
@@ -74,6 +76,8 @@ pub struct Next {
 pub struct Plan {
     /// Tries missed since the last pause.
     missed: usize,
+    /// How many of them broke the exchange.
+    broken: usize,
     /// The longest `Retry-After` of those tries.
     asked: Duration,
     /// The next pause.
@@ -84,6 +88,7 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             missed: 0,
+            broken: 0,
             asked: Duration::ZERO,
             backoff: FIRST_PAUSE,
         }
@@ -91,8 +96,10 @@ impl Default for Plan {
 }
 
 impl Plan {
-    /// After `miss` on `servers[current]`: the next server and the pause before trying it.
-    pub fn next(&mut self, servers: &[String], current: usize, miss: &Miss) -> Next {
+    /// After `miss` on `servers[current]`: the next server and the pause before trying it;
+    /// `None` when every try of a whole round broke the exchange (each server is up but the
+    /// exchange fails: a wrong scheme, a proxy in the way; no failover to wait for).
+    pub fn next(&mut self, servers: &[String], current: usize, miss: &Miss) -> Option<Next> {
         let leader = match miss {
             Miss::Unavailable { leader, .. } => leader.as_deref(),
             _ => None,
@@ -106,16 +113,23 @@ impl Plan {
         }
         let server = drover_api::failover::next_server(servers, current, leader);
         self.missed += 1;
+        if *miss == Miss::Broken {
+            self.broken += 1;
+        }
         let pause = if self.missed >= servers.len() {
+            if self.broken == self.missed {
+                return None;
+            }
             let pause = self.backoff.max(self.asked);
             self.backoff = (self.backoff * 2).min(MAX_PAUSE);
             self.missed = 0;
+            self.broken = 0;
             self.asked = Duration::ZERO;
             pause
         } else {
             Duration::ZERO
         };
-        Next { server, pause }
+        Some(Next { server, pause })
     }
 }
 
@@ -170,7 +184,7 @@ mod tests {
         let mut at = 0;
         let mut seen = vec![];
         for _ in 0..9 {
-            let n = p.next(&s, at, &Miss::Unreachable);
+            let n = p.next(&s, at, &Miss::Unreachable).unwrap();
             seen.push((n.server, n.pause.as_millis()));
             at = n.server;
         }
@@ -190,7 +204,12 @@ mod tests {
         );
         let mut p = Plan::default();
         let pauses: Vec<_> = (0..6)
-            .map(|_| p.next(&servers(1), 0, &Miss::Unreachable).pause.as_millis())
+            .map(|_| {
+                p.next(&servers(1), 0, &Miss::Unreachable)
+                    .unwrap()
+                    .pause
+                    .as_millis()
+            })
             .collect();
         assert_eq!(pauses, [200, 400, 800, 1600, 2000, 2000], "capped at 2 s");
     }
@@ -201,21 +220,26 @@ mod tests {
         let mut p = Plan::default();
         assert_eq!(
             p.next(&s, 0, &standby("http://s2:7070")),
-            Next {
+            Some(Next {
                 server: 2,
                 pause: Duration::ZERO
-            }
+            })
         );
         // Not in the list: the next server instead, never the stranger.
         let mut p = Plan::default();
-        assert_eq!(p.next(&s, 0, &standby("http://elsewhere:7070")).server, 1);
+        assert_eq!(
+            p.next(&s, 0, &standby("http://elsewhere:7070"))
+                .unwrap()
+                .server,
+            1
+        );
         // No leader known (an election is on): the next server.
         let mut p = Plan::default();
         let none = Miss::Unavailable {
             leader: None,
             retry_after: Some(Duration::from_secs(1)),
         };
-        assert_eq!(p.next(&s, 1, &none).server, 2);
+        assert_eq!(p.next(&s, 1, &none).unwrap().server, 2);
     }
 
     #[test]
@@ -224,9 +248,9 @@ mod tests {
         // round, at least the Retry-After asked, so the client never spins.
         let s = servers(2);
         let mut p = Plan::default();
-        let a = p.next(&s, 0, &standby("http://s1:7070"));
+        let a = p.next(&s, 0, &standby("http://s1:7070")).unwrap();
         assert_eq!((a.server, a.pause), (1, Duration::ZERO));
-        let b = p.next(&s, 1, &standby("http://s0:7070"));
+        let b = p.next(&s, 1, &standby("http://s0:7070")).unwrap();
         assert_eq!((b.server, b.pause), (0, Duration::from_secs(1)));
         // A lone degraded server: its Retry-After each time.
         let mut p = Plan::default();
@@ -237,12 +261,29 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(
                 p.next(&servers(1), 0, &degraded),
-                Next {
+                Some(Next {
                     server: 0,
                     pause: Duration::from_secs(1)
-                }
+                })
             );
         }
+    }
+
+    #[test]
+    fn a_round_of_broken_exchanges_ends_the_request() {
+        // One server: its broken exchange is the answer (nothing to fail over to).
+        assert_eq!(Plan::default().next(&servers(1), 0, &Miss::Broken), None);
+        // Every server breaks it: not a failover, something in the way.
+        let s = servers(2);
+        let mut p = Plan::default();
+        assert_eq!(p.next(&s, 0, &Miss::Broken).map(|n| n.server), Some(1));
+        assert_eq!(p.next(&s, 1, &Miss::Broken), None);
+        // A leader killed mid-request, the other server not leading yet: ridden out.
+        let mut p = Plan::default();
+        assert!(p.next(&s, 0, &Miss::Broken).is_some());
+        let n = p.next(&s, 1, &standby("http://s0:7070")).unwrap();
+        assert_eq!((n.server, n.pause), (0, Duration::from_secs(1)));
+        assert!(p.next(&s, 0, &Miss::Unreachable).is_some());
     }
 
     #[test]

@@ -674,7 +674,9 @@ impl Client {
             if !miss.retryable(repeat, bases.len()) {
                 return Err(error);
             }
-            let next = plan.next(bases, at, &miss);
+            let Some(next) = plan.next(bases, at, &miss) else {
+                return Err(error);
+            };
             if tokio::time::Instant::now() + next.pause > give_up {
                 return Err(self.gave_up(error));
             }
@@ -1078,40 +1080,61 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_exchange_is_repeated_only_when_repeating_is_safe() {
-        // The server read the submit and vanished: it may have committed it.
-        let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(TASK)]).await;
-        let c = Client::new(&url, None).unwrap();
+        // A leader that read the request and vanished (it may have committed it), and
+        // another server that answers.
+        async fn pair(answer: Answer) -> (Client, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+            let (a, at_a) = scripted(vec![Answer::Hangup]).await;
+            let (b, at_b) = scripted(vec![answer]).await;
+            (Client::new([a, b], None).unwrap(), at_a, at_b)
+        }
+        let seen =
+            |a: &AtomicUsize, b: &AtomicUsize| (a.load(Ordering::SeqCst), b.load(Ordering::SeqCst));
+
+        let (c, a, b) = pair(Answer::Ok(TASK)).await;
         let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
         assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
-        assert_eq!(
-            seen.load(Ordering::SeqCst),
-            1,
-            "a plain submit is not repeated"
-        );
+        assert_eq!(seen(&a, &b), (1, 0), "a plain submit is not repeated");
 
         // With an idempotency key the repeat returns the task the first one created.
-        let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(TASK)]).await;
-        let c = Client::new(&url, None).unwrap();
+        let (c, a, b) = pair(Answer::Ok(TASK)).await;
         let keyed = SubmitRequest {
             idempotency_key: Some("k1".into()),
             ..Default::default()
         };
         assert_eq!(c.submit(&keyed).await.unwrap().id, "t1");
-        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        assert_eq!(seen(&a, &b), (1, 1));
 
         // A read is repeated; so is a DELETE (idempotent); a cancel (a POST) is not.
+        let (c, a, b) = pair(Answer::Ok(HEALTHY)).await;
+        assert_eq!(c.health().await.unwrap().status, "ok");
+        assert_eq!(seen(&a, &b), (1, 1));
+        let (c, a, b) = pair(Answer::Ok("null")).await;
+        c.remove_webhook("w").await.unwrap();
+        assert_eq!(seen(&a, &b), (1, 1));
+        let (c, a, b) = pair(Answer::Ok(TASK)).await;
+        assert!(c.cancel("t1").await.is_err());
+        assert_eq!(seen(&a, &b), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn exchanges_broken_everywhere_end_the_request_at_once() {
+        // One server: as before, its broken exchange is the answer.
         let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(HEALTHY)]).await;
         let c = Client::new(&url, None).unwrap();
-        assert_eq!(c.health().await.unwrap().status, "ok");
-        assert_eq!(seen.load(Ordering::SeqCst), 2);
-        let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok("null")]).await;
-        let c = Client::new(&url, None).unwrap();
-        c.remove_webhook("w").await.unwrap();
-        assert_eq!(seen.load(Ordering::SeqCst), 2);
-        let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(TASK)]).await;
-        let c = Client::new(&url, None).unwrap();
-        assert!(c.cancel("t1").await.is_err());
+        let e = c.health().await.unwrap_err();
+        assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
         assert_eq!(seen.load(Ordering::SeqCst), 1);
+        // Every server breaks it (say, https servers asked in http): one round, not 30 s.
+        let (a, at_a) = scripted(vec![Answer::Hangup]).await;
+        let (b, at_b) = scripted(vec![Answer::Hangup]).await;
+        let c = Client::new([a, b], None).unwrap();
+        let started = std::time::Instant::now();
+        assert!(c.health().await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            (at_a.load(Ordering::SeqCst), at_b.load(Ordering::SeqCst)),
+            (1, 1)
+        );
     }
 
     #[tokio::test]
