@@ -895,6 +895,11 @@ describe('cluster', () => {
     address: tr.children[1].innerText.trim(),
   })));
   const statText = (key) => page.locator(`.stat[data-stat=${key}] .stat-value`).innerText();
+  /** The Cluster page, mounted afresh (the previous test may have left it open). */
+  const openCluster = async () => {
+    await page.goto(`${server.url}/#/cluster`);
+    await page.reload();
+  };
 
   before(async () => {
     server = await startServer();
@@ -970,7 +975,7 @@ describe('cluster', () => {
 
   it('says so when the server has no cluster view (an older server: 404)', async () => {
     const asked = await serveCluster(() => [404, { code: 'not_found', message: 'no such endpoint /v1/cluster; see /openapi.json' }]);
-    await page.goto(`${server.url}/#/cluster`);
+    await openCluster();
     await page.locator('[data-testid=cluster-unavailable]').waitFor({ timeout: T });
     await waitText(page, '[data-testid=cluster-unavailable]', 'does not report a cluster');
     assert.equal(await page.locator('[data-testid=cluster-table]').count(), 0);
@@ -986,7 +991,7 @@ describe('cluster', () => {
     }
     assert.equal(res.status, 200);
     const real = await res.json();
-    await page.goto(`${server.url}/#/cluster`);
+    await openCluster();
     await page.locator('[data-testid=cluster-table]').waitFor({ timeout: T });
     const shown = await rows();
     assert.deepEqual(shown.map((r) => r.name).sort(), real.members.map((m) => m.name).sort());
