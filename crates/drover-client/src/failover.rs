@@ -7,7 +7,9 @@
 //! - **Where**: to the leader a standby named in its 503 (`x-drover-leader`) when that address
 //!   is one of the client's servers, else to the next server of the list (wrapping around); see
 //!   [`drover_api::failover::next_server`]. A leader outside the list is not followed: the
-//!   client never sends its token to a host it was not given.
+//!   client never sends its token to a host it was not given. Nor is a leader this request
+//!   could not reach since its last pause (a standby that has not yet noticed the leader's
+//!   death still names it): the next server is tried instead.
 //! - **When**: at once while some server of the list has not had its turn since the last pause;
 //!   once every one has, after a pause of 200 ms doubling to 2 s, or the longest `Retry-After`
 //!   of that round if longer. The whole request gives up after [`crate::UNAVAILABLE_RETRY`]
@@ -78,6 +80,9 @@ pub struct Plan {
     missed: usize,
     /// How many of them broke the exchange.
     broken: usize,
+    /// The servers that could not be reached since the last pause: a standby still naming
+    /// one of them as the leader (its view lags a leader's death) is not followed there.
+    down: Vec<usize>,
     /// The longest `Retry-After` of those tries.
     asked: Duration,
     /// The next pause.
@@ -89,6 +94,7 @@ impl Default for Plan {
         Plan {
             missed: 0,
             broken: 0,
+            down: Vec::new(),
             asked: Duration::ZERO,
             backoff: FIRST_PAUSE,
         }
@@ -100,8 +106,13 @@ impl Plan {
     /// `None` when every try of a whole round broke the exchange (each server is up but the
     /// exchange fails: a wrong scheme, a proxy in the way; no failover to wait for).
     pub fn next(&mut self, servers: &[String], current: usize, miss: &Miss) -> Option<Next> {
+        if *miss == Miss::Unreachable {
+            self.down.push(current % servers.len().max(1));
+        }
         let leader = match miss {
-            Miss::Unavailable { leader, .. } => leader.as_deref(),
+            Miss::Unavailable { leader, .. } => leader.as_deref().filter(|l| {
+                drover_api::failover::position(servers, l).is_none_or(|i| !self.down.contains(&i))
+            }),
             _ => None,
         };
         if let Miss::Unavailable {
@@ -124,6 +135,7 @@ impl Plan {
             self.backoff = (self.backoff * 2).min(MAX_PAUSE);
             self.missed = 0;
             self.broken = 0;
+            self.down.clear();
             self.asked = Duration::ZERO;
             pause
         } else {
@@ -240,6 +252,20 @@ mod tests {
             retry_after: Some(Duration::from_secs(1)),
         };
         assert_eq!(p.next(&s, 1, &none).unwrap().server, 2);
+    }
+
+    #[test]
+    fn a_standby_naming_a_dead_leader_is_not_followed_back_to_it() {
+        // a was the leader and died; b has not noticed yet and still names it; c leads now.
+        let s = servers(3);
+        let mut p = Plan::default();
+        assert_eq!(p.next(&s, 0, &Miss::Unreachable).unwrap().server, 1);
+        let n = p.next(&s, 1, &standby("http://s0:7070")).unwrap();
+        assert_eq!(n.server, 2, "on to c, not back to a");
+        // After a pause a may be back: a hint to it is followed again.
+        let n = p.next(&s, 2, &standby("http://s0:7070")).unwrap();
+        assert_eq!((n.server, n.pause), (0, Duration::from_secs(1)));
+        assert_eq!(p.next(&s, 1, &standby("http://s0:7070")).unwrap().server, 0);
     }
 
     #[test]

@@ -310,9 +310,17 @@ impl Session {
     /// next server.
     fn connect_failed(&mut self, e: &anyhow::Error) {
         if let Link::Connecting { server, .. } = &self.link {
-            let delay = self.backoff.next_delay();
-            let leader = e.downcast_ref::<Status>().and_then(leader_of);
+            let status = e.downcast_ref::<Status>();
+            if status.is_none() {
+                // No answer at all: a standby still naming it as the leader (its view lags
+                // the leader's death) is not followed back to it this round.
+                self.backoff.mark_down(self.next_server);
+            }
+            let leader = status
+                .and_then(leader_of)
+                .filter(|l| !self.backoff.names_down(&self.servers, l));
             let next = move_on(&self.servers, self.next_server, leader.as_deref());
+            let delay = self.backoff.next_delay();
             tracing::warn!(
                 %server,
                 error = format!("{e:#}"),
@@ -396,8 +404,9 @@ fn lost(
         tracing::warn!(server = %conn.server, "lost the server while shutting down: {why}");
         return Link::Off;
     }
-    let delay = backoff.next_delay();
+    let leader = leader.filter(|l| !backoff.names_down(servers, l));
     let next = move_on(servers, *next_server, leader);
+    let delay = backoff.next_delay();
     tracing::warn!(
         server = %conn.server,
         leader = leader.unwrap_or("-"),
@@ -582,6 +591,8 @@ struct Backoff {
     servers: usize,
     /// Misses since the delay last grew.
     missed: usize,
+    /// The servers that did not answer at all since then.
+    down: Vec<usize>,
 }
 
 impl Backoff {
@@ -591,12 +602,24 @@ impl Backoff {
             rng: StdRng::from_os_rng(),
             servers: servers.max(1),
             missed: 0,
+            down: Vec::new(),
         }
     }
 
     fn reset(&mut self) {
         self.next = BACKOFF_MIN;
         self.missed = 0;
+        self.down.clear();
+    }
+
+    /// `servers[i]` did not answer at all (until the delay next grows).
+    fn mark_down(&mut self, i: usize) {
+        self.down.push(i);
+    }
+
+    /// Whether `address` is one of `servers` that did not answer at all lately.
+    fn names_down(&self, servers: &[String], address: &str) -> bool {
+        drover_api::failover::position(servers, address).is_some_and(|i| self.down.contains(&i))
     }
 
     fn next_delay(&mut self) -> Duration {
@@ -605,6 +628,7 @@ impl Backoff {
             BACKOFF_MIN
         } else {
             self.missed = 0;
+            self.down.clear();
             let d = self.next;
             self.next = (d * 2).min(BACKOFF_MAX);
             d
@@ -677,6 +701,28 @@ mod tests {
         assert_eq!(leader_of(&denied), None);
         assert_eq!(move_on(&servers, 0, None), 1);
         assert_eq!(move_on(&servers, 2, Some("http://elsewhere:7070")), 0);
+    }
+
+    #[test]
+    fn a_leader_that_did_not_answer_is_not_followed_back_this_round() {
+        let servers = vec![
+            "http://a:7070".to_string(),
+            "http://b:7070".to_string(),
+            "http://c:7070".to_string(),
+        ];
+        let mut b = Backoff::new(3);
+        b.mark_down(0);
+        assert!(b.names_down(&servers, "http://a:7070"));
+        assert!(!b.names_down(&servers, "http://c:7070"));
+        assert!(!b.names_down(&servers, "http://elsewhere:7070"));
+        // The round ends (the delay grows): a may be back.
+        for _ in 0..3 {
+            b.next_delay();
+        }
+        assert!(!b.names_down(&servers, "http://a:7070"));
+        b.mark_down(0);
+        b.reset();
+        assert!(!b.names_down(&servers, "http://a:7070"));
     }
 
     #[test]
