@@ -73,6 +73,8 @@ export const api = {
   schedules: () => request('GET', '/v1/schedules'),
   /** One page of the audit log, newest first: {records, next} (admins only; else 403). */
   audit: ({ since, token, before, limit } = {}) => request('GET', `/v1/audit${query({ since, token, before, limit })}`),
+  /** The servers sharing the store: {members, epoch, leader, lease_age_ms, lease_ms, this} (404 on an older server). */
+  cluster: () => request('GET', '/v1/cluster'),
   async metrics() {
     const res = await fetch('/metrics', { cache: 'no-store' });
     if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, res.statusText);

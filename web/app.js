@@ -13,6 +13,7 @@ import workers from './pages/workers.js';
 import { workflowList, workflowGraph } from './pages/workflows.js';
 import schedules from './pages/schedules.js';
 import audit from './pages/audit.js';
+import cluster from './pages/cluster.js';
 
 const NAV = [
   { id: 'overview', href: '#/', iconName: 'overview' },
@@ -20,6 +21,7 @@ const NAV = [
   { id: 'workers', href: '#/workers', iconName: 'workers' },
   { id: 'workflows', href: '#/workflows', iconName: 'workflows' },
   { id: 'schedules', href: '#/schedules', iconName: 'schedules' },
+  { id: 'cluster', href: '#/cluster', iconName: 'cluster' },
   { id: 'audit', href: '#/audit', iconName: 'audit', perm: 'admin' },
 ];
 
@@ -33,6 +35,7 @@ const ROUTES = [
   { re: /^\/workflows\/([^/]+)$/, nav: 'workflows', page: workflowGraph, keys: ['id'] },
   { re: /^\/schedules$/, nav: 'schedules', page: schedules },
   { re: /^\/audit$/, nav: 'audit', page: audit },
+  { re: /^\/cluster$/, nav: 'cluster', page: cluster },
 ];
 
 let current = null; // {ctx, route}

@@ -847,3 +847,156 @@ describe('sign-in', () => {
     assert.equal(status, 401);
   });
 });
+
+describe('cluster', () => {
+  let server;
+  let context;
+  let page;
+  const errors = [];
+  const shots = [];
+
+  /** A cluster of three as `GET /v1/cluster` gives it: s1 leads, s2 answered, s3 is stale. */
+  const view = (over = {}) => ({
+    members: [
+      { name: 's2', address: 'http://10.0.0.2:7070', role: 'standby', last_seen: '2026-01-01T00:00:00.000000Z', last_seen_ms: 1200, stale: false },
+      { name: 's3', address: 'http://10.0.0.3:7070', role: 'standby', last_seen: '2025-12-31T23:59:40.000000Z', last_seen_ms: 20000, stale: true },
+      { name: 's1', address: 'http://10.0.0.1:7070', role: 'leader', last_seen: '2026-01-01T00:00:00.000000Z', last_seen_ms: 400, stale: false },
+    ],
+    epoch: 7,
+    leader: 's1',
+    lease_age_ms: 1500,
+    lease_ms: 5000,
+    this: 's2',
+    ...over,
+  });
+
+  /**
+   * Until the server side of leader and standby lands, this server may have no
+   * `GET /v1/cluster`: the page's requests for it are answered with `answer()` (status, body),
+   * counted in `asked`.
+   */
+  async function serveCluster(answer) {
+    const asked = { n: 0 };
+    await page.route('**/v1/cluster', async (route) => {
+      asked.n++;
+      const [status, body] = answer();
+      await route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
+    });
+    return asked;
+  }
+
+  const rows = () => page.locator('[data-testid=cluster-table] tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    name: tr.dataset.member,
+    role: tr.dataset.role,
+    stale: tr.dataset.stale,
+    self: tr.dataset.this,
+    badges: [...tr.querySelectorAll('.badge')].map((b) => b.dataset.state),
+    seen: tr.querySelector('.cell-seen').innerText.trim(),
+    address: tr.children[1].innerText.trim(),
+  })));
+  const statText = (key) => page.locator(`.stat[data-stat=${key}] .stat-value`).innerText();
+  /** The Cluster page, mounted afresh (the previous test may have left it open). */
+  const openCluster = async () => {
+    await page.goto(`${server.url}/#/cluster`);
+    await page.reload();
+  };
+
+  before(async () => {
+    server = await startServer();
+    context = await launchBrowser();
+    page = await newPage(context, errors);
+    await login(page, server.url, adminToken(server.url));
+  });
+
+  after(async () => {
+    if (context) await context.close();
+    await stop(server && server.child);
+    await removeTempDirs();
+    if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
+  });
+
+  afterEach(async () => {
+    await page.unrouteAll({ behavior: 'ignoreErrors' });
+    const found = errors.splice(0);
+    assert.deepEqual(found, [], 'the page logged errors');
+  });
+
+  it('shows the members with role badges, the epoch and the lease age, and polls for changes', async () => {
+    let current = view();
+    const asked = await serveCluster(() => [200, current]);
+    await page.goto(`${server.url}/#/`);
+    await page.locator('.nav-item[data-nav=cluster]').click();
+    await page.locator('[data-testid=cluster-table]').waitFor({ timeout: T });
+    assert.deepEqual(await rows(), [
+      { name: 's1', role: 'leader', stale: 'false', self: 'false', badges: ['leader'], seen: '400 ms ago', address: 'http://10.0.0.1:7070' },
+      { name: 's2', role: 'standby', stale: 'false', self: 'true', badges: ['standby'], seen: '1.2 s ago', address: 'http://10.0.0.2:7070' },
+      { name: 's3', role: 'standby', stale: 'true', self: 'false', badges: ['standby', 'stale'], seen: '20 s ago', address: 'http://10.0.0.3:7070' },
+    ], 'the leader first; s2 answered; s3 is stale');
+    assert.equal(await page.locator('tr[data-member=s2] .chip-this').innerText(), 'this server');
+    assert.equal(await page.locator('tr[data-member=s1] .badge').innerText(), 'Leader');
+    assert.equal(await statText('epoch'), '7');
+    assert.equal(await statText('leader'), 's1');
+    assert.equal(await statText('lease'), '1.5 s');
+    await waitText(page, '.stat[data-stat=lease] .stat-sub', 'of 5.0 s');
+    assert.equal(await statText('members'), '3');
+    await waitText(page, '.stat[data-stat=members] .stat-sub', '2 standby · 1 stale');
+    shots.push(await shot(page, 'cluster'));
+
+    // A failover: s1 is gone, s2 leads in epoch 8. The page sees it by polling.
+    const before = asked.n;
+    current = view({
+      members: [
+        { ...view().members[0], role: 'leader', last_seen_ms: 100 },
+        { ...view().members[2], role: 'standby', last_seen_ms: 11000, stale: true },
+      ],
+      epoch: 8,
+      leader: 's2',
+      lease_age_ms: 300,
+    });
+    await page.waitForFunction(() => document.querySelector('.stat[data-stat=epoch] .stat-value')?.textContent === '8', null, { timeout: T });
+    assert.ok(asked.n > before, 'asked again');
+    const after = await rows();
+    assert.deepEqual(after.map((r) => [r.name, r.role, r.stale]), [['s2', 'leader', 'false'], ['s1', 'standby', 'true']]);
+    assert.equal(await statText('leader'), 's2');
+
+    // No leader for a moment (an election is due): said, not hidden.
+    current = view({ leader: null, lease_age_ms: null, epoch: 8 });
+    await page.waitForFunction(() => document.querySelector('.stat[data-stat=leader] .stat-value')?.textContent === 'None', null, { timeout: T });
+    await waitText(page, '.stat[data-stat=leader] .stat-sub', 'an election is due');
+    assert.equal(await statText('lease'), '—');
+
+    // In Chinese too.
+    await page.locator('.lang-btn[data-lang=zh-CN]').click();
+    await page.waitForFunction(() => document.querySelector('tr[data-member=s1] .badge')?.textContent.includes('领导者'), null, { timeout: T });
+    shots.push(await shot(page, 'cluster-zh'));
+    await page.locator('.lang-btn[data-lang=en]').click();
+    await page.locator('.nav-item[data-nav=cluster]').waitFor({ timeout: T });
+  });
+
+  it('says so when the server has no cluster view (an older server: 404)', async () => {
+    const asked = await serveCluster(() => [404, { code: 'not_found', message: 'no such endpoint /v1/cluster; see /openapi.json' }]);
+    await openCluster();
+    await page.locator('[data-testid=cluster-unavailable]').waitFor({ timeout: T });
+    await waitText(page, '[data-testid=cluster-unavailable]', 'does not report a cluster');
+    assert.equal(await page.locator('[data-testid=cluster-table]').count(), 0);
+    assert.ok(asked.n >= 1);
+    shots.push(await shot(page, 'cluster-unavailable'));
+  });
+
+  it('agrees with this server\'s own GET /v1/cluster, when it has one', async (t) => {
+    const res = await fetch(`${server.url}/v1/cluster`);
+    if (res.status === 404) {
+      t.skip('this server has no GET /v1/cluster yet (the server side of leader and standby)');
+      return;
+    }
+    assert.equal(res.status, 200);
+    const real = await res.json();
+    await openCluster();
+    await page.locator('[data-testid=cluster-table]').waitFor({ timeout: T });
+    const shown = await rows();
+    assert.deepEqual(shown.map((r) => r.name).sort(), real.members.map((m) => m.name).sort());
+    const me = shown.find((r) => r.self === 'true');
+    assert.equal(me && me.name, real.this);
+    assert.equal(await statText('leader'), real.leader || 'None');
+  });
+});

@@ -52,7 +52,8 @@ test('dynamic keys cover every state, outcome and mode', () => {
     ...['alive', 'suspect', 'lost', 'draining', 'drained'].map((s) => `worker.${s}`),
     ...['suspect', 'lost', 'alive'].map((s) => `workers.event.${s}`),
     ...['live', 'polling', 'reconnecting', 'connecting'].flatMap((m) => [`live.${m}`, `live.${m}.hint`]),
-    ...['overview', 'tasks', 'workers', 'workflows', 'schedules', 'audit'].map((n) => `nav.${n}`),
+    ...['overview', 'tasks', 'workers', 'workflows', 'schedules', 'cluster', 'audit'].map((n) => `nav.${n}`),
+    ...['leader', 'standby', 'stale'].map((r) => `role.${r}`),
     ...['ok', 'refused', 'error'].map((o) => `audit.${o}`),
     ...['1h', '24h', '7d', '30d'].map((s) => `audit.since.${s}`),
   ];

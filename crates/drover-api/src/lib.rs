@@ -10,6 +10,7 @@ pub mod convert;
 pub mod duration;
 pub mod error;
 pub mod events;
+pub mod failover;
 pub mod flow;
 pub mod limits;
 pub mod namespace;

@@ -64,6 +64,9 @@ pub enum Command {
     Cron(CronCommand),
     /// The audit log: every state-changing or refused request, newest first.
     Audit(crate::commands::audit::AuditArgs),
+    /// The servers sharing the store: each one's name, address, role (leader or standby) and
+    /// when it was last seen; the epoch and the leader's lease age.
+    Cluster(ClientOpts),
     /// API tokens: create (the secret is shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -234,8 +237,10 @@ pub struct WorkflowRerunArgs {
 /// How client commands reach the server, and how they print.
 #[derive(Args, Debug, Clone)]
 pub struct ClientOpts {
-    /// Server URL (several, comma-separated, to fail over).
-    #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL")]
+    /// Server URL, or a cluster's servers comma-separated: requests go to the one that answered
+    /// last and move on (to the leader a standby names, else the next URL) when it cannot be
+    /// reached or answers 503, for up to 30 s.
+    #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL[,URL...]")]
     pub server: String,
     /// API token, sent as a bearer token.
     #[arg(
@@ -405,7 +410,9 @@ pub struct WorkerArgs {
     /// Manage a running worker instead of running one.
     #[command(subcommand)]
     pub action: Option<WorkerAction>,
-    /// Server URL(s), comma-separated; tried in turn when a connection fails.
+    /// Server URL(s), comma-separated (a cluster's servers): when the stream fails or a standby
+    /// answers UNAVAILABLE, the worker reconnects to the leader it names (if listed here), else
+    /// to the next URL, and re-attaches the attempts it holds.
     #[arg(long, env = "DROVER_SERVER", default_value = drover_client::DEFAULT_SERVER, value_name = "URL[,URL...]")]
     pub server: String,
     /// Worker name [default: HOSTNAME-PID].
@@ -496,7 +503,9 @@ pub struct SubmitArgs {
     /// Hold the task this long before it may run, e.g. 10s.
     #[arg(long, allow_hyphen_values = true, value_parser = parse::duration_text, value_name = "DURATION")]
     pub delay: Option<String>,
-    /// A second submit with the same key returns the first task instead of a new one.
+    /// A second submit with the same key returns the first task instead of a new one
+    /// [default with several --server URLs: a new one per command, `drover-submit-UUID`, so a
+    /// retry after a failover never creates a second task].
     #[arg(long, value_name = "K")]
     pub idempotency_key: Option<String>,
     /// Worker labels required: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k (comma separated).

@@ -51,7 +51,9 @@ pub struct TokenNameArgs {
 
 #[derive(Args, Debug)]
 pub struct LoginArgs {
-    /// The server the token is for.
+    /// The server the token is for (or a cluster's servers, comma-separated: the token is
+    /// saved for each).
+    #[arg(value_name = "URL[,URL...]")]
     pub url: String,
     /// A file holding the token (e.g. the server's admin.token); `-` reads standard input.
     #[arg(long, value_name = "FILE")]

@@ -108,6 +108,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Workflow(c) => flow::workflow(c).await,
         Command::Cron(c) => cron::cron(c).await,
         Command::Audit(a) => audit::audit(a).await,
+        Command::Cluster(a) => cluster::cluster(a).await,
         Command::Token(c) => auth::token(c).await,
         Command::Login(a) => auth::login(a).await,
     }

@@ -1,7 +1,6 @@
 //! The event stream (`GET /v1/events`, Server-Sent Events) as an async iterator of
 //! [`EventView`]s, optionally reconnecting from the last id seen (no gap, no duplicate).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use drover_api::events::EventView;
@@ -101,60 +100,30 @@ impl Client {
         })
     }
 
+    /// Opens the stream on the server that answered last, failing over like every request
+    /// (a read: safe to repeat).
     async fn open_events(
         &self,
         query: &EventQuery,
         after: Option<u64>,
     ) -> Result<reqwest::Response, ClientError> {
-        let n = self.inner.bases.len();
-        let start = self.inner.current.load(Ordering::Relaxed);
         let mut params = query.params(after);
         params.extend(self.ns_query());
-        let mut unreachable = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let base = &self.inner.bases[i];
-            // No overall timeout: the stream lives as long as it is read.
-            let mut rb = self
-                .inner
-                .http
-                .get(format!("{base}/v1/events"))
-                .header(reqwest::header::ACCEPT, "text/event-stream")
-                .query(&params);
-            if let Some(t) = &self.inner.token {
-                rb = rb.bearer_auth(t);
-            }
-            match tokio::time::timeout(self.inner.timeout, rb.send()).await {
-                Err(_) => {
-                    return Err(ClientError::Transport {
-                        url: base.clone(),
-                        detail: format!("no answer within {}s", self.inner.timeout.as_secs_f64()),
-                    })
-                }
-                Ok(Ok(resp)) => {
-                    if k > 0 {
-                        self.inner.current.store(i, Ordering::Relaxed);
-                    }
-                    if resp.status().is_success() {
-                        return Ok(resp);
-                    }
-                    return Err(decode_error(base, resp).await);
-                }
-                Ok(Err(e)) if e.is_connect() => {
-                    unreachable = Some(ClientError::Unreachable {
-                        url: base.clone(),
-                        detail: error::root_cause(&e),
-                    });
-                }
-                Ok(Err(e)) => {
-                    return Err(ClientError::Transport {
-                        url: base.clone(),
-                        detail: error::root_cause(&e),
-                    })
-                }
-            }
+        // No overall timeout: the stream lives as long as it is read (`exchange` bounds the
+        // wait for the answer's headers).
+        let (base, resp) = self
+            .exchange(true, |base| {
+                self.inner
+                    .http
+                    .get(format!("{base}/v1/events"))
+                    .header(reqwest::header::ACCEPT, "text/event-stream")
+                    .query(&params)
+            })
+            .await?;
+        if resp.status().is_success() {
+            return Ok(resp);
         }
-        Err(unreachable.expect("at least one server URL"))
+        Err(decode_error(&base, resp).await)
     }
 }
 

@@ -13,14 +13,23 @@
 //! ```
 //!
 //! Every error is a [`ClientError`]: either the server's own `{code, message, field}` or a
-//! transport problem phrased for humans. Several server URLs may be given (comma-separated);
-//! a request that cannot connect to one tries the next. A 503 with `Retry-After` (the
-//! server's store is failing, or it is shutting down) is retried after that pause, for up to
-//! [`UNAVAILABLE_RETRY`], when repeating the request is safe: reads, `PUT` and `DELETE`, and
-//! submits whose every task has an idempotency key.
+//! transport problem phrased for humans.
+//!
+//! Several servers (a cluster: one leader, standbys) are given as a comma-separated list or a
+//! list of URLs: `Client::new("http://a:7070,http://b:7070", token)` or
+//! `Client::new(vec![a, b], token)`. The client sticks to the server that answered last; when
+//! one cannot be reached, or answers 503 (a standby, naming the leader in `x-drover-leader`; a
+//! degraded store; a server shutting down), the request goes to the leader if it is one of
+//! the given servers, else to the next one, pausing between rounds, for up to
+//! [`UNAVAILABLE_RETRY`]. A request that may have reached a server before the exchange broke
+//! is sent again only when repeating it is safe: reads, `PUT`, `DELETE`, and submits whose
+//! every task has an idempotency key. With one server, a 503 is waited out (after its
+//! `Retry-After`) only for those. The rules are in [`failover`]; [`Client::on_retry`] hears of
+//! every move.
 
 mod error;
 mod events;
+pub mod failover;
 mod flow;
 mod schedule;
 
@@ -28,11 +37,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drover_api::cluster::LEADER_HEADER;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use drover_api::auth::{Role, TokenCreate, TokenCreated, TokenList, TokenView, WorkerLimits};
+pub use drover_api::cluster::{ClusterMember, ClusterView};
 pub use drover_api::events::{
     DeliveryList, DeliveryView, EventView, WebhookCreate, WebhookList, WebhookView,
 };
@@ -43,6 +54,7 @@ pub use drover_api::rest::{
 pub use drover_api::{ApiError, ErrorCode};
 pub use error::ClientError;
 pub use events::{EventQuery, EventStream};
+pub use failover::Retrying;
 pub use flow::*;
 pub use schedule::*;
 
@@ -52,8 +64,9 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 /// Default bound on one request, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a request safe to repeat is retried while the server answers 503 with
-/// `Retry-After` (at most the client's timeout).
+/// How long one request keeps trying (other servers, or the same one after a 503) before it
+/// gives up with the last error (at most the client's timeout): a standby takes over an
+/// expired leader lease (5 s by default) within about 2 s more.
 pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(30);
 
 /// Filters and paging of `GET /v1/tasks`.
@@ -73,7 +86,6 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     bases: Vec<String>,
     /// Index into `bases` of the server that answered last.
@@ -84,36 +96,120 @@ struct Inner {
     /// Sent with every request that takes a namespace; `None`: the server's default
     /// (`default` for what is created or named, every visible one for listings).
     namespace: Option<String>,
+    /// Told of every retry (another server, or the same one after a pause).
+    on_retry: Option<Arc<RetryHook>>,
+}
+
+type RetryHook = dyn Fn(&Retrying) + Send + Sync;
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("servers", &self.bases)
+            .field("current", &self.current)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// A copy to change one setting of (clients share nothing but the connection pool).
+    fn copy(&self) -> Inner {
+        Inner {
+            bases: self.bases.clone(),
+            current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
+            http: self.http.clone(),
+            token: self.token.clone(),
+            timeout: self.timeout,
+            namespace: self.namespace.clone(),
+            on_retry: self.on_retry.clone(),
+        }
+    }
+}
+
+/// One server URL or several: a comma-separated string, or a list of URLs.
+pub trait IntoServers {
+    /// The URLs, untrimmed; empty entries are skipped.
+    fn into_servers(self) -> Vec<String>;
+}
+
+impl IntoServers for &str {
+    fn into_servers(self) -> Vec<String> {
+        self.split(',').map(str::to_string).collect()
+    }
+}
+
+impl IntoServers for &String {
+    fn into_servers(self) -> Vec<String> {
+        self.as_str().into_servers()
+    }
+}
+
+impl IntoServers for String {
+    fn into_servers(self) -> Vec<String> {
+        self.as_str().into_servers()
+    }
+}
+
+impl<S: AsRef<str>> IntoServers for Vec<S> {
+    fn into_servers(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
+}
+
+impl<S: AsRef<str>> IntoServers for &[S] {
+    fn into_servers(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> IntoServers for [S; N] {
+    fn into_servers(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
 
 impl Client {
-    /// A client for `base_url` (`http://host:port`; `http://` is assumed without a scheme;
-    /// several URLs may be separated by commas), sending `token` as a bearer token if given.
-    pub fn new(base_url: &str, token: Option<String>) -> Result<Self> {
-        Self::with_timeout(base_url, token, DEFAULT_TIMEOUT)
+    /// A client for `servers`: one URL (`http://host:port`; `http://` is assumed without a
+    /// scheme), a comma-separated list, or a `Vec`/slice of URLs (a cluster: see the crate's
+    /// documentation). Sends `token` as a bearer token if given, to these servers only.
+    pub fn new(servers: impl IntoServers, token: Option<String>) -> Result<Self> {
+        Self::with_timeout(servers, token, DEFAULT_TIMEOUT)
     }
 
     /// Like [`Client::new`] with a bound on each request other than [`DEFAULT_TIMEOUT`].
-    pub fn with_timeout(base_url: &str, token: Option<String>, timeout: Duration) -> Result<Self> {
-        Self::with_ca(base_url, token, timeout, None)
+    pub fn with_timeout(
+        servers: impl IntoServers,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::with_ca(servers, token, timeout, None)
     }
 
     /// Like [`Client::with_timeout`], trusting the CA certificate `ca_cert_pem` (PEM) for
     /// `https://` servers besides the web PKI roots.
     pub fn with_ca(
-        base_url: &str,
+        servers: impl IntoServers,
         token: Option<String>,
         timeout: Duration,
         ca_cert_pem: Option<&[u8]>,
     ) -> Result<Self> {
-        let bases = base_url
-            .split(',')
-            .map(str::trim)
+        let given = servers.into_servers();
+        let base_url = given.join(",");
+        let base_url = base_url.as_str();
+        let mut bases = given
+            .iter()
+            .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .map(normalize_base)
             .collect::<Result<Vec<_>>>()?;
+        // The same server twice would only be tried twice.
+        let mut seen = std::collections::HashSet::new();
+        bases.retain(|b| seen.insert(drover_api::failover::normalize_address(b)));
         if bases.is_empty() {
             return Err(ClientError::InvalidUrl {
                 url: base_url.into(),
@@ -145,24 +241,34 @@ impl Client {
                 token: token.filter(|t| !t.is_empty()),
                 timeout,
                 namespace: None,
+                on_retry: None,
             }),
         })
+    }
+
+    /// The same client, calling `hook` each time a request moves on after a miss (to another
+    /// server, or to the same one after a pause): to log or show the failover.
+    pub fn on_retry(&self, hook: impl Fn(&Retrying) + Send + Sync + 'static) -> Client {
+        let mut inner = self.inner.copy();
+        inner.on_retry = Some(Arc::new(hook));
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The servers this client was given, normalized, in order.
+    pub fn servers(&self) -> &[String] {
+        &self.inner.bases
     }
 
     /// The same client acting in namespace `ns`: tasks, workflows, schedules and webhooks it
     /// creates belong there (unless a request names its own), queues and schedules are looked
     /// up there, and listings and event streams show only it.
     pub fn in_namespace(&self, ns: impl Into<String>) -> Client {
-        let i = &self.inner;
+        let mut inner = self.inner.copy();
+        inner.namespace = Some(ns.into());
         Client {
-            inner: Arc::new(Inner {
-                bases: i.bases.clone(),
-                current: AtomicUsize::new(i.current.load(Ordering::Relaxed)),
-                http: i.http.clone(),
-                token: i.token.clone(),
-                timeout: i.timeout,
-                namespace: Some(ns.into()),
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -371,6 +477,13 @@ impl Client {
         self.get("/v1/audit", &q).await
     }
 
+    /// `GET /v1/cluster`: the servers sharing this one's store, their roles (one leader,
+    /// standbys), the epoch and the lease. Any member answers; a server older than clusters
+    /// answers 404 ([`ClientError::is_not_found`]).
+    pub async fn cluster(&self) -> Result<ClusterView> {
+        self.get("/v1/cluster", &[]).await
+    }
+
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<Health> {
         self.get("/healthz", &[]).await
@@ -440,8 +553,8 @@ impl Client {
         self.send::<(), T>(Method::GET, path, query, None).await
     }
 
-    /// A request, retried after a 503 with `Retry-After` when its method is safe to repeat
-    /// (`GET`, `HEAD`, `PUT`, `DELETE`).
+    /// A request; sent again (see [`failover`]) after a miss that left the server unchanged,
+    /// or after any miss when its method is safe to repeat (`GET`, `HEAD`, `PUT`, `DELETE`).
     async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -456,8 +569,8 @@ impl Client {
         self.send_as(method, path, query, body, repeat).await
     }
 
-    /// A request; with `repeat`, a 503 with `Retry-After` is retried after that pause while
-    /// [`UNAVAILABLE_RETRY`] (at most the timeout) lasts. Without, the 503 is the answer.
+    /// A request; `repeat`: sending it twice does no harm (it is also sent again after an
+    /// exchange that broke once it may have reached the server).
     async fn send_as<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -474,69 +587,169 @@ impl Client {
                 status: 0,
                 detail: format!("cannot encode the request: {e}"),
             })?;
-        let give_up = tokio::time::Instant::now() + UNAVAILABLE_RETRY.min(self.inner.timeout);
-        loop {
-            let (base, resp) = self.exchange(&method, path, query, body.as_ref()).await?;
-            if repeat && resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                if let Some(wait) = retry_after(&resp) {
-                    if tokio::time::Instant::now() + wait <= give_up {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
+        let timeout = self.inner.timeout;
+        let (base, resp) = self
+            .exchange(repeat, |base| {
+                let mut rb = self
+                    .inner
+                    .http
+                    .request(method.clone(), format!("{base}{path}"))
+                    .timeout(timeout);
+                if !query.is_empty() {
+                    rb = rb.query(query);
                 }
-            }
-            return decode(&base, resp).await;
-        }
+                if let Some(b) = &body {
+                    rb = rb
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(b.clone());
+                }
+                rb
+            })
+            .await?;
+        decode(&base, resp).await
     }
 
-    /// Sends a request to the first server that accepts a connection; its URL and answer.
-    async fn exchange(
+    /// Sends the request `build` makes for a server URL, to the server that answered last,
+    /// then, after each miss, where [`failover::Plan`] says, until an answer other than 503
+    /// comes, the miss may not be retried ([`failover::Miss::retryable`]) or
+    /// [`UNAVAILABLE_RETRY`] is over. The URL that answered, and its answer.
+    pub(crate) async fn exchange(
         &self,
-        method: &Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Vec<u8>>,
+        repeat: bool,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<(String, reqwest::Response)> {
-        let n = self.inner.bases.len();
-        let start = self.inner.current.load(Ordering::Relaxed);
-        let mut unreachable = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let base = &self.inner.bases[i];
-            let mut rb = self
-                .inner
-                .http
-                .request(method.clone(), format!("{base}{path}"))
-                .timeout(self.inner.timeout);
-            if !query.is_empty() {
-                rb = rb.query(query);
-            }
+        use failover::{Miss, Plan};
+        let bases = &self.inner.bases;
+        let timeout = self.inner.timeout;
+        let give_up = tokio::time::Instant::now() + UNAVAILABLE_RETRY.min(timeout);
+        let mut plan = Plan::default();
+        let mut at = self.inner.current.load(Ordering::Relaxed) % bases.len();
+        loop {
+            let base = &bases[at];
+            let mut rb = build(base);
             if let Some(t) = &self.inner.token {
                 rb = rb.bearer_auth(t);
             }
-            if let Some(b) = body {
-                rb = rb
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(b.clone());
-            }
-            match rb.send().await {
-                Ok(resp) => {
-                    if k > 0 {
-                        self.inner.current.store(i, Ordering::Relaxed);
-                    }
+            // The whole exchange for plain requests (`build` sets it too); the answer's
+            // headers for streams.
+            let (miss, error) = match tokio::time::timeout(timeout, rb.send()).await {
+                Ok(Ok(resp)) if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    self.inner.current.store(at, Ordering::Relaxed);
                     return Ok((base.clone(), resp));
                 }
-                // Nothing was sent: safe to try the next server, even for a POST.
-                Err(e) if e.is_connect() => {
-                    unreachable = Some(ClientError::Unreachable {
+                Ok(Ok(resp)) => {
+                    let leader = resp
+                        .headers()
+                        .get(LEADER_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim().to_string())
+                        .filter(|v| !v.is_empty());
+                    let retry_after = retry_after(&resp);
+                    let error = decode_error(base, resp).await;
+                    (
+                        Miss::Unavailable {
+                            leader,
+                            retry_after,
+                        },
+                        error,
+                    )
+                }
+                Ok(Err(e)) if e.is_connect() => (
+                    Miss::Unreachable,
+                    ClientError::Unreachable {
                         url: base.clone(),
                         detail: error::root_cause(&e),
-                    });
-                }
-                Err(e) => return Err(transport(base, &e, self.inner.timeout)),
+                    },
+                ),
+                Ok(Err(e)) => (Miss::Broken, transport(base, &e, timeout)),
+                Err(_) => (
+                    Miss::Broken,
+                    ClientError::Transport {
+                        url: base.clone(),
+                        detail: format!("no answer within {}s", timeout.as_secs_f64()),
+                    },
+                ),
+            };
+            let error = self.explain(error, &miss);
+            if !miss.retryable(repeat, bases.len()) {
+                return Err(error);
             }
+            let Some(next) = plan.next(bases, at, &miss) else {
+                return Err(error);
+            };
+            if tokio::time::Instant::now() + next.pause > give_up {
+                return Err(self.gave_up(error));
+            }
+            if let Some(hook) = &self.inner.on_retry {
+                hook(&Retrying {
+                    from: base.clone(),
+                    to: bases[next.server].clone(),
+                    reason: reason(&miss, &error),
+                    pause: next.pause,
+                });
+            }
+            self.inner.current.store(next.server, Ordering::Relaxed);
+            tokio::time::sleep(next.pause).await;
+            at = next.server;
         }
-        Err(unreachable.expect("at least one server URL"))
+    }
+
+    /// A standby's 503 naming a leader this client was not given: says so, and what to do.
+    fn explain(&self, error: ClientError, miss: &failover::Miss) -> ClientError {
+        let failover::Miss::Unavailable {
+            leader: Some(leader),
+            ..
+        } = miss
+        else {
+            return error;
+        };
+        if drover_api::failover::position(&self.inner.bases, leader).is_some() {
+            return error;
+        }
+        match error {
+            ClientError::Api { status, mut error } => {
+                error.message = format!(
+                    "{} (the leader is {leader}, which is not one of the servers given to this \
+                     client; add it to --server / DROVER_SERVER)",
+                    error.message.trim_end_matches('.')
+                );
+                ClientError::Api { status, error }
+            }
+            other => other,
+        }
+    }
+
+    /// The last error of a request that ran out of time, saying it tried every server.
+    fn gave_up(&self, error: ClientError) -> ClientError {
+        let bases = &self.inner.bases;
+        let secs = UNAVAILABLE_RETRY.min(self.inner.timeout).as_secs();
+        match error {
+            ClientError::Unreachable { detail, .. } if bases.len() > 1 => {
+                ClientError::Unreachable {
+                    url: bases.join(", "),
+                    detail: format!("{detail}; tried each of them for {secs}s"),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Why a try missed, for [`Retrying::reason`].
+fn reason(miss: &failover::Miss, error: &ClientError) -> String {
+    match (miss, error) {
+        (failover::Miss::Unreachable, ClientError::Unreachable { detail, .. }) => {
+            format!("cannot connect ({detail})")
+        }
+        (
+            failover::Miss::Unavailable {
+                leader: Some(l), ..
+            },
+            _,
+        ) => format!("unavailable (503; it names the leader {l})"),
+        (failover::Miss::Unavailable { .. }, e) => format!("unavailable (503: {e})"),
+        (_, ClientError::Transport { detail, .. }) => format!("the request failed ({detail})"),
+        (_, e) => e.to_string(),
     }
 }
 
@@ -746,7 +959,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = Client::new(&format!("127.0.0.1:{port}"), None).unwrap();
+        let c = Client::new(format!("127.0.0.1:{port}"), None).unwrap();
         let e = c.health().await.unwrap_err();
         assert!(e.is_unreachable(), "{e:?}");
         let msg = e.to_string();
@@ -754,55 +967,250 @@ mod tests {
         assert!(msg.contains("drover up"), "{msg}");
     }
 
-    /// A server answering each connection's one request from `answers` in turn (503s with
-    /// `Retry-After: 1`, then 200); returns its URL and how many requests it got.
-    async fn scripted(answers: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+    /// One answer of a [`scripted`] server.
+    #[derive(Clone)]
+    enum Answer {
+        /// 200 with this JSON body.
+        Ok(&'static str),
+        /// 503 with `Retry-After: 1` and the leader header when given.
+        Standby(Option<String>),
+        /// Reads the request, then closes the connection without answering.
+        Hangup,
+    }
+
+    const TASK: &str = r#"{"id":"t1","state":"queued","namespace":"default","queue":"default",
+        "kind":"default","priority":0,"attempt":0,"max_attempts":1,"created_at":"x",
+        "updated_at":"x","spec":{"type":"noop"},"label_selector":"","resources":{},"lost":0}"#;
+    const HEALTHY: &str = r#"{"status":"ok"}"#;
+
+    /// A server answering each connection's one request with the next of `answers` (the last
+    /// one again once they are used up); its URL and how many requests it got.
+    async fn scripted(answers: Vec<Answer>) -> (String, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let seen = Arc::new(AtomicUsize::new(0));
         let count = seen.clone();
         tokio::spawn(async move {
-            for status in answers {
-                let (mut conn, _) = l.accept().await.unwrap();
+            let mut i = 0;
+            loop {
+                let Ok((mut conn, _)) = l.accept().await else {
+                    return;
+                };
+                let answer = answers[i.min(answers.len() - 1)].clone();
+                i += 1;
                 let mut buf = vec![0; 65536];
-                let _ = conn.read(&mut buf).await.unwrap();
+                let _ = conn.read(&mut buf).await;
                 count.fetch_add(1, Ordering::SeqCst);
-                let (line, body) = if status == 503 {
-                    (
-                        "503 Service Unavailable\r\nretry-after: 1",
-                        r#"{"code":"unavailable","message":"the server's store is unavailable, so nothing was changed; retry later"}"#,
-                    )
-                } else {
-                    ("200 OK", r#"{"status":"ok"}"#)
+                let (line, extra, body) = match answer {
+                    Answer::Hangup => continue,
+                    Answer::Ok(body) => ("200 OK", String::new(), body),
+                    Answer::Standby(leader) => (
+                        "503 Service Unavailable",
+                        format!(
+                            "retry-after: 1\r\n{}",
+                            leader
+                                .map(|l| format!("{LEADER_HEADER}: {l}\r\n"))
+                                .unwrap_or_default()
+                        ),
+                        r#"{"code":"unavailable","message":"this server is a standby; send it to the leader"}"#,
+                    ),
                 };
                 let resp = format!(
-                    "HTTP/1.1 {line}\r\ncontent-type: application/json\r\nconnection: close\r\n\
-                     content-length: {}\r\n\r\n{body}",
+                    "HTTP/1.1 {line}\r\n{extra}content-type: application/json\r\n\
+                     connection: close\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
-                conn.write_all(resp.as_bytes()).await.unwrap();
+                let _ = conn.write_all(resp.as_bytes()).await;
             }
         });
         (url, seen)
     }
 
+    /// A loopback URL nothing listens on (bound, then released).
+    fn dead_url() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    /// Moves seen: `(from, to)`.
+    type Moves = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+    /// The client's retries, as `(from, to)`.
+    fn recorded(c: Client) -> (Client, Moves) {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = log.clone();
+        let c = c.on_retry(move |r| l.lock().unwrap().push((r.from.clone(), r.to.clone())));
+        (c, log)
+    }
+
     #[tokio::test]
-    async fn a_503_with_retry_after_is_retried_only_when_repeating_is_safe() {
-        let (url, seen) = scripted(vec![503, 200]).await;
+    async fn a_lone_server_s_503_is_waited_out_only_when_repeating_is_safe() {
+        let (url, seen) = scripted(vec![Answer::Standby(None), Answer::Ok(HEALTHY)]).await;
         let c = Client::new(&url, None).unwrap();
         assert_eq!(c.health().await.unwrap().status, "ok");
         assert_eq!(seen.load(Ordering::SeqCst), 2);
 
-        let (url, seen) = scripted(vec![503, 200]).await;
+        // A plain submit says at once that the server is unavailable.
+        let (url, seen) = scripted(vec![Answer::Standby(None), Answer::Ok(TASK)]).await;
         let c = Client::new(&url, None).unwrap();
         let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e:?}");
-        assert!(e.to_string().contains("store is unavailable"), "{e}");
         assert_eq!(
             seen.load(Ordering::SeqCst),
             1,
             "a plain submit is not repeated"
         );
+    }
+
+    #[tokio::test]
+    async fn with_several_servers_a_503_moves_every_request_on() {
+        // No leader named (an election is on): the next server, even for a plain submit,
+        // since the 503 changed nothing.
+        let (a, at_a) = scripted(vec![Answer::Standby(None)]).await;
+        let (b, at_b) = scripted(vec![Answer::Ok(TASK)]).await;
+        let (c, moves) = recorded(Client::new([&a, &b], None).unwrap());
+        assert_eq!(c.submit(&SubmitRequest::default()).await.unwrap().id, "t1");
+        assert_eq!(*moves.lock().unwrap(), [(a.clone(), b.clone())]);
+        assert_eq!(
+            (at_a.load(Ordering::SeqCst), at_b.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_exchange_is_repeated_only_when_repeating_is_safe() {
+        // A leader that read the request and vanished (it may have committed it), and
+        // another server that answers.
+        async fn pair(answer: Answer) -> (Client, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+            let (a, at_a) = scripted(vec![Answer::Hangup]).await;
+            let (b, at_b) = scripted(vec![answer]).await;
+            (Client::new([a, b], None).unwrap(), at_a, at_b)
+        }
+        let seen =
+            |a: &AtomicUsize, b: &AtomicUsize| (a.load(Ordering::SeqCst), b.load(Ordering::SeqCst));
+
+        let (c, a, b) = pair(Answer::Ok(TASK)).await;
+        let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
+        assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
+        assert_eq!(seen(&a, &b), (1, 0), "a plain submit is not repeated");
+
+        // With an idempotency key the repeat returns the task the first one created.
+        let (c, a, b) = pair(Answer::Ok(TASK)).await;
+        let keyed = SubmitRequest {
+            idempotency_key: Some("k1".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.submit(&keyed).await.unwrap().id, "t1");
+        assert_eq!(seen(&a, &b), (1, 1));
+
+        // A read is repeated; so is a DELETE (idempotent); a cancel (a POST) is not.
+        let (c, a, b) = pair(Answer::Ok(HEALTHY)).await;
+        assert_eq!(c.health().await.unwrap().status, "ok");
+        assert_eq!(seen(&a, &b), (1, 1));
+        let (c, a, b) = pair(Answer::Ok("null")).await;
+        c.remove_webhook("w").await.unwrap();
+        assert_eq!(seen(&a, &b), (1, 1));
+        let (c, a, b) = pair(Answer::Ok(TASK)).await;
+        assert!(c.cancel("t1").await.is_err());
+        assert_eq!(seen(&a, &b), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn exchanges_broken_everywhere_end_the_request_at_once() {
+        // One server: as before, its broken exchange is the answer.
+        let (url, seen) = scripted(vec![Answer::Hangup, Answer::Ok(HEALTHY)]).await;
+        let c = Client::new(&url, None).unwrap();
+        let e = c.health().await.unwrap_err();
+        assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        // Every server breaks it (say, https servers asked in http): one round, not 30 s.
+        let (a, at_a) = scripted(vec![Answer::Hangup]).await;
+        let (b, at_b) = scripted(vec![Answer::Hangup]).await;
+        let c = Client::new([a, b], None).unwrap();
+        let started = std::time::Instant::now();
+        assert!(c.health().await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            (at_a.load(Ordering::SeqCst), at_b.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_server_is_skipped_and_the_live_one_kept() {
+        let dead = dead_url();
+        let (live, seen) = scripted(vec![Answer::Ok(TASK)]).await;
+        let (c, moves) = recorded(Client::new(format!("{dead},{live}"), None).unwrap());
+        // Nothing was sent to the dead one: even a plain submit moves on.
+        assert_eq!(c.submit(&SubmitRequest::default()).await.unwrap().id, "t1");
+        assert_eq!(*moves.lock().unwrap(), [(dead.clone(), live.clone())]);
+        assert_eq!(c.base_url(), live, "sticks to the server that answered");
+        assert_eq!(c.task("t1").await.unwrap().id, "t1");
+        assert_eq!(moves.lock().unwrap().len(), 1, "no second move");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_standby_sends_the_request_to_the_leader_it_names() {
+        let (leader, at_leader) = scripted(vec![Answer::Ok(TASK)]).await;
+        let (standby, at_standby) = scripted(vec![Answer::Standby(Some(leader.clone()))]).await;
+        let other = dead_url();
+        // The leader is third: the hint skips the dead second one.
+        let (c, moves) = recorded(Client::new(vec![&standby, &other, &leader], None).unwrap());
+        assert_eq!(c.submit(&SubmitRequest::default()).await.unwrap().id, "t1");
+        assert_eq!(*moves.lock().unwrap(), [(standby.clone(), leader.clone())]);
+        assert_eq!(at_standby.load(Ordering::SeqCst), 1);
+        assert_eq!(at_leader.load(Ordering::SeqCst), 1);
+        assert_eq!(c.base_url(), leader);
+    }
+
+    #[tokio::test]
+    async fn a_leader_outside_the_list_is_named_not_followed() {
+        let (elsewhere, at_elsewhere) = scripted(vec![Answer::Ok(TASK)]).await;
+        let (standby, at_standby) = scripted(vec![Answer::Standby(Some(elsewhere.clone()))]).await;
+        // A short timeout bounds the retries (at most the timeout); a keyed submit is safe to
+        // repeat, so the lone standby is asked again until then.
+        let c = Client::with_timeout(&standby, None, Duration::from_millis(2500)).unwrap();
+        let started = std::time::Instant::now();
+        let keyed = SubmitRequest {
+            idempotency_key: Some("k".into()),
+            ..Default::default()
+        };
+        let e = c.submit(&keyed).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("the leader is {elsewhere}")), "{msg}");
+        assert!(msg.contains("--server"), "{msg}");
+        assert!(
+            at_standby.load(Ordering::SeqCst) >= 2,
+            "retried on the standby"
+        );
+        assert_eq!(
+            at_elsewhere.load(Ordering::SeqCst),
+            0,
+            "never sent elsewhere"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_server_down_gives_up_naming_them_all() {
+        let (a, b) = (dead_url(), dead_url());
+        let c = Client::with_timeout(format!("{a},{b}"), None, Duration::from_secs(1)).unwrap();
+        let e = c.health().await.unwrap_err();
+        assert!(e.is_unreachable(), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains(&a) && msg.contains(&b), "{msg}");
+        assert!(msg.contains("tried each of them"), "{msg}");
+    }
+
+    #[test]
+    fn servers_come_as_a_comma_list_or_a_list_and_repeats_are_dropped() {
+        let c = Client::new(vec!["a:1", "http://A:1/", "b:2"], None).unwrap();
+        assert_eq!(c.servers(), ["http://a:1", "http://b:2"]);
+        let c = Client::new(["a:1"], None).unwrap();
+        assert_eq!(c.servers(), ["http://a:1"]);
+        assert!(Client::new(Vec::<String>::new(), None).is_err());
     }
 }

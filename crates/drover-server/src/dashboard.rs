@@ -44,6 +44,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "pages/workflows.js",
     "pages/schedules.js",
     "pages/audit.js",
+    "pages/cluster.js",
 ];
 
 /// Only this origin: no CDN, no inline script, no framing.

@@ -78,7 +78,9 @@ enum Step {
     Server(ServerMessage),
     Connected(anyhow::Result<Box<Conn>>),
     Retry,
-    Lost(String),
+    /// The stream failed: why, and the leader a standby named (gRPC `UNAVAILABLE` with
+    /// `x-drover-leader`).
+    Lost(String, Option<String>),
 }
 
 /// What the connection loop keeps between steps.
@@ -118,13 +120,14 @@ pub(crate) async fn run(
         None => None,
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
+    let backoff = Backoff::new(servers.len());
     let mut s = Session {
         servers,
         tls: tls_config(&cfg.tls),
         auth,
         agent: Agent::new(Arc::new(cfg), events_tx),
         events_rx,
-        backoff: Backoff::new(),
+        backoff,
         next_server: 0,
         link: Link::Down {
             retry_at: Instant::now(),
@@ -163,10 +166,11 @@ impl Session {
             if let Err(why) = flush(&mut self.agent, &mut self.heartbeat_due, &conn.tx) {
                 self.link = lost(
                     &mut self.backoff,
-                    &mut self.next_server,
+                    (&self.servers, &mut self.next_server),
                     self.stop,
                     conn,
                     why,
+                    None,
                 );
                 return false;
             }
@@ -201,12 +205,12 @@ impl Session {
             () = shutdown, if stop.is_none() => Step::Shutdown,
             () = sleep_until(stop.map(|s| s + STOP_GRACE)) => Step::StopDeadline,
             room = has_room(tx), if want_room => {
-                if room { Step::Continue } else { Step::Lost("outbound stream closed".into()) }
+                if room { Step::Continue } else { Step::Lost("outbound stream closed".into(), None) }
             }
             msg = next_message(inbound) => match msg {
                 Some(Ok(msg)) => Step::Server(msg),
-                Some(Err(status)) => Step::Lost(format!("stream failed: {status}")),
-                None => Step::Lost("server closed the stream".into()),
+                Some(Err(status)) => Step::Lost(format!("stream failed: {status}"), leader_of(&status)),
+                None => Step::Lost("server closed the stream".into(), None),
             },
             Some(ev) = events_rx.recv() => {
                 agent.on_event(ev);
@@ -247,14 +251,15 @@ impl Session {
                 return ControlFlow::Break(());
             }
             Step::Server(msg) => self.agent.on_server(msg),
-            Step::Lost(why) => {
+            Step::Lost(why, leader) => {
                 if let Link::Up(conn) = &self.link {
                     self.link = lost(
                         &mut self.backoff,
-                        &mut self.next_server,
+                        (&self.servers, &mut self.next_server),
                         self.stop,
                         conn,
                         &why,
+                        leader.as_deref(),
                     );
                 }
             }
@@ -273,7 +278,7 @@ impl Session {
                 self.connect_failed(&e)
             }
             Step::Retry => {
-                let server = self.servers[self.next_server % self.servers.len()].clone();
+                let server = self.servers[self.next_server].clone();
                 tracing::debug!(%server, "connecting");
                 let tls = server.starts_with("https://").then(|| self.tls.clone());
                 let fut = Box::pin(connect(
@@ -301,17 +306,30 @@ impl Session {
         Some(anyhow!("{why}: {}", status.message()))
     }
 
-    /// The next server, after a backoff.
+    /// After a backoff, the leader a standby named (when it is one of the servers), else the
+    /// next server.
     fn connect_failed(&mut self, e: &anyhow::Error) {
         if let Link::Connecting { server, .. } = &self.link {
+            let status = e.downcast_ref::<Status>();
+            if status.is_none() {
+                // No answer at all: a standby still naming it as the leader (its view lags
+                // the leader's death) is not followed back to it this round.
+                self.backoff.mark_down(self.next_server);
+            }
+            let leader = status
+                .and_then(leader_of)
+                .filter(|l| !self.backoff.names_down(&self.servers, l));
+            let next = move_on(&self.servers, self.next_server, leader.as_deref());
             let delay = self.backoff.next_delay();
             tracing::warn!(
                 %server,
                 error = format!("{e:#}"),
+                leader = leader.as_deref().unwrap_or("-"),
+                next = %self.servers[next],
                 retry_in = ?delay,
-                "cannot connect to the server"
+                "cannot connect to the server; moving to {}", self.servers[next]
             );
-            self.next_server += 1;
+            self.next_server = next;
             self.link = Link::Down {
                 retry_at: Instant::now() + delay,
             };
@@ -370,23 +388,54 @@ fn flush(
     Ok(())
 }
 
+/// The link after losing `conn`: down until a backoff passes, then to the leader `leader`
+/// names (when it is one of the servers) or the next server; off while shutting down. The
+/// attempts the worker holds are re-attached by the next `Register` (its `held`), whichever
+/// server that goes to.
 fn lost(
     backoff: &mut Backoff,
-    next_server: &mut usize,
+    (servers, next_server): (&[String], &mut usize),
     stop: Option<Instant>,
     conn: &Conn,
     why: &str,
+    leader: Option<&str>,
 ) -> Link {
     if stop.is_some() {
         tracing::warn!(server = %conn.server, "lost the server while shutting down: {why}");
         return Link::Off;
     }
+    let leader = leader.filter(|l| !backoff.names_down(servers, l));
+    let next = move_on(servers, *next_server, leader);
     let delay = backoff.next_delay();
-    tracing::warn!(server = %conn.server, retry_in = ?delay, "lost the server: {why}; reconnecting");
-    *next_server += 1;
+    tracing::warn!(
+        server = %conn.server,
+        leader = leader.unwrap_or("-"),
+        retry_in = ?delay,
+        "lost the server: {why}; reconnecting to {}", servers[next]
+    );
+    *next_server = next;
     Link::Down {
         retry_at: Instant::now() + delay,
     }
+}
+
+/// The server after a miss on `servers[current]`: the leader a standby named when it is one
+/// of `servers`, else the next one (`drover_api::failover`).
+fn move_on(servers: &[String], current: usize, leader: Option<&str>) -> usize {
+    drover_api::failover::next_server(servers, current, leader)
+}
+
+/// The leader's address in a standby's `UNAVAILABLE` (metadata `x-drover-leader`).
+fn leader_of(status: &Status) -> Option<String> {
+    if status.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    status
+        .metadata()
+        .get(drover_api::cluster::LEADER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Opens a session and waits for `Registered`.
@@ -533,26 +582,57 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Exponential backoff, 100 ms doubling to 5 s, each delay jittered to 50-100 % of its value.
+/// With several servers it grows once per round: until every server has missed once since the
+/// last growth, the next one is tried after the shortest delay (so a server that is back is
+/// found as soon as with one server).
 struct Backoff {
     next: Duration,
     rng: StdRng,
+    servers: usize,
+    /// Misses since the delay last grew.
+    missed: usize,
+    /// The servers that did not answer at all since then.
+    down: Vec<usize>,
 }
 
 impl Backoff {
-    fn new() -> Self {
+    fn new(servers: usize) -> Self {
         Backoff {
             next: BACKOFF_MIN,
             rng: StdRng::from_os_rng(),
+            servers: servers.max(1),
+            missed: 0,
+            down: Vec::new(),
         }
     }
 
     fn reset(&mut self) {
         self.next = BACKOFF_MIN;
+        self.missed = 0;
+        self.down.clear();
+    }
+
+    /// `servers[i]` did not answer at all (until the delay next grows).
+    fn mark_down(&mut self, i: usize) {
+        self.down.push(i);
+    }
+
+    /// Whether `address` is one of `servers` that did not answer at all lately.
+    fn names_down(&self, servers: &[String], address: &str) -> bool {
+        drover_api::failover::position(servers, address).is_some_and(|i| self.down.contains(&i))
     }
 
     fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_MAX);
+        self.missed += 1;
+        let d = if self.missed < self.servers {
+            BACKOFF_MIN
+        } else {
+            self.missed = 0;
+            self.down.clear();
+            let d = self.next;
+            self.next = (d * 2).min(BACKOFF_MAX);
+            d
+        };
         let half = d / 2;
         half + half.mul_f64(self.rng.random::<f64>())
     }
@@ -564,7 +644,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = Backoff::new();
+        let mut b = Backoff::new(1);
         let mut nominal = BACKOFF_MIN;
         for _ in 0..12 {
             let d = b.next_delay();
@@ -573,6 +653,76 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+
+    #[test]
+    fn with_several_servers_backoff_grows_once_per_round() {
+        let mut b = Backoff::new(3);
+        let mut nominal = BACKOFF_MIN;
+        for round in 0..6 {
+            for k in 0..3 {
+                let d = b.next_delay();
+                // The last miss of a round waits the grown delay; the others the shortest.
+                let want = if k == 2 { nominal } else { BACKOFF_MIN };
+                assert!(d >= want / 2 && d <= want, "round {round}, miss {k}: {d:?}");
+            }
+            nominal = (nominal * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    #[test]
+    fn a_standby_s_unavailable_names_the_leader_the_worker_goes_to() {
+        let servers = vec![
+            "http://a:7070".to_string(),
+            "http://b:7070".to_string(),
+            "http://c:7070".to_string(),
+        ];
+        let mut standby = Status::unavailable("this server is a standby");
+        standby.metadata_mut().insert(
+            drover_api::cluster::LEADER_HEADER,
+            "http://c:7070".parse().unwrap(),
+        );
+        let leader = leader_of(&standby);
+        assert_eq!(leader.as_deref(), Some("http://c:7070"));
+        assert_eq!(move_on(&servers, 0, leader.as_deref()), 2);
+        // Through `anyhow`, as a failed connect carries it.
+        let e = anyhow::Error::from(standby);
+        assert_eq!(
+            e.downcast_ref::<Status>().and_then(leader_of).as_deref(),
+            Some("http://c:7070")
+        );
+        // No hint, another code, or a leader the worker was not given: the next server.
+        assert_eq!(leader_of(&Status::unavailable("down")), None);
+        let mut denied = Status::permission_denied("no");
+        denied.metadata_mut().insert(
+            drover_api::cluster::LEADER_HEADER,
+            "http://c:7070".parse().unwrap(),
+        );
+        assert_eq!(leader_of(&denied), None);
+        assert_eq!(move_on(&servers, 0, None), 1);
+        assert_eq!(move_on(&servers, 2, Some("http://elsewhere:7070")), 0);
+    }
+
+    #[test]
+    fn a_leader_that_did_not_answer_is_not_followed_back_this_round() {
+        let servers = vec![
+            "http://a:7070".to_string(),
+            "http://b:7070".to_string(),
+            "http://c:7070".to_string(),
+        ];
+        let mut b = Backoff::new(3);
+        b.mark_down(0);
+        assert!(b.names_down(&servers, "http://a:7070"));
+        assert!(!b.names_down(&servers, "http://c:7070"));
+        assert!(!b.names_down(&servers, "http://elsewhere:7070"));
+        // The round ends (the delay grows): a may be back.
+        for _ in 0..3 {
+            b.next_delay();
+        }
+        assert!(!b.names_down(&servers, "http://a:7070"));
+        b.mark_down(0);
+        b.reset();
+        assert!(!b.names_down(&servers, "http://a:7070"));
     }
 
     #[test]

@@ -32,9 +32,15 @@ struct Credentials {
     servers: BTreeMap<String, String>,
 }
 
-/// `http://host:port` without a trailing slash: how URLs are keyed.
+/// `http://host:port` without a trailing slash (`http://` added when there is no scheme,
+/// scheme and host lower-cased): how URLs are keyed.
 fn key(url: &str) -> String {
-    url.trim().trim_end_matches('/').to_string()
+    drover_api::failover::normalize_address(url)
+}
+
+/// The URLs of a `--server` list, skipping empty entries.
+fn urls(servers: &str) -> impl Iterator<Item = &str> {
+    servers.split(',').map(str::trim).filter(|u| !u.is_empty())
 }
 
 fn read(path: &Path) -> Credentials {
@@ -44,12 +50,19 @@ fn read(path: &Path) -> Credentials {
         .unwrap_or_default()
 }
 
-/// The stored token for the first of `servers` (a comma-separated list) that has one.
+/// The stored token for the first of `servers` (a comma-separated list: a cluster's servers
+/// share their tokens, so any of them will do) that has one.
 pub fn stored_token(servers: &str) -> Option<String> {
     let creds = read(&credentials_path()?);
-    servers
-        .split(',')
-        .find_map(|u| creds.servers.get(&key(u)).cloned())
+    // Keys are compared normalized: a file written by an older drover may hold `host:port`.
+    urls(servers).find_map(|u| {
+        let want = key(u);
+        creds
+            .servers
+            .iter()
+            .find(|(k, _)| key(k) == want)
+            .map(|(_, t)| t.clone())
+    })
 }
 
 /// Remembers `token` for `url` in the credentials file (created mode 0600).
@@ -81,16 +94,23 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<u8> {
     if token.is_empty() {
         return Err(usage("--token-file holds no token"));
     }
-    // Check it before keeping it.
-    let client = drover_client::Client::new(&args.url, Some(token.to_string()))?;
+    // Check it before keeping it (on whichever server of a list answers).
+    let client = drover_client::Client::new(args.url.as_str(), Some(token.to_string()))?
+        .on_retry(super::say_retry());
     client
         .stats()
         .await
         .context("the server refused the token")?;
-    let path = store_token(&args.url, token)?;
+    // A cluster's servers share one store, so one token serves them all: kept for each URL.
+    let mut path = None;
+    for url in urls(&args.url) {
+        path = Some(store_token(url, token)?);
+    }
+    let path = path.ok_or_else(|| usage("no server URL given"))?;
+    let servers: Vec<String> = urls(&args.url).map(key).collect();
     eprintln!(
         "drover: logged in to {}; token saved in {}",
-        key(&args.url),
+        servers.join(", "),
         path.display()
     );
     Ok(0)

@@ -12,8 +12,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         let client = super::client(&args.client)?;
         return super::flow::submit_file(&client, path, args.wait, args.client.output).await;
     }
-    let req = request(&args)?;
+    let mut req = request(&args)?;
     let client = super::client(&args.client)?;
+    // With several servers, a key of its own unless given one: the client may then send the
+    // submit again after the exchange broke (a leader killed mid-request may have committed
+    // it) and still get one task. (With one server there is nothing to fail over to.)
+    if client.servers().len() > 1 {
+        req.idempotency_key.get_or_insert_with(generated_key);
+    }
     let task = client.submit(&req).await?;
     if !args.wait {
         match args.client.output {
@@ -34,6 +40,18 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// The idempotency key of a submit given none: unique per command (a UUIDv7 of the time read
+/// through the one clock function, its other bits random).
+pub fn generated_key() -> String {
+    let us = u64::try_from(drover_server::clock::now_micros()).unwrap_or(0);
+    let at = uuid::Timestamp::from_unix(
+        uuid::ContextV7::new(),
+        us / 1_000_000,
+        (us % 1_000_000) as u32 * 1_000,
+    );
+    format!("drover-submit-{}", uuid::Uuid::new_v7(at))
 }
 
 /// The request for the flags, checked here with the server's own rules so that bad input
@@ -164,5 +182,20 @@ mod tests {
         }
         let noop = request(&args(&["--kind", "noop"])).unwrap();
         assert!(noop.argv.is_empty());
+    }
+
+    #[test]
+    fn generated_keys_are_valid_and_unique() {
+        let (a, b) = (generated_key(), generated_key());
+        assert_ne!(a, b);
+        for k in [a, b] {
+            let r = SubmitRequest {
+                argv: vec!["true".into()],
+                idempotency_key: Some(k.clone()),
+                ..Default::default()
+            };
+            r.validate()
+                .unwrap_or_else(|e| panic!("{k}: {}", e.message));
+        }
     }
 }
