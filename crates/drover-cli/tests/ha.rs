@@ -74,7 +74,6 @@ fn post_task(url: &str, argv: &[&str]) -> reqwest::blocking::Response {
 }
 
 #[test]
-#[ignore = "needs the multi-URL CLI and worker"]
 fn standbys_serve_reads_point_writes_at_the_leader_and_take_over_after_kill_9() {
     let Some(base) = base_url() else { return };
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
@@ -138,7 +137,7 @@ fn standbys_serve_reads_point_writes_at_the_leader_and_take_over_after_kill_9() 
         .build()
         .unwrap()
         .get(format!("{}/v1/events", urls[2]))
-        .bearer_auth(bearer())
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .unwrap();
     assert_eq!(events.status(), 200);
@@ -270,7 +269,6 @@ fn a_paused_leader_is_fenced_and_stands_by() {
 /// The database ends every connection of the cluster (`pg_terminate_backend`) during a load:
 /// the leader retries its commit on new connections, and every acknowledged task finishes.
 #[test]
-#[ignore = "needs the multi-URL CLI and worker"]
 fn terminated_database_connections_lose_nothing() {
     let Some(base) = base_url() else { return };
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
