@@ -46,7 +46,9 @@ use tokio::task::{AbortHandle, JoinHandle};
 pub use http::openapi;
 
 /// Committed events kept in memory for live subscribers before they must re-read the store.
-const EVENT_BUFFER: usize = 65_536;
+/// The ring is full after this many events whoever listens (a subscriber that stops reading
+/// only falls behind it), so it is the most memory live events take: a few MiB.
+const EVENT_BUFFER: usize = 16_384;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -62,6 +64,8 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     pub restart_grace_ms: u64,
     pub max_lost: u32,
+    /// At most this many tasks waiting over all queues; a submit past it gets 429.
+    pub max_queued: Option<u64>,
     /// How long a failing commit is retried (the server degraded meanwhile) before the
     /// server stops.
     pub store_retry: std::time::Duration,
@@ -96,6 +100,7 @@ impl ServerConfig {
             heartbeat_ms: 1_000,
             restart_grace_ms: 20_000,
             max_lost: 3,
+            max_queued: None,
             store_retry: driver::STORE_RETRY,
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
@@ -248,6 +253,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<ServerHandle> {
     // Everything committed before the driver starts is in the snapshot; the tracker follows
     // the events after it.
     let tracker = metrics::Tracker::new(metrics.clone(), &snapshot.tasks);
+    for q in &snapshot.queues {
+        metrics.queue_configured(&q.name);
+    }
     let last_seq = snapshot.next_event_seq.saturating_sub(1);
     let core = Coordinator::new(core_config(&cfg), seed, clock::now_micros(), snapshot);
     // Committed events, for live subscribers; a slow one lags and re-reads from the store.
@@ -354,6 +362,7 @@ fn core_config(cfg: &ServerConfig) -> CoreConfig {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
         max_lost: cfg.max_lost,
+        max_queued: cfg.max_queued,
         // A missed heartbeat makes a worker suspect: two and a half intervals of silence, so
         // one heartbeat delayed by a slow commit does not; never longer than half a lease.
         suspect_after_ms: (cfg.heartbeat_ms * 5 / 2).min(cfg.lease_ms / 2).max(1),
