@@ -14,10 +14,16 @@
 //!
 //! Every error is a [`ClientError`]: either the server's own `{code, message, field}` or a
 //! transport problem phrased for humans. Several server URLs may be given (comma-separated);
-//! a request that cannot connect to one tries the next. A 503 with `Retry-After` (the
-//! server's store is failing, or it is shutting down) is retried after that pause, for up to
-//! [`UNAVAILABLE_RETRY`], when repeating the request is safe: reads, `PUT` and `DELETE`, and
-//! submits whose every task has an idempotency key.
+//! a request that cannot connect to one tries the next.
+//!
+//! Backpressure: a 429 (a queue's or the server's backlog is full, or the client is over its
+//! request rate) and a 503 with `Retry-After` (the store is failing, the scheduler is busy or
+//! shutting down) mean the server changed nothing. Such a request is sent again after the
+//! pause it names, doubling with each further refusal (at most [`MAX_RETRY_PAUSE`], plus
+//! jitter), for up to [`UNAVAILABLE_RETRY`] in all ([`Client::with_retry_for`]): a 429 for
+//! every request, a 503 for reads, `PUT`, `DELETE` and submits. Each wait is logged
+//! (`tracing`, info) and told to the [`Client::on_retry`] callback. A submit that must never
+//! run twice, whatever fails, should carry an idempotency key.
 
 mod error;
 mod events;
@@ -52,9 +58,38 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 /// Default bound on one request, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a request safe to repeat is retried while the server answers 503 with
-/// `Retry-After` (at most the client's timeout).
+/// How long a request is retried in all while the server answers 429, or 503 with
+/// `Retry-After` (by default; see [`Client::with_retry_for`]).
 pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(30);
+
+/// The longest pause between two tries of one request (before jitter).
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+
+/// A request about to be sent again because the server said to wait: what the
+/// [`Client::on_retry`] callback is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retrying {
+    /// `POST /v1/tasks:batch` and the like.
+    pub request: String,
+    /// 429 or 503.
+    pub status: u16,
+    /// The server's reason.
+    pub message: String,
+    /// The try about to be made (2 for the first retry).
+    pub attempt: u32,
+    /// The pause before it.
+    pub wait: Duration,
+}
+
+/// Told of every retry ([`Client::on_retry`]).
+#[derive(Clone)]
+struct OnRetry(Arc<dyn Fn(&Retrying) + Send + Sync>);
+
+impl std::fmt::Debug for OnRetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRetry")
+    }
+}
 
 /// Filters and paging of `GET /v1/tasks`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,6 +119,9 @@ struct Inner {
     /// Sent with every request that takes a namespace; `None`: the server's default
     /// (`default` for what is created or named, every visible one for listings).
     namespace: Option<String>,
+    /// How long a refused request (429, 503 with `Retry-After`) is retried in all.
+    retry_for: Duration,
+    on_retry: Option<OnRetry>,
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
@@ -145,25 +183,49 @@ impl Client {
                 token: token.filter(|t| !t.is_empty()),
                 timeout,
                 namespace: None,
+                retry_for: UNAVAILABLE_RETRY,
+                on_retry: None,
             }),
         })
+    }
+
+    /// A copy of this client with its settings changed by `f`.
+    fn derive(&self, f: impl FnOnce(&mut Inner)) -> Client {
+        let i = &self.inner;
+        let mut inner = Inner {
+            bases: i.bases.clone(),
+            current: AtomicUsize::new(i.current.load(Ordering::Relaxed)),
+            http: i.http.clone(),
+            token: i.token.clone(),
+            timeout: i.timeout,
+            namespace: i.namespace.clone(),
+            retry_for: i.retry_for,
+            on_retry: i.on_retry.clone(),
+        };
+        f(&mut inner);
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The same client retrying refused requests (429, 503 with `Retry-After`) for up to
+    /// `total` in all; zero: never.
+    pub fn with_retry_for(&self, total: Duration) -> Client {
+        self.derive(|i| i.retry_for = total)
+    }
+
+    /// The same client calling `f` before each retry of a refused request (the CLI says so
+    /// on stderr).
+    pub fn on_retry(&self, f: impl Fn(&Retrying) + Send + Sync + 'static) -> Client {
+        self.derive(|i| i.on_retry = Some(OnRetry(Arc::new(f))))
     }
 
     /// The same client acting in namespace `ns`: tasks, workflows, schedules and webhooks it
     /// creates belong there (unless a request names its own), queues and schedules are looked
     /// up there, and listings and event streams show only it.
     pub fn in_namespace(&self, ns: impl Into<String>) -> Client {
-        let i = &self.inner;
-        Client {
-            inner: Arc::new(Inner {
-                bases: i.bases.clone(),
-                current: AtomicUsize::new(i.current.load(Ordering::Relaxed)),
-                http: i.http.clone(),
-                token: i.token.clone(),
-                timeout: i.timeout,
-                namespace: Some(ns.into()),
-            }),
-        }
+        let ns = ns.into();
+        self.derive(|i| i.namespace = Some(ns))
     }
 
     /// The namespace this client acts in, if one was chosen.
@@ -190,18 +252,19 @@ impl Client {
         &self.inner.bases[i % self.inner.bases.len()]
     }
 
-    /// `POST /v1/tasks`: submits one task; answered once it is committed.
+    /// `POST /v1/tasks`: submits one task; answered once it is committed. Refused for now
+    /// (429: its queue is full; 503 with `Retry-After`), it is sent again (see the crate docs).
     pub async fn submit(&self, req: &SubmitRequest) -> Result<TaskView> {
         let req = SubmitRequest {
             namespace: self.ns_or(&req.namespace),
             ..req.clone()
         };
-        let repeat = req.idempotency_key.is_some();
-        self.send_as(Method::POST, "/v1/tasks", &[], Some(&req), repeat)
+        self.send_as(Method::POST, "/v1/tasks", &[], Some(&req), true)
             .await
     }
 
     /// `POST /v1/tasks:batch`: submits up to 10,000 tasks in one commit; ids in request order.
+    /// A batch that would pass a backlog limit is refused whole (429) and sent again later.
     pub async fn submit_batch(&self, tasks: &[SubmitRequest]) -> Result<BatchSubmitResponse> {
         #[derive(Serialize)]
         struct Batch<'a> {
@@ -220,9 +283,8 @@ impl Client {
         } else {
             tasks
         };
-        let repeat = tasks.iter().all(|t| t.idempotency_key.is_some());
         let batch = Batch { tasks };
-        self.send_as(Method::POST, "/v1/tasks:batch", &[], Some(&batch), repeat)
+        self.send_as(Method::POST, "/v1/tasks:batch", &[], Some(&batch), true)
             .await
     }
 
@@ -456,8 +518,8 @@ impl Client {
         self.send_as(method, path, query, body, repeat).await
     }
 
-    /// A request; with `repeat`, a 503 with `Retry-After` is retried after that pause while
-    /// [`UNAVAILABLE_RETRY`] (at most the timeout) lasts. Without, the 503 is the answer.
+    /// A request, sent again while the server refuses it for now and `retry_for` lasts: a
+    /// 429 always (it changed nothing), a 503 with `Retry-After` only with `repeat`.
     async fn send_as<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -474,18 +536,35 @@ impl Client {
                 status: 0,
                 detail: format!("cannot encode the request: {e}"),
             })?;
-        let give_up = tokio::time::Instant::now() + UNAVAILABLE_RETRY.min(self.inner.timeout);
+        let give_up = tokio::time::Instant::now() + self.inner.retry_for;
+        let mut attempt = 1;
         loop {
             let (base, resp) = self.exchange(&method, path, query, body.as_ref()).await?;
-            if repeat && resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                if let Some(wait) = retry_after(&resp) {
-                    if tokio::time::Instant::now() + wait <= give_up {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                }
+            let status = resp.status();
+            let refused = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || (repeat && status == reqwest::StatusCode::SERVICE_UNAVAILABLE);
+            let Some(hint) = retry_after(&resp).filter(|_| refused) else {
+                return decode(&base, resp).await;
+            };
+            let wait = backoff(hint, attempt);
+            if tokio::time::Instant::now() + wait > give_up {
+                return decode(&base, resp).await;
             }
-            return decode(&base, resp).await;
+            let why = decode_error(&base, resp).await;
+            attempt += 1;
+            let r = Retrying {
+                request: format!("{method} {path}"),
+                status: status.as_u16(),
+                message: why.to_string(),
+                attempt,
+                wait,
+            };
+            tracing::info!(request = %r.request, status = r.status, wait_ms = wait.as_millis() as u64,
+                attempt, reason = %r.message, "the server refused the request for now; retrying");
+            if let Some(f) = &self.inner.on_retry {
+                (f.0)(&r);
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -538,6 +617,18 @@ impl Client {
         }
         Err(unreachable.expect("at least one server URL"))
     }
+}
+
+/// The pause before try `attempt + 1`: the server's `Retry-After`, doubled for each refusal
+/// after the first, at most `MAX_RETRY_PAUSE`, plus up to a quarter more at random (clients
+/// refused together do not come back together).
+fn backoff(hint: Duration, attempt: u32) -> Duration {
+    use rand::{Rng, SeedableRng};
+    let base = hint
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(MAX_RETRY_PAUSE.max(hint));
+    let jitter = rand::rngs::StdRng::from_os_rng().random_range(0.0..0.25);
+    base + base.mul_f64(jitter)
 }
 
 /// A `Retry-After` in whole seconds (at least 100 ms), if the answer has one.
@@ -754,8 +845,9 @@ mod tests {
         assert!(msg.contains("drover up"), "{msg}");
     }
 
-    /// A server answering each connection's one request from `answers` in turn (503s with
-    /// `Retry-After: 1`, then 200); returns its URL and how many requests it got.
+    /// A server answering each connection's one request from `answers` in turn (503s and
+    /// 429s with `Retry-After: 1`, 500, else 200); returns its URL and how many requests it
+    /// got.
     async fn scripted(answers: Vec<u16>) -> (String, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -768,13 +860,20 @@ mod tests {
                 let mut buf = vec![0; 65536];
                 let _ = conn.read(&mut buf).await.unwrap();
                 count.fetch_add(1, Ordering::SeqCst);
-                let (line, body) = if status == 503 {
-                    (
+                let (line, body) = match status {
+                    503 => (
                         "503 Service Unavailable\r\nretry-after: 1",
                         r#"{"code":"unavailable","message":"the server's store is unavailable, so nothing was changed; retry later"}"#,
-                    )
-                } else {
-                    ("200 OK", r#"{"status":"ok"}"#)
+                    ),
+                    429 => (
+                        "429 Too Many Requests\r\nretry-after: 1",
+                        r#"{"code":"resource_exhausted","message":"queue q is full"}"#,
+                    ),
+                    500 => (
+                        "500 Internal Server Error",
+                        r#"{"code":"internal","message":"broken"}"#,
+                    ),
+                    _ => ("200 OK", r#"{"ids":["a"],"status":"ok"}"#),
                 };
                 let resp = format!(
                     "HTTP/1.1 {line}\r\ncontent-type: application/json\r\nconnection: close\r\n\
@@ -794,15 +893,69 @@ mod tests {
         assert_eq!(c.health().await.unwrap().status, "ok");
         assert_eq!(seen.load(Ordering::SeqCst), 2);
 
+        // Cancelling is a POST that is not repeated on a 503.
         let (url, seen) = scripted(vec![503, 200]).await;
         let c = Client::new(&url, None).unwrap();
-        let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
+        let e = c.cancel("x").await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e:?}");
         assert!(e.to_string().contains("store is unavailable"), "{e}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "not repeated");
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_sent_again_with_growing_pauses_and_said_so() {
+        let (url, seen) = scripted(vec![429, 503, 200]).await;
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let t = told.clone();
+        let c = Client::new(&url, None)
+            .unwrap()
+            .on_retry(move |r| t.lock().unwrap().push(r.clone()));
+        let started = std::time::Instant::now();
+        let r = c.submit_batch(&[SubmitRequest::default()]).await.unwrap();
+        assert_eq!(r.ids, ["a"]);
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        let told = told.lock().unwrap().clone();
+        assert_eq!(told.len(), 2);
         assert_eq!(
-            seen.load(Ordering::SeqCst),
-            1,
-            "a plain submit is not repeated"
+            (told[0].status, told[0].attempt, told[0].request.as_str()),
+            (429, 2, "POST /v1/tasks:batch")
         );
+        assert_eq!(told[0].message, "queue q is full");
+        // 1 s, then twice that (each up to a quarter more).
+        assert!(
+            told[0].wait >= Duration::from_secs(1) && told[0].wait <= Duration::from_millis(1250)
+        );
+        assert!(
+            told[1].wait >= Duration::from_secs(2) && told[1].wait <= Duration::from_millis(2500)
+        );
+        assert!(started.elapsed() >= Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn retrying_stops_at_its_bound_and_other_errors_are_answers() {
+        // 1 s + 2 s of pauses do not fit in 2 s: the second 429 is the answer.
+        let (url, seen) = scripted(vec![429, 429, 200]).await;
+        let c = Client::new(&url, None)
+            .unwrap()
+            .with_retry_for(Duration::from_secs(2));
+        let e = c.submit(&SubmitRequest::default()).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::ResourceExhausted), "{e:?}");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        let (url, seen) = scripted(vec![500, 200]).await;
+        let c = Client::new(&url, None).unwrap();
+        assert!(c.submit(&SubmitRequest::default()).await.is_err());
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn pauses_double_up_to_the_cap() {
+        let s = Duration::from_secs(1);
+        for (attempt, nominal) in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (9, 10)] {
+            let w = backoff(s, attempt);
+            let n = Duration::from_secs(nominal);
+            assert!(w >= n && w <= n + n / 4, "{attempt}: {w:?}");
+        }
+        // A server asking for longer than the cap is obeyed.
+        assert!(backoff(Duration::from_secs(30), 3) >= Duration::from_secs(30));
     }
 }

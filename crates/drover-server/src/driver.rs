@@ -59,7 +59,7 @@ pub const INBOX: usize = 16_384;
 pub const ADMIT_WAIT: Duration = Duration::from_secs(5);
 /// Messages waiting to be sent to one worker. Credit bounds assignments, so a healthy worker
 /// never has many; a full outbox means the worker stopped reading.
-pub const OUTBOX: usize = 1024;
+pub const OUTBOX: usize = 256;
 
 /// A worker session's way out: its bounded message queue, and the switch that cuts it off
 /// when it stops reading (the session's stream ends and its connection closes).
