@@ -143,6 +143,9 @@ pub struct QueueView {
     /// Most starts per period (`100/s`, `10/m`, `5/h`); null: no limit.
     #[serde(default)]
     pub rate: Option<String>,
+    /// Most tasks waiting (pending or queued) before submits get 429; null: no limit.
+    #[serde(default)]
+    pub max_queued: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -176,6 +179,11 @@ pub struct QueueSetRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^([1-9][0-9]{0,6}/[smh])?$")]
     pub rate: Option<String>,
+    /// Most tasks waiting (pending or queued) in the queue: a submit that would pass it is
+    /// refused whole with 429 and `Retry-After`, nothing stored (1 to 1000000000); 0 removes
+    /// the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
 }
 
 // ---- workflows ----

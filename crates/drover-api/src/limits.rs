@@ -17,6 +17,8 @@ pub const MAX_RETRIES: u32 = 100;
 pub const MAX_KEY_CONCURRENCY: u32 = 100_000;
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
 pub const MAX_PAGE: usize = 1000;
+/// The largest backlog limit (`max_queued`) of a queue or a server.
+pub const MAX_QUEUED: u64 = 1_000_000_000;
 
 /// Longest worker name.
 pub const MAX_WORKER_NAME: usize = 63;

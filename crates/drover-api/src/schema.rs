@@ -179,6 +179,11 @@ pub fn opt_u32() -> Fragment {
     nullable(integer(0, u32::MAX as u64), Type::Integer).into()
 }
 
+/// A backlog limit: 0 (none) to `limits::MAX_QUEUED`.
+pub fn opt_max_queued() -> Fragment {
+    nullable(integer(0, limits::MAX_QUEUED), Type::Integer).into()
+}
+
 pub fn u32_any() -> Fragment {
     integer(0, u32::MAX as u64).into()
 }
@@ -470,6 +475,7 @@ pub const FIELDS: &[Field] = &[
     ("BatchSubmitRequest", "tasks", batch_tasks),
     ("QueueSetRequest", "concurrency", opt_u32),
     ("QueueSetRequest", "strategy", opt_queue_strategy),
+    ("QueueSetRequest", "max_queued", opt_max_queued),
     ("WorkflowRequest", "name", name),
     ("WorkflowRequest", "tasks", workflow_tasks),
     ("WorkflowTaskRequest", "name", name),
@@ -517,6 +523,7 @@ pub const FIELDS: &[Field] = &[
     ("WebhookCreate", "secret", opt_webhook_secret),
     // Views: the ranges of unsigned numbers (the derive says int32 and int64).
     ("QueueView", "concurrency", opt_u32),
+    ("QueueView", "max_queued", opt_max_queued),
     ("TaskView", "resources", u64_map),
     ("WorkerView", "resources", u64_map),
     ("WorkerView", "resources_free", u64_map),

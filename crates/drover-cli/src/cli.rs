@@ -168,7 +168,8 @@ pub struct CronAddArgs {
 pub enum QueueCommand {
     /// List queues with depth (pending + queued), running, concurrency and pause.
     List(ClientOpts),
-    /// Set a queue's concurrency limit (0: none), default strategy and/or weight.
+    /// Set a queue's concurrency limit (0: none), default strategy, weight, rate and/or
+    /// backlog limit.
     Set(QueueSetArgs),
     /// Stop starting tasks of a queue (running ones finish).
     Pause(QueueNameArgs),
@@ -194,6 +195,10 @@ pub struct QueueSetArgs {
     /// At most this many starts per period: 100/s, 10/m, 5/h ("" removes the limit).
     #[arg(long, value_name = "N/UNIT")]
     pub rate: Option<String>,
+    /// At most this many tasks waiting (pending or queued); submits beyond it get 429 and
+    /// are retried by clients later. 0 removes the limit.
+    #[arg(long, value_name = "N")]
+    pub max_queued: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +322,11 @@ pub struct ServerArgs {
     /// Times a task may lose its worker before it is declared dead.
     #[arg(long, value_name = "N")]
     pub max_lost: Option<u32>,
+    /// At most this many tasks waiting (pending or queued) over all queues: a submit beyond
+    /// it gets 429 with Retry-After and stores nothing (a queue's own limit: `drover queue set
+    /// NAME --max-queued N`). 0: no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_queued: u64,
     /// How long a failing store commit is retried (with backoff) before the server stops.
     /// Meanwhile /readyz answers 503 and state-changing requests get 503 with Retry-After;
     /// reads keep working. 0: stop at the first failed commit.

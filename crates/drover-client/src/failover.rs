@@ -49,6 +49,9 @@ pub enum Miss {
     /// The exchange failed once the request may have reached the server (connection reset,
     /// truncated or late answer).
     Broken,
+    /// 429: a full backlog (or a rate limit) refused it, changing nothing; the same server is
+    /// asked again after `Retry-After` (another one would only point back at it).
+    Refused { retry_after: Option<Duration> },
 }
 
 impl Miss {
@@ -61,6 +64,7 @@ impl Miss {
             Miss::Unreachable => servers > 1,
             Miss::Unavailable { .. } => servers > 1 || repeat_safe,
             Miss::Broken => repeat_safe,
+            Miss::Refused { .. } => true,
         }
     }
 }
@@ -106,6 +110,14 @@ impl Plan {
     /// `None` when every try of a whole round broke the exchange (each server is up but the
     /// exchange fails: a wrong scheme, a proxy in the way; no failover to wait for).
     pub fn next(&mut self, servers: &[String], current: usize, miss: &Miss) -> Option<Next> {
+        if let Miss::Refused { retry_after } = miss {
+            let pause = self.backoff.max(retry_after.unwrap_or_default());
+            self.backoff = (self.backoff * 2).min(MAX_PAUSE);
+            return Some(Next {
+                server: current % servers.len().max(1),
+                pause,
+            });
+        }
         if *miss == Miss::Unreachable {
             self.down.push(current % servers.len().max(1));
         }

@@ -633,6 +633,10 @@ impl Client {
             // The whole exchange for plain requests (`build` sets it too); the answer's
             // headers for streams.
             let (miss, error) = match tokio::time::timeout(timeout, rb.send()).await {
+                Ok(Ok(resp)) if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                    let retry_after = retry_after(&resp);
+                    (Miss::Refused { retry_after }, decode_error(base, resp).await)
+                }
                 Ok(Ok(resp)) if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                     self.inner.current.store(at, Ordering::Relaxed);
                     return Ok((base.clone(), resp));
@@ -748,6 +752,7 @@ fn reason(miss: &failover::Miss, error: &ClientError) -> String {
             _,
         ) => format!("unavailable (503; it names the leader {l})"),
         (failover::Miss::Unavailable { .. }, e) => format!("unavailable (503: {e})"),
+        (failover::Miss::Refused { .. }, e) => format!("refused for now (429: {e})"),
         (_, ClientError::Transport { detail, .. }) => format!("the request failed ({detail})"),
         (_, e) => e.to_string(),
     }

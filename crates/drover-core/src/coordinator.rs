@@ -18,6 +18,7 @@ use crate::model::{EventKind, Micros, TaskId, TaskState, WorkerEventState};
 use crate::placement::Ranker;
 
 mod attempts;
+mod backlog;
 mod deps;
 mod dispatch;
 mod fires;
@@ -42,6 +43,7 @@ mod timers;
 mod workers;
 mod workflows;
 
+pub use backlog::QueueFull;
 pub use deps::MAX_OUTPUT;
 pub use flow::{FlowRecord, FlowSpec, FlowTask, UpstreamPolicy};
 pub use invariants::{Invariant, Violation};
@@ -149,12 +151,18 @@ impl Coordinator {
         }
         match input {
             Input::Submit { req, tasks } => {
-                let ids = self.submit_and_fan_out(now, tasks, fx);
-                fx.replies.push((req, Reply::Submitted(ids)));
+                let reply = match self.admit(tasks.iter().map(|t| &t.def)) {
+                    Ok(()) => Reply::Submitted(self.submit_and_fan_out(now, tasks, fx)),
+                    Err(full) => Reply::SubmitRefused(SubmitError::QueueFull(full)),
+                };
+                fx.replies.push((req, reply));
             }
             Input::SubmitPlaced { req, tasks } => {
-                let ids = self.submit_placed(now, tasks, fx);
-                fx.replies.push((req, Reply::Submitted(ids)));
+                let reply = match self.admit(tasks.iter().map(|t| &t.0.def)) {
+                    Ok(()) => Reply::Submitted(self.submit_placed(now, tasks, fx)),
+                    Err(full) => Reply::SubmitRefused(SubmitError::QueueFull(full)),
+                };
+                fx.replies.push((req, reply));
             }
             Input::DrainWorker { req, name } => {
                 let r = self.drain(now, &name, workers::Drain::Start, fx);

@@ -12,6 +12,12 @@
 //! (failing, or slower than `STALL_AFTER`) the core's timers do not run: nothing can be
 //! delivered, so no lease may run out and no new assignment be made meanwhile; once it
 //! commits, every lease is extended by the time it took (`Input::DeliveryResumed`).
+//!
+//! Every queue around it is bounded. The inbox holds `INBOX` commands: a worker's stream
+//! waits for room (HTTP/2 flow control then slows the worker), a state-changing request
+//! waits at most `ADMIT_WAIT` and is refused with 503 (nothing changed), a read waits. A
+//! worker's outbox holds `OUTBOX` messages: a worker that stops reading fills it and is cut
+//! off (its connection closed, its session left); its leases run out as for any silent worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +30,8 @@ use drover_core::{
 };
 use drover_store::{Store, StoreError};
 use rand::{Rng, SeedableRng};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::now_micros;
@@ -34,6 +41,9 @@ use crate::secrets::SecretKeys;
 
 /// Most commands folded into one batch; bounds a commit's size and latency.
 const MAX_BATCH: usize = 50_000;
+/// Writes decided while a commit is in flight, past which the driver stops taking commands
+/// until it lands: a slow store then fills the inbox (backpressure), not memory.
+const MAX_PENDING_WRITES: usize = 200_000;
 /// The pause before a failed commit is tried again; it doubles after each failure, up to
 /// `RETRY_MAX` (each pause with jitter: between half and all of it).
 const RETRY_FIRST: Duration = Duration::from_millis(50);
@@ -42,8 +52,30 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 const STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long a failing store is retried by default (`--store-retry`).
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
+/// Commands waiting for the driver. Full means the driver is behind by this many: senders
+/// wait rather than grow memory.
+pub const INBOX: usize = 16_384;
+/// How long a state-changing request waits for room in a full inbox before it is refused.
+pub const ADMIT_WAIT: Duration = Duration::from_secs(5);
+/// Messages waiting to be sent to one worker. Credit bounds assignments, so a healthy worker
+/// never has many; a full outbox means the worker stopped reading.
+pub const OUTBOX: usize = 256;
 
-pub type Outbox = mpsc::UnboundedSender<Result<proto::ServerMessage, tonic::Status>>;
+/// A worker session's way out: its bounded message queue, and the switch that cuts it off
+/// when it stops reading (the session's stream ends and its connection closes).
+pub struct Outbox {
+    tx: mpsc::Sender<Result<proto::ServerMessage, tonic::Status>>,
+    cut: watch::Sender<bool>,
+}
+
+impl Outbox {
+    pub fn new(
+        tx: mpsc::Sender<Result<proto::ServerMessage, tonic::Status>>,
+        cut: watch::Sender<bool>,
+    ) -> Outbox {
+        Outbox { tx, cut }
+    }
+}
 
 pub enum Command {
     /// A core input; a reply, if any, goes to `reply`.
@@ -61,13 +93,23 @@ pub enum Command {
 /// A cheap, cloneable handle for the protocol adapters.
 #[derive(Clone)]
 pub struct DriverHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Command>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
+    admit_wait: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("the scheduler is shutting down")]
-pub struct DriverGone;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("the scheduler is shutting down")]
+    Gone,
+    /// Its inbox stayed full for `ADMIT_WAIT`: the request was not sent, nothing changed.
+    #[error("the scheduler is too busy to take the request (its inbox is full)")]
+    Busy,
+    /// Sent, but the driver stopped (a lost lease, shutdown) before answering: its commit
+    /// may or may not have happened.
+    #[error("the scheduler stopped before answering; the request may or may not have taken effect")]
+    Unanswered,
+}
 
 impl DriverHandle {
     pub fn next_id(&self) -> u64 {
@@ -75,43 +117,53 @@ impl DriverHandle {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn send(&self, cmd: Command) -> Result<(), DriverGone> {
-        self.tx.send(cmd).map_err(|_| DriverGone)
+    /// Sends a command, waiting for room in the inbox as long as it takes.
+    pub async fn send(&self, cmd: Command) -> Result<(), DriverError> {
+        self.tx.send(cmd).await.map_err(|_| DriverError::Gone)
     }
 
-    /// Sends an input and waits for its reply, which comes only after the commit.
+    /// Sends an input and waits for its reply, which comes only after the commit. A full
+    /// inbox is waited on for `ADMIT_WAIT` at most (`Busy`: nothing was sent).
     pub async fn request(
         &self,
         make: impl FnOnce(RequestId) -> Input,
-    ) -> Result<Reply, DriverGone> {
+    ) -> Result<Reply, DriverError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Input(make(self.next_id()), Some(tx)))?;
-        rx.await.map_err(|_| DriverGone)
+        let cmd = Command::Input(make(self.next_id()), Some(tx));
+        self.tx
+            .send_timeout(cmd, self.admit_wait)
+            .await
+            .map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => DriverError::Busy,
+                SendTimeoutError::Closed(_) => DriverError::Gone,
+            })?;
+        rx.await.map_err(|_| DriverError::Unanswered)
     }
 
     /// Reads the core's live state: `f` runs on the driver, between batches.
     pub async fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Coordinator) -> T + Send + 'static,
-    ) -> Result<T, DriverGone> {
+    ) -> Result<T, DriverError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Query(Box::new(move |c| {
             let _ = tx.send(f(c));
-        })))?;
-        rx.await.map_err(|_| DriverGone)
+        })))
+        .await?;
+        rx.await.map_err(|_| DriverError::Gone)
     }
 
-    pub async fn workers(&self) -> Result<Vec<WorkerSummary>, DriverGone> {
+    pub async fn workers(&self) -> Result<Vec<WorkerSummary>, DriverError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Workers(tx))?;
-        rx.await.map_err(|_| DriverGone)
+        self.send(Command::Workers(tx)).await?;
+        rx.await.map_err(|_| DriverError::Gone)
     }
 }
 
 pub struct Driver {
     core: Coordinator,
     store: Arc<dyn Store>,
-    rx: mpsc::UnboundedReceiver<Command>,
+    rx: mpsc::Receiver<Command>,
     outboxes: HashMap<SessionId, Outbox>,
     waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
     metrics: Arc<Metrics>,
@@ -135,10 +187,23 @@ impl Driver {
         metrics: Arc<Metrics>,
         events: broadcast::Sender<Arc<Event>>,
     ) -> (Driver, DriverHandle) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        Self::with_inbox(core, store, metrics, events, INBOX, ADMIT_WAIT)
+    }
+
+    /// `new` with another inbox capacity and admission wait (tests).
+    pub fn with_inbox(
+        core: Coordinator,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        events: broadcast::Sender<Arc<Event>>,
+        inbox: usize,
+        admit_wait: Duration,
+    ) -> (Driver, DriverHandle) {
+        let (tx, rx) = mpsc::channel(inbox.max(1));
         let handle = DriverHandle {
             tx,
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            admit_wait,
         };
         let driver = Driver {
             core,
@@ -198,8 +263,9 @@ impl Driver {
                 tokio::time::Instant::now() + Duration::from_micros(wait_us)
             });
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let room = pending.writes.len() < MAX_PENDING_WRITES;
             tokio::select! {
-                c = self.rx.recv() => match c {
+                c = self.rx.recv(), if room => match c {
                     Some(c) => batch.push(c),
                     None => {
                         if let Some(f) = inflight.take() {
@@ -222,7 +288,7 @@ impl Driver {
                     }
                 }
             }
-            while batch.len() < MAX_BATCH {
+            while room && batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(c) => batch.push(c),
                     Err(_) => break,
@@ -463,15 +529,32 @@ impl Driver {
     }
 
     fn push(&mut self, session: SessionId, body: Body) {
-        let gone = match self.outboxes.get(&session) {
-            Some(out) => out
-                .send(Ok(proto::ServerMessage { body: Some(body) }))
-                .is_err(),
-            None => false,
+        let Some(out) = self.outboxes.get(&session) else {
+            return;
         };
-        if gone {
+        match out
+            .tx
+            .try_send(Ok(proto::ServerMessage { body: Some(body) }))
+        {
+            Ok(()) => {}
             // The connection closed; its leave input is on its way. Leases cover the rest.
-            self.outboxes.remove(&session);
+            Err(TrySendError::Closed(_)) => {
+                self.outboxes.remove(&session);
+            }
+            // It stopped reading: cut it off rather than queue without end. Its session ends
+            // (the adapter sends the leave) and what it holds is reclaimed when its leases
+            // run out, unless it reconnects and re-attaches them first.
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(
+                    session,
+                    queued = OUTBOX,
+                    "a worker stopped reading its stream; disconnecting it"
+                );
+                self.metrics.worker_cut();
+                if let Some(out) = self.outboxes.remove(&session) {
+                    let _ = out.cut.send(true);
+                }
+            }
         }
     }
 }
@@ -532,5 +615,7 @@ fn request_id(input: &Input) -> Option<RequestId> {
     }
 }
 
+#[cfg(test)]
+mod bounded;
 #[cfg(test)]
 mod tests;

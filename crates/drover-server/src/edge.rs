@@ -29,7 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -198,6 +198,19 @@ impl Edge {
     }
 }
 
+/// Closes the connection a request came on (a request extension): a handler uses it to end a
+/// peer that misbehaves below the request level, e.g. a worker that stopped reading its
+/// stream, whose buffered frames only closing the connection frees.
+#[derive(Clone, Debug)]
+pub struct Closer(Arc<Notify>);
+
+impl Closer {
+    pub fn close(&self) {
+        // A stored permit: the connection loop sees it even if it is not waiting right now.
+        self.0.notify_one();
+    }
+}
+
 /// Requests in flight on one connection, and since when it has had none.
 struct Activity {
     inflight: AtomicUsize,
@@ -351,12 +364,13 @@ where
         inflight: AtomicUsize::new(0),
         idle_since: Mutex::new(Instant::now()),
     });
+    let closer = Closer(Arc::new(Notify::new()));
     let svc = {
-        let (edge, activity) = (edge.clone(), activity.clone());
+        let (edge, activity, closer) = (edge.clone(), activity.clone(), closer.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
             handle(
                 req,
-                (remote, cert),
+                (remote, cert, closer.clone()),
                 app.clone(),
                 edge.clone(),
                 activity.clone(),
@@ -394,6 +408,10 @@ where
                 tracing::debug!(%remote, "closing an idle connection");
                 return;
             }
+            () = closer.0.notified() => {
+                tracing::debug!(%remote, "closing a connection its handler cut off");
+                return;
+            }
             r = stop.changed(), if !closing => {
                 if r.is_ok() {
                     closing = true;
@@ -407,7 +425,7 @@ where
 /// One request: counted against its client's bucket (health checks exempt), then served.
 async fn handle(
     mut req: Request<Incoming>,
-    (remote, cert): (SocketAddr, Option<PeerCert>),
+    (remote, cert, closer): (SocketAddr, Option<PeerCert>, Closer),
     app: Router,
     edge: Arc<Edge>,
     activity: Arc<Activity>,
@@ -422,6 +440,7 @@ async fn handle(
         }
     }
     req.extensions_mut().insert(ConnectInfo(remote));
+    req.extensions_mut().insert(closer);
     if let Some(c) = cert {
         req.extensions_mut().insert(c);
     }

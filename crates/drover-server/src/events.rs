@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 use utoipa::IntoParams;
 
 use crate::auth::{until_revoked, Auth, Identity};
-use crate::driver::DriverGone;
+use crate::driver::DriverError;
 use crate::edge::Edge;
 use crate::feed::{EventFeed, FeedError};
 use crate::http::{ApiQuery, AppState, HttpError};
@@ -122,7 +122,7 @@ fn scope_of(who: Option<&Identity>) -> Scope {
 fn feed_err(e: FeedError) -> HttpError {
     match e {
         FeedError::Store(e) => e.into(),
-        FeedError::Closed => DriverGone.into(),
+        FeedError::Closed => DriverError::Gone.into(),
     }
 }
 

@@ -20,7 +20,9 @@ use drover_core::{
 use drover_store::{Store, StoreError};
 
 use crate::clock::now_micros;
-use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError};
+use crate::http::{
+    after_commit, unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError,
+};
 use crate::ids::{task_id_at, uuid_at};
 use crate::submit::{new_flow_task, submit_flow};
 
@@ -76,6 +78,7 @@ fn queue_view(q: &QueueStats) -> QueueView {
         strategy: q.config.strategy.map(|s| s.as_str().to_string()),
         weight: q.config.weight,
         rate: q.config.rate.map(|r| r.to_string()),
+        max_queued: q.config.max_queued,
     }
 }
 
@@ -140,6 +143,7 @@ async fn one_queue(s: &AppState, ns: &str, name: &str) -> ApiResult<QueueView> {
             strategy: None,
             weight: 1,
             rate: None,
+            max_queued: None,
         }))
 }
 
@@ -201,6 +205,13 @@ async fn update_queue(
             )
         }
     }
+    if let Some(n) = change.max_queued {
+        if n > drover_api::limits::MAX_QUEUED {
+            let most = drover_api::limits::MAX_QUEUED;
+            return Err(ApiError::invalid("max_queued", format!("0 (none) to {most}")).into());
+        }
+        config.max_queued = (n > 0).then_some(n);
+    }
     if let Some(w) = change.weight {
         if !(1..=MAX_WEIGHT).contains(&w) {
             return Err(ApiError::invalid("weight", format!("1 to {MAX_WEIGHT}")).into());
@@ -212,7 +223,10 @@ async fn update_queue(
         .request(|req| Input::ConfigureQueue { req, config })
         .await?
     {
-        Reply::Done => Ok(Json(one_queue(s, &ns, &name).await?)),
+        Reply::Done => {
+            s.metrics.queue_configured(&name);
+            Ok(Json(one_queue(s, &ns, &name).await?))
+        }
         other => Err(unexpected(other)),
     }
 }
@@ -323,7 +337,10 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
 }
 
 #[utoipa::path(post, path = "/v1/workflows", request_body = WorkflowRequest,
-    responses((status = 201, body = WorkflowView), (status = 400, body = ApiError)))]
+    responses((status = 201, body = WorkflowView), (status = 400, body = ApiError),
+        (status = 429, body = ApiError, description = "a queue's or the server's backlog is at \
+            its limit (max_queued), or over the client's request rate: nothing was stored; \
+            retry after Retry-After")))]
 async fn submit_workflow(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -388,7 +405,10 @@ async fn submit_workflow(
             .collect(),
     };
     submit_flow(&s, tasks, Some(record.clone())).await?;
-    Ok((StatusCode::CREATED, Json(workflow_view(&s, &record).await?)))
+    let view = workflow_view(&s, &record)
+        .await
+        .map_err(|e| after_commit(e, &format!("workflow {}", record.id)))?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// A stored workflow the caller may see: another namespace's answers 404 like a missing one.
@@ -429,7 +449,10 @@ async fn list_workflows(
 
 #[utoipa::path(post, path = "/v1/workflows/{id}/rerun", params(("id" = String, Path, description = "workflow id")),
     request_body = RerunRequest,
-    responses((status = 200, body = WorkflowView), (status = 409, body = ApiError)))]
+    responses((status = 200, body = WorkflowView), (status = 409, body = ApiError),
+        (status = 429, body = ApiError, description = "a queue's or the server's backlog is at \
+            its limit (max_queued), or over the client's request rate: nothing was stored; \
+            retry after Retry-After")))]
 async fn rerun_workflow(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -463,7 +486,10 @@ async fn rerun_workflow(
         };
     let tasks = rerun_tasks(&s, &mut w, &recs, &replace, now_micros()).await?;
     submit_flow(&s, tasks, Some(w.clone())).await?;
-    Ok(Json(workflow_view(&s, &w).await?))
+    let view = workflow_view(&s, &w)
+        .await
+        .map_err(|e| after_commit(e, &format!("the rerun of workflow {}", w.id)))?;
+    Ok(Json(view))
 }
 
 /// The current task of each node, in node order.

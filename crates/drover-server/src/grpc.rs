@@ -9,14 +9,15 @@ use drover_api::proto::{
 };
 use drover_core::{AttemptRef, Input, JoinError, LogStream, Outcome, Reply, SessionId};
 use futures::Stream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{until_revoked, Auth, Identity};
 use crate::cluster::Cluster;
-use crate::driver::Command;
+use crate::driver::{Command, DriverHandle, Outbox, OUTBOX};
+use crate::edge::Closer;
 use crate::tls::PeerCert;
 use drover_api::namespace::Scope;
 
@@ -56,6 +57,7 @@ impl WorkerService for WorkerGrpc {
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.check_client_cert(&request)?;
         let who = request.extensions().get::<Identity>().cloned();
+        let closer = request.extensions().get::<Closer>().cloned();
         let mut inbound = request.into_inner();
         // A standby sends the worker to the leader before reading anything.
         let driver = self
@@ -66,8 +68,9 @@ impl WorkerService for WorkerGrpc {
         let register = first_register(&mut inbound, who.as_ref()).await?;
         let held = refs(&register.held);
         let session: SessionId = driver.next_id();
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let _ = out_tx.send(Ok(proto::ServerMessage {
+        let (out_tx, out_rx) = mpsc::channel(OUTBOX);
+        let (cut_tx, cut) = watch::channel(false);
+        let _ = out_tx.try_send(Ok(proto::ServerMessage {
             body: Some(Body::Registered(proto::Registered {
                 worker: register.name.clone(),
                 heartbeat_interval_ms: self.heartbeat_ms,
@@ -76,7 +79,8 @@ impl WorkerService for WorkerGrpc {
         }));
         let gone = || Status::unavailable("the scheduler is shutting down");
         driver
-            .send(Command::Attach(session, out_tx))
+            .send(Command::Attach(session, Outbox::new(out_tx, cut_tx)))
+            .await
             .map_err(|_| gone())?;
         let info = (&register).into();
         let joined = driver
@@ -87,10 +91,12 @@ impl WorkerService for WorkerGrpc {
                 held,
             })
             .await
-            .map_err(|_| gone())?;
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         if let Reply::Joined(Err(JoinError::NameInUse(name))) = joined {
             // Drops the outbox; the core knows no such session.
-            let _ = driver.send(Command::Input(Input::WorkerLeave { session }, None));
+            let _ = driver
+                .send(Command::Input(Input::WorkerLeave { session }, None))
+                .await;
             tracing::warn!(worker = %name, session, "refused a second registration of a live worker");
             return Err(Status::already_exists(format!(
                 "worker {name} is already connected; a name is released when its session \
@@ -98,11 +104,17 @@ impl WorkerService for WorkerGrpc {
             )));
         }
         tracing::info!(worker = %register.name, session, "worker connected");
-        tokio::spawn(forward_inputs(driver, session, inbound));
+        let link = Link {
+            driver,
+            session,
+            cut: cut.clone(),
+            closer,
+        };
+        tokio::spawn(forward_inputs(link, inbound));
         // A revoked token ends the session: the worker hears why and cannot reconnect with it.
         let revoked = Status::unauthenticated("the worker's token was revoked or has expired");
         Ok(Response::new(Box::pin(until_revoked(
-            UnboundedReceiverStream::new(out_rx),
+            until_cut(ReceiverStream::new(out_rx), cut),
             self.auth.clone(),
             who,
             Some(Err(revoked)),
@@ -168,22 +180,70 @@ fn served_namespaces(
     })
 }
 
-/// Turns what the worker sends into inputs until its stream ends, then says it left.
-async fn forward_inputs(
-    driver: crate::driver::DriverHandle,
+/// What the inbound half of a session needs.
+struct Link {
+    driver: DriverHandle,
     session: SessionId,
-    mut inbound: Streaming<proto::WorkerMessage>,
-) {
-    while let Some(msg) = inbound.next().await {
-        let Ok(msg) = msg else { break };
+    /// Set by the driver when the worker stopped reading (its outbox is full).
+    cut: watch::Receiver<bool>,
+    /// Closes the session's connection.
+    closer: Option<Closer>,
+}
+
+/// Turns what the worker sends into inputs until its stream ends or the driver cuts it off,
+/// then says it left. Each input waits for room in the driver's inbox, so a driver that is
+/// behind slows the worker (HTTP/2 flow control) instead of queueing without bound.
+async fn forward_inputs(mut link: Link, mut inbound: Streaming<proto::WorkerMessage>) {
+    let session = link.session;
+    loop {
+        let msg = tokio::select! {
+            m = inbound.next() => m,
+            r = link.cut.wait_for(|cut| *cut) => {
+                // Err: the driver dropped the outbox (the stream is gone); the session ends.
+                if r.is_ok() {
+                    tracing::warn!(session, "closing the connection of a worker that stopped reading");
+                    if let Some(c) = &link.closer {
+                        c.close();
+                    }
+                }
+                break;
+            }
+        };
+        let Some(Ok(msg)) = msg else { break };
         for input in decode(session, msg) {
-            if driver.send(Command::Input(input, None)).is_err() {
+            if link.driver.send(Command::Input(input, None)).await.is_err() {
                 return;
             }
         }
     }
     tracing::info!(session, "worker disconnected");
-    let _ = driver.send(Command::Input(Input::WorkerLeave { session }, None));
+    let leave = Command::Input(Input::WorkerLeave { session }, None);
+    let _ = link.driver.send(leave).await;
+}
+
+/// The session's messages until the driver cuts it off, then an error the worker would see
+/// if it read again. A session that ends normally (its outbox dropped) sends what is queued.
+fn until_cut<S>(
+    stream: S,
+    cut: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<proto::ServerMessage, Status>> + Send
+where
+    S: Stream<Item = Result<proto::ServerMessage, Status>> + Send + 'static,
+{
+    let mut watch = cut.clone();
+    let ended = async move {
+        if watch.wait_for(|cut| *cut).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let why = futures::stream::once(async move { *cut.borrow() }).filter_map(|cut| {
+        cut.then(|| {
+            Err(Status::resource_exhausted(
+                "the worker did not read its stream; the server disconnected it",
+            ))
+        })
+    });
+    futures::StreamExt::take_until(stream, Box::pin(ended)).chain(why)
 }
 
 fn refs(list: &[proto::AttemptRef]) -> Vec<AttemptRef> {

@@ -47,7 +47,9 @@ use tokio::task::{AbortHandle, JoinHandle};
 pub use http::openapi;
 
 /// Committed events kept in memory for live subscribers before they must re-read the store.
-const EVENT_BUFFER: usize = 65_536;
+/// The ring is full after this many events whoever listens (a subscriber that stops reading
+/// only falls behind it), so it is the most memory live events take: a few MiB.
+const EVENT_BUFFER: usize = 16_384;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -63,6 +65,8 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     pub restart_grace_ms: u64,
     pub max_lost: u32,
+    /// At most this many tasks waiting over all queues; a submit past it gets 429.
+    pub max_queued: Option<u64>,
     /// How long a failing commit is retried (the server degraded meanwhile) before the
     /// server stops.
     pub store_retry: std::time::Duration,
@@ -105,6 +109,7 @@ impl ServerConfig {
             heartbeat_ms: 1_000,
             restart_grace_ms: 20_000,
             max_lost: 3,
+            max_queued: None,
             store_retry: driver::STORE_RETRY,
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             task_retention: std::time::Duration::from_secs(7 * 24 * 3600),
@@ -421,6 +426,7 @@ pub(crate) fn core_config(cfg: &ServerConfig) -> CoreConfig {
         lease_ms: cfg.lease_ms,
         restart_grace_ms: cfg.restart_grace_ms,
         max_lost: cfg.max_lost,
+        max_queued: cfg.max_queued,
         // A missed heartbeat makes a worker suspect: two and a half intervals of silence, so
         // one heartbeat delayed by a slow commit does not; never longer than half a lease.
         suspect_after_ms: (cfg.heartbeat_ms * 5 / 2).min(cfg.lease_ms / 2).max(1),

@@ -4,8 +4,8 @@
 //! committed event stream: queue depth, running per queue, latencies, attempts, retries), and
 //! reads at scrape time (tasks by state from the store, workers by state).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -66,11 +66,14 @@ pub struct Metrics {
     retries: IntCounter,
     finished: IntCounterVec,
     workers: IntGaugeVec,
+    workers_cut: IntCounter,
     subscribers: IntGaugeVec,
     webhook_deliveries: IntCounterVec,
     webhook_failures: IntCounter,
     events_pruned: IntCounter,
     tasks_pruned: IntCounter,
+    /// Queue names with a configuration: their series stay while they have no tasks.
+    configured: Mutex<HashSet<String>>,
 }
 
 /// A metric's name and help text.
@@ -142,6 +145,10 @@ const FINISHED: Family = family(
 const WORKERS: Family = family(
     "drover_workers",
     "Workers by state (alive, suspect, lost, draining, drained)",
+);
+const WORKERS_CUT: Family = family(
+    "drover_worker_streams_cut_total",
+    "Worker sessions disconnected because the worker stopped reading its stream",
 );
 const SUBSCRIBERS: Family = family(
     "drover_event_subscribers",
@@ -222,11 +229,13 @@ impl Metrics {
             retries: counter(&r, RETRIES),
             finished: counter_vec(&r, FINISHED, "state"),
             workers: gauge_vec(&r, WORKERS, "state"),
+            workers_cut: counter(&r, WORKERS_CUT),
             subscribers: gauge_vec(&r, SUBSCRIBERS, "protocol"),
             webhook_deliveries: counter_vec(&r, WEBHOOK_DELIVERIES, "outcome"),
             webhook_failures: counter(&r, WEBHOOK_FAILURES),
             events_pruned: counter(&r, EVENTS_PRUNED),
             tasks_pruned: counter(&r, TASKS_PRUNED),
+            configured: Mutex::new(HashSet::new()),
             registry: r,
         }
     }
@@ -248,6 +257,28 @@ impl Metrics {
         self.commits.inc();
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_writes.observe(writes as f64);
+    }
+
+    /// A queue has a configuration: its per-queue series show 0 rather than vanish while it
+    /// has no tasks.
+    pub fn queue_configured(&self, name: &str) {
+        self.configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        self.queue_depth.with_label_values(&[name]).add(0);
+        self.queue_running.with_label_values(&[name]).add(0);
+    }
+
+    fn is_configured(&self, name: &str) -> bool {
+        self.configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
+    pub fn worker_cut(&self) {
+        self.workers_cut.inc();
     }
 
     pub fn commit_failed(&self) {
@@ -341,11 +372,14 @@ struct Active {
 }
 
 /// Follows committed task events to keep the per-queue gauges and the latency histograms.
-/// Holds one small entry per active task; seeded from the snapshot the core starts from.
+/// Holds one small entry per active task; seeded from the snapshot the core starts from. A
+/// queue's series (and its entry here) go when its last active task ends, unless the queue
+/// is configured: names used once do not grow memory or the scrape.
 pub struct Tracker {
     metrics: Arc<Metrics>,
     active: HashMap<TaskId, Active>,
-    queues: HashMap<String, Arc<str>>,
+    /// Each queue with active tasks, by name, with how many.
+    queues: HashMap<String, (Arc<str>, usize)>,
 }
 
 impl Tracker {
@@ -359,7 +393,7 @@ impl Tracker {
             queues: HashMap::new(),
         };
         for (rec, _) in active {
-            let queue = t.queue(&rec.def.queue);
+            let queue = t.enter(&rec.def.queue);
             t.gauge(&queue, rec.state, 1);
             t.active.insert(
                 rec.id,
@@ -376,13 +410,30 @@ impl Tracker {
         t
     }
 
-    fn queue(&mut self, name: &str) -> Arc<str> {
-        if let Some(q) = self.queues.get(name) {
-            return q.clone();
+    /// A task of `name` became active: its interned name.
+    fn enter(&mut self, name: &str) -> Arc<str> {
+        let e = self
+            .queues
+            .entry(name.to_string())
+            .or_insert_with(|| (Arc::from(name), 0));
+        e.1 += 1;
+        e.0.clone()
+    }
+
+    /// A task of `name` ended: the queue's series go with its last task, unless configured.
+    fn leave(&mut self, name: &str) {
+        let Some(e) = self.queues.get_mut(name) else {
+            return;
+        };
+        e.1 -= 1;
+        if e.1 > 0 {
+            return;
         }
-        let q: Arc<str> = Arc::from(name);
-        self.queues.insert(name.to_string(), q.clone());
-        q
+        self.queues.remove(name);
+        if !self.metrics.is_configured(name) {
+            let _ = self.metrics.queue_depth.remove_label_values(&[name]);
+            let _ = self.metrics.queue_running.remove_label_values(&[name]);
+        }
     }
 
     fn gauge(&self, queue: &str, state: TaskState, delta: i64) {
@@ -409,7 +460,7 @@ impl Tracker {
         let prev = self.active.remove(task_id);
         let queue = match &prev {
             Some(p) => p.queue.clone(),
-            None => self.queue(queue),
+            None => self.enter(queue),
         };
         let (created_at, mut running_since) = match &prev {
             Some(p) => {
@@ -442,6 +493,8 @@ impl Tracker {
                 .finished
                 .with_label_values(&[state.as_str()])
                 .inc();
+            // Counted by `enter`, now or when it became active.
+            self.leave(&queue);
             return;
         }
         self.gauge(&queue, state, 1);
@@ -527,5 +580,52 @@ mod tests {
         assert!(t.active.is_empty());
         let text = m.render();
         assert!(text.contains("drover_task_run_seconds_count 2"), "{text}");
+    }
+
+    fn task_ev(seq: u64, id: u128, queue: &str, state: TaskState) -> Event {
+        let mut e = ev(seq, seq as Micros, id, state, 1);
+        if let EventKind::Task { queue: q, .. } = &mut e.kind {
+            *q = queue.into();
+        }
+        e
+    }
+
+    #[test]
+    fn a_queue_without_tasks_or_config_leaves_no_series() {
+        let m = Arc::new(Metrics::new());
+        let mut t = Tracker::new(m.clone(), &[]);
+        m.queue_configured("kept");
+        use TaskState::*;
+        for (i, q) in ["once-1", "once-2", "kept"].iter().enumerate() {
+            let id = i as u128 + 1;
+            t.observe(&task_ev(10 * id as u64, id, q, Queued));
+            t.observe(&task_ev(10 * id as u64 + 1, id, q, Assigned));
+        }
+        let text = m.render();
+        assert!(
+            text.contains("drover_queue_running{queue=\"once-1\"} 1"),
+            "{text}"
+        );
+        for (i, _) in ["once-1", "once-2", "kept"].iter().enumerate() {
+            let id = i as u128 + 1;
+            t.observe(&task_ev(10 * id as u64 + 2, id, "", Succeeded));
+        }
+        let text = m.render();
+        assert!(
+            !text.contains("once-1") && !text.contains("once-2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drover_queue_depth{queue=\"kept\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drover_queue_running{queue=\"kept\"} 0"),
+            "{text}"
+        );
+        assert!(t.queues.is_empty() && t.active.is_empty());
+        // A task whose only event seen is terminal leaves nothing behind either.
+        t.observe(&task_ev(100, 9, "gone", Skipped));
+        assert!(t.queues.is_empty() && !m.render().contains("gone"));
     }
 }

@@ -68,7 +68,7 @@ async fn prune_tasks(store: &dyn Store, driver: &DriverHandle, cutoff: Micros, m
                 total += pruned.tasks;
                 if !pruned.keys.is_empty() {
                     let forget = Input::ForgetKeys { keys: pruned.keys };
-                    if driver.send(Command::Input(forget, None)).is_err() {
+                    if driver.send(Command::Input(forget, None)).await.is_err() {
                         return;
                     }
                 }

@@ -8,7 +8,7 @@ use drover_api::secret::Seal;
 use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::WorkflowRecord;
 use drover_core::{
-    FlowSpec, FlowTask, Input, Micros, NewTask, Reply, SubmitError, TaskId, TaskState,
+    FlowSpec, FlowTask, Input, Micros, NewTask, QueueFull, Reply, SubmitError, TaskId, TaskState,
 };
 
 use crate::http::{unexpected, ApiResult, AppState};
@@ -62,6 +62,7 @@ pub async fn submit_all(s: &AppState, tasks: Vec<(NewTask, FlowSpec)>) -> ApiRes
             .await?
         {
             Reply::Submitted(ids) if ids.len() == n => Ok(ids),
+            Reply::SubmitRefused(SubmitError::QueueFull(full)) => Err(queue_full(&full).into()),
             other => Err(unexpected(other)),
         };
     }
@@ -109,6 +110,9 @@ pub async fn submit_flow(
             Reply::SubmitRefused(SubmitError::UnknownUpstream(u)) => {
                 tracing::debug!(upstream = %u, attempt, "upstream finished meanwhile; retrying");
             }
+            Reply::SubmitRefused(SubmitError::QueueFull(full)) => {
+                return Err(queue_full(&full).into())
+            }
             Reply::SubmitRefused(SubmitError::WorkflowRunning(id)) => {
                 return Err(ApiError::new(
                     ErrorCode::Conflict,
@@ -124,6 +128,30 @@ pub async fn submit_flow(
         "upstream tasks changed state during the submit; retry",
     )
     .into())
+}
+
+/// A backlog at its limit: 429 (the response adds `Retry-After`), nothing stored, so the
+/// client may send the same submit again later.
+pub fn queue_full(f: &QueueFull) -> ApiError {
+    let whose = match &f.queue {
+        Some(q) => format!(
+            "queue {} (namespace {}) has {} tasks waiting, its limit is {} (max_queued)",
+            q.name, q.namespace, f.waiting, f.limit
+        ),
+        None => format!(
+            "the server has {} tasks waiting, its limit is {} (--max-queued)",
+            f.waiting, f.limit
+        ),
+    };
+    let mut e = ApiError::new(
+        ErrorCode::ResourceExhausted,
+        format!(
+            "{whose}; this submit adds {}: nothing was stored, retry once tasks have started",
+            f.adding
+        ),
+    );
+    e.field = f.queue.as_ref().map(|_| "queue".to_string());
+    e
 }
 
 /// The stored states of the upstreams outside the batch; an unknown one is refused, and so is

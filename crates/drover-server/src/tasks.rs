@@ -13,7 +13,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::clock::now_micros;
-use crate::http::{unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError};
+use crate::http::{
+    after_commit, unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError,
+};
 use crate::submit::{new_flow_task, submit_all};
 
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
@@ -80,7 +82,10 @@ async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
 #[utoipa::path(post, path = "/v1/tasks", request_body = SubmitRequest,
     responses((status = 201, body = TaskView), (status = 400, body = ApiError),
         (status = 404, body = ApiError, description = "an upstream task (`after`) does not exist"),
-        (status = 503, body = ApiError, description = "upstream tasks kept changing state; retry")))]
+        (status = 503, body = ApiError, description = "upstream tasks kept changing state; retry"),
+        (status = 429, body = ApiError, description = "a queue's or the server's backlog is at \
+            its limit (max_queued), or over the client's request rate: nothing was stored; \
+            retry after Retry-After")))]
 async fn submit(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -93,13 +98,19 @@ async fn submit(
     )?)?;
     let task = new_flow_task(&req, now_micros(), s.secrets.as_ref())?;
     let ids = submit_all(&s, vec![task]).await?;
-    Ok((StatusCode::CREATED, Json(load_view(&s, ids[0]).await?)))
+    let view = load_view(&s, ids[0])
+        .await
+        .map_err(|e| after_commit(e, &format!("task {}", ids[0])))?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[utoipa::path(post, path = "/v1/tasks:batch", request_body = BatchSubmitRequest,
     responses((status = 201, body = BatchSubmitResponse), (status = 400, body = ApiError),
         (status = 404, body = ApiError, description = "an upstream task (`after`) does not exist"),
-        (status = 503, body = ApiError, description = "upstream tasks kept changing state; retry")))]
+        (status = 503, body = ApiError, description = "upstream tasks kept changing state; retry"),
+        (status = 429, body = ApiError, description = "a queue's or the server's backlog is at \
+            its limit (max_queued), or over the client's request rate: nothing was stored; \
+            retry after Retry-After")))]
 async fn submit_batch(
     State(s): State<AppState>,
     Caller(scope): Caller,

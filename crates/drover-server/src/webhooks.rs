@@ -48,6 +48,9 @@ const WINDOW: usize = 16;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Delivery attempts and cursor moves waiting for the recorder; when the store is slow,
+/// deliveries wait for room rather than pile up records in memory.
+const PROGRESS: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
@@ -91,7 +94,7 @@ pub struct Webhooks {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-    progress: mpsc::UnboundedSender<Progress>,
+    progress: mpsc::Sender<Progress>,
 }
 
 /// What a delivery needs of its webhook.
@@ -119,7 +122,7 @@ impl Webhooks {
             http = http.dns_resolver(Arc::new(destinations::CheckedResolver));
         }
         let http = http.build()?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(PROGRESS);
         tokio::spawn(record(store.clone(), rx));
         Ok(Arc::new(Webhooks {
             store,
@@ -212,7 +215,10 @@ impl Webhooks {
             let done = pending.first().map_or(read, |s| s - 1);
             if done > cursor {
                 cursor = done;
-                let _ = self.progress.send(Progress::Cursor(w.id.clone(), cursor));
+                let _ = self
+                    .progress
+                    .send(Progress::Cursor(w.id.clone(), cursor))
+                    .await;
             }
         }
     }
@@ -229,7 +235,7 @@ impl Webhooks {
             let ok = error.is_none();
             let last = ok || attempt >= self.cfg.max_attempts;
             self.metrics.webhook_attempt(ok);
-            let _ = self.progress.send(Progress::Attempt(DeliveryRecord {
+            let attempt_record = Progress::Attempt(DeliveryRecord {
                 webhook_id: t.id.clone(),
                 seq: e.seq,
                 event: name.clone(),
@@ -240,7 +246,8 @@ impl Webhooks {
                 last,
                 at: now_micros(),
                 duration_ms: started.elapsed().as_millis() as u64,
-            }));
+            });
+            let _ = self.progress.send(attempt_record).await;
             if ok {
                 return e.seq;
             }
@@ -324,7 +331,7 @@ fn random_u64() -> u64 {
 }
 
 /// Writes delivery attempts and cursors in batches (one transaction per `FLUSH_EVERY`).
-async fn record(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Progress>) {
+async fn record(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Progress>) {
     let mut attempts = Vec::new();
     let mut cursors: HashMap<String, u64> = HashMap::new();
     loop {

@@ -1289,6 +1289,7 @@ pub mod flow_cases {
             strategy: Some(Strategy::RoundRobin),
             weight: 7,
             rate: Some("250/m".parse().unwrap()),
+            max_queued: Some(5_000),
         };
         let wf = WorkflowRecord {
             id: "wf1".into(),

@@ -25,6 +25,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                         "PAUSED",
                         "STRATEGY",
                         "WEIGHT",
+                        "MAX-QUEUED",
                     ]);
                     for q in &list.queues {
                         t.row(vec![
@@ -35,6 +36,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                             if q.paused { "yes".into() } else { "no".into() },
                             q.strategy.clone().unwrap_or_else(|| "-".into()),
                             q.weight.to_string(),
+                            q.max_queued.map_or("-".into(), |n| n.to_string()),
                         ]);
                     }
                     output::text(&t.render())?;
@@ -47,10 +49,11 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                 && a.strategy.is_none()
                 && a.weight.is_none()
                 && a.rate.is_none()
+                && a.max_queued.is_none()
             {
                 return Err(usage(
-                    "nothing to set: give --concurrency N, --strategy S, --weight W and/or \
-                     --rate N/s",
+                    "nothing to set: give --concurrency N, --strategy S, --weight W, \
+                     --rate N/s and/or --max-queued N",
                 ));
             }
             let client = super::client(&a.client)?;
@@ -63,6 +66,7 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<u8> {
                         paused: None,
                         weight: a.weight,
                         rate: a.rate.clone(),
+                        max_queued: a.max_queued,
                     },
                 )
                 .await?;
@@ -85,13 +89,15 @@ fn print_queue(q: &QueueView, f: Format) -> anyhow::Result<u8> {
     match f {
         Format::Json => output::json(q)?,
         Format::Text => output::text(&format!(
-            "queue {}: depth {}, running {}, concurrency {}, weight {}, rate {}, {}{}\n",
+            "queue {}: depth {}, running {}, concurrency {}, weight {}, rate {}, max queued {}, \
+             {}{}\n",
             q.name,
             q.depth,
             q.running,
             q.concurrency.map_or("unlimited".into(), |c| c.to_string()),
             q.weight,
             q.rate.as_deref().unwrap_or("unlimited"),
+            q.max_queued.map_or("unlimited".into(), |n| n.to_string()),
             if q.paused { "paused" } else { "active" },
             q.strategy
                 .as_ref()

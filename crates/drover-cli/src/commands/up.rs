@@ -126,6 +126,11 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
     if let Some(n) = args.max_lost {
         cfg.max_lost = n;
     }
+    if args.max_queued > drover_api::limits::MAX_QUEUED {
+        let most = drover_api::limits::MAX_QUEUED;
+        return Err(usage(format!("--max-queued: 0 (no limit) to {most}")));
+    }
+    cfg.max_queued = (args.max_queued > 0).then_some(args.max_queued);
     cfg.store_retry = std::time::Duration::from_millis(args.store_retry);
     set_cluster(&mut cfg, &args)?;
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {

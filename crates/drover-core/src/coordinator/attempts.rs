@@ -36,7 +36,7 @@ impl Coordinator {
             return;
         }
         t.rec.started_at = Some(now);
-        t.set_state(TaskState::Running, now);
+        let t = self.tasks.set_state(&r.task_id, TaskState::Running, now);
         if let Some(a) = t.attempt.as_mut() {
             a.started_at = Some(now);
             fx.writes.push(Write::Attempt(a.clone()));

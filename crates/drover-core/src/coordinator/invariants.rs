@@ -57,6 +57,7 @@ invariants! {
     OneFirePerSlot => "ONE_FIRE_PER_SLOT", false;
     NeverStops => "NEVER_STOPS", true;
     IdempotentSubmit => "IDEMPOTENT_SUBMIT", false;
+    BoundedBacklog => "BOUNDED_BACKLOG", true;
     EventsAfterCommit => "EVENTS_AFTER_COMMIT", false;
 }
 
@@ -102,6 +103,9 @@ impl Coordinator {
             }
         };
         self.schedules.check().map_err(tag(Invariant::NeverStops))?;
+        self.tasks
+            .check_waiting()
+            .map_err(tag(Invariant::BoundedBacklog))?;
         let mut nodes: HashMap<&str, BTreeSet<TaskId>> = HashMap::new();
         for id in self.tasks.ids() {
             if let Some(wf) = self.deps.workflow_of(id) {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::backlog::QueueFull;
 use super::flow::{FlowRecord, FlowTask};
 use super::ready::QueueConfig;
 use super::schedules::ScheduleOp;
@@ -44,6 +45,9 @@ pub struct CoreConfig {
     pub adaptive: AdaptiveConfig,
     /// Virtual nodes per worker on the `consistent_hash` ring.
     pub hash_vnodes: u32,
+    /// At most this many tasks waiting (pending or queued) over all queues: a submit past
+    /// it is refused (`SubmitError::QueueFull`). `None`: no server-wide limit.
+    pub max_queued: Option<u64>,
 }
 
 impl Default for CoreConfig {
@@ -60,6 +64,7 @@ impl Default for CoreConfig {
             queue_strategies: BTreeMap::new(),
             adaptive: AdaptiveConfig::default(),
             hash_vnodes: crate::placement::hash::DEFAULT_VNODES,
+            max_queued: None,
         }
     }
 }
@@ -82,6 +87,7 @@ pub struct Outcome {
 
 #[derive(Clone, Debug)]
 pub enum Input {
+    /// Replies `Submitted`, or `SubmitRefused(QueueFull)` with nothing stored.
     Submit {
         req: RequestId,
         tasks: Vec<NewTask>,
@@ -107,7 +113,7 @@ pub enum Input {
         task_id: TaskId,
     },
     /// Submit with flow options (dependencies, serial key, deadline, workflow). Replies
-    /// `Submitted` or `SubmitRefused` (nothing stored).
+    /// `Submitted` or `SubmitRefused` (nothing stored), like every submit.
     SubmitFlow {
         req: RequestId,
         tasks: Vec<FlowTask>,
@@ -226,6 +232,8 @@ pub enum SubmitError {
     UnknownUpstream(TaskId),
     /// A workflow rerun while the workflow still has active nodes.
     WorkflowRunning(String),
+    /// The tasks would take a queue's or the server's waiting tasks past `max_queued`.
+    QueueFull(QueueFull),
 }
 
 /// Why a schedule operation was refused (nothing changed).

@@ -50,8 +50,8 @@ impl Coordinator {
         ids
     }
 
-    /// Submit with flow options. All or nothing: an unknown upstream, or a rerun of a
-    /// workflow still running, refuses the whole batch with nothing written.
+    /// Submit with flow options. All or nothing: an unknown upstream, a rerun of a workflow
+    /// still running, or a backlog at its limit refuses the whole batch with nothing written.
     pub(super) fn submit_flow(
         &mut self,
         now: Micros,
@@ -60,10 +60,14 @@ impl Coordinator {
         fx: &mut Effects,
     ) -> Result<Vec<TaskId>, SubmitError> {
         self.check_upstreams(&tasks)?;
-        if let Some(w) = workflow {
+        if let Some(w) = &workflow {
             if self.workflows.is_running(&w.id) {
-                return Err(SubmitError::WorkflowRunning(w.id));
+                return Err(SubmitError::WorkflowRunning(w.id.clone()));
             }
+        }
+        self.admit(tasks.iter().map(|t| &t.task.def))
+            .map_err(SubmitError::QueueFull)?;
+        if let Some(w) = workflow {
             let submitted = tasks
                 .iter()
                 .filter(|t| t.flow.workflow.as_ref().is_some_and(|(id, _)| *id == w.id))
@@ -214,14 +218,13 @@ impl Coordinator {
         let def = self.assignment_def(id);
         let lease = crate::model::LeaseToken(rand::Rng::random(&mut self.rng));
         let lease_until = now + ms(self.cfg.lease_ms);
-        let t = self.tasks.expect_mut(&id);
+        let t = self.tasks.set_state(&id, TaskState::Assigned, now);
         t.rec.attempt += 1;
         t.rec.lease = Some(lease);
         t.rec.worker = Some(worker.to_string());
         t.rec.started_at = None;
         t.lease_expires = Some(lease_until);
         t.log_kept = Default::default();
-        t.set_state(TaskState::Assigned, now);
         let a = AttemptRecord {
             task_id: id,
             attempt: t.rec.attempt,
@@ -287,7 +290,7 @@ impl Coordinator {
             self.write_task(id, false, fx);
             return;
         }
-        t.set_state(TaskState::Queued, now);
+        let t = self.tasks.set_state(&id, TaskState::Queued, now);
         let ev = t.event(None);
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
@@ -368,9 +371,8 @@ impl Coordinator {
 
     /// A leased task goes back to the ready index (reclaimed, or given back by its worker).
     pub(super) fn requeue(&mut self, now: Micros, id: TaskId, why: &str, fx: &mut Effects) {
-        let t = self.tasks.expect_mut(&id);
+        let t = self.tasks.set_state(&id, TaskState::Queued, now);
         t.release();
-        t.set_state(TaskState::Queued, now);
         let ev = t.event(Some(why.into()));
         self.enqueue(id);
         self.write_task(id, false, fx);
@@ -387,10 +389,9 @@ impl Coordinator {
         fx: &mut Effects,
     ) {
         let at = now + ms(delay_ms);
-        let t = self.tasks.expect_mut(&id);
+        let t = self.tasks.set_state(&id, TaskState::Pending, now);
         t.release();
         t.rec.not_before = Some(at);
-        t.set_state(TaskState::Pending, now);
         let ev = t.event(Some(why));
         let (key, queue) = (t.ready_key(), t.rec.def.queue_key());
         let limit = t.rec.def.key_limit().map(|(k, _)| k);
@@ -492,7 +493,7 @@ impl Coordinator {
             return;
         };
         if t.rec.state == TaskState::Pending && t.rec.not_before.is_none() {
-            t.set_state(TaskState::Queued, now);
+            let t = self.tasks.set_state(&id, TaskState::Queued, now);
             let ev = t.event(Some("upstream tasks done".into()));
             self.write_task(id, false, fx);
             self.emit(now, ev, fx);

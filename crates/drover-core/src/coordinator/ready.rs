@@ -29,6 +29,8 @@ pub struct QueueConfig {
     pub weight: u32,
     /// At most this many starts per period (a token bucket).
     pub rate: Option<Rate>,
+    /// At most this many tasks waiting (pending or queued): a submit past it is refused.
+    pub max_queued: Option<u64>,
 }
 
 /// An unconfigured queue in the default namespace.
@@ -42,6 +44,7 @@ impl Default for QueueConfig {
             strategy: None,
             weight: 1,
             rate: None,
+            max_queued: None,
         }
     }
 }
@@ -350,6 +353,11 @@ impl Ready {
 
     pub(super) fn config(&self, queue: &Scoped) -> Option<&QueueConfig> {
         self.queues.get(queue).map(|q| &q.config)
+    }
+
+    /// Whether any configured queue limits its backlog (`max_queued`).
+    pub(super) fn has_backlog_limits(&self) -> bool {
+        self.queues.values().any(|g| g.config.max_queued.is_some())
     }
 
     pub(super) fn configs(&self) -> impl Iterator<Item = &QueueConfig> {

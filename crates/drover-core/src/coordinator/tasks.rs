@@ -2,10 +2,10 @@
 //! about it (lease deadline, log bytes kept). Terminal tasks live only in the store.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{
-    AttemptRecord, AttemptRef, EventKind, LogStream, Micros, TaskId, TaskRecord, TaskState,
+    AttemptRecord, AttemptRef, EventKind, LogStream, Micros, Scoped, TaskId, TaskRecord, TaskState,
 };
 
 /// A queued task's place in the ready index: higher priority first, then submission order.
@@ -52,9 +52,16 @@ impl ActiveTask {
         ready_key(&self.rec)
     }
 
+    /// Only for a task already out of the set (`finish`): one in it changes state through
+    /// `Tasks::set_state`, which keeps the waiting counts.
     pub(super) fn set_state(&mut self, state: TaskState, now: Micros) {
         self.rec.state = state;
         self.rec.updated_at = now;
+    }
+
+    /// Pending or queued: counted against its queue's `max_queued`.
+    fn is_waiting(&self) -> bool {
+        !self.rec.state.is_leased()
     }
 
     /// Takes the attempt away from its worker (the lease is void from now on).
@@ -106,10 +113,14 @@ pub(super) fn task_event(rec: &TaskRecord, reason: Option<String>) -> EventKind 
     }
 }
 
-/// The active tasks by id.
+/// The active tasks by id, with how many of them wait (pending or queued) per queue and in
+/// all: what `backlog.rs` decides a submit's admission by, in O(1).
 #[derive(Debug, Default)]
 pub(super) struct Tasks {
     by_id: BTreeMap<TaskId, ActiveTask>,
+    /// Waiting tasks per queue; a queue with none has no entry (unique names leave nothing).
+    waiting: HashMap<Scoped, u64>,
+    waiting_total: u64,
 }
 
 impl Tasks {
@@ -135,11 +146,82 @@ impl Tasks {
     }
 
     pub(super) fn insert(&mut self, t: ActiveTask) {
-        self.by_id.insert(t.rec.id, t);
+        if t.is_waiting() {
+            self.count(t.rec.def.queue_key(), true);
+        }
+        if let Some(old) = self.by_id.insert(t.rec.id, t) {
+            if old.is_waiting() {
+                self.count(old.rec.def.queue_key(), false);
+            }
+        }
     }
 
     pub(super) fn remove(&mut self, id: &TaskId) -> Option<ActiveTask> {
-        self.by_id.remove(id)
+        let t = self.by_id.remove(id)?;
+        if t.is_waiting() {
+            self.count(t.rec.def.queue_key(), false);
+        }
+        Some(t)
+    }
+
+    /// Moves an active task to `state` (not terminal: `finish` takes it out first), keeping
+    /// the waiting counts; returns it for the caller's next changes.
+    pub(super) fn set_state(
+        &mut self,
+        id: &TaskId,
+        state: TaskState,
+        now: Micros,
+    ) -> &mut ActiveTask {
+        let t = self.by_id.get_mut(id).expect("an active task");
+        let was = t.is_waiting();
+        t.set_state(state, now);
+        let is = t.is_waiting();
+        if was != is {
+            let queue = t.rec.def.queue_key();
+            self.count(queue, is);
+        }
+        self.by_id.get_mut(id).expect("an active task")
+    }
+
+    fn count(&mut self, queue: Scoped, up: bool) {
+        if up {
+            *self.waiting.entry(queue).or_default() += 1;
+            self.waiting_total += 1;
+            return;
+        }
+        self.waiting_total -= 1;
+        if let Some(n) = self.waiting.get_mut(&queue) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting.remove(&queue);
+            }
+        }
+    }
+
+    /// Tasks pending or queued in `queue`.
+    pub(super) fn waiting_in(&self, queue: &Scoped) -> u64 {
+        self.waiting.get(queue).copied().unwrap_or(0)
+    }
+
+    /// Tasks pending or queued in every queue.
+    pub(super) fn waiting_total(&self) -> u64 {
+        self.waiting_total
+    }
+
+    /// The waiting counts recounted from the records differ from the kept ones: which.
+    pub(super) fn check_waiting(&self) -> Result<(), String> {
+        let mut recount: HashMap<Scoped, u64> = HashMap::new();
+        for t in self.by_id.values().filter(|t| t.is_waiting()) {
+            *recount.entry(t.rec.def.queue_key()).or_default() += 1;
+        }
+        let total: u64 = recount.values().sum();
+        if recount != self.waiting || total != self.waiting_total {
+            return Err(format!(
+                "waiting counts {:?} (total {}), recounted {recount:?} (total {total})",
+                self.waiting, self.waiting_total
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn values(&self) -> impl Iterator<Item = &ActiveTask> {

@@ -66,6 +66,9 @@ impl Term {
         // Everything committed before the driver starts is in the snapshot; the tracker
         // follows the events after it.
         let tracker = Tracker::new(parts.metrics.clone(), &snapshot.tasks);
+        for q in &snapshot.queues {
+            parts.metrics.queue_configured(&q.name);
+        }
         let last_seq = snapshot.next_event_seq.saturating_sub(1);
         let core = Coordinator::new(
             crate::core_config(&parts.cfg),

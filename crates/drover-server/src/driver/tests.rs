@@ -183,7 +183,7 @@ fn start(failures: u32, retry: Duration) -> Setup {
 }
 
 /// A request whose only effect is one write and a reply.
-async fn configure_queue(handle: &DriverHandle, name: &str) -> Result<Reply, DriverGone> {
+async fn configure_queue(handle: &DriverHandle, name: &str) -> Result<Reply, DriverError> {
     let config = QueueConfig {
         name: name.into(),
         concurrency: Some(2),

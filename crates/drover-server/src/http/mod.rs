@@ -14,7 +14,7 @@ use drover_api::rest::Health;
 use drover_api::{limits, ApiError, ErrorCode};
 use utoipa::OpenApi;
 
-pub use error::{unexpected, ApiResult, HttpError};
+pub use error::{after_commit, unexpected, ApiResult, HttpError};
 pub use extract::{ApiJson, ApiQuery, Caller};
 pub use state::AppState;
 

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_concurrency_keys.sql"),
     include_str!("migrations/0004_queue_rates.sql"),
     include_str!("migrations/0005_leadership.sql"),
+    include_str!("migrations/0006_queue_max_queued.sql"),
 ];
 
 /// The advisory lock's first key ("drov"); the second is a hash of the schema, so servers

@@ -1,4 +1,5 @@
-//! Queue configurations (table `queues`): concurrency, pause, strategy, weight.
+//! Queue configurations (table `queues`): concurrency, pause, strategy, weight, rate,
+//! backlog limit.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use drover_core::QueueConfig;
@@ -9,12 +10,13 @@ use super::db_err;
 use crate::StoreError;
 
 const UPSERT_QUEUES: &str = "INSERT INTO queues (name, concurrency, paused, strategy, \
-    namespace, weight, rate_count, rate_per_ms) SELECT * FROM UNNEST($1::text[], \
+    namespace, weight, rate_count, rate_per_ms, max_queued) SELECT * FROM UNNEST($1::text[], \
     $2::bigint[], $3::boolean[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
-    $8::bigint[]) ON CONFLICT (namespace, name) DO UPDATE SET \
+    $8::bigint[], $9::bigint[]) ON CONFLICT (namespace, name) DO UPDATE SET \
     concurrency = excluded.concurrency, paused = excluded.paused, \
     strategy = excluded.strategy, weight = excluded.weight, \
-    rate_count = excluded.rate_count, rate_per_ms = excluded.rate_per_ms";
+    rate_count = excluded.rate_count, rate_per_ms = excluded.rate_per_ms, \
+    max_queued = excluded.max_queued";
 
 /// Stores the batch's queue configurations, a later one of a queue replacing an earlier one.
 pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), StoreError> {
@@ -42,8 +44,12 @@ pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Resul
         .iter()
         .map(|q| q.rate.map(|r| r.per_ms as i64))
         .collect();
+    let max_queued: Vec<Option<i64>> = queues
+        .iter()
+        .map(|q| q.max_queued.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .collect();
     let st = tx.prepare_cached(UPSERT_QUEUES).await.map_err(db_err)?;
-    let p: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+    let p: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
         &name,
         &conc,
         &paused,
@@ -52,6 +58,7 @@ pub(super) async fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Resul
         &weight,
         &rate_count,
         &rate_per_ms,
+        &max_queued,
     ];
     tx.execute(&st, &p).await.map_err(db_err)?;
     Ok(())
@@ -62,7 +69,7 @@ pub(super) async fn all(c: &impl GenericClient) -> Result<Vec<QueueConfig>, Stor
     let st = c
         .prepare_cached(
             "SELECT name, concurrency, paused, strategy, namespace, weight, rate_count, \
-             rate_per_ms FROM queues \
+             rate_per_ms, max_queued FROM queues \
              ORDER BY namespace, name",
         )
         .await
@@ -83,5 +90,6 @@ fn queue_from_row(row: &Row) -> Result<QueueConfig, StoreError> {
         strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
         weight: u32::try_from(weight).map_err(|_| corrupt(format!("queue weight {weight}")))?,
         rate: crate::sqlite::queues::rate_from(get(row, 6)?, get(row, 7)?)?,
+        max_queued: crate::sqlite::queues::max_queued_from(get(row, 8)?)?,
     })
 }

@@ -1,5 +1,5 @@
-//! Queue configurations (table `queues`, schema 0003, 0011, 0012): concurrency, pause,
-//! strategy, weight.
+//! Queue configurations (table `queues`, schema 0003, 0011, 0012, 0014, 0015): concurrency,
+//! pause, strategy, weight, rate, backlog limit.
 
 use drover_core::{QueueConfig, Rate};
 use rusqlite::{params, Connection, Row, Transaction};
@@ -12,7 +12,7 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
     for q in queues {
         tx.execute(
             "INSERT OR REPLACE INTO queues (namespace, name, concurrency, paused, strategy, \
-             weight, rate_count, rate_per_ms) VALUES (?,?,?,?,?,?,?,?)",
+             weight, rate_count, rate_per_ms, max_queued) VALUES (?,?,?,?,?,?,?,?,?)",
             params![
                 q.namespace,
                 q.name,
@@ -21,7 +21,8 @@ pub(super) fn write(tx: &Transaction<'_>, queues: &[QueueConfig]) -> Result<(), 
                 q.strategy.map(|s| s.as_str()),
                 q.weight,
                 q.rate.map(|r| r.count),
-                q.rate.map(|r| u64_to_sql(r.per_ms))
+                q.rate.map(|r| u64_to_sql(r.per_ms)),
+                q.max_queued.map(u64_to_sql)
             ],
         )
         .map_err(db_err)?;
@@ -34,7 +35,7 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<QueueConfig>, StoreError> {
     let mut st = conn
         .prepare_cached(
             "SELECT name, concurrency, paused, strategy, namespace, weight, rate_count, \
-             rate_per_ms FROM queues \
+             rate_per_ms, max_queued FROM queues \
              ORDER BY namespace, name",
         )
         .map_err(db_err)?;
@@ -57,7 +58,17 @@ fn queue_from_row(row: &Row<'_>) -> Result<QueueConfig, StoreError> {
         strategy: strategy.map(|s| s.parse().map_err(corrupt)).transpose()?,
         weight: row.get(5).map_err(db_err)?,
         rate: rate_from(row.get(6).map_err(db_err)?, row.get(7).map_err(db_err)?)?,
+        max_queued: max_queued_from(row.get(8).map_err(db_err)?)?,
     })
+}
+
+/// A stored backlog limit (positive, or none).
+pub(crate) fn max_queued_from(v: Option<i64>) -> Result<Option<u64>, StoreError> {
+    match v {
+        None => Ok(None),
+        Some(n) if n > 0 => Ok(Some(n as u64)),
+        Some(n) => Err(corrupt(format!("queue max_queued {n}"))),
+    }
 }
 
 /// A stored rate limit (both columns or neither).
