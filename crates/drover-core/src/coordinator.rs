@@ -157,13 +157,7 @@ impl Coordinator {
                 };
                 fx.replies.push((req, reply));
             }
-            Input::SubmitPlaced { req, tasks } => {
-                let reply = match self.admit(tasks.iter().map(|t| &t.0.def)) {
-                    Ok(()) => Reply::Submitted(self.submit_placed(now, tasks, fx)),
-                    Err(full) => Reply::SubmitRefused(SubmitError::QueueFull(full)),
-                };
-                fx.replies.push((req, reply));
-            }
+            Input::SubmitPlaced { req, tasks } => self.submit_placed_input(now, req, tasks, fx),
             Input::DrainWorker { req, name } => {
                 let r = self.drain(now, &name, workers::Drain::Start, fx);
                 fx.replies.push((req, Reply::Drain(r)));
@@ -226,6 +220,21 @@ impl Coordinator {
             } => self.log(session, attempt, stream, data, fx),
             Input::DeliveryResumed { paused } => self.extend_leases(paused),
         }
+    }
+
+    /// `Input::SubmitPlaced`: admitted whole or refused whole.
+    fn submit_placed_input(
+        &mut self,
+        now: Micros,
+        req: RequestId,
+        tasks: Vec<(NewTask, crate::placement::PlacementSpec)>,
+        fx: &mut Effects,
+    ) {
+        let reply = match self.admit(tasks.iter().map(|t| &t.0.def)) {
+            Ok(()) => Reply::Submitted(self.submit_placed(now, tasks, fx)),
+            Err(full) => Reply::SubmitRefused(SubmitError::QueueFull(full)),
+        };
+        fx.replies.push((req, reply));
     }
 
     /// Promotes due tasks, expires missed deadlines, fires schedules, notices silent workers,

@@ -107,7 +107,9 @@ pub enum DriverError {
     Busy,
     /// Sent, but the driver stopped (a lost lease, shutdown) before answering: its commit
     /// may or may not have happened.
-    #[error("the scheduler stopped before answering; the request may or may not have taken effect")]
+    #[error(
+        "the scheduler stopped before answering; the request may or may not have taken effect"
+    )]
     Unanswered,
 }
 

@@ -80,6 +80,23 @@ pub async fn up(args: UpArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Leases, heartbeats, the backlog bound and the store's retry.
+fn set_scheduling(cfg: &mut ServerConfig, args: &ServerArgs) -> anyhow::Result<()> {
+    cfg.lease_ms = args.lease;
+    cfg.heartbeat_ms = args.heartbeat;
+    cfg.restart_grace_ms = args.restart_grace;
+    if let Some(n) = args.max_lost {
+        cfg.max_lost = n;
+    }
+    if args.max_queued > drover_api::limits::MAX_QUEUED {
+        let most = drover_api::limits::MAX_QUEUED;
+        return Err(usage(format!("--max-queued: 0 (no limit) to {most}")));
+    }
+    cfg.max_queued = (args.max_queued > 0).then_some(args.max_queued);
+    cfg.store_retry = std::time::Duration::from_millis(args.store_retry);
+    Ok(())
+}
+
 /// `--leader-lease`, `--name`, `--advertise`.
 fn set_cluster(cfg: &mut ServerConfig, args: &ServerArgs) -> anyhow::Result<()> {
     cfg.leader_lease = std::time::Duration::from_millis(args.leader_lease);
@@ -120,18 +137,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<u8> {
         .auth
         .config(args.listen, args.tls.tls_cert.is_some())
         .map_err(usage)?;
-    cfg.lease_ms = args.lease;
-    cfg.heartbeat_ms = args.heartbeat;
-    cfg.restart_grace_ms = args.restart_grace;
-    if let Some(n) = args.max_lost {
-        cfg.max_lost = n;
-    }
-    if args.max_queued > drover_api::limits::MAX_QUEUED {
-        let most = drover_api::limits::MAX_QUEUED;
-        return Err(usage(format!("--max-queued: 0 (no limit) to {most}")));
-    }
-    cfg.max_queued = (args.max_queued > 0).then_some(args.max_queued);
-    cfg.store_retry = std::time::Duration::from_millis(args.store_retry);
+    set_scheduling(&mut cfg, &args)?;
     set_cluster(&mut cfg, &args)?;
     if args.webhook_timeout == 0 || args.webhook_attempts == 0 {
         return Err(usage(

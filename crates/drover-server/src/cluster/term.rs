@@ -155,7 +155,7 @@ impl Term {
     /// waits for that, up to `DRAIN_WAIT`.
     pub async fn finish(mut self, parts: &Parts, slot: &super::DriverSlot) -> anyhow::Result<()> {
         self.stop_upkeep(parts, slot);
-        let _ = self.handle.send(driver::Command::Stop);
+        let _ = tokio::time::timeout(DRAIN_WAIT, self.handle.send(driver::Command::Stop)).await;
         match tokio::time::timeout(DRAIN_WAIT, &mut self.driver).await {
             Ok(r) => r.context("driver panicked")?,
             Err(_) => {
