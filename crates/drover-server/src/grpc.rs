@@ -230,6 +230,7 @@ fn decode(session: SessionId, msg: proto::WorkerMessage) -> Vec<Input> {
                             kind,
                             exit_code: f.exit_code,
                             error: f.error.map(|e| truncate(e, 4096)),
+                            result: None,
                         },
                     }),
                     Err(e) => tracing::warn!(session, error = %e, "bad finished message"),
