@@ -115,6 +115,7 @@ impl Inner {
                     finished_at,
                     exit_code,
                     error,
+                    result,
                 } = rec;
                 old.state = state;
                 old.attempt = attempt;
@@ -127,6 +128,9 @@ impl Inner {
                 old.finished_at = finished_at;
                 old.exit_code = exit_code;
                 old.error = error;
+                if result.is_some() {
+                    old.result = result;
+                }
                 if !def.placement.is_default() && def.placement != old.def.placement {
                     let mut d = (*old.def).clone();
                     d.placement = def.placement.clone();

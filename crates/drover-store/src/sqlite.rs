@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0012_queue_weights.sql"),
     include_str!("sqlite/migrations/0013_concurrency_keys.sql"),
     include_str!("sqlite/migrations/0014_queue_rates.sql"),
+    // 0015 is another branch's; the runner numbers by position, so at merge 0015 goes first.
+    include_str!("sqlite/migrations/0016_task_results.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with

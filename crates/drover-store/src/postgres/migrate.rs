@@ -16,6 +16,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_concurrency_keys.sql"),
     include_str!("migrations/0004_queue_rates.sql"),
     include_str!("migrations/0005_leadership.sql"),
+    // 0006 is another branch's; the runner numbers by position, so at merge 0006 goes first.
+    include_str!("migrations/0007_task_results.sql"),
 ];
 
 /// The advisory lock's first key ("drov"); the second is a hash of the schema, so servers
