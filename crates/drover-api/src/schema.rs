@@ -544,6 +544,22 @@ pub fn refine(components: &mut Components) {
         "then": {"properties": {"argv": {"maxItems": 0}, "secret_env": {"maxProperties": 0}}},
         "else": {"required": ["argv"], "properties": {"argv": {"minItems": 1}}}
     });
+    // A payload (any JSON value, `null` too) makes a handler task: a kind names the handler,
+    // no command; without one, the noop or command rule.
+    let noop = json!({
+        "if": {"required": ["payload"]},
+        "then": {
+            "required": ["kind"],
+            "properties": {
+                "kind": {"type": "string", "not": {"const": "noop"}},
+                "argv": {"maxItems": 0},
+                "env": {"maxProperties": 0},
+                "secret_env": {"maxProperties": 0},
+                "cwd": {"type": "null"}
+            }
+        },
+        "else": noop
+    });
     let submit = json!([
         noop,
         {

@@ -19,6 +19,7 @@
 //! [`UNAVAILABLE_RETRY`], when repeating the request is safe: reads, `PUT` and `DELETE`, and
 //! submits whose every task has an idempotency key.
 
+mod call;
 mod error;
 mod events;
 mod flow;
@@ -436,7 +437,11 @@ impl Client {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
         self.send::<(), T>(Method::GET, path, query, None).await
     }
 
@@ -664,7 +669,7 @@ fn normalize_base(url: &str) -> Result<String> {
 }
 
 /// Percent-encodes one path segment (task ids are UUIDs, but input is input).
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
