@@ -733,8 +733,7 @@ mod tests {
     #[test]
     fn a_payload_makes_a_handler_task() {
         let r: SubmitRequest =
-            serde_json::from_str(r#"{"kind":"resize","payload":{"w": 100, "h": [1, 2]}}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"kind":"resize","payload":{"w": 100, "h": [1, 2]}}"#).unwrap();
         let TaskSpec::Handler { payload } = r.validate().unwrap().def.spec else {
             panic!("handler")
         };
@@ -747,8 +746,7 @@ mod tests {
         // A payload needs a kind, and no command.
         let r: SubmitRequest = serde_json::from_str(r#"{"payload":1}"#).unwrap();
         assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("kind"));
-        let r: SubmitRequest =
-            serde_json::from_str(r#"{"kind":"noop","payload":1}"#).unwrap();
+        let r: SubmitRequest = serde_json::from_str(r#"{"kind":"noop","payload":1}"#).unwrap();
         assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("kind"));
         let r: SubmitRequest =
             serde_json::from_str(r#"{"kind":"k","payload":1,"argv":["true"]}"#).unwrap();

@@ -353,7 +353,6 @@ pub fn payload(arg: &str) -> Result<serde_json::Value, String> {
             .map_err(|e| format!("--payload @{path}: cannot read it: {e}"))?,
         None => arg.to_string(),
     };
-    serde_json::from_str(&text).map_err(|e| {
-        format!("--payload is not JSON ({e}); e.g. --payload '{{\"w\": 100}}'")
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| format!("--payload is not JSON ({e}); e.g. --payload '{{\"w\": 100}}'"))
 }

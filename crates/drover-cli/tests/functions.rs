@@ -160,9 +160,20 @@ fn payload_tasks_run_on_handlers_and_return_results() {
     // submit --wait prints the result; `drover result` prints it again.
     let out = cli(
         url,
-        &["submit", "--kind", "resize", "--payload", r#"{"w":100,"h":5}"#, "--wait"],
+        &[
+            "submit",
+            "--kind",
+            "resize",
+            "--payload",
+            r#"{"w":100,"h":5}"#,
+            "--wait",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, json!({"pixels": 500}));
     let id = cli_json(url, &["list", "--limit", "1"])["tasks"][0]["id"]
@@ -171,7 +182,10 @@ fn payload_tasks_run_on_handlers_and_return_results() {
         .to_string();
     let out = cli(url, &["result", &id]);
     assert!(out.status.success());
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), printed);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        printed
+    );
     let t = task(url, &id);
     assert_eq!(t["payload"], json!({"w": 100, "h": 5}));
     assert_eq!(t["spec"]["type"], "handler");
@@ -197,8 +211,16 @@ fn payload_tasks_run_on_handlers_and_return_results() {
     let out = cli(
         url,
         &[
-            "submit", "--kind", "fail", "--payload", r#"{"path":"a.png"}"#, "--retries", "1",
-            "--backoff", "10ms", "--wait",
+            "submit",
+            "--kind",
+            "fail",
+            "--payload",
+            r#"{"path":"a.png"}"#,
+            "--retries",
+            "1",
+            "--backoff",
+            "10ms",
+            "--wait",
         ],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -209,7 +231,10 @@ fn payload_tasks_run_on_handlers_and_return_results() {
         .unwrap()
         .to_string();
     let t = task(url, &id);
-    assert_eq!((t["state"].as_str(), t["attempt"].as_u64()), (Some("failed"), Some(2)));
+    assert_eq!(
+        (t["state"].as_str(), t["attempt"].as_u64()),
+        (Some("failed"), Some(2))
+    );
     assert!(t.get("result").is_none());
     let out = cli(url, &["result", &id]);
     assert_eq!(out.status.code(), Some(1));
@@ -220,16 +245,23 @@ fn payload_tasks_run_on_handlers_and_return_results() {
     let id = submit(url, &["--kind", "wait_cancel", "--payload", "{}"]);
     wait_state(url, &id, &["running"], Duration::from_secs(10));
     cli(url, &["cancel", &id]);
-    wait_for(Duration::from_secs(5), "the handler to see the cancel", || {
-        saw_cancel.load(Ordering::SeqCst).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(5),
+        "the handler to see the cancel",
+        || saw_cancel.load(Ordering::SeqCst).then_some(()),
+    );
     assert_eq!(task(url, &id)["state"], "cancelled");
 
     // A graceful shutdown lets a running handler finish and report.
     let id = submit(url, &["--kind", "nap", "--payload", "800"]);
     wait_state(url, &id, &["running"], Duration::from_secs(10));
     sdk.shutdown();
-    let t = wait_state(url, &id, &["succeeded", "failed", "queued"], Duration::from_secs(10));
+    let t = wait_state(
+        url,
+        &id,
+        &["succeeded", "failed", "queued"],
+        Duration::from_secs(10),
+    );
     assert_eq!(t["state"], "succeeded", "{t}");
     assert_eq!(t["result"], json!({"slept_ms": 800}));
 }

@@ -904,7 +904,10 @@ fn a_handler_result_reaches_downstream_handlers_and_commands() {
         load.upstream,
         vec![("extract".to_string(), r#"{"rows":3}"#.to_string())]
     );
-    let report = sent.iter().find(|a| a.task_id == c).expect("report assigned");
+    let report = sent
+        .iter()
+        .find(|a| a.task_id == c)
+        .expect("report assigned");
     let TaskSpec::Exec { env, .. } = &report.def.spec else {
         panic!("exec")
     };

@@ -268,8 +268,8 @@ fn outcome(f: proto::Finished) -> Outcome {
 /// A handler's result as compact JSON, or why it is refused.
 fn check_result(text: &str) -> Result<String, String> {
     let max = drover_api::limits::MAX_RESULT_BYTES;
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| format!("the handler's result is not JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the handler's result is not JSON: {e}"))?;
     let compact = value.to_string();
     if compact.len() > max {
         return Err(format!(

@@ -19,7 +19,17 @@ use crate::submit::{new_flow_task, submit_all};
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(submit, submit_batch, list, task, task_result, task_payload, cancel, logs, stats),
+    paths(
+        submit,
+        submit_batch,
+        list,
+        task,
+        task_result,
+        task_payload,
+        cancel,
+        logs,
+        stats
+    ),
     components(schemas(
         SubmitRequest,
         BatchSubmitRequest,

@@ -42,7 +42,7 @@ struct Job {
 
 #[derive(Debug)]
 enum Held {
-    Waiting(Job),
+    Waiting(Box<Job>),
     Running {
         /// Taken when the kill is sent.
         kill: Option<oneshot::Sender<Kill>>,
@@ -201,7 +201,7 @@ impl Agent {
             idempotency_key: a.idempotency_key,
         };
         self.queue.push_back(attempt.clone());
-        self.held.insert(attempt, Held::Waiting(job));
+        self.held.insert(attempt, Held::Waiting(Box::new(job)));
         // Keeps the invariant the no-op path relies on: something waits only if slots are full.
         self.start_ready();
     }

@@ -73,7 +73,10 @@ impl Worker {
     /// Runs until `shutdown` resolves; then takes nothing new, lets running handlers finish
     /// (within the shutdown grace), reports them, and returns. Connection failures are
     /// retried forever; a refused registration is an error.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         crate::session::run(self.cfg, self.handlers, shutdown).await
     }
 }
@@ -154,7 +157,9 @@ impl WorkerBuilder {
     /// The worker; fails without a handler or with a bad kind.
     pub fn build(mut self) -> anyhow::Result<Worker> {
         if self.handlers.is_empty() {
-            anyhow::bail!("a worker needs at least one handler: .handler(\"kind\", |ctx, payload| ...)");
+            anyhow::bail!(
+                "a worker needs at least one handler: .handler(\"kind\", |ctx, payload| ...)"
+            );
         }
         for k in self.handlers.kinds() {
             if k.is_empty() || k == "noop" {

@@ -49,7 +49,12 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
 pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
     let argv = parse::argv(&args.command).map_err(usage)?;
     let noop = args.kind.as_deref() == Some("noop");
-    let payload = args.payload.as_deref().map(parse::payload).transpose().map_err(usage)?;
+    let payload = args
+        .payload
+        .as_deref()
+        .map(parse::payload)
+        .transpose()
+        .map_err(usage)?;
     if argv.is_empty() && !noop && payload.is_none() {
         return Err(usage(
             "no command given: put it after `--`, e.g. drover submit -- echo hello",

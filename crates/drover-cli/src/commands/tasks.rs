@@ -108,7 +108,10 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<u8> {
     let why = if drover_client::is_terminal(&t.state) {
         super::submit::ending(&t)
     } else {
-        format!("task {} is {}: no result yet (--wait waits for it)", t.id, t.state)
+        format!(
+            "task {} is {}: no result yet (--wait waits for it)",
+            t.id, t.state
+        )
     };
     output::text_err(&format!("drover: {why}\n"))?;
     Ok(crate::exit::for_task(&t.state, t.exit_code).max(1))
