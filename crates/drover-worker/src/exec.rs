@@ -406,6 +406,7 @@ mod tests {
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
             error: None,
+            result: None,
         }
     }
 
@@ -539,7 +540,7 @@ mod tests {
             ExecResult {
                 outcome: Outcome::Failed,
                 exit_code: Some(3),
-                error: None
+                error: None,
                 result: None,
             }
         );
@@ -548,7 +549,7 @@ mod tests {
             ExecResult {
                 outcome: Outcome::Failed,
                 exit_code: Some(143),
-                error: Some("killed by signal 15".into())
+                error: Some("killed by signal 15".into()),
                 result: None,
             }
         );
@@ -591,7 +592,7 @@ mod tests {
             ExecResult {
                 outcome: Outcome::TimedOut,
                 exit_code: None,
-                error: Some("timed out after 300ms".into())
+                error: Some("timed out after 300ms".into()),
                 result: None,
             }
         );
@@ -643,7 +644,7 @@ mod tests {
             ExecResult {
                 outcome: Outcome::Cancelled,
                 exit_code: None,
-                error: Some("cancelled".into())
+                error: Some("cancelled".into()),
                 result: None,
             }
         );

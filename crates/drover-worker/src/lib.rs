@@ -8,6 +8,8 @@
 //! - `agent`: the state that survives reconnects: held attempts, slots, the queue, the outbox;
 //! - `outbox`: pending updates, cut into bounded `Updates` messages;
 //! - `exec`: one attempt as a child process (argv, env, cwd, process group, timeout, output);
+//! - `handler`, `worker`: tasks as functions, the SDK: [`Worker::builder`] with handlers by
+//!   kind (serde payloads and results), their [`Ctx`] (task id, attempt, cancellation, log);
 //! - `sys`: the one `unsafe` hook (parent-death signal for children).
 
 use std::collections::BTreeMap;
@@ -23,6 +25,11 @@ mod sys;
 mod worker;
 
 pub use handler::{Ctx, Handlers, CANCEL_GRACE};
+
+/// The README's examples (its "Tasks as functions" section) compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 pub use worker::{Worker, WorkerBuilder};
 
 /// How long a CLI worker's shutdown waits for killed processes to be reported.

@@ -125,6 +125,7 @@ mod tests {
             outcome: 1,
             exit_code: Some(0),
             error: None,
+            result: None,
         }
     }
 
