@@ -539,27 +539,7 @@ pub fn refine(components: &mut Components) {
     object(components, "RerunRequest")
         .required
         .push("from_failed".into());
-    let noop = json!({
-        "if": {"properties": {"kind": {"const": "noop"}}, "required": ["kind"]},
-        "then": {"properties": {"argv": {"maxItems": 0}, "secret_env": {"maxProperties": 0}}},
-        "else": {"required": ["argv"], "properties": {"argv": {"minItems": 1}}}
-    });
-    // A payload (any JSON value, `null` too) makes a handler task: a kind names the handler,
-    // no command; without one, the noop or command rule.
-    let noop = json!({
-        "if": {"required": ["payload"]},
-        "then": {
-            "required": ["kind"],
-            "properties": {
-                "kind": {"type": "string", "not": {"const": "noop"}},
-                "argv": {"maxItems": 0},
-                "env": {"maxProperties": 0},
-                "secret_env": {"maxProperties": 0},
-                "cwd": {"type": "null"}
-            }
-        },
-        "else": noop
-    });
+    let noop = spec_rule();
     let submit = json!([
         noop,
         {
@@ -607,6 +587,31 @@ pub fn refine(components: &mut Components) {
     };
     let login = json!([one("token", "code"), one("code", "token")]);
     add(components, "SessionCreate", "oneOf", login);
+}
+
+/// What a task runs: a payload (any JSON value, `null` too) makes a handler task (a kind
+/// names the handler, no command); else a `noop` task takes no command and any other needs
+/// an argv.
+fn spec_rule() -> Value {
+    let noop = json!({
+        "if": {"properties": {"kind": {"const": "noop"}}, "required": ["kind"]},
+        "then": {"properties": {"argv": {"maxItems": 0}, "secret_env": {"maxProperties": 0}}},
+        "else": {"required": ["argv"], "properties": {"argv": {"minItems": 1}}}
+    });
+    json!({
+        "if": {"required": ["payload"]},
+        "then": {
+            "required": ["kind"],
+            "properties": {
+                "kind": {"type": "string", "not": {"const": "noop"}},
+                "argv": {"maxItems": 0},
+                "env": {"maxProperties": 0},
+                "secret_env": {"maxProperties": 0},
+                "cwd": {"type": "null"}
+            }
+        },
+        "else": noop
+    })
 }
 
 /// The task of a schedule: a submit request without `after`, `at`, `delay`, `deadline`,
