@@ -33,9 +33,10 @@ pub struct SubmitRequest {
     /// kind takes the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Makes the task a function call: the JSON value (any type, `null` too; at most 1 MiB as
-    /// compact JSON) passed to the handler registered for `kind`, whose return value becomes
-    /// the task's `result`. A task has either a payload or an `argv`.
+    /// A task without `argv` calls the handler registered for its `kind` (only a worker naming
+    /// the kind takes it) with this JSON value (any type; `null` when absent; at most 1 MiB as
+    /// compact JSON); the handler's return value becomes the task's `result`. Not with `argv`;
+    /// ignored by `noop`.
     #[serde(
         default,
         deserialize_with = "present_payload",
@@ -46,7 +47,8 @@ pub struct SubmitRequest {
     /// Higher runs first (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// The command and its arguments, run without a shell. Required unless kind is `noop`.
+    /// The command and its arguments, run without a shell. Without it, the task runs in the
+    /// worker: `noop`, or a call of the handler of `kind`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -216,45 +218,62 @@ pub fn json_value(text: &str) -> serde_json::Value {
 }
 
 impl SubmitRequest {
-    /// A handler task: the payload, checked; no command fields.
-    fn handler_spec(&self, kind: &str, payload: &serde_json::Value) -> Result<TaskSpec, ApiError> {
-        if self.kind.is_none() || kind == "noop" {
-            return Err(ApiError::invalid(
-                "kind",
-                "a payload needs a kind naming its handler, e.g. \"resize\" (not noop)",
-            ));
+    /// The spec. With an `argv`, a command (no payload; not `noop`). Without one, the task
+    /// runs in the worker: `noop` completes at once (a payload is ignored), any other kind
+    /// calls that kind's handler with the payload (`null` when absent); such a task takes no
+    /// `env`, `secret_env` or `cwd`.
+    fn spec(&self, kind: &str, seal: &dyn Seal) -> Result<TaskSpec, ApiError> {
+        if !self.argv.is_empty() {
+            if kind == "noop" {
+                return Err(ApiError::invalid("argv", "a noop task takes no argv"));
+            }
+            if self.payload.is_some() {
+                return Err(ApiError::invalid(
+                    "payload",
+                    "a task runs a command (argv) or calls a handler (payload), not both",
+                ));
+            }
+            return self.command(seal);
         }
-        let command = [
-            ("argv", !self.argv.is_empty()),
-            ("env", !self.env.is_empty()),
-            ("secret_env", !self.secret_env.is_empty()),
-            ("cwd", self.cwd.is_some()),
-        ];
-        if let Some((field, _)) = command.iter().find(|(_, given)| *given) {
+        if self.kind.is_none() {
+            let field = if self.payload.is_some() {
+                "kind"
+            } else {
+                "argv"
+            };
             return Err(ApiError::invalid(
                 field,
-                format!("a task with a payload calls a handler and takes no {field}"),
+                "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"] \
+                 (or a kind, with a payload, to call that kind's handler)",
             ));
         }
+        let what = if kind == "noop" {
+            "a noop task"
+        } else {
+            "a handler task"
+        };
+        let in_worker = [
+            ("secret_env", !self.secret_env.is_empty()),
+            ("env", !self.env.is_empty()),
+            ("cwd", self.cwd.is_some()),
+        ];
+        if let Some((field, _)) = in_worker.iter().find(|(_, given)| *given) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{what} runs in the worker and takes no {field}"),
+            ));
+        }
+        if kind == "noop" {
+            return Ok(TaskSpec::Noop);
+        }
+        let payload = self.payload.clone().unwrap_or(serde_json::Value::Null);
         Ok(TaskSpec::Handler {
-            payload: payload_text(payload)?.into(),
+            payload: payload_text(&payload)?.into(),
         })
     }
 
-    /// The spec: a handler's payload, none for a `noop` task, else the command, checked.
-    fn spec(&self, kind: &str, seal: &dyn Seal) -> Result<TaskSpec, ApiError> {
-        if let Some(payload) = &self.payload {
-            return self.handler_spec(kind, payload);
-        }
-        if kind == "noop" {
-            if !self.argv.is_empty() {
-                return Err(ApiError::invalid("argv", "a noop task takes no argv"));
-            }
-            if !self.secret_env.is_empty() {
-                return Err(ApiError::invalid("secret_env", "a noop task takes no env"));
-            }
-            return Ok(TaskSpec::Noop);
-        }
+    /// A command: argv, env, secret env (sealed), cwd, checked.
+    fn command(&self, seal: &dyn Seal) -> Result<TaskSpec, ApiError> {
         self.check_argv()?;
         self.check_env()?;
         secret::check(&self.secret_env)?;
@@ -738,19 +757,24 @@ mod tests {
             panic!("handler")
         };
         assert_eq!(&*payload, r#"{"h":[1,2],"w":100}"#);
-        // null is a payload too; absent is not.
-        let r: SubmitRequest = serde_json::from_str(r#"{"kind":"ping","payload":null}"#).unwrap();
-        assert!(r.validate().unwrap().def.spec.is_handler());
+        // A kind without a command calls its handler, with a null payload when none is given.
         let r: SubmitRequest = serde_json::from_str(r#"{"kind":"ping"}"#).unwrap();
+        let TaskSpec::Handler { payload } = r.validate().unwrap().def.spec else {
+            panic!("handler")
+        };
+        assert_eq!(&*payload, "null");
+        let r: SubmitRequest = serde_json::from_str(r#"{}"#).unwrap();
         assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("argv"));
-        // A payload needs a kind, and no command.
+        // A payload needs a kind, and no command; noop ignores it.
         let r: SubmitRequest = serde_json::from_str(r#"{"payload":1}"#).unwrap();
         assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("kind"));
         let r: SubmitRequest = serde_json::from_str(r#"{"kind":"noop","payload":1}"#).unwrap();
-        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("kind"));
+        assert_eq!(r.validate().unwrap().def.spec, TaskSpec::Noop);
         let r: SubmitRequest =
             serde_json::from_str(r#"{"kind":"k","payload":1,"argv":["true"]}"#).unwrap();
-        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("argv"));
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("payload"));
+        let r: SubmitRequest = serde_json::from_str(r#"{"kind":"k","cwd":"/"}"#).unwrap();
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("cwd"));
         // At most 1 MiB as compact JSON.
         let big = "x".repeat(limits::MAX_PAYLOAD_BYTES);
         let r = SubmitRequest {

@@ -181,7 +181,7 @@ def test_submit_many_and_events(server, client, workers):
 
 def test_bad_input_is_refused_with_the_field(client):
     with pytest.raises(ApiError) as e:
-        client.submit("noop", {"a": 1})
-    assert e.value.field == "kind"
+        client.submit("k", {"a": 1}, queue="not a queue")
+    assert e.value.field == "queue"
     with pytest.raises(TypeError):
         client.submit("k", 1, colour="blue")
