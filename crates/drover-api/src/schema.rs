@@ -599,6 +599,7 @@ fn spec_rule() -> Value {
         "else": {
             "required": ["kind"],
             "properties": {
+                "kind": {"type": "string"},
                 "secret_env": {"maxProperties": 0},
                 "env": {"maxProperties": 0},
                 "cwd": {"type": "null"}
