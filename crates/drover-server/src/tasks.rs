@@ -235,8 +235,8 @@ fn raw_json(text: &str) -> axum::response::Response {
 }
 
 #[utoipa::path(get, path = "/v1/tasks/{id}/result", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
-    responses((status = 200, description = "the handler's return value, as stored (compact JSON, any type)", body = serde_json::Value),
-        (status = 404, body = ApiError, description = "no such task, or it has no result (not a handler task, or not succeeded)")))]
+    responses((status = 200, description = "the handler's return value, as stored (compact JSON, any type); `null` while the task has none (not succeeded yet, or a command)", body = serde_json::Value),
+        (status = 404, body = ApiError, description = "no such task")))]
 async fn task_result(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -244,24 +244,12 @@ async fn task_result(
 ) -> ApiResult<axum::response::Response> {
     let id = parse_id(&id)?;
     let rec = visible_task(&s, &scope, id).await?;
-    match rec.result.as_deref() {
-        Some(text) => Ok(raw_json(text)),
-        None => Err(ApiError::not_found(format!(
-            "task {id} has no result: it is {}{}",
-            rec.state,
-            if rec.def.spec.is_handler() {
-                ""
-            } else {
-                " and runs a command, not a handler"
-            }
-        ))
-        .into()),
-    }
+    Ok(raw_json(rec.result.as_deref().unwrap_or("null")))
 }
 
 #[utoipa::path(get, path = "/v1/tasks/{id}/payload", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
-    responses((status = 200, description = "the handler task's payload, as stored (compact JSON, any type)", body = serde_json::Value),
-        (status = 404, body = ApiError, description = "no such task, or it runs a command (no payload)")))]
+    responses((status = 200, description = "the handler task's payload, as stored (compact JSON, any type); `null` for a command or noop task", body = serde_json::Value),
+        (status = 404, body = ApiError, description = "no such task")))]
 async fn task_payload(
     State(s): State<AppState>,
     Caller(scope): Caller,
@@ -271,10 +259,7 @@ async fn task_payload(
     let rec = visible_task(&s, &scope, id).await?;
     match &rec.def.spec {
         drover_core::TaskSpec::Handler { payload } => Ok(raw_json(payload)),
-        _ => Err(ApiError::not_found(format!(
-            "task {id} has no payload: it runs a command, not a handler"
-        ))
-        .into()),
+        _ => Ok(raw_json("null")),
     }
 }
 
