@@ -214,6 +214,10 @@ pub fn describe(t: &TaskView) -> String {
     if let Some(why) = &t.waiting_reason {
         rows.push(("waiting", why.clone()));
     }
+    if let Some(r) = &t.result {
+        // Long results: `drover result ID` prints them whole.
+        rows.push(("result", output::cut(&r.to_string(), 200)));
+    }
     if let Some(k) = &t.idempotency_key {
         rows.push(("idempotency", k.clone()));
     }
