@@ -202,6 +202,39 @@ describe('dashboard', () => {
     assert.ok(!(await shown()).includes(secret), 'the task list shows the secret');
   });
 
+  it('shows a handler task\'s payload as pretty JSON, a large one cut with a link to the raw value', async () => {
+    const post = async (body) => {
+      const res = await fetch(`${server.url}/v1/tasks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 201, await res.clone().text());
+      return (await res.json()).id;
+    };
+    // No worker names these kinds: they stay queued, their payloads on show.
+    const small = await post({ kind: 'resize', payload: { w: 100, h: 50, tags: ['a', 'b'] } });
+    await page.goto(`${server.url}/#/tasks/${small}`);
+    await waitText(page, '[data-testid=payload]', '"w": 100');
+    const text = await page.locator('[data-testid=payload]').textContent();
+    assert.deepEqual(JSON.parse(text), { w: 100, h: 50, tags: ['a', 'b'] });
+    assert.ok(text.includes('\n  "h": 50'), `pretty-printed: ${text}`);
+    assert.equal(await page.locator('[data-testid=payload-raw]').count(), 0, 'a small payload is shown whole');
+    shots.push(await shot(page, 'task-payload'));
+
+    const big = { blob: 'x'.repeat(20_000), n: 1 };
+    const large = await post({ kind: 'thumbnail', payload: big });
+    await page.goto(`${server.url}/#/tasks/${large}`);
+    await page.locator('[data-testid=payload-raw]').waitFor({ timeout: T });
+    const cut = await page.locator('[data-testid=payload]').textContent();
+    assert.ok(cut.length < 5_000 && cut.endsWith('…'), `cut to a few thousand characters: ${cut.length}`);
+    const href = await page.locator('[data-testid=payload-raw]').getAttribute('href');
+    assert.equal(href, `/v1/tasks/${large}/payload`);
+    // The link opens the whole value, with the page's own session.
+    const raw = await page.evaluate(async (u) => (await fetch(u)).json(), href);
+    assert.deepEqual(raw, big);
+  });
+
   it('cancels a running task from its page', async () => {
     const id = await submit(server.url, 'sleep', '60');
     await page.goto(`${server.url}/#/tasks/${id}`);

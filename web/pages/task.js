@@ -10,6 +10,20 @@ import {
 } from '../ui.js';
 import { api, resubmitRequest } from '../api.js';
 
+/** Characters of pretty JSON shown before the rest is cut (the raw value is a link away). */
+const JSON_SHOWN = 4000;
+
+/** A JSON value, pretty-printed; a large one cut, with a link to the raw value at `href`. */
+function jsonBlock(value, href, testid) {
+  const text = JSON.stringify(value === undefined ? null : value, null, 2);
+  if (text.length <= JSON_SHOWN) return h('pre', { class: 'code json', dataset: { testid }, text });
+  return h('div', { class: 'json-cut' },
+    h('pre', { class: 'code json', dataset: { testid }, text: `${text.slice(0, JSON_SHOWN)}\n…` }),
+    h('div', { class: 'spec-sub muted' },
+      t('json.truncated', { shown: JSON_SHOWN, total: text.length }), ' ',
+      h('a', { href, target: '_blank', rel: 'noopener', dataset: { testid: `${testid}-raw` }, text: t('json.raw') })));
+}
+
 export default {
   mount(root, params, ctx) {
     const id = params.id;
@@ -112,10 +126,12 @@ export default {
         task.idempotency_key ? field(t('field.idempotencyKey'), task.idempotency_key, 'mono') : null,
         Object.keys(task.label_selector || {}).length ? field(t('field.labelSelector'), chips(task.label_selector)) : null),
       h('div', { class: 'spec' },
-        h('div', { class: 'spec-label', text: t('field.command') }),
+        h('div', { class: 'spec-label', text: spec.type === 'handler' ? t('field.payload') : t('field.command') }),
         spec.type === 'exec'
           ? h('pre', { class: 'code', dataset: { testid: 'command' }, text: shellJoin(spec.argv) })
-          : h('pre', { class: 'code', text: spec.type || task.kind }),
+          : spec.type === 'handler'
+            ? jsonBlock(task.payload, `/v1/tasks/${encodeURIComponent(task.id)}/payload`, 'payload')
+            : h('pre', { class: 'code', text: spec.type || task.kind }),
         spec.cwd ? h('div', { class: 'spec-sub' }, h('span', { class: 'muted', text: `${t('field.cwd')} ` }), h('code', { class: 'code-inline', text: spec.cwd })) : null,
         spec.env && Object.keys(spec.env).length ? h('div', { class: 'spec-sub' }, h('div', { class: 'muted', text: t('field.env') }), chips(spec.env, 'chip mono')) : null,
         hasSecrets() ? h('div', { class: 'spec-sub', dataset: { testid: 'secret-env' } }, h('div', { class: 'muted', text: t('field.secretEnv') }), chips(spec.secret_env, 'chip mono')) : null));
@@ -130,7 +146,12 @@ export default {
       fill(result, h('div', { class: ['result', `result-${tone}`], dataset: { testid: 'result' } },
         h('div', { class: 'result-main' }, badge(st, { big: true }), h('span', { class: 'result-text', text: lines.join(' ') })),
         task.exit_code !== null && task.exit_code !== undefined ? h('div', { class: 'result-code' }, h('span', { class: 'muted', text: t('field.exitCode') }), h('strong', { class: 'mono', text: String(task.exit_code) })) : null,
-        task.error ? h('pre', { class: 'result-errmsg', text: task.error }) : null));
+        task.error ? h('pre', { class: 'result-errmsg', text: task.error }) : null,
+        task.result !== undefined && task.result !== null || task.result_bytes
+          ? h('div', { class: 'result-value' },
+            h('div', { class: 'spec-label', text: t('field.returned') }),
+            jsonBlock(task.result, `/v1/tasks/${encodeURIComponent(task.id)}/result`, 'result-json'))
+          : null));
     };
 
     const renderTimeline = () => {

@@ -63,12 +63,32 @@ impl From<&core::Assignment> for proto::Assignment {
                     })
                 }
                 core::TaskSpec::Noop => proto::assignment::Spec::Noop(proto::NoopSpec {}),
+                core::TaskSpec::Handler { payload } => {
+                    proto::assignment::Spec::Handler(proto::HandlerSpec {
+                        payload: payload.to_string(),
+                        upstream: a
+                            .upstream
+                            .iter()
+                            .map(|(node, out)| (node.clone(), as_json(out)))
+                            .collect(),
+                    })
+                }
             }),
             timeout_ms: d.timeout_ms,
             idempotency_key: d.idempotency_key.clone(),
             shard_index: d.placement.shard.as_ref().map(|s| s.index),
             shard_count: d.placement.shard.as_ref().map(|s| s.count),
         }
+    }
+}
+
+/// An upstream output as JSON text: a handler's result is JSON already; a command's output
+/// line becomes a JSON string unless it is JSON itself.
+fn as_json(out: &str) -> String {
+    if serde_json::from_str::<serde::de::IgnoredAny>(out).is_ok() {
+        out.to_string()
+    } else {
+        serde_json::Value::String(out.to_string()).to_string()
     }
 }
 

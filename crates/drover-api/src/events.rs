@@ -6,7 +6,7 @@
 //!
 //! | type | `state` | carries |
 //! |---|---|---|
-//! | `task` | the task's new state (`queued`, `running`, `succeeded`, ...) | `task_id`, `queue`, `attempt`, `worker`, `reason`, `workflow` (a workflow node's) |
+//! | `task` | the task's new state (`queued`, `running`, `succeeded`, ...) | `task_id`, `queue`, `attempt`, `worker`, `reason`, `workflow` (a workflow node's), `result_bytes` (a handler's result's size) |
 //! | `worker` | `joined`, `suspect`, `lost`, `alive`, `draining`, `resumed`, `left` | `worker` |
 //! | `workflow` | the workflow's aggregate state (`pending`, `running`, `succeeded`, `failed`, `cancelled`) | `workflow` |
 //! | `schedule` | what happened to it (`created`, `updated`, `paused`, `resumed`, `deleted`, `fired`, `skipped`) | `schedule`, `task_id` (the task a fire created), `reason` |
@@ -62,6 +62,11 @@ pub struct EventView {
     /// The schedule's name, for schedule events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// The size in bytes of a handler task's result, on its `succeeded` event (events carry
+    /// the size, never the result: read it with `GET /v1/tasks/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1048576)]
+    pub result_bytes: Option<u64>,
 }
 
 /// One Server-Sent Event of `GET /v1/events`, as `/openapi.json` describes the stream.
@@ -158,6 +163,7 @@ impl EventView {
             reason: None,
             workflow: None,
             schedule: None,
+            result_bytes: None,
         };
         match &e.kind {
             EventKind::Task {
@@ -167,8 +173,10 @@ impl EventView {
                 worker,
                 reason,
                 workflow,
+                result_bytes,
                 ..
             } => {
+                v.result_bytes = *result_bytes;
                 v.task_id = Some(task_id.to_string());
                 v.queue = Some(queue.clone());
                 v.attempt = Some(*attempt);
@@ -229,6 +237,7 @@ impl From<&Event> for proto::Event {
             workflow: v.workflow,
             schedule: v.schedule,
             namespace: v.namespace,
+            result_bytes: v.result_bytes,
         }
     }
 }
@@ -571,6 +580,7 @@ mod tests {
                 worker: Some("w".into()),
                 reason: None,
                 workflow: None,
+                result_bytes: None,
             },
         }
     }

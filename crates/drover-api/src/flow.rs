@@ -224,8 +224,18 @@ pub struct WorkflowTaskRequest {
     pub backoff: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Task kind; with `payload`, the handler to call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Makes the node a function call, as a task's `payload` (any JSON value, at most 1 MiB).
+    /// Its handler also gets the results of its succeeded upstream nodes, by node name.
+    #[serde(
+        default,
+        deserialize_with = "crate::rest::present_payload",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub payload: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +259,7 @@ impl WorkflowTaskRequest {
             namespace: namespace.map(str::to_string),
             queue: self.queue.clone(),
             kind: self.kind.clone(),
+            payload: self.payload.clone(),
             priority: self.priority,
             argv: self.argv.clone(),
             env: self.env.clone(),
@@ -337,6 +348,11 @@ pub struct WorkflowView {
     pub state: String,
     pub created_at: String,
     pub nodes: Vec<WorkflowNodeView>,
+    /// A succeeded workflow's result: its sink nodes' (those no node runs after) results by
+    /// node name (a command node's: null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -10,6 +10,9 @@ pub const MAX_SECRETS: usize = 100;
 pub const MAX_SECRET_BYTES: usize = 32 << 10;
 /// argv plus env plus secret env, in bytes.
 pub const MAX_SPEC_BYTES: usize = 256 << 10;
+/// A handler task's payload and a handler's result, as compact JSON.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
 /// Names: queues, kinds, labels, idempotency keys.
 pub const MAX_NAME: usize = 200;
 pub const MAX_RETRIES: u32 = 100;

@@ -29,12 +29,26 @@ pub struct SubmitRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     /// Task kind; workers accept kinds. `noop` completes in the worker without a process.
+    /// With `payload`, the handler to call: only a worker that registered a handler for this
+    /// kind takes the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// A task without `argv` calls the handler registered for its `kind` (only a worker naming
+    /// the kind takes it) with this JSON value (any type; `null` when absent; at most 1 MiB as
+    /// compact JSON); the handler's return value becomes the task's `result`. Not with `argv`;
+    /// ignored by `noop`.
+    #[serde(
+        default,
+        deserialize_with = "present_payload",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub payload: Option<serde_json::Value>,
     /// Higher runs first (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// The command and its arguments, run without a shell. Required unless kind is `noop`.
+    /// The command and its arguments, run without a shell. Without it, the task runs in the
+    /// worker: `noop`, or a call of the handler of `kind`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -175,18 +189,91 @@ impl SubmitRequest {
     }
 }
 
+/// A field that is present, `null` too: `Some(Value::Null)` (absent: `None`, by `default`).
+pub fn present_payload<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// A payload as compact JSON text, checked against [`limits::MAX_PAYLOAD_BYTES`].
+pub fn payload_text(v: &serde_json::Value) -> Result<String, ApiError> {
+    let text = v.to_string();
+    if text.len() > limits::MAX_PAYLOAD_BYTES {
+        return Err(ApiError::invalid(
+            "payload",
+            format!(
+                "the payload is {} bytes as JSON; at most {} (1 MiB): pass a reference (a                  URL, a key) to larger data",
+                text.len(),
+                limits::MAX_PAYLOAD_BYTES
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+/// JSON text as a value for a view (text that is not JSON is shown as a string).
+pub fn json_value(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+}
+
 impl SubmitRequest {
-    /// The spec: none for a `noop` task, else the command, checked.
+    /// The spec. With an `argv`, a command (no payload; not `noop`). Without one, the task
+    /// runs in the worker: `noop` completes at once (a payload is ignored), any other kind
+    /// calls that kind's handler with the payload (`null` when absent); such a task takes no
+    /// `env`, `secret_env` or `cwd`.
     fn spec(&self, kind: &str, seal: &dyn Seal) -> Result<TaskSpec, ApiError> {
-        if kind == "noop" {
-            if !self.argv.is_empty() {
+        if !self.argv.is_empty() {
+            if kind == "noop" {
                 return Err(ApiError::invalid("argv", "a noop task takes no argv"));
             }
-            if !self.secret_env.is_empty() {
-                return Err(ApiError::invalid("secret_env", "a noop task takes no env"));
+            if self.payload.is_some() {
+                return Err(ApiError::invalid(
+                    "payload",
+                    "a task runs a command (argv) or calls a handler (payload), not both",
+                ));
             }
+            return self.command(seal);
+        }
+        if self.kind.is_none() {
+            let field = if self.payload.is_some() {
+                "kind"
+            } else {
+                "argv"
+            };
+            return Err(ApiError::invalid(
+                field,
+                "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"] \
+                 (or a kind, with a payload, to call that kind's handler)",
+            ));
+        }
+        let what = if kind == "noop" {
+            "a noop task"
+        } else {
+            "a handler task"
+        };
+        let in_worker = [
+            ("secret_env", !self.secret_env.is_empty()),
+            ("env", !self.env.is_empty()),
+            ("cwd", self.cwd.is_some()),
+        ];
+        if let Some((field, _)) = in_worker.iter().find(|(_, given)| *given) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{what} runs in the worker and takes no {field}"),
+            ));
+        }
+        if kind == "noop" {
             return Ok(TaskSpec::Noop);
         }
+        let payload = self.payload.clone().unwrap_or(serde_json::Value::Null);
+        Ok(TaskSpec::Handler {
+            payload: payload_text(&payload)?.into(),
+        })
+    }
+
+    /// A command: argv, env, secret env (sealed), cwd, checked.
+    fn command(&self, seal: &dyn Seal) -> Result<TaskSpec, ApiError> {
         self.check_argv()?;
         self.check_env()?;
         secret::check(&self.secret_env)?;
@@ -208,7 +295,8 @@ impl SubmitRequest {
         if self.argv.is_empty() {
             return Err(ApiError::invalid(
                 "argv",
-                "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"]",
+                "argv is required: the command and its arguments, e.g. [\"echo\", \"hi\"] \
+                 (or a payload, to call the handler of the task's kind)",
             ));
         }
         if self.argv[0].is_empty() {
@@ -384,6 +472,8 @@ pub enum SpecView {
         secret_env: BTreeMap<String, String>,
     },
     Noop,
+    /// A function call: the handler registered for the task's kind, with `payload`.
+    Handler,
 }
 
 /// A task as the API shows it. Times are RFC 3339 with microseconds.
@@ -431,6 +521,20 @@ pub struct TaskView {
     pub waiting_reason: Option<String>,
     /// Attempts that lost their worker.
     pub lost: u32,
+    /// A handler task's payload (only on `GET /v1/tasks/{id}`; raw:
+    /// `GET /v1/tasks/{id}/payload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub payload: Option<serde_json::Value>,
+    /// A succeeded handler task's return value (only on `GET /v1/tasks/{id}`; raw:
+    /// `GET /v1/tasks/{id}/result`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub result: Option<serde_json::Value>,
+    /// The size in bytes of `result` as stored (compact JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1048576)]
+    pub result_bytes: Option<u64>,
     /// Every attempt, oldest first (only on `GET /v1/tasks/{id}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptView>,
@@ -469,6 +573,7 @@ impl TaskView {
                     secret_env: secret::masked(secret_env),
                 },
                 TaskSpec::Noop => SpecView::Noop,
+                TaskSpec::Handler { .. } => SpecView::Handler,
             },
             timeout_ms: d.timeout_ms,
             idempotency_key: d.idempotency_key.clone(),
@@ -482,8 +587,21 @@ impl TaskView {
             shard_count: d.placement.shard.as_ref().map(|s| s.count),
             waiting_reason: None,
             lost: r.lost,
+            payload: None,
+            result: None,
+            result_bytes: r.result.as_ref().map(|t| t.len() as u64),
             attempts: attempts.iter().map(AttemptView::from_record).collect(),
         }
+    }
+
+    /// The view of one task (`GET /v1/tasks/{id}`): with its payload and result.
+    pub fn detailed(r: &TaskRecord, attempts: &[AttemptRecord]) -> Self {
+        let mut v = TaskView::from_record(r, attempts);
+        if let TaskSpec::Handler { payload } = &r.def.spec {
+            v.payload = Some(json_value(payload));
+        }
+        v.result = r.result.as_deref().map(json_value);
+        v
     }
 }
 
@@ -629,6 +747,44 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(r.validate().unwrap().def.spec, TaskSpec::Noop);
+    }
+
+    #[test]
+    fn a_payload_makes_a_handler_task() {
+        let r: SubmitRequest =
+            serde_json::from_str(r#"{"kind":"resize","payload":{"w": 100, "h": [1, 2]}}"#).unwrap();
+        let TaskSpec::Handler { payload } = r.validate().unwrap().def.spec else {
+            panic!("handler")
+        };
+        assert_eq!(&*payload, r#"{"h":[1,2],"w":100}"#);
+        // A kind without a command calls its handler, with a null payload when none is given.
+        let r: SubmitRequest = serde_json::from_str(r#"{"kind":"ping"}"#).unwrap();
+        let TaskSpec::Handler { payload } = r.validate().unwrap().def.spec else {
+            panic!("handler")
+        };
+        assert_eq!(&*payload, "null");
+        let r: SubmitRequest = serde_json::from_str(r#"{}"#).unwrap();
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("argv"));
+        // A payload needs a kind, and no command; noop ignores it.
+        let r: SubmitRequest = serde_json::from_str(r#"{"payload":1}"#).unwrap();
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("kind"));
+        let r: SubmitRequest = serde_json::from_str(r#"{"kind":"noop","payload":1}"#).unwrap();
+        assert_eq!(r.validate().unwrap().def.spec, TaskSpec::Noop);
+        let r: SubmitRequest =
+            serde_json::from_str(r#"{"kind":"k","payload":1,"argv":["true"]}"#).unwrap();
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("payload"));
+        let r: SubmitRequest = serde_json::from_str(r#"{"kind":"k","cwd":"/"}"#).unwrap();
+        assert_eq!(r.validate().unwrap_err().field.as_deref(), Some("cwd"));
+        // At most 1 MiB as compact JSON.
+        let big = "x".repeat(limits::MAX_PAYLOAD_BYTES);
+        let r = SubmitRequest {
+            kind: Some("k".into()),
+            payload: Some(serde_json::Value::String(big)),
+            ..Default::default()
+        };
+        let e = r.validate().unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("payload"));
+        assert!(e.message.contains("1 MiB"), "{}", e.message);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum Command {
     List(ListArgs),
     /// Cancel a task (a running process is killed).
     Cancel(IdArgs),
+    /// Print a handler task's result (JSON); with --wait, once it has ended.
+    Result(ResultArgs),
     /// Print a task's output: its stdout to stdout, its stderr to stderr.
     Logs(LogsArgs),
     /// List the workers: alive, suspect (missed heartbeats), lost (gone), draining.
@@ -495,9 +497,14 @@ pub struct SubmitArgs {
     /// Queue [default: default].
     #[arg(long, value_name = "Q")]
     pub queue: Option<String>,
-    /// Task kind; `noop` completes on the worker without a process (no CMD).
+    /// Task kind; `noop` completes on the worker without a process (no CMD); with --payload,
+    /// the handler to call.
     #[arg(long, value_name = "K")]
     pub kind: Option<String>,
+    /// Call the handler of --kind with this JSON payload (at most 1 MiB; `@FILE` reads a
+    /// file, `@-` stdin) instead of running a command; --wait prints its result.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["command", "file"], requires = "kind")]
+    pub payload: Option<String>,
     /// Higher runs first [default: 0].
     #[arg(long, allow_hyphen_values = true, value_name = "P")]
     pub priority: Option<i32>,
@@ -572,7 +579,8 @@ pub struct SubmitArgs {
     /// Working directory of the task, on the worker.
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
-    /// Wait for the end, print the task's output and exit with its exit code.
+    /// Wait for the end, print the task's output (a handler's: its result) and exit with its
+    /// exit code.
     #[arg(long)]
     pub wait: bool,
     /// The command and its arguments, passed exactly (no shell). Put them after `--`.
@@ -618,6 +626,17 @@ pub struct IdArgs {
     pub client: ClientOpts,
     /// Task id.
     pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Task id.
+    pub id: String,
+    /// Wait for the task to end first.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug)]

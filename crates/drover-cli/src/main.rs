@@ -98,6 +98,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Status(a) => tasks::status(a).await,
         Command::List(a) => tasks::list(a).await,
         Command::Cancel(a) => tasks::cancel(a).await,
+        Command::Result(a) => tasks::result(a).await,
         Command::Logs(a) => tasks::logs(a).await,
         Command::Workers(a) => tasks::workers(a).await,
         Command::Events(a) => events::events(a).await,

@@ -116,6 +116,10 @@ pub fn command(t: &TaskView, max: usize) -> String {
     let s = match &t.spec {
         SpecView::Exec { argv, .. } => argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
         SpecView::Noop => "(noop)".into(),
+        SpecView::Handler => match &t.payload {
+            Some(p) => format!("{}({p})", t.kind),
+            None => format!("{}(…)", t.kind),
+        },
     };
     cut(&s, max)
 }

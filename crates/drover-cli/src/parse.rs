@@ -212,6 +212,23 @@ pub fn state(s: &str) -> Result<String, String> {
         .map(|st| st.as_str().to_string())
 }
 
+/// A `--payload`: JSON text, `@FILE` (its contents) or `@-` (stdin).
+pub fn payload(arg: &str) -> Result<serde_json::Value, String> {
+    let text = match arg.strip_prefix('@') {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("--payload @-: cannot read stdin: {e}"))?;
+            s
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--payload @{path}: cannot read it: {e}"))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| format!("--payload is not JSON ({e}); e.g. --payload '{{\"w\": 100}}'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/v1/tasks", "viewer"),
     ("GET", "/v1/tasks/{id}", "viewer"),
     ("GET", "/v1/tasks/{id}/logs", "viewer"),
+    ("GET", "/v1/tasks/{id}/result", "viewer"),
+    ("GET", "/v1/tasks/{id}/payload", "viewer"),
     ("GET", "/v1/stats", "viewer"),
     ("GET", "/v1/workers", "viewer"),
     ("GET", "/v1/queues", "viewer"),

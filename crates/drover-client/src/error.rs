@@ -30,6 +30,17 @@ pub enum ClientError {
     /// The server URL given to the client is unusable.
     #[error("invalid server URL '{url}': {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// A task whose result was awaited ended without one: failed, timed out, cancelled...
+    /// `error` is the handler's message (or the server's reason).
+    #[error("task {task_id} {state}{}", error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    TaskFailed {
+        task_id: String,
+        state: String,
+        error: Option<String>,
+    },
+    /// A result that does not fit the type it was read as.
+    #[error("the result of task {task_id} does not fit the expected type: {detail}")]
+    BadResult { task_id: String, detail: String },
 }
 
 impl ClientError {

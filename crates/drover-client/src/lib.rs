@@ -27,6 +27,7 @@
 //! `Retry-After`) only for those. The rules are in [`failover`]; [`Client::on_retry`] hears of
 //! every move.
 
+mod call;
 mod error;
 mod events;
 mod exchange;
@@ -549,7 +550,11 @@ impl Client {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
         self.send::<(), T>(Method::GET, path, query, None).await
     }
 
@@ -721,7 +726,7 @@ fn normalize_base(url: &str) -> Result<String> {
 }
 
 /// Percent-encodes one path segment (task ids are UUIDs, but input is input).
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -194,6 +194,19 @@ pub enum TaskSpec {
     },
     /// Completed by the worker in-process, without fork/exec (benchmarks, health probes).
     Noop,
+    /// A function call: a worker that registered a handler for the task's kind runs it with
+    /// this payload and reports its return value as the task's result. Only a worker naming
+    /// the kind takes it (an empty kind list is not a wildcard for handlers).
+    Handler {
+        /// The payload as compact JSON text; the core never parses it.
+        payload: Arc<str>,
+    },
+}
+
+impl TaskSpec {
+    pub fn is_handler(&self) -> bool {
+        matches!(self, TaskSpec::Handler { .. })
+    }
 }
 
 /// Everything the submitter decides about a task. Immutable after submit.
@@ -265,6 +278,9 @@ pub struct TaskRecord {
     pub finished_at: Option<Micros>,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
+    /// A handler's return value (compact JSON text), set by the finish that made the task
+    /// `succeeded`: the core passes it to the store and forgets it with the task.
+    pub result: Option<Arc<str>>,
 }
 
 impl TaskRecord {
@@ -293,6 +309,7 @@ impl TaskRecord {
             finished_at: None,
             exit_code: None,
             error: None,
+            result: None,
         }
     }
 }
@@ -370,6 +387,9 @@ pub enum EventKind {
         reason: Option<String>,
         /// The workflow the task is a node of, so a stream can follow one workflow.
         workflow: Option<String>,
+        /// The size in bytes of the task's result (its `succeeded` event, handler tasks):
+        /// events carry the size, never the result.
+        result_bytes: Option<u64>,
     },
     Worker {
         name: String,
@@ -545,7 +565,12 @@ pub struct WorkerInfo {
 
 impl WorkerInfo {
     pub fn accepts_kind(&self, kind: &str) -> bool {
-        self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)
+        self.kinds.is_empty() || self.names_kind(kind)
+    }
+
+    /// Whether it named `kind` (a handler task needs a worker that registered its handler).
+    pub fn names_kind(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind)
     }
 
     pub fn serves_namespace(&self, namespace: &str) -> bool {

@@ -535,6 +535,7 @@ fn run_dag(d: &Dag) -> Result<(), TestCaseError> {
                         kind,
                         exit_code: Some(0),
                         error: None,
+                        result: None,
                     },
                 },
                 &mut fx,
@@ -793,4 +794,127 @@ proptest! {
     fn random_dags_survive_restarts(d in dag(120), every in 1usize..15) {
         run_dag_with_restarts(&d, every)?;
     }
+}
+
+fn handler_def(kind: &str, payload: &str) -> TaskDef {
+    TaskDef {
+        kind: kind.into(),
+        spec: TaskSpec::Handler {
+            payload: payload.into(),
+        },
+        ..exec_def("q")
+    }
+}
+
+fn finish_with_result(b: &mut Bench, session: SessionId, id: TaskId, result: &str) {
+    let r = b.attempt_ref(id);
+    b.input(Input::Started {
+        session,
+        attempt: r,
+    });
+    b.input(Input::Finished {
+        session,
+        attempt: r,
+        outcome: Outcome {
+            kind: AttemptOutcome::Succeeded,
+            exit_code: None,
+            error: None,
+            result: Some(result.into()),
+        },
+    });
+}
+
+#[test]
+fn handler_tasks_go_only_to_workers_that_named_their_kind() {
+    let mut b = Bench::new(11);
+    // Accepts every kind of command, but names no handler.
+    b.join(1, worker("any", 4, 0));
+    let t = b.submit_def(handler_def("resize", r#"{"w":100}"#));
+    assert_eq!(b.state(t), TaskState::Queued);
+    let why = b.core.why_waiting(t).unwrap_or_default();
+    assert!(why.contains("handler for kind resize"), "{why}");
+    b.join(
+        2,
+        WorkerInfo {
+            kinds: vec!["resize".into()],
+            ..worker("sdk", 4, 0)
+        },
+    );
+    assert_eq!(b.state(t), TaskState::Assigned);
+    assert_eq!(b.tasks[&t].worker.as_deref(), Some("sdk"));
+    finish_with_result(&mut b, 2, t, r#"{"ok":true}"#);
+    assert_eq!(b.state(t), TaskState::Succeeded);
+    assert_eq!(b.tasks[&t].result.as_deref(), Some(r#"{"ok":true}"#));
+    // The event names the result's size, not the result.
+    let sizes: Vec<Option<u64>> = b
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Task {
+                task_id,
+                state: TaskState::Succeeded,
+                result_bytes,
+                ..
+            } if *task_id == t => Some(*result_bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![Some(11)]);
+    assert!(b.core.check_invariants().is_ok());
+}
+
+#[test]
+fn a_handler_result_reaches_downstream_handlers_and_commands() {
+    let mut b = Bench::new(12);
+    b.join(
+        1,
+        WorkerInfo {
+            kinds: vec!["extract".into(), "load".into(), "default".into()],
+            ..worker("w1", 4, 0)
+        },
+    );
+    let (x, l, c) = (b.fresh_id(), b.fresh_id(), b.fresh_id());
+    let node = |id, def, after: Vec<TaskId>, name: &str| FlowTask {
+        task: NewTask {
+            id,
+            def,
+            not_before: None,
+        },
+        flow: FlowSpec {
+            after,
+            workflow: Some(("wf".to_string(), name.to_string())),
+            ..FlowSpec::default()
+        },
+        upstream_states: vec![],
+    };
+    let req = b.fresh_req();
+    b.input(Input::SubmitFlow {
+        req,
+        tasks: vec![
+            node(x, handler_def("extract", "{}"), vec![], "extract"),
+            node(l, handler_def("load", "null"), vec![x], "load"),
+            node(c, exec_def("q"), vec![x], "report"),
+        ],
+        workflow: None,
+    });
+    finish_with_result(&mut b, 1, x, r#"{"rows":3}"#);
+    let sent = b.assigned_to(1);
+    let load = sent.iter().find(|a| a.task_id == l).expect("load assigned");
+    assert_eq!(
+        load.upstream,
+        vec![("extract".to_string(), r#"{"rows":3}"#.to_string())]
+    );
+    let report = sent
+        .iter()
+        .find(|a| a.task_id == c)
+        .expect("report assigned");
+    let TaskSpec::Exec { env, .. } = &report.def.spec else {
+        panic!("exec")
+    };
+    assert!(env.contains(&(
+        "DROVER_UPSTREAM_EXTRACT_OUTPUT".to_string(),
+        r#"{"rows":3}"#.to_string()
+    )));
+    assert!(report.upstream.is_empty());
+    assert!(b.core.check_invariants().is_ok());
 }

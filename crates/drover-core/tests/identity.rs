@@ -52,6 +52,7 @@ fn a_second_registration_of_a_live_name_is_refused_and_changes_nothing() {
             kind: AttemptOutcome::Failed,
             exit_code: Some(1),
             error: None,
+            result: None,
         },
     });
     assert_eq!(b.state(id), TaskState::Running);

@@ -186,6 +186,7 @@ impl World {
                             kind,
                             exit_code: Some(outcome as i32),
                             error: None,
+                            result: None,
                         },
                     });
                     if !current {

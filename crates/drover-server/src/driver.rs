@@ -518,10 +518,12 @@ impl Driver {
             self.push(session, Body::Cancel(proto::Cancel { attempts }));
         }
         for (session, assignments) in assigns {
-            self.push(
-                session,
-                Body::Assignments(proto::Assignments { assignments }),
-            );
+            for assignments in split_by_size(assignments) {
+                self.push(
+                    session,
+                    Body::Assignments(proto::Assignments { assignments }),
+                );
+            }
         }
         for (req, reply) in fx.replies {
             if let Some(tx) = self.waiting.remove(&req) {
@@ -590,6 +592,36 @@ struct Failing {
     attempts: u32,
     /// The pause before the next attempt, before jitter.
     pause: Duration,
+}
+
+/// About the most bytes of payload in one `Assignments` message (a worker decodes up to
+/// 64 MiB; handler payloads are up to 1 MiB each).
+const MAX_ASSIGN_BYTES: usize = 4 << 20;
+
+/// Cuts a worker's assignments into messages of about `MAX_ASSIGN_BYTES` (at least one each).
+fn split_by_size(list: Vec<proto::Assignment>) -> Vec<Vec<proto::Assignment>> {
+    let size = |a: &proto::Assignment| match &a.spec {
+        Some(proto::assignment::Spec::Handler(h)) => {
+            h.payload.len() + h.upstream.values().map(String::len).sum::<usize>()
+        }
+        _ => 0,
+    };
+    if list.iter().map(size).sum::<usize>() <= MAX_ASSIGN_BYTES {
+        return vec![list];
+    }
+    let mut out = vec![Vec::new()];
+    let mut bytes = 0;
+    for a in list {
+        let n = size(&a);
+        let last = out.last_mut().expect("one message at least");
+        if !last.is_empty() && bytes + n > MAX_ASSIGN_BYTES {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n;
+        out.last_mut().expect("one message at least").push(a);
+    }
+    out
 }
 
 fn committed_events(writes: &[Write]) -> Vec<Event> {

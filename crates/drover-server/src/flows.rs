@@ -2,7 +2,7 @@
 //! dependencies, serial keys, times and deadlines go through `submit`). Decode, read the
 //! store, ask the driver, encode: every scheduling decision is the core's.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,7 +15,8 @@ use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::{self, Rerun, WorkflowNode, WorkflowRecord};
 use drover_core::{
     FlowSpec, FlowTask, Input, Micros, NewTask, QueueConfig, QueueStats, Rate, Reply, Scoped,
-    Snapshot, Strategy, TaskId, TaskRecord, TaskState, DEFAULT_NAMESPACE, MAX_WEIGHT,
+    Snapshot, Strategy, TaskId, TaskRecord, TaskState, WorkflowState, DEFAULT_NAMESPACE,
+    MAX_WEIGHT,
 };
 use drover_store::{Store, StoreError};
 
@@ -309,10 +310,23 @@ pub(crate) async fn ended_nodes(
 async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowView> {
     let mut nodes = Vec::with_capacity(w.nodes.len());
     let mut states = Vec::with_capacity(w.nodes.len());
+    // Sinks: the nodes no node runs after. The workflow's result is theirs, by name.
+    let upstreams: HashSet<&str> = w
+        .nodes
+        .iter()
+        .flat_map(|n| n.after.iter().map(String::as_str))
+        .collect();
+    let mut result = BTreeMap::new();
     for n in &w.nodes {
         let rec = s.store.task(n.task_id).await?;
         let (state, attempts, started, finished, error) = match rec {
-            Some(r) => (r.state, r.attempt, r.started_at, r.finished_at, r.error),
+            Some(r) => {
+                if !upstreams.contains(n.name.as_str()) {
+                    let value = r.result.as_deref().map(drover_api::rest::json_value);
+                    result.insert(n.name.clone(), value.unwrap_or(serde_json::Value::Null));
+                }
+                (r.state, r.attempt, r.started_at, r.finished_at, r.error)
+            }
             None => (TaskState::Pending, 0, None, None, None),
         };
         states.push((state, attempts));
@@ -326,13 +340,15 @@ async fn workflow_view(s: &AppState, w: &WorkflowRecord) -> ApiResult<WorkflowVi
             error,
         });
     }
+    let state = dag::aggregate_state(&states);
     Ok(WorkflowView {
         id: w.id.clone(),
         namespace: w.namespace.clone(),
         name: w.name.clone(),
-        state: dag::aggregate_state(&states).as_str().to_string(),
+        state: state.as_str().to_string(),
         created_at: rfc3339(w.created_at),
         nodes,
+        result: (state == WorkflowState::Succeeded).then_some(result),
     })
 }
 

@@ -7,7 +7,9 @@ use drover_api::convert::attempt_of;
 use drover_api::proto::{
     self, server_message::Body, worker_message, worker_service_server::WorkerService,
 };
-use drover_core::{AttemptRef, Input, JoinError, LogStream, Outcome, Reply, SessionId};
+use drover_core::{
+    AttemptOutcome, AttemptRef, Input, JoinError, LogStream, Outcome, Reply, SessionId,
+};
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -284,18 +286,11 @@ fn decode(session: SessionId, msg: proto::WorkerMessage) -> Vec<Input> {
                 }
             }
             for f in u.finished {
-                let kind = proto::Outcome::try_from(f.outcome)
-                    .unwrap_or(proto::Outcome::Unspecified)
-                    .into();
                 match attempt_of(&f.attempt) {
                     Ok(attempt) => out.push(Input::Finished {
                         session,
                         attempt,
-                        outcome: Outcome {
-                            kind,
-                            exit_code: f.exit_code,
-                            error: f.error.map(|e| truncate(e, 4096)),
-                        },
+                        outcome: outcome(f),
                     }),
                     Err(e) => tracing::warn!(session, error = %e, "bad finished message"),
                 }
@@ -307,6 +302,48 @@ fn decode(session: SessionId, msg: proto::WorkerMessage) -> Vec<Input> {
         None => {}
     }
     out
+}
+
+/// How an attempt ended, as reported; a succeeded attempt's result must be JSON of at most
+/// [`MAX_RESULT_BYTES`](drover_api::limits::MAX_RESULT_BYTES), else the attempt failed (the
+/// error says why; retries apply).
+fn outcome(f: proto::Finished) -> Outcome {
+    let kind: AttemptOutcome = proto::Outcome::try_from(f.outcome)
+        .unwrap_or(proto::Outcome::Unspecified)
+        .into();
+    let mut o = Outcome {
+        kind,
+        exit_code: f.exit_code,
+        error: f.error.map(|e| truncate(e, 4096)),
+        result: None,
+    };
+    let Some(text) = f.result.filter(|_| kind == AttemptOutcome::Succeeded) else {
+        return o;
+    };
+    match check_result(&text) {
+        Ok(compact) => o.result = Some(compact.into()),
+        Err(why) => {
+            o.kind = AttemptOutcome::Failed;
+            o.error = Some(why);
+        }
+    }
+    o
+}
+
+/// A handler's result as compact JSON, or why it is refused.
+fn check_result(text: &str) -> Result<String, String> {
+    let max = drover_api::limits::MAX_RESULT_BYTES;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the handler's result is not JSON: {e}"))?;
+    let compact = value.to_string();
+    if compact.len() > max {
+        return Err(format!(
+            "the handler's result is {} bytes as JSON; at most {max} (1 MiB): store large \
+             data elsewhere and return a reference",
+            compact.len()
+        ));
+    }
+    Ok(compact)
 }
 
 fn truncate(mut s: String, max: usize) -> String {

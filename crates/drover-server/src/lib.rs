@@ -434,6 +434,9 @@ pub(crate) fn core_config(cfg: &ServerConfig) -> CoreConfig {
     }
 }
 
+/// The largest message a worker may send: its batches stay near 1 MiB, plus one result.
+const MAX_WORKER_MESSAGE: usize = 16 << 20;
+
 /// The REST API with the gRPC services mounted on it.
 fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
     let grpc = WorkerServiceServer::new(grpc::WorkerGrpc {
@@ -442,7 +445,9 @@ fn app(cfg: &ServerConfig, state: http::AppState) -> axum::Router {
         heartbeat_ms: cfg.heartbeat_ms,
         lease_ms: cfg.lease_ms,
         require_client_cert: cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
-    });
+    })
+    // A worker's `Updates` may carry handler results of up to 1 MiB each.
+    .max_decoding_message_size(MAX_WORKER_MESSAGE);
     let watch = EventServiceServer::new(events::EventGrpc {
         auth: state.auth.clone(),
         store: state.store.clone(),

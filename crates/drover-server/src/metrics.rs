@@ -545,6 +545,7 @@ mod tests {
                 worker: None,
                 reason: None,
                 workflow: None,
+                result_bytes: None,
             },
         }
     }

@@ -21,7 +21,17 @@ use crate::submit::{new_flow_task, submit_all};
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(submit, submit_batch, list, task, cancel, logs, stats),
+    paths(
+        submit,
+        submit_batch,
+        list,
+        task,
+        task_result,
+        task_payload,
+        cancel,
+        logs,
+        stats
+    ),
     components(schemas(
         SubmitRequest,
         BatchSubmitRequest,
@@ -41,6 +51,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tasks", post(submit).get(list))
         .route("/v1/tasks:batch", post(submit_batch))
         .route("/v1/tasks/{id}", get(task))
+        .route("/v1/tasks/{id}/result", get(task_result))
+        .route("/v1/tasks/{id}/payload", get(task_payload))
         .route("/v1/tasks/{id}/cancel", post(cancel))
         .route("/v1/tasks/{id}/logs", get(logs))
         .route("/v1/stats", get(stats))
@@ -67,7 +79,7 @@ async fn visible_task(s: &AppState, scope: &Scope, id: TaskId) -> ApiResult<Task
 async fn load_view(s: &AppState, id: TaskId) -> ApiResult<TaskView> {
     let rec = s.store.task(id).await?.ok_or_else(|| no_task(id))?;
     let attempts = s.store.attempts(id).await?;
-    let mut view = TaskView::from_record(&rec, &attempts);
+    let mut view = TaskView::detailed(&rec, &attempts);
     if rec.state == TaskState::Queued || rec.state == TaskState::Pending {
         // Only the leader's core knows; a standby shows the task without the reason.
         view.waiting_reason = s
@@ -226,6 +238,45 @@ async fn task(
     let id = parse_id(&id)?;
     visible_task(&s, &scope, id).await?;
     Ok(Json(load_view(&s, id).await?))
+}
+
+/// A stored JSON text as the body of a 200 answer.
+fn raw_json(text: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text.to_string(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/result", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "the handler's return value, as stored (compact JSON, any type); `null` while the task has none (not succeeded yet, or a command)", body = serde_json::Value),
+        (status = 404, body = ApiError, description = "no such task")))]
+async fn task_result(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let id = parse_id(&id)?;
+    let rec = visible_task(&s, &scope, id).await?;
+    Ok(raw_json(rec.result.as_deref().unwrap_or("null")))
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/payload", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "the handler task's payload, as stored (compact JSON, any type); `null` for a command or noop task", body = serde_json::Value),
+        (status = 404, body = ApiError, description = "no such task")))]
+async fn task_payload(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let id = parse_id(&id)?;
+    let rec = visible_task(&s, &scope, id).await?;
+    match &rec.def.spec {
+        drover_core::TaskSpec::Handler { payload } => Ok(raw_json(payload)),
+        _ => Ok(raw_json("null")),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/tasks/{id}/cancel", params(("id" = String, Path, description = "task id (a UUID)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),

@@ -526,6 +526,7 @@ impl Sim<'_> {
             },
             exit_code: Some(if ok { 0 } else { 1 }),
             error: None,
+            result: None,
         };
         let finished = Input::Finished {
             session,

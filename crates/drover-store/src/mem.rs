@@ -97,41 +97,7 @@ impl Inner {
                 self.next_task_seq = self.next_task_seq.max(rec.seq.saturating_add(1));
                 self.tasks.insert(rec.id, rec);
             } else if let Some(old) = self.tasks.get_mut(&rec.id) {
-                // Only the mutable state: the definition, seq and creation time stay as
-                // first written, except a placement that changed (a broadcast's shard).
-                let TaskRecord {
-                    id: _,
-                    seq: _,
-                    def,
-                    state,
-                    attempt,
-                    lost,
-                    not_before,
-                    worker,
-                    lease,
-                    created_at: _,
-                    updated_at,
-                    started_at,
-                    finished_at,
-                    exit_code,
-                    error,
-                } = rec;
-                old.state = state;
-                old.attempt = attempt;
-                old.lost = lost;
-                old.not_before = not_before;
-                old.worker = worker;
-                old.lease = lease;
-                old.updated_at = updated_at;
-                old.started_at = started_at;
-                old.finished_at = finished_at;
-                old.exit_code = exit_code;
-                old.error = error;
-                if !def.placement.is_default() && def.placement != old.def.placement {
-                    let mut d = (*old.def).clone();
-                    d.placement = def.placement.clone();
-                    old.def = Arc::new(d);
-                }
+                update_state(old, rec);
             }
         }
         for a in b.attempts {
@@ -605,4 +571,47 @@ fn remove_per_attempt<V>(m: &mut BTreeMap<(TaskId, u32), V>, id: TaskId) {
 /// Whether `namespace` passes a filter (`None`: every namespace).
 fn in_namespaces(filter: Option<&[String]>, namespace: &str) -> bool {
     filter.is_none_or(|ns| ns.iter().any(|n| n == namespace))
+}
+
+/// An update of a stored task: only the mutable state; the definition, seq and creation time
+/// stay as first written, except a placement that changed (a broadcast's shard), and a result
+/// stays once written.
+fn update_state(old: &mut TaskRecord, rec: TaskRecord) {
+    let TaskRecord {
+        id: _,
+        seq: _,
+        def,
+        state,
+        attempt,
+        lost,
+        not_before,
+        worker,
+        lease,
+        created_at: _,
+        updated_at,
+        started_at,
+        finished_at,
+        exit_code,
+        error,
+        result,
+    } = rec;
+    old.state = state;
+    old.attempt = attempt;
+    old.lost = lost;
+    old.not_before = not_before;
+    old.worker = worker;
+    old.lease = lease;
+    old.updated_at = updated_at;
+    old.started_at = started_at;
+    old.finished_at = finished_at;
+    old.exit_code = exit_code;
+    old.error = error;
+    if result.is_some() {
+        old.result = result;
+    }
+    if !def.placement.is_default() && def.placement != old.def.placement {
+        let mut d = (*old.def).clone();
+        d.placement = def.placement.clone();
+        old.def = Arc::new(d);
+    }
 }

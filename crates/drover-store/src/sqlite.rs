@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/migrations/0013_concurrency_keys.sql"),
     include_str!("sqlite/migrations/0014_queue_rates.sql"),
     include_str!("sqlite/migrations/0015_queue_max_queued.sql"),
+    include_str!("sqlite/migrations/0016_task_results.sql"),
 ];
 
 /// How long a statement waits on a lock held by another connection before giving up with

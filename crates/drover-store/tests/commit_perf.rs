@@ -67,6 +67,7 @@ impl Gen {
             finished_at: (state == TaskState::Succeeded).then_some(self.now),
             exit_code: (state == TaskState::Succeeded).then_some(0),
             error: None,
+            result: None,
         }
     }
 
@@ -84,6 +85,7 @@ impl Gen {
                 worker: t.worker.clone(),
                 reason: None,
                 workflow: None,
+                result_bytes: None,
             },
         })
     }

@@ -101,6 +101,7 @@ macro_rules! suite {
         mod $backend {
             suite!(@cases $make;
                 task_round_trip,
+                handler_payload_and_result_round_trip,
                 update_keeps_definition,
                 attempts_round_trip_and_upsert,
                 dedup_within_batch,
@@ -253,6 +254,7 @@ pub fn task(id: TaskId, seq: u64, def: TaskDef, state: TaskState) -> TaskRecord 
         finished_at: None,
         exit_code: None,
         error: None,
+        result: None,
     }
 }
 
@@ -283,6 +285,7 @@ pub fn task_event(seq: u64, t: &TaskRecord, reason: Option<&str>) -> Event {
             worker: t.worker.clone(),
             reason: reason.map(str::to_owned),
             workflow: None,
+            result_bytes: None,
         },
     }
 }
@@ -353,6 +356,41 @@ pub mod cases {
         assert_eq!(s.task(c.id).await.unwrap(), Some(c));
         assert_eq!(s.task(tid(4)).await.unwrap(), None);
         assert_eq!(s.task(TaskId(0)).await.unwrap(), None);
+    }
+
+    /// A handler task's payload (JSON text, kept byte for byte) and the result its finish
+    /// writes; a later update without a result keeps it.
+    pub async fn handler_payload_and_result_round_trip<S: Store>(s: &S) {
+        let payload = r#"{"w":100,"name":"h\u00e9 \"q\"\n","nul":"\u0000","n":[1.5e300,null]}"#;
+        let def = TaskDef {
+            kind: "resize".into(),
+            spec: TaskSpec::Handler {
+                payload: payload.into(),
+            },
+            ..exec_def("q")
+        };
+        let t = task(tid(1), 0, def, TaskState::Queued);
+        s.commit(vec![new(&t)]).await.unwrap();
+        assert_eq!(s.task(t.id).await.unwrap(), Some(t.clone()));
+        let mut done = t.clone();
+        done.state = TaskState::Succeeded;
+        done.result = Some(r#"{"ok":true,"s":"\u0000ü"}"#.into());
+        s.commit(vec![upd(&done)]).await.unwrap();
+        assert_eq!(s.task(t.id).await.unwrap(), Some(done.clone()));
+        let mut later = done.clone();
+        later.result = None;
+        later.updated_at += 1;
+        s.commit(vec![upd(&later)]).await.unwrap();
+        let got = s.task(t.id).await.unwrap().unwrap();
+        assert_eq!(got.result, done.result);
+        let listed = s
+            .list_tasks(&TaskQuery {
+                limit: 10,
+                ..TaskQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed[0].result, done.result);
     }
 
     pub async fn update_keeps_definition<S: Store>(s: &S) {
@@ -800,6 +838,7 @@ pub mod cases {
                 worker: Some("w-1".into()),
                 reason: None,
                 workflow: None,
+                result_bytes: None,
             },
             EventKind::Task {
                 task_id: tid(2),
@@ -810,6 +849,18 @@ pub mod cases {
                 worker: None,
                 reason: Some("upstream failed".into()),
                 workflow: Some("wf-ü 1".into()),
+                result_bytes: None,
+            },
+            EventKind::Task {
+                task_id: tid(3),
+                namespace: "default".into(),
+                queue: "q".into(),
+                state: TaskState::Succeeded,
+                attempt: 1,
+                worker: Some("w-1".into()),
+                reason: None,
+                workflow: None,
+                result_bytes: Some(1 << 20),
             },
         ];
         kinds.extend(

@@ -82,6 +82,7 @@ fn task(n: u128, state: TaskState) -> TaskRecord {
         finished_at: None,
         exit_code: None,
         error: None,
+        result: None,
     }
 }
 

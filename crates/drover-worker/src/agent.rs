@@ -14,6 +14,7 @@ use drover_api::proto::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exec::{self, ExecEvent, ExecRequest, ExecResult, Kill, Sink};
+use crate::handler::{self, Handlers};
 use crate::outbox::Outbox;
 use crate::WorkerConfig;
 
@@ -33,6 +34,7 @@ enum EventKind {
 /// An assignment waiting for a slot.
 #[derive(Debug)]
 struct Job {
+    kind: String,
     spec: Spec,
     timeout_ms: Option<u64>,
     idempotency_key: Option<String>,
@@ -40,13 +42,15 @@ struct Job {
 
 #[derive(Debug)]
 enum Held {
-    Waiting(Job),
+    Waiting(Box<Job>),
     Running {
         /// Taken when the kill is sent.
         kill: Option<oneshot::Sender<Kill>>,
         /// The server refused this attempt: its process is being killed and its result will be
         /// dropped, but it occupies its slot until the process is gone.
         forgotten: bool,
+        /// A handler: a shutdown lets it finish (a process is killed and given back).
+        handler: bool,
     },
 }
 
@@ -62,11 +66,18 @@ pub(crate) struct Agent {
     stopping: bool,
     /// `cfg.pass_env`, shared by every attempt.
     pass_env: Arc<[String]>,
+    /// Handlers by kind (the SDK's); a CLI worker has none.
+    handlers: Arc<Handlers>,
 }
 
 impl Agent {
-    pub(crate) fn new(cfg: Arc<WorkerConfig>, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub(crate) fn new(
+        cfg: Arc<WorkerConfig>,
+        events: mpsc::UnboundedSender<Event>,
+        handlers: Arc<Handlers>,
+    ) -> Self {
         Agent {
+            handlers,
             pass_env: cfg.pass_env.clone().into(),
             cfg,
             held: HashMap::new(),
@@ -184,12 +195,13 @@ impl Agent {
             return;
         }
         let job = Job {
+            kind: a.kind,
             spec,
             timeout_ms: a.timeout_ms,
             idempotency_key: a.idempotency_key,
         };
         self.queue.push_back(attempt.clone());
-        self.held.insert(attempt, Held::Waiting(job));
+        self.held.insert(attempt, Held::Waiting(Box::new(job)));
         // Keeps the invariant the no-op path relies on: something waits only if slots are full.
         self.start_ready();
     }
@@ -201,6 +213,7 @@ impl Agent {
             outcome: Outcome::Succeeded as i32,
             exit_code: None,
             error: None,
+            result: None,
         });
     }
 
@@ -210,6 +223,7 @@ impl Agent {
             outcome: outcome as i32,
             exit_code: None,
             error: Some(error.to_string()),
+            result: None,
         });
     }
 
@@ -235,7 +249,9 @@ impl Agent {
                 self.held.remove(&attempt);
                 self.queue.retain(|q| q != &attempt);
             }
-            Some(Held::Running { kill, forgotten }) => {
+            Some(Held::Running {
+                kill, forgotten, ..
+            }) => {
                 *forgotten = true;
                 if let Some(kill) = kill.take() {
                     let _ = kill.send(Kill::Abandon);
@@ -262,6 +278,7 @@ impl Agent {
             };
             match job.spec {
                 Spec::Noop(_) => self.complete_noop(attempt),
+                Spec::Handler(spec) => self.start_handler(attempt, job.kind, spec, job.timeout_ms),
                 Spec::Exec(spec) if spec.secret_error.is_some() => {
                     // The server could not open its secrets: run nothing.
                     let error = spec.secret_error.unwrap_or_default();
@@ -290,6 +307,7 @@ impl Agent {
                         Held::Running {
                             kill: Some(kill),
                             forgotten: false,
+                            handler: false,
                         },
                     );
                     self.running += 1;
@@ -298,8 +316,50 @@ impl Agent {
         }
     }
 
-    fn spawn_exec(&self, attempt: AttemptRef, req: ExecRequest) -> oneshot::Sender<Kill> {
+    /// Calls the handler of `kind`; without one, the attempt fails at once.
+    fn start_handler(
+        &mut self,
+        attempt: AttemptRef,
+        kind: String,
+        spec: drover_api::proto::HandlerSpec,
+        timeout_ms: Option<u64>,
+    ) {
+        let Some(h) = self.handlers.get(&kind).cloned() else {
+            self.outbox.started(attempt.clone());
+            let error = format!("this worker has no handler for kind {kind:?}");
+            self.finish(attempt, Outcome::Failed, &error);
+            return;
+        };
+        let call = handler::Call {
+            handler: h,
+            spec,
+            task_id: attempt.task_id.clone(),
+            attempt: attempt.attempt,
+            timeout: timeout_ms.filter(|&ms| ms > 0).map(Duration::from_millis),
+        };
         let (kill_tx, kill_rx) = oneshot::channel();
+        let (sink, events) = self.sink(&attempt);
+        let a = attempt.clone();
+        tokio::spawn(async move {
+            let result = handler::call(call, kill_rx, sink).await;
+            let _ = events.send(Event {
+                attempt: a,
+                what: EventKind::Done(result),
+            });
+        });
+        self.held.insert(
+            attempt,
+            Held::Running {
+                kill: Some(kill_tx),
+                forgotten: false,
+                handler: true,
+            },
+        );
+        self.running += 1;
+    }
+
+    /// Where an attempt's executor reports its events.
+    fn sink(&self, attempt: &AttemptRef) -> (Sink, mpsc::UnboundedSender<Event>) {
         let events = self.events.clone();
         let a = attempt.clone();
         let sink: Sink = Arc::new(move |ev| {
@@ -308,7 +368,12 @@ impl Agent {
                 what: EventKind::Exec(ev),
             });
         });
-        let events = self.events.clone();
+        (sink, self.events.clone())
+    }
+
+    fn spawn_exec(&self, attempt: AttemptRef, req: ExecRequest) -> oneshot::Sender<Kill> {
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let (sink, events) = self.sink(&attempt);
         tokio::spawn(async move {
             let result = exec::execute(req, kill_rx, sink).await;
             let _ = events.send(Event {
@@ -334,6 +399,7 @@ impl Agent {
                 }
                 match e {
                     ExecEvent::Started { pid } => {
+                        // pid 0: a handler, in this process.
                         tracing::debug!(task_id = %attempt.task_id, pid, "started");
                         self.outbox.started(attempt);
                     }
@@ -352,6 +418,7 @@ impl Agent {
                         outcome: r.outcome as i32,
                         exit_code: r.exit_code,
                         error: r.error,
+                        result: r.result,
                     });
                 }
                 self.start_ready();
@@ -359,8 +426,9 @@ impl Agent {
         }
     }
 
-    /// Stops taking work: waiting attempts are given back at once, running ones are killed and
-    /// reported cancelled when their process is gone.
+    /// Stops taking work: waiting attempts are given back at once, running processes are
+    /// killed and reported cancelled when they are gone; running handlers finish (within the
+    /// worker's shutdown grace) and report as usual.
     pub(crate) fn begin_shutdown(&mut self) {
         self.stopping = true;
         while let Some(a) = self.queue.pop_front() {
@@ -369,7 +437,12 @@ impl Agent {
             }
         }
         for held in self.held.values_mut() {
-            if let Held::Running { kill, .. } = held {
+            if let Held::Running {
+                kill,
+                handler: false,
+                ..
+            } = held
+            {
                 if let Some(kill) = kill.take() {
                     let _ = kill.send(Kill::Shutdown);
                 }

@@ -82,14 +82,17 @@ pub(crate) struct ExecResult {
     pub outcome: Outcome,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
+    /// A handler's return value, as JSON text.
+    pub result: Option<String>,
 }
 
 impl ExecResult {
-    fn failed(error: String) -> Self {
+    pub(crate) fn failed(error: String) -> Self {
         ExecResult {
             outcome: Outcome::Failed,
             exit_code: None,
             error: Some(error),
+            result: None,
         }
     }
 }
@@ -150,6 +153,7 @@ pub(crate) async fn execute(
                 outcome: Outcome::TimedOut,
                 exit_code: None,
                 error: Some(format!("timed out after {ms}ms")),
+                result: None,
             }
         }
         why = &mut kill => {
@@ -208,7 +212,7 @@ fn command(req: &ExecRequest, program: &str) -> Command {
 }
 
 /// The result of an attempt killed on request (`None`: the kill sender was dropped).
-fn killed(why: Option<Kill>) -> ExecResult {
+pub(crate) fn killed(why: Option<Kill>) -> ExecResult {
     let error = match why {
         Some(Kill::Cancel) => "cancelled",
         Some(Kill::Shutdown) => "worker shutting down",
@@ -218,6 +222,7 @@ fn killed(why: Option<Kill>) -> ExecResult {
         outcome: Outcome::Cancelled,
         exit_code: None,
         error: Some(error.into()),
+        result: None,
     }
 }
 
@@ -277,12 +282,14 @@ fn from_status(status: io::Result<ExitStatus>) -> ExecResult {
             },
             exit_code: Some(code),
             error: None,
+            result: None,
         }
     } else if let Some(sig) = status.signal() {
         ExecResult {
             outcome: Outcome::Failed,
             exit_code: Some(128 + sig),
             error: Some(format!("killed by signal {sig}")),
+            result: None,
         }
     } else {
         ExecResult::failed(format!("process ended with {status}"))
@@ -399,6 +406,7 @@ mod tests {
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
             error: None,
+            result: None,
         }
     }
 
@@ -532,7 +540,8 @@ mod tests {
             ExecResult {
                 outcome: Outcome::Failed,
                 exit_code: Some(3),
-                error: None
+                error: None,
+                result: None,
             }
         );
         assert_eq!(
@@ -540,7 +549,8 @@ mod tests {
             ExecResult {
                 outcome: Outcome::Failed,
                 exit_code: Some(143),
-                error: Some("killed by signal 15".into())
+                error: Some("killed by signal 15".into()),
+                result: None,
             }
         );
         assert_eq!(
@@ -582,7 +592,8 @@ mod tests {
             ExecResult {
                 outcome: Outcome::TimedOut,
                 exit_code: None,
-                error: Some("timed out after 300ms".into())
+                error: Some("timed out after 300ms".into()),
+                result: None,
             }
         );
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -633,7 +644,8 @@ mod tests {
             ExecResult {
                 outcome: Outcome::Cancelled,
                 exit_code: None,
-                error: Some("cancelled".into())
+                error: Some("cancelled".into()),
+                result: None,
             }
         );
         wait_gone(&[pid]).await;

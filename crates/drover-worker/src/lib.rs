@@ -8,16 +8,32 @@
 //! - `agent`: the state that survives reconnects: held attempts, slots, the queue, the outbox;
 //! - `outbox`: pending updates, cut into bounded `Updates` messages;
 //! - `exec`: one attempt as a child process (argv, env, cwd, process group, timeout, output);
+//! - `handler`, `worker`: tasks as functions, the SDK: [`Worker::builder`] with handlers by
+//!   kind (serde payloads and results), their [`Ctx`] (task id, attempt, cancellation, log);
 //! - `sys`: the one `unsafe` hook (parent-death signal for children).
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 mod agent;
 mod exec;
+mod handler;
 mod outbox;
 mod session;
 mod sys;
+mod worker;
+
+pub use handler::{Ctx, Handlers, CANCEL_GRACE};
+
+/// The README's examples (its "Tasks as functions" section) compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+pub use worker::{Worker, WorkerBuilder};
+
+/// How long a CLI worker's shutdown waits for killed processes to be reported.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// Default bound on each output stream of one attempt.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -50,6 +66,9 @@ pub struct WorkerConfig {
     pub token: Option<String>,
     /// TLS towards `https://` servers.
     pub tls: ClientTls,
+    /// After shutdown begins, how long running attempts get to end (processes are killed at
+    /// once; handlers finish) and be reported before the worker stops anyway.
+    pub shutdown_grace: Duration,
 }
 
 /// TLS towards the server, used for `https://` URLs.
@@ -81,6 +100,7 @@ impl WorkerConfig {
             tls: ClientTls::default(),
             pass_env: Vec::new(),
             token: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -92,5 +112,5 @@ pub async fn run(
     cfg: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    session::run(cfg, shutdown).await
+    session::run(cfg, Handlers::default(), shutdown).await
 }

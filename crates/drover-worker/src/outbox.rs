@@ -32,7 +32,10 @@ impl Item {
             Item::Started(r) => a(r),
             Item::Log(l) => l.attempt.as_ref().map_or(0, a) + l.data.len() + 8,
             Item::Finished(f) => {
-                f.attempt.as_ref().map_or(0, a) + f.error.as_ref().map_or(0, |e| e.len()) + 16
+                f.attempt.as_ref().map_or(0, a)
+                    + f.error.as_ref().map_or(0, |e| e.len())
+                    + f.result.as_ref().map_or(0, |r| r.len())
+                    + 16
             }
         }
     }
@@ -122,6 +125,7 @@ mod tests {
             outcome: 1,
             exit_code: Some(0),
             error: None,
+            result: None,
         }
     }
 

@@ -27,7 +27,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Status, Streaming};
 
 use crate::agent::{Agent, Event};
-use crate::WorkerConfig;
+use crate::{Handlers, WorkerConfig};
 
 /// Messages queued towards the server. Small: each one is a batch.
 const OUTBOUND_CAPACITY: usize = 16;
@@ -44,10 +44,9 @@ const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 const MAX_INBOUND_MESSAGE: usize = 64 << 20;
 /// Most executor events handled before the next send.
 const EVENT_BATCH: usize = 4096;
-/// After shutdown begins: how long running processes get to be killed and reported...
-const STOP_GRACE: Duration = Duration::from_millis(1500);
-/// ...and how long until `run` returns, whatever happened.
-const STOP_LIMIT: Duration = Duration::from_millis(1900);
+/// After shutdown begins and its grace (`WorkerConfig::shutdown_grace`) has passed: how much
+/// longer until `run` returns, whatever happened.
+const STOP_MARGIN: Duration = Duration::from_millis(400);
 
 type Connecting = Pin<Box<dyn Future<Output = anyhow::Result<Box<Conn>>> + Send>>;
 
@@ -104,10 +103,13 @@ struct Session {
     registered: bool,
     /// Why the worker stops on its own: its first registration was refused.
     refused: Option<anyhow::Error>,
+    /// `WorkerConfig::shutdown_grace`.
+    grace: Duration,
 }
 
 pub(crate) async fn run(
     cfg: WorkerConfig,
+    handlers: Handlers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let servers = check(&cfg)?;
@@ -121,11 +123,13 @@ pub(crate) async fn run(
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let backoff = Backoff::new(servers.len());
+    let grace = cfg.shutdown_grace;
     let mut s = Session {
+        grace,
         servers,
         tls: tls_config(&cfg.tls),
         auth,
-        agent: Agent::new(Arc::new(cfg), events_tx),
+        agent: Agent::new(Arc::new(cfg), events_tx, Arc::new(handlers)),
         events_rx,
         backoff,
         next_server: 0,
@@ -151,7 +155,11 @@ pub(crate) async fn run(
         }
     }
     if let Link::Up(conn) = s.link {
-        close(*conn, s.stop.unwrap_or_else(Instant::now) + STOP_LIMIT).await;
+        close(
+            *conn,
+            s.stop.unwrap_or_else(Instant::now) + s.grace + STOP_MARGIN,
+        )
+        .await;
     }
     match s.refused {
         Some(e) => Err(e),
@@ -201,9 +209,10 @@ impl Session {
             Link::Off => (None, None, None, None, None),
         };
         let (agent, events_rx, stop) = (&mut self.agent, &mut self.events_rx, self.stop);
+        let grace = self.grace;
         tokio::select! {
             () = shutdown, if stop.is_none() => Step::Shutdown,
-            () = sleep_until(stop.map(|s| s + STOP_GRACE)) => Step::StopDeadline,
+            () = sleep_until(stop.map(|s| s + grace)) => Step::StopDeadline,
             room = has_room(tx), if want_room => {
                 if room { Step::Continue } else { Step::Lost("outbound stream closed".into(), None) }
             }

@@ -495,6 +495,9 @@ mod tests {
             shard_count: None,
             waiting_reason: None,
             lost: 0,
+            payload: None,
+            result: None,
+            result_bytes: None,
             attempts: Vec::new(),
         }
     }

@@ -32,6 +32,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
     let code = exit::for_task(&done.state, done.exit_code);
     match args.client.output {
         Format::Json => output::json(&done)?,
+        Format::Text if args.payload.is_some() => {
+            if done.state == "succeeded" {
+                super::tasks::print_result(&client, &done.id).await?;
+            } else {
+                print_output(&client, &done).await?;
+                output::text_err(&format!("drover: {}\n", ending(&done)))?;
+            }
+        }
         Format::Text => {
             print_output(&client, &done).await?;
             if code != 0 {
@@ -59,7 +67,13 @@ pub fn generated_key() -> String {
 pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
     let argv = parse::argv(&args.command).map_err(usage)?;
     let noop = args.kind.as_deref() == Some("noop");
-    if argv.is_empty() && !noop {
+    let payload = args
+        .payload
+        .as_deref()
+        .map(parse::payload)
+        .transpose()
+        .map_err(usage)?;
+    if argv.is_empty() && !noop && payload.is_none() {
         return Err(usage(
             "no command given: put it after `--`, e.g. drover submit -- echo hello",
         ));
@@ -68,6 +82,7 @@ pub fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
         namespace: None,
         queue: args.queue.clone(),
         kind: args.kind.clone(),
+        payload,
         priority: args.priority,
         argv,
         env: parse::env_pairs(&args.env).map_err(usage)?,

@@ -2,7 +2,7 @@
 
 use drover_client::{ListQuery, TaskList, TaskView, WorkerList};
 
-use crate::cli::{ClientOpts, IdArgs, ListArgs, LogsArgs, StatusArgs, WorkerAction};
+use crate::cli::{ClientOpts, IdArgs, ListArgs, LogsArgs, ResultArgs, StatusArgs, WorkerAction};
 use crate::exit::usage;
 use crate::output::{self, cut, map, opt, opt_time, short_time, Format, Table};
 
@@ -90,6 +90,37 @@ pub async fn list(args: ListArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `drover result ID [--wait]`: a handler task's result as pretty JSON; a task that did not
+/// succeed exits like `submit --wait`, saying how it ended.
+pub async fn result(args: ResultArgs) -> anyhow::Result<u8> {
+    let client = super::client(&args.client)?;
+    let t = if args.wait {
+        client.wait(&args.id, |_| {}).await?
+    } else {
+        client.task(&args.id).await?
+    };
+    if t.state == "succeeded" && t.result.is_some() {
+        print_result(&client, &t.id).await?;
+        return Ok(0);
+    }
+    let why = if drover_client::is_terminal(&t.state) {
+        super::submit::ending(&t)
+    } else {
+        format!(
+            "task {} is {}: no result yet (--wait waits for it)",
+            t.id, t.state
+        )
+    };
+    output::text_err(&format!("drover: {why}\n"))?;
+    Ok(crate::exit::for_task(&t.state, t.exit_code).max(1))
+}
+
+/// Prints a task's result, pretty JSON (as `GET /v1/tasks/{id}/result` has it).
+pub async fn print_result(client: &drover_client::Client, id: &str) -> anyhow::Result<()> {
+    let value: serde_json::Value = client.result(id).await?;
+    output::text(&format!("{}\n", serde_json::to_string_pretty(&value)?))
 }
 
 pub async fn cancel(args: IdArgs) -> anyhow::Result<u8> {
@@ -182,6 +213,10 @@ pub fn describe(t: &TaskView) -> String {
     }
     if let Some(why) = &t.waiting_reason {
         rows.push(("waiting", why.clone()));
+    }
+    if let Some(r) = &t.result {
+        // Long results: `drover result ID` prints them whole.
+        rows.push(("result", output::cut(&r.to_string(), 200)));
     }
     if let Some(k) = &t.idempotency_key {
         rows.push(("idempotency", k.clone()));

@@ -84,7 +84,10 @@ impl Coordinator {
         }
         let retries_left = attempt_no < t.rec.def.max_attempts;
         let terminal = match o.kind {
-            AttemptOutcome::Succeeded => TaskState::Succeeded,
+            AttemptOutcome::Succeeded => {
+                t.rec.result = o.result;
+                TaskState::Succeeded
+            }
             AttemptOutcome::Failed | AttemptOutcome::TimedOut if retries_left => {
                 let backoff = t.rec.def.backoff_ms;
                 let delay =

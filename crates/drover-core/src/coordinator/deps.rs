@@ -9,8 +9,11 @@ use std::collections::HashMap;
 use super::flow::{FlowRecord, UpstreamPolicy};
 use crate::model::{TaskId, TaskState};
 
-/// Most bytes of a node's output passed downstream.
+/// Most bytes of a command node's output (its last stdout line) passed downstream.
 pub const MAX_OUTPUT: usize = 4096;
+/// Most bytes of an upstream output a command gets as an environment variable (a handler's
+/// result may be larger; Linux refuses a single variable over 128 KiB).
+pub const MAX_ENV_OUTPUT: usize = 64 << 10;
 
 /// What becomes of a downstream task when one of its upstreams ended.
 #[derive(Debug)]
@@ -103,6 +106,7 @@ impl Deps {
         &mut self,
         id: TaskId,
         state: TaskState,
+        result: Option<&str>,
     ) -> (Option<FlowRecord>, Vec<Resolution>) {
         let rec = self.recs.remove(&id);
         if let Some(r) = &rec {
@@ -116,11 +120,15 @@ impl Deps {
         let Some(downs) = self.waiters.remove(&id) else {
             return (rec, Vec::new());
         };
-        // A succeeded workflow node hands its output to its downstream nodes.
+        // A succeeded workflow node hands its output to its downstream nodes: a handler's
+        // result, else a command's last stdout line.
         let output = match (&rec, state) {
             (Some(r), TaskState::Succeeded) => r.spec.workflow.as_ref().and_then(|(_, node)| {
-                let line = last_line(tail.as_deref()?)?;
-                Some((node.clone(), line))
+                let out = match result {
+                    Some(json) => json.to_string(),
+                    None => last_line(tail.as_deref()?)?,
+                };
+                Some((node.clone(), out))
             }),
             _ => None,
         };

@@ -83,6 +83,9 @@ pub struct Outcome {
     pub kind: AttemptOutcome,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
+    /// A handler's return value (compact JSON, checked and bounded by the shell); kept only
+    /// when the attempt succeeded, and only until its write.
+    pub result: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +185,9 @@ pub struct Assignment {
     pub attempt: u32,
     pub lease: LeaseToken,
     pub def: Arc<TaskDef>,
+    /// A handler task's succeeded workflow upstreams: (node name, result or output). A
+    /// command gets them in its env instead (`DROVER_UPSTREAM_<NODE>_OUTPUT`).
+    pub upstream: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,6 +23,8 @@ pub(super) struct Ended {
     state: TaskState,
     key: ReadyKey,
     def: Arc<TaskDef>,
+    /// A handler's result, handed to its waiting workflow downstreams.
+    result: Option<Arc<str>>,
 }
 
 impl Coordinator {
@@ -215,7 +217,7 @@ impl Coordinator {
     }
 
     pub(super) fn assign(&mut self, now: Micros, id: TaskId, worker: &str, fx: &mut Effects) {
-        let def = self.assignment_def(id);
+        let (def, upstream) = self.assignment_def(id);
         let lease = crate::model::LeaseToken(rand::Rng::random(&mut self.rng));
         let lease_until = now + ms(self.cfg.lease_ms);
         let t = self.tasks.set_state(&id, TaskState::Assigned, now);
@@ -251,29 +253,37 @@ impl Coordinator {
             attempt,
             lease,
             def,
+            upstream,
         };
         fx.sends.push((w.session, ToWorker::Assign(assignment)));
         self.write_task(id, false, fx);
         self.emit(now, ev, fx);
     }
 
-    /// The definition an attempt is sent with: with `DROVER_UPSTREAM_<NODE>_OUTPUT` for
-    /// each upstream output, when there are any.
-    fn assignment_def(&mut self, id: TaskId) -> Arc<TaskDef> {
+    /// The definition an attempt is sent with, and a handler's upstream results. A command
+    /// gets `DROVER_UPSTREAM_<NODE>_OUTPUT` for each upstream output (one that is too large
+    /// for an environment variable, `MAX_ENV_OUTPUT`, is left out); a handler gets them all.
+    fn assignment_def(&mut self, id: TaskId) -> (Arc<TaskDef>, Vec<(String, String)>) {
         let def = self.tasks.expect(&id).rec.def.clone();
         self.deps.new_attempt(&id);
         let outputs = self.deps.upstream_outputs(&id);
         if outputs.is_empty() {
-            return def;
+            return (def, Vec::new());
+        }
+        if def.spec.is_handler() {
+            return (def, outputs.to_vec());
         }
         let mut d = (*def).clone();
         if let crate::model::TaskSpec::Exec { env, .. } = &mut d.spec {
             for (node, out) in outputs {
+                if out.len() > super::deps::MAX_ENV_OUTPUT {
+                    continue;
+                }
                 let name = format!("DROVER_UPSTREAM_{}_OUTPUT", crate::dag::env_name(node));
                 env.push((name, out.clone()));
             }
         }
-        Arc::new(d)
+        (Arc::new(d), Vec::new())
     }
 
     /// A pending task's timer fired: it queues unless it still waits for upstreams.
@@ -430,6 +440,7 @@ impl Coordinator {
             state,
             key: t.ready_key(),
             def: t.rec.def.clone(),
+            result: t.rec.result.clone(),
         };
         fx.writes.push(Write::Task {
             record: t.rec,
@@ -449,7 +460,7 @@ impl Coordinator {
 
     /// The hooks of a terminal transition, in order.
     fn after_terminal(&mut self, now: Micros, e: Ended, fx: &mut Effects) {
-        let (flow, downstream) = self.deps.ended(e.id, e.state);
+        let (flow, downstream) = self.deps.ended(e.id, e.state, e.result.as_deref());
         // 1. Its queue slot frees up (the queue admits what it parked).
         let limit = e.def.key_limit().map(|(k, _)| k);
         self.ready.leave(&e.key, &e.def.queue_key(), limit.as_ref());

@@ -110,6 +110,7 @@ pub(super) fn task_event(rec: &TaskRecord, reason: Option<String>) -> EventKind 
         worker: rec.worker.clone(),
         reason,
         workflow: None,
+        result_bytes: rec.result.as_ref().map(|r| r.len() as u64),
     }
 }
 

@@ -126,6 +126,9 @@ impl Unplaced {
         }
         match r {
             Rejection::Namespace => Some(format!("no worker serves namespace {}", job.namespace)),
+            Rejection::Kind if job.handler => {
+                Some(format!("no worker has a handler for kind {}", job.kind))
+            }
             Rejection::Kind => Some(format!("no worker has kind {}", job.kind)),
             Rejection::Label(i) => {
                 requirement(spec, *i).map(|req| format!("no worker matches label {req}"))
@@ -241,7 +244,12 @@ pub fn check(spec: &PlacementSpec, job: Job<'_>, w: &WorkerView<'_>) -> Result<(
     if !w.info.serves_namespace(job.namespace) {
         return Err(Rejection::Namespace);
     }
-    if !w.info.accepts_kind(job.kind) {
+    let kind_ok = if job.handler {
+        w.info.names_kind(job.kind)
+    } else {
+        w.info.accepts_kind(job.kind)
+    };
+    if !kind_ok {
         return Err(Rejection::Kind);
     }
     if let Some(i) = spec.selector.first_failure(&w.info.labels) {

@@ -230,6 +230,8 @@ impl PlacementSpec {
 pub struct Job<'a> {
     pub namespace: &'a str,
     pub kind: &'a str,
+    /// A handler task: only a worker that named its kind may take it.
+    pub handler: bool,
 }
 
 impl<'a> Job<'a> {
@@ -237,6 +239,7 @@ impl<'a> Job<'a> {
         Job {
             namespace: &def.namespace,
             kind: &def.kind,
+            handler: def.spec.is_handler(),
         }
     }
 
@@ -245,6 +248,7 @@ impl<'a> Job<'a> {
         Job {
             namespace: crate::model::DEFAULT_NAMESPACE,
             kind,
+            handler: false,
         }
     }
 }

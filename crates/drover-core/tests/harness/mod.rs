@@ -404,6 +404,7 @@ impl Bench {
                 kind,
                 exit_code: code,
                 error: None,
+                result: None,
             },
         });
     }

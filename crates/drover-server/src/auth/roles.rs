@@ -62,6 +62,8 @@ pub const OPERATIONS: &[(&str, &str, Permission)] = &[
     ("GET", "/v1/tasks", Read),
     ("GET", "/v1/tasks/{id}", Read),
     ("GET", "/v1/tasks/{id}/logs", Read),
+    ("GET", "/v1/tasks/{id}/result", Read),
+    ("GET", "/v1/tasks/{id}/payload", Read),
     ("GET", "/v1/stats", Read),
     ("GET", "/v1/workers", Read),
     ("GET", "/v1/queues", Read),

@@ -20,8 +20,8 @@ use crate::StoreError;
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
      backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
      worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
-     namespace, concurrency_key, max_concurrent";
-pub(super) const TASK_NCOLS: usize = 26;
+     namespace, concurrency_key, max_concurrent, result";
+pub(super) const TASK_NCOLS: usize = 27;
 
 /// The columns of `attempts`, in the order `attempt_from_row` reads them.
 pub(super) const ATTEMPT_COLS: &str =
@@ -29,7 +29,7 @@ pub(super) const ATTEMPT_COLS: &str =
 
 /// The columns of `events`, in the order `event_from_row` reads them.
 pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
-     reason, worker_name, worker_state, workflow, schedule, namespace";
+     reason, worker_name, worker_state, workflow, schedule, namespace, result_bytes";
 
 // ---- scalars ----
 
@@ -142,6 +142,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
         finished_at: get(row, 20)?,
         exit_code: get_opt_i32(row, 21)?,
         error: get(row, 22)?,
+        result: get::<Option<&str>>(row, 26)?.map(Arc::from),
     })
 }
 
@@ -188,6 +189,7 @@ pub(super) fn event_from_row(row: &Row) -> Result<Event, StoreError> {
             worker: get(row, 7)?,
             reason: get(row, 8)?,
             workflow: get(row, 11)?,
+            result_bytes: get::<Option<i64>>(row, 14)?.map(|b| b as u64),
         },
         "worker" => EventKind::Worker {
             name: get(row, 9)?,

@@ -16,10 +16,10 @@ use crate::StoreError;
 pub(super) const PRUNE_BATCH: i64 = 5_000;
 
 const INSERT_EVENTS: &str = "INSERT INTO events (seq, at, type, task_id, queue, state, \
-     attempt, worker, reason, worker_name, worker_state, workflow, schedule, namespace) \
-     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::uuid[], $5::text[], \
-     $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-     $13::text[], $14::text[])";
+     attempt, worker, reason, worker_name, worker_state, workflow, schedule, namespace, \
+     result_bytes) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::uuid[], \
+     $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], \
+     $12::text[], $13::text[], $14::text[], $15::bigint[])";
 
 pub(super) async fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreError> {
     if events.is_empty() {
@@ -43,7 +43,11 @@ pub(super) async fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), 
     let workflow: Vec<Option<&str>> = rows.iter().map(|r| r.workflow).collect();
     let schedule: Vec<Option<&str>> = rows.iter().map(|r| r.schedule).collect();
     let namespace: Vec<Option<&str>> = rows.iter().map(|r| r.namespace).collect();
-    let p: [&(dyn ToSql + Sync); 14] = [
+    let result_bytes: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| r.result_bytes.map(|b| b as i64))
+        .collect();
+    let p: [&(dyn ToSql + Sync); 15] = [
         &seq,
         &at,
         &kind,
@@ -58,6 +62,7 @@ pub(super) async fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), 
         &workflow,
         &schedule,
         &namespace,
+        &result_bytes,
     ];
     let st = tx.prepare_cached(INSERT_EVENTS).await.map_err(db_err)?;
     tx.execute(&st, &p).await.map_err(|e| {

@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_queue_rates.sql"),
     include_str!("migrations/0005_leadership.sql"),
     include_str!("migrations/0006_queue_max_queued.sql"),
+    include_str!("migrations/0007_task_results.sql"),
 ];
 
 /// The advisory lock's first key ("drov"); the second is a hash of the schema, so servers

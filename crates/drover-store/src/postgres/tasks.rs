@@ -21,23 +21,25 @@ use crate::{StoreError, TaskQuery};
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, seq, queue, kind, priority, spec, \
      max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, \
      not_before, worker, lease, created_at, updated_at, started_at, finished_at, exit_code, \
-     error, namespace, concurrency_key, max_concurrent) SELECT * FROM UNNEST($1::uuid[], \
+     error, namespace, concurrency_key, max_concurrent, result) SELECT * FROM UNNEST($1::uuid[], \
      $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], \
      $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bigint[], \
      $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
      $20::bigint[], $21::bigint[], $22::bigint[], $23::text[], $24::text[], $25::text[], \
-     $26::bigint[])";
+     $26::bigint[], $27::text[])";
 
 /// Only the mutable state: the definition is written once, by the insert. Placement changes
 /// only when a broadcast fans out (its shard); NULL keeps it.
 const UPDATE_TASKS: &str = "UPDATE tasks t SET state = u.state, attempt = u.attempt, \
      lost = u.lost, not_before = u.not_before, worker = u.worker, lease = u.lease, \
      updated_at = u.updated_at, started_at = u.started_at, finished_at = u.finished_at, \
-     exit_code = u.exit_code, error = u.error, placement = COALESCE(u.placement, t.placement) \
+     exit_code = u.exit_code, error = u.error, placement = COALESCE(u.placement, t.placement), \
+     result = COALESCE(u.result, t.result) \
      FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
      $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], \
-     $12::text[], $13::text[]) AS u(id, state, attempt, lost, not_before, worker, lease, \
-     updated_at, started_at, finished_at, exit_code, error, placement) WHERE t.id = u.id";
+     $12::text[], $13::text[], $14::text[]) AS u(id, state, attempt, lost, not_before, worker, \
+     lease, updated_at, started_at, finished_at, exit_code, error, placement, result) \
+     WHERE t.id = u.id";
 
 const BUMP_TASK_SEQ: &str =
     "UPDATE meta SET value = GREATEST(value, $1) WHERE key = 'next_task_seq'";
@@ -106,7 +108,7 @@ async fn insert<'a>(
         c.placement.push(Some(placement_to_json(&d.placement)));
         c.push_state(t);
     }
-    let p: [&(dyn ToSql + Sync); 26] = [
+    let p: [&(dyn ToSql + Sync); 27] = [
         &c.id,
         &c.seq,
         &c.queue,
@@ -133,6 +135,7 @@ async fn insert<'a>(
         &c.namespace,
         &c.concurrency_key,
         &c.max_concurrent,
+        &c.result,
     ];
     let st = tx.prepare_cached(INSERT_TASKS).await.map_err(db_err)?;
     tx.execute(&st, &p)
@@ -154,7 +157,7 @@ async fn update<'a>(
             .push((!t.def.placement.is_default()).then(|| placement_to_json(&t.def.placement)));
         c.push_state(t);
     }
-    let p: [&(dyn ToSql + Sync); 13] = [
+    let p: [&(dyn ToSql + Sync); 14] = [
         &c.id,
         &c.state,
         &c.attempt,
@@ -168,6 +171,7 @@ async fn update<'a>(
         &c.exit_code,
         &c.error,
         &c.placement,
+        &c.result,
     ];
     let st = tx.prepare_cached(UPDATE_TASKS).await.map_err(db_err)?;
     let updated = tx.execute(&st, &p).await.map_err(db_err)?;
@@ -209,6 +213,7 @@ struct TaskColumns {
     finished_at: Vec<Option<i64>>,
     exit_code: Vec<Option<i64>>,
     error: Vec<Option<String>>,
+    result: Vec<Option<String>>,
 }
 
 impl TaskColumns {
@@ -234,6 +239,7 @@ impl TaskColumns {
         self.finished_at.push(t.finished_at);
         self.exit_code.push(t.exit_code.map(i64::from));
         self.error.push(text(t.error.as_deref()));
+        self.result.push(t.result.as_deref().map(str::to_string));
     }
 }
 

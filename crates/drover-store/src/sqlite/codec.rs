@@ -19,8 +19,8 @@ use crate::StoreError;
 pub(super) const TASK_COLS: &str = "id, seq, queue, kind, priority, spec, max_attempts, \
      backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
      worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
-     namespace, concurrency_key, max_concurrent";
-pub(super) const TASK_NCOLS: usize = 26;
+     namespace, concurrency_key, max_concurrent, result";
+pub(super) const TASK_NCOLS: usize = 27;
 
 /// The columns of `attempts`, in the order `attempt_from_row` reads them.
 pub(super) const ATTEMPT_COLS: &str =
@@ -29,7 +29,7 @@ pub(super) const ATTEMPT_COLS: &str =
 /// The columns of `events`, in the order `event_from_row` reads them and `EventRow` binds
 /// them. Which ones a row uses depends on its `type` (see `0005_events_and_retention.sql`).
 pub(super) const EVENT_COLS: &str = "seq, at, type, task_id, queue, state, attempt, worker, \
-     reason, worker_name, worker_state, workflow, schedule, namespace";
+     reason, worker_name, worker_state, workflow, schedule, namespace, result_bytes";
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -115,6 +115,8 @@ pub(crate) fn spec_to_json(spec: &TaskSpec) -> String {
             v
         }
         TaskSpec::Noop => json!({ "type": "noop" }),
+        // The payload's JSON text, as a string: stored and read back byte for byte.
+        TaskSpec::Handler { payload } => json!({ "type": "handler", "payload": &**payload }),
     };
     v.to_string()
 }
@@ -181,6 +183,12 @@ pub(crate) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
             })
         }
         Some("noop") => Ok(TaskSpec::Noop),
+        Some("handler") => match v.get("payload") {
+            Some(Value::String(p)) => Ok(TaskSpec::Handler {
+                payload: Arc::from(p.as_str()),
+            }),
+            _ => Err(corrupt("spec: a handler's payload is not a string")),
+        },
         other => Err(corrupt(format!("spec of unknown type {other:?}"))),
     }
 }
@@ -325,6 +333,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
         finished_at: get(row, 20)?,
         exit_code: get(row, 21)?,
         error: get(row, 22)?,
+        result: get::<Option<String>>(row, 26)?.map(Arc::from),
     })
 }
 
@@ -376,6 +385,7 @@ pub(crate) struct EventRow<'a> {
     pub workflow: Option<&'a str>,
     pub schedule: Option<&'a str>,
     pub namespace: Option<&'a str>,
+    pub result_bytes: Option<u64>,
 }
 
 pub(crate) fn event_to_row(e: &Event) -> EventRow<'_> {
@@ -394,6 +404,7 @@ pub(crate) fn event_to_row(e: &Event) -> EventRow<'_> {
         workflow: None,
         schedule: None,
         namespace: e.namespace(),
+        result_bytes: None,
     };
     match &e.kind {
         EventKind::Task {
@@ -404,8 +415,10 @@ pub(crate) fn event_to_row(e: &Event) -> EventRow<'_> {
             worker,
             reason,
             workflow,
+            result_bytes,
             ..
         } => {
+            r.result_bytes = *result_bytes;
             r.task_id = Some(id_bytes(*task_id));
             r.queue = Some(queue);
             r.state = Some(state.as_str());
@@ -470,6 +483,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> Result<Event, StoreError> {
             worker: get(row, 7)?,
             reason: get(row, 8)?,
             workflow: get(row, 11)?,
+            result_bytes: get::<Option<i64>>(row, 14)?.map(u64_from_sql),
         },
         "worker" => EventKind::Worker {
             name: get(row, 9)?,

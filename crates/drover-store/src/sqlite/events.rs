@@ -3,7 +3,7 @@
 use drover_core::{Event, Micros};
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
-use super::codec::{event_from_row, event_to_row, EVENT_COLS};
+use super::codec::{event_from_row, event_to_row, u64_to_sql, EVENT_COLS};
 use super::{db_err, db_err_in};
 use crate::StoreError;
 
@@ -12,8 +12,8 @@ use crate::StoreError;
 const PRUNE_BATCH: i64 = 5_000;
 
 const INSERT_EVENT: &str = "INSERT INTO events (seq, at, type, task_id, queue, state, attempt, \
-     worker, reason, worker_name, worker_state, workflow, schedule, namespace) VALUES (?1, ?2, \
-     ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     worker, reason, worker_name, worker_state, workflow, schedule, namespace, result_bytes) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 pub(super) fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreError> {
     if events.is_empty() {
@@ -38,6 +38,7 @@ pub(super) fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreE
                 r.workflow,
                 r.schedule,
                 r.namespace,
+                r.result_bytes.map(u64_to_sql),
             ])
             .map_err(|e| db_err_in(e, || format!("inserting event {}", r.seq)))?;
     }

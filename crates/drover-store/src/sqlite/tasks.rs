@@ -21,15 +21,15 @@ use crate::{StoreError, TaskQuery};
 const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
      max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, \
      lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
-     exit_code, error, namespace, concurrency_key, max_concurrent) VALUES (?1, ?2, ?3, ?4, ?5, \
-     ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-     ?24, ?25, ?26)";
+     exit_code, error, namespace, concurrency_key, max_concurrent, result) VALUES (?1, ?2, ?3, \
+     ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
+     ?23, ?24, ?25, ?26, ?27)";
 
 /// Only the mutable state: the definition is written once, by the insert.
 const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
      not_before = ?5, worker = ?6, lease = ?7, updated_at = ?8, started_at = ?9, \
-     finished_at = ?10, exit_code = ?11, error = ?12, placement = COALESCE(?13, placement) \
-     WHERE id = ?1";
+     finished_at = ?10, exit_code = ?11, error = ?12, placement = COALESCE(?13, placement), \
+     result = COALESCE(?14, result) WHERE id = ?1";
 
 const BUMP_TASK_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_task_seq'";
 
@@ -107,6 +107,7 @@ fn insert_task(
             d.namespace,
             d.concurrency.as_ref().map(|c| c.key.as_str()),
             d.concurrency.as_ref().map(|c| i64::from(c.max)),
+            t.result.as_deref(),
         ])
         .map_err(|e| db_err_in(e, || format!("inserting task {}", t.id)))?;
     Ok(())
@@ -132,6 +133,7 @@ fn update_task(
             t.error,
             // Placement changes only when a broadcast fans out (its shard).
             (!t.def.placement.is_default()).then(|| placement_to_json(&t.def.placement)),
+            t.result.as_deref(),
         ])
         .map_err(db_err)?;
     if n != 1 {
