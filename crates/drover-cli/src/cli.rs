@@ -775,6 +775,12 @@ pub struct BenchArgs {
     /// Repeat the run K times (a fresh in-process server each time) and report the median.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub runs: u32,
+    /// Measure a fleet (implied from 100 workers on): the server as a process of its own,
+    /// --workers simulated gRPC workers; reports throughput against 4 workers × 64 slots,
+    /// the server's CPU for heartbeats, its RSS per connected worker, and dispatch while
+    /// workers join and leave.
+    #[arg(long, conflicts_with_all = ["server", "store", "exec"])]
+    pub fleet: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,

@@ -6,7 +6,9 @@
 //! headers never complete); HTTP/2 keep-alive pings end connections to vanished peers (a
 //! worker's session then ends and its name frees up); and a per-client token bucket answers
 //! 429 (`RESOURCE_EXHAUSTED` for gRPC) with `Retry-After`. Event-stream subscribers are capped
-//! by `subscribers`, taken by the SSE and gRPC watch handlers.
+//! by `subscribers`, taken by the SSE and gRPC watch handlers. Each request carries a `Closer`
+//! for its connection: the worker session closes the connection of a worker that stopped
+//! reading, whose buffered frames nothing else would free.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -16,6 +16,9 @@ use drover_worker::WorkerConfig;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+mod fleet;
+mod sim;
+
 use super::local::{self, LocalCluster};
 use crate::cli::BenchArgs;
 use crate::exit::usage;
@@ -59,10 +62,23 @@ pub struct Report {
     pub latency_p99_ms: f64,
     pub failures: usize,
     pub runs: Vec<RunResult>,
+    /// With `--workers` ≥ 100 (or `--fleet`): the fleet's figures (`runs` are then the fleet's
+    /// runs without churn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<fleet::FleetReport>,
+}
+
+/// Whether this bench measures a fleet (`fleet.rs`).
+fn is_fleet(args: &BenchArgs) -> bool {
+    let local_noop = args.server.is_none() && args.store.is_none() && !args.exec;
+    local_noop && (args.fleet || args.workers >= fleet::FLEET_MIN)
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     check(&args)?;
+    if is_fleet(&args) {
+        return run_fleet(args).await;
+    }
     let mode = if args.exec { "exec" } else { "noop" };
     let prefetch = args.prefetch.unwrap_or(args.slots);
     let mut report = Report {
@@ -83,6 +99,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         latency_p99_ms: 0.0,
         failures: 0,
         runs: Vec::new(),
+        fleet: None,
     };
     if args.output == Format::Text {
         eprintln!(
@@ -112,7 +129,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 report.workers = ws.workers.len() as u32;
                 report.slots = ws.workers.iter().map(|w| w.slots).max().unwrap_or(0);
                 report.prefetch = None;
-                one_run(&client, &args, run).await?
+                one_run(&client, &args, run).await?.0
             }
             None => in_process(&args, prefetch, run).await?,
         };
@@ -121,8 +138,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         }
         report.runs.push(r);
     }
+    finish(&args, report)
+}
+
+/// Prints the report; exit code 1 if a task did not succeed.
+fn finish(args: &BenchArgs, mut report: Report) -> anyhow::Result<u8> {
     report.summarize();
-    print_summary(&args, &report)?;
+    print_summary(args, &report)?;
     if report.failures > 0 {
         eprintln!(
             "drover bench: {} of {} tasks did not succeed",
@@ -225,7 +247,7 @@ async fn in_process(args: &BenchArgs, prefetch: u32, run: u32) -> anyhow::Result
     let result = async {
         let client = Client::with_timeout(&cluster.url, cluster.admin_token(), REQUEST_TIMEOUT)?;
         wait_for_workers(&client, args.workers as usize).await?;
-        one_run(&client, args, run).await
+        Ok(one_run(&client, args, run).await?.0)
     }
     .await;
     cluster.shutdown().await?;
@@ -249,7 +271,12 @@ async fn wait_for_workers(client: &Client, n: usize) -> anyhow::Result<()> {
     }
 }
 
-async fn one_run(client: &Client, args: &BenchArgs, run: u32) -> anyhow::Result<RunResult> {
+/// One run's figures, and its tasks as read back.
+async fn one_run(
+    client: &Client,
+    args: &BenchArgs,
+    run: u32,
+) -> anyhow::Result<(RunResult, Vec<TaskView>)> {
     let n = args.tasks;
     // A queue of its own, so that the listing sees only this run's tasks.
     let queue = format!("bench-{}-{}-{run}", std::process::id(), now_micros());
@@ -324,7 +351,7 @@ async fn one_run(client: &Client, args: &BenchArgs, run: u32) -> anyhow::Result<
         progress.check(done as u64, n, 0)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    Ok(figures(run, &tasks, t0_wall, submit_secs, observed))
+    Ok((figures(run, &tasks, t0_wall, submit_secs, observed), tasks))
 }
 
 /// Submit and end-to-end throughput, latencies and failures from the tasks read back.
@@ -388,6 +415,68 @@ fn run_text(r: &RunResult) -> String {
         max = r.latency_max_ms,
         f = r.failures,
     )
+}
+
+/// `--workers N` at fleet scale: a server process and N simulated workers per run.
+async fn run_fleet(args: BenchArgs) -> anyhow::Result<u8> {
+    let prefetch = args.prefetch.unwrap_or(args.slots);
+    fleet::raise_open_files(u64::from(args.workers) * 3 + 512)?;
+    if args.output == Format::Text {
+        eprintln!(
+            "drover bench: fleet of {} simulated gRPC workers × {} slot(s) (prefetch {prefetch}), \
+             {} noop tasks per phase × {} run(s), a server process on a fresh SQLite store per run",
+            args.workers, args.slots, args.tasks, args.runs
+        );
+    }
+    let mut report = Report {
+        mode: "noop",
+        tasks: args.tasks,
+        workers: args.workers,
+        slots: args.slots,
+        prefetch: Some(prefetch),
+        batch: args.batch,
+        concurrency: args.concurrency,
+        server: "a separate server process (durable SQLite in a temporary directory)".into(),
+        submit_tasks_per_sec: 0.0,
+        end_to_end_tasks_per_sec: 0.0,
+        latency_p50_ms: 0.0,
+        latency_p99_ms: 0.0,
+        failures: 0,
+        runs: Vec::new(),
+        fleet: None,
+    };
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        let (f, calm) = fleet::run(&args, prefetch, run).await?;
+        if args.output == Format::Text {
+            output::text(&run_text(&calm))?;
+            output::text(&format!(
+                "  fleet        baseline {} tasks/s, ratio {}, heartbeats {} % of a core, \
+                 {} KiB RSS per worker ({} → {} MiB), churn {} tasks/s ({} left and joined), \
+                 longest pause {} ms (calm {} ms), p99 {} ms (calm {} ms)\n",
+                thousands(f.baseline_tasks_per_sec),
+                f.ratio,
+                f.heartbeat_cpu_percent,
+                f.rss_per_worker_kib,
+                f.rss_before_mib,
+                f.rss_connected_mib,
+                thousands(f.churn_tasks_per_sec),
+                f.churned,
+                f.churn_longest_pause_ms,
+                f.calm_longest_pause_ms,
+                f.churn_p99_ms,
+                f.calm_p99_ms,
+            ))?;
+        }
+        runs.push(f);
+        report.runs.push(calm);
+    }
+    let fr = fleet::FleetReport::new(args.workers, args.slots, runs);
+    if args.output == Format::Text {
+        output::text(&fr.text())?;
+    }
+    report.fleet = Some(fr);
+    finish(&args, report)
 }
 
 /// Every task of a queue, following the pages.
