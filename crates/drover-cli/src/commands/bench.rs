@@ -272,6 +272,23 @@ async fn wait_for_workers(client: &Client, n: usize) -> anyhow::Result<()> {
 }
 
 /// One run's figures, and its tasks as read back.
+/// One of the run's tasks: `true` with `--exec`, else a no-op.
+fn bench_task(args: &BenchArgs, queue: &str) -> SubmitRequest {
+    if args.exec {
+        SubmitRequest {
+            queue: Some(queue.to_string()),
+            argv: vec!["true".into()],
+            ..Default::default()
+        }
+    } else {
+        SubmitRequest {
+            queue: Some(queue.to_string()),
+            kind: Some("noop".into()),
+            ..Default::default()
+        }
+    }
+}
+
 async fn one_run(
     client: &Client,
     args: &BenchArgs,
@@ -280,19 +297,7 @@ async fn one_run(
     let n = args.tasks;
     // A queue of its own, so that the listing sees only this run's tasks.
     let queue = format!("bench-{}-{}-{run}", std::process::id(), now_micros());
-    let task = if args.exec {
-        SubmitRequest {
-            queue: Some(queue.clone()),
-            argv: vec!["true".into()],
-            ..Default::default()
-        }
-    } else {
-        SubmitRequest {
-            queue: Some(queue.clone()),
-            kind: Some("noop".into()),
-            ..Default::default()
-        }
-    };
+    let task = bench_task(args, &queue);
     let batches: Arc<Vec<Vec<SubmitRequest>>> = Arc::new(
         (0..n)
             .step_by(args.batch)

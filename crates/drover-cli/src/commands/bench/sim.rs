@@ -133,6 +133,7 @@ fn done(refs: Vec<AttemptRef>) -> WorkerMessage {
             outcome: drover_api::proto::Outcome::Succeeded as i32,
             exit_code: Some(0),
             error: None,
+            result: None,
         })
         .collect();
     msg(worker_message::Body::Updates(Updates {
