@@ -55,7 +55,23 @@ impl Elector {
         let Some(epoch) = store.elect(&self.cluster.me, self.cluster.lease).await? else {
             return Ok(None);
         };
-        match Term::begin(&self.parts, epoch, &self.cluster.slot).await {
+        // Loading a large snapshot can take longer than a lease: it is renewed meanwhile.
+        let begun = tokio::sync::Notify::new();
+        let begin = async {
+            let r = Term::begin(&self.parts, epoch, &self.cluster.slot).await;
+            begun.notify_one();
+            r
+        };
+        let (r, kept) = tokio::join!(begin, self.renew_until(epoch, &begun));
+        match r {
+            Ok(term) if !kept => {
+                tracing::warn!(
+                    epoch,
+                    "the lease was lost while the term began; standing by"
+                );
+                term.abandon(&self.parts, &self.cluster.slot);
+                Ok(None)
+            }
             Ok(term) => {
                 self.cluster.update(|v| v.leading = Some(epoch));
                 Ok(Some(term))
@@ -63,6 +79,22 @@ impl Elector {
             Err(e) => {
                 self.resign(epoch).await;
                 Err(e.context(format!("starting the term of epoch {epoch}")))
+            }
+        }
+    }
+
+    /// Renews the lease of `epoch` every third of a lease until `done`; false if a renewal
+    /// says it is lost (a failed renewal is tried again at the next turn).
+    async fn renew_until(&self, epoch: Epoch, done: &tokio::sync::Notify) -> bool {
+        let lease = self.cluster.lease;
+        loop {
+            tokio::select! {
+                _ = done.notified() => return true,
+                _ = tokio::time::sleep(lease / 3) => {
+                    if let Ok(false) = self.parts.store.renew(epoch, lease).await {
+                        return false;
+                    }
+                }
             }
         }
     }
