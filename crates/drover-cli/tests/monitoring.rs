@@ -259,6 +259,10 @@ fn events_follow_filters_and_grpc_watch() {
             "succeeded",
             "--queue",
             "live",
+            // From the start: a follower that subscribes only after the live task succeeded
+            // (a slow start on a loaded machine) still prints it; the filters keep the rest out.
+            "--after",
+            "0",
         ])
         .env("DROVER_SERVER", &url)
         .stdout(Stdio::piped())
