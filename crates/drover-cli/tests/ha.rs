@@ -16,23 +16,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The tests' `--leader-lease`: short, so failovers are quick.
 const LEASE: Duration = Duration::from_secs(2);
 
-fn base_url() -> Option<String> {
-    let url = std::env::var("DROVER_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        println!("skipped: DROVER_TEST_POSTGRES_URL not set");
-    }
-    url
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Servers named `names` on one store (their own files in one directory: one admin token,
 /// one secret key), started in order, so the first leads.
 fn cluster(data: &std::path::Path, store: &str, names: &[&str]) -> Vec<Server> {
@@ -75,7 +58,7 @@ fn post_task(url: &str, argv: &[&str]) -> reqwest::blocking::Response {
 
 #[test]
 fn standbys_serve_reads_point_writes_at_the_leader_and_take_over_after_kill_9() {
-    let Some(base) = base_url() else { return };
+    let Some(base) = postgres_url() else { return };
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -206,7 +189,7 @@ fn standbys_serve_reads_point_writes_at_the_leader_and_take_over_after_kill_9() 
 /// second, due on both while the old one was frozen, fires once per slot.
 #[test]
 fn a_paused_leader_is_fenced_and_stands_by() {
-    let Some(base) = base_url() else { return };
+    let Some(base) = postgres_url() else { return };
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -235,8 +218,16 @@ fn a_paused_leader_is_fenced_and_stands_by() {
     servers[0].proc.signal(Signal::SIGSTOP);
     let (leader, _) = leader_after(b, epoch);
     assert_eq!(leader, "b");
-    // Let b fire a few slots of its own, then wake a: its core finds the same slots due.
-    std::thread::sleep(Duration::from_secs(2));
+    // Once b has fired two slots of its own, wake a: its core finds the same slots due.
+    let fires = |url: &str| {
+        cli_json(url, &["list", "--queue", "ticks", "--limit", "1000"])["tasks"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let at_takeover = fires(b);
+    wait_for(WAIT, "two fires by the new leader", || {
+        (fires(b) >= at_takeover + 2).then_some(())
+    });
     servers[0].proc.signal(Signal::SIGCONT);
     wait_for(WAIT, "the old leader to stand by", || {
         let r = post_task(a, &["true"]);
@@ -270,7 +261,7 @@ fn a_paused_leader_is_fenced_and_stands_by() {
 /// the leader retries its commit on new connections, and every acknowledged task finishes.
 #[test]
 fn terminated_database_connections_lose_nothing() {
-    let Some(base) = base_url() else { return };
+    let Some(base) = postgres_url() else { return };
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
     // An application name of this test's own, so only its connections are ended.
     let app = format!("drover-ha-{}", std::process::id());

@@ -114,26 +114,6 @@ impl Rng {
     }
 }
 
-fn base_url() -> Option<String> {
-    let url = std::env::var("DROVER_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        println!(
-            "skipped: DROVER_TEST_POSTGRES_URL not set (e.g. \
-             postgres://postgres@127.0.0.1:5432/test)"
-        );
-    }
-    url
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn require_perl() {
     let ok = Command::new("perl")
         .args(["-MTime::HiRes=clock_gettime,CLOCK_MONOTONIC", "-e", "1"])
@@ -597,7 +577,7 @@ fn runs(log: &Path, within: Duration) -> (Vec<check::Run>, Vec<String>) {
 
 #[test]
 fn history_of_a_cluster_under_failovers() {
-    let Some(base) = base_url() else { return };
+    let Some(base) = postgres_url() else { return };
     require_perl();
     let p = params();
     println!(

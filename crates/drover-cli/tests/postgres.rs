@@ -14,23 +14,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn base_url() -> Option<String> {
-    let url = std::env::var("DROVER_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        println!("skipped: DROVER_TEST_POSTGRES_URL not set");
-    }
-    url
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn names(list: &Value, key: &str, field: &str) -> Vec<String> {
     list[key]
         .as_array()
@@ -42,7 +25,7 @@ fn names(list: &Value, key: &str, field: &str) -> Vec<String> {
 
 #[test]
 fn a_postgres_store_keeps_everything_across_a_kill_9() {
-    let Some(base) = base_url() else { return };
+    let Some(base) = postgres_url() else { return };
     let schema = runtime().block_on(TempSchema::create(&base)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -437,3 +437,26 @@ pub fn webhook_receiver(fail: usize) -> (String, Arc<Mutex<Vec<Delivery>>>) {
     });
     (url, got)
 }
+
+/// The PostgreSQL URL of tests that need one (`DROVER_TEST_POSTGRES_URL`), or `None` after
+/// saying the test is skipped.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("DROVER_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        println!(
+            "skipped: DROVER_TEST_POSTGRES_URL not set (e.g. \
+             postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+    url
+}
+
+/// A runtime for the store's async test support (scratch schemas) in a plain test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}

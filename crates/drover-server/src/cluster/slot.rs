@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use drover_core::{Coordinator, Input, Reply, RequestId, WorkerSummary};
 
-use crate::driver::{Command, DriverError, DriverHandle};
+use crate::driver::{DriverError, DriverHandle};
 
 #[derive(Clone, Default)]
 pub struct DriverSlot(Arc<RwLock<Option<DriverHandle>>>);
@@ -20,16 +20,8 @@ impl DriverSlot {
             .ok_or(DriverError::Gone)
     }
 
-    pub fn is_set(&self) -> bool {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).is_some()
-    }
-
     pub(super) fn set(&self, handle: Option<DriverHandle>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = handle;
-    }
-
-    pub async fn send(&self, cmd: Command) -> Result<(), DriverError> {
-        self.current()?.send(cmd).await
     }
 
     pub async fn request(
