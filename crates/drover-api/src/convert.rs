@@ -46,34 +46,38 @@ impl From<&core::Assignment> for proto::Assignment {
             ),
             kind: d.kind.clone(),
             queue: d.queue.clone(),
-            spec: Some(match &d.spec {
+            spec: match &d.spec {
                 // Secret env is added by the server, which alone can open it.
                 core::TaskSpec::Exec { argv, env, cwd, .. } => {
                     let mut env: std::collections::HashMap<String, String> =
-                        env.iter().cloned().collect();
+                        env.iter().chain(&a.upstream.env).cloned().collect();
                     if let Some(s) = &d.placement.shard {
                         env.insert("DROVER_SHARD_INDEX".into(), s.index.to_string());
                         env.insert("DROVER_SHARD_COUNT".into(), s.count.to_string());
                     }
-                    proto::assignment::Spec::Exec(proto::ExecSpec {
+                    Some(proto::assignment::Spec::Exec(proto::ExecSpec {
                         argv: argv.clone(),
                         env,
                         cwd: cwd.clone(),
                         ..Default::default()
-                    })
+                    }))
                 }
-                core::TaskSpec::Noop => proto::assignment::Spec::Noop(proto::NoopSpec {}),
+                core::TaskSpec::Noop => Some(proto::assignment::Spec::Noop(proto::NoopSpec {})),
                 core::TaskSpec::Handler { payload } => {
-                    proto::assignment::Spec::Handler(proto::HandlerSpec {
+                    Some(proto::assignment::Spec::Handler(proto::HandlerSpec {
                         payload: payload.to_string(),
                         upstream: a
                             .upstream
+                            .results
                             .iter()
                             .map(|(node, out)| (node.clone(), as_json(out)))
                             .collect(),
-                    })
+                    }))
                 }
-            }),
+                // The driver resolves every body before it sends; a worker refuses an
+                // assignment without a spec rather than guess one.
+                core::TaskSpec::InStore { .. } => None,
+            },
             timeout_ms: d.timeout_ms,
             idempotency_key: d.idempotency_key.clone(),
             shard_index: d.placement.shard.as_ref().map(|s| s.index),

@@ -573,7 +573,9 @@ impl TaskView {
                     secret_env: secret::masked(secret_env),
                 },
                 TaskSpec::Noop => SpecView::Noop,
-                TaskSpec::Handler { .. } => SpecView::Handler,
+                TaskSpec::Handler { .. } | TaskSpec::InStore { handler: true } => SpecView::Handler,
+                // Only the core's records lack a body; the store's reads never do.
+                TaskSpec::InStore { handler: false } => SpecView::Noop,
             },
             timeout_ms: d.timeout_ms,
             idempotency_key: d.idempotency_key.clone(),

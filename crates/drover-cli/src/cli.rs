@@ -781,6 +781,11 @@ pub struct BenchArgs {
     /// workers join and leave.
     #[arg(long, conflicts_with_all = ["server", "store", "exec"])]
     pub fleet: bool,
+    /// Measure a backlog of N queued tasks instead: the server's RSS per queued task, the
+    /// time a restart takes to load them, and the first dispatch after a worker connects
+    /// (a server process of its own on a fresh SQLite store per run).
+    #[arg(long, value_name = "N", conflicts_with_all = ["server", "store", "exec", "fleet"])]
+    pub queued: Option<usize>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,

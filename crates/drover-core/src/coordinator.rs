@@ -14,8 +14,9 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use crate::model::{EventKind, Micros, TaskId, TaskState, WorkerEventState};
+use crate::model::{EventKind, Micros, TaskId, TaskRecord, TaskState, WorkerEventState};
 use crate::placement::Ranker;
+use std::sync::Arc;
 
 mod attempts;
 mod backlog;
@@ -49,7 +50,7 @@ pub use flow::{FlowRecord, FlowSpec, FlowTask, UpstreamPolicy};
 pub use invariants::{Invariant, Violation};
 pub use io::{
     Assignment, CancelError, CoreConfig, Effects, Input, JoinError, NewTask, Outcome, Reply,
-    RequestId, ScheduleError, SessionId, Snapshot, SubmitError, ToWorker, Write,
+    RequestId, ScheduleError, SessionId, Snapshot, SubmitError, ToWorker, Upstream, Write,
 };
 pub use lanes::MAX_WEIGHT;
 pub use rate::Rate;
@@ -270,6 +271,18 @@ impl Coordinator {
         let seq = self.next_task_seq;
         self.next_task_seq += 1;
         seq
+    }
+
+    /// A new task: its whole record goes to the store, the active set keeps it without its
+    /// body (`TaskDef::lean`), which the driver reads back when it assigns the task.
+    fn insert_record(&mut self, mut rec: TaskRecord, fx: &mut Effects) {
+        let lean = Arc::new(rec.def.lean());
+        fx.writes.push(Write::Task {
+            record: rec.clone(),
+            is_new: true,
+        });
+        rec.def = lean;
+        self.tasks.insert(tasks::ActiveTask::new(rec, None));
     }
 
     fn write_task(&self, id: TaskId, is_new: bool, fx: &mut Effects) {

@@ -201,11 +201,33 @@ pub enum TaskSpec {
         /// The payload as compact JSON text; the core never parses it.
         payload: Arc<str>,
     },
+    /// The core's stand-in for a body it does not keep: the store has it. A queued task
+    /// costs the core only what scheduling needs; the driver reads the body from the store
+    /// (or its cache of recent submits) when it sends the assignment. In an insert it means
+    /// "the body of the broadcast task this copy was made from" (`PlacementSpec::shard`).
+    InStore {
+        /// Whether the stored body is a handler's (feasibility needs it).
+        handler: bool,
+    },
 }
 
 impl TaskSpec {
     pub fn is_handler(&self) -> bool {
-        matches!(self, TaskSpec::Handler { .. })
+        matches!(
+            self,
+            TaskSpec::Handler { .. } | TaskSpec::InStore { handler: true }
+        )
+    }
+
+    pub fn is_in_store(&self) -> bool {
+        matches!(self, TaskSpec::InStore { .. })
+    }
+
+    /// What the core keeps of it.
+    pub fn stand_in(&self) -> TaskSpec {
+        TaskSpec::InStore {
+            handler: self.is_handler(),
+        }
     }
 }
 
@@ -254,6 +276,24 @@ impl TaskDef {
     /// `key` (an idempotency or serial key) within this task's namespace.
     pub fn scoped(&self, key: &str) -> Scoped {
         Scoped::new(&self.namespace, key)
+    }
+
+    /// The definition without its body (`TaskSpec::InStore`): what the active set keeps.
+    pub fn lean(&self) -> TaskDef {
+        TaskDef {
+            namespace: self.namespace.clone(),
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            priority: self.priority,
+            spec: self.spec.stand_in(),
+            max_attempts: self.max_attempts,
+            backoff_ms: self.backoff_ms,
+            timeout_ms: self.timeout_ms,
+            // Kept by `idempotency.rs` while it matters; the worker gets it with the body.
+            idempotency_key: None,
+            placement: self.placement.clone(),
+            concurrency: self.concurrency.clone(),
+        }
     }
 }
 

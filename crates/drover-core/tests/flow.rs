@@ -647,10 +647,7 @@ fn a_node_output_reaches_its_downstream_as_env() {
     b.run_ok(1, a);
     let sent = b.assigned_to(1);
     let down = sent.iter().find(|x| x.task_id == c).expect("c assigned");
-    let TaskSpec::Exec { env, .. } = &down.def.spec else {
-        panic!("exec")
-    };
-    assert!(env.contains(&(
+    assert!(down.upstream.env.contains(&(
         "DROVER_UPSTREAM_BUILD_APP_OUTPUT".to_string(),
         "version=1.2.3".to_string()
     )));
@@ -901,20 +898,20 @@ fn a_handler_result_reaches_downstream_handlers_and_commands() {
     let sent = b.assigned_to(1);
     let load = sent.iter().find(|a| a.task_id == l).expect("load assigned");
     assert_eq!(
-        load.upstream,
+        load.upstream.results,
         vec![("extract".to_string(), r#"{"rows":3}"#.to_string())]
     );
+    assert!(load.upstream.env.is_empty());
     let report = sent
         .iter()
         .find(|a| a.task_id == c)
         .expect("report assigned");
-    let TaskSpec::Exec { env, .. } = &report.def.spec else {
-        panic!("exec")
-    };
-    assert!(env.contains(&(
+    // The core sends a command's body as a stand-in; the driver reads the body back.
+    assert!(report.def.spec.is_in_store());
+    assert!(report.upstream.env.contains(&(
         "DROVER_UPSTREAM_EXTRACT_OUTPUT".to_string(),
         r#"{"rows":3}"#.to_string()
     )));
-    assert!(report.upstream.is_empty());
+    assert!(report.upstream.results.is_empty());
     assert!(b.core.check_invariants().is_ok());
 }

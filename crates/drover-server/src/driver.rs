@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use drover_api::proto::{self, server_message::Body};
 use drover_core::{
-    Assignment, Coordinator, Effects, Event, Input, Reply, RequestId, SessionId, ToWorker,
-    WorkerSummary, Write,
+    Assignment, Coordinator, Effects, Event, Input, Reply, RequestId, SessionId, TaskDef, TaskId,
+    ToWorker, WorkerSummary, Write,
 };
 use drover_store::{Store, StoreError};
 use rand::{Rng, SeedableRng};
@@ -180,6 +180,8 @@ pub struct Driver {
     rng: rand::rngs::StdRng,
     /// `Command::Stop` arrived.
     stopping: bool,
+    /// Bodies of recently submitted tasks, for assignments (the core keeps none).
+    bodies: bodies::Bodies,
 }
 
 impl Driver {
@@ -220,6 +222,7 @@ impl Driver {
             store_retry: STORE_RETRY,
             rng: rand::rngs::StdRng::from_os_rng(),
             stopping: false,
+            bodies: bodies::Bodies::default(),
         };
         (driver, handle)
     }
@@ -349,6 +352,8 @@ impl Driver {
     /// Starts committing `fx`'s writes; without any, delivers the rest at once.
     fn launch(&mut self, mut fx: Effects) -> Option<InFlight> {
         let writes = std::mem::take(&mut fx.writes);
+        self.bodies.remember(&writes);
+        let unread = Arc::new(self.bodies.resolve(&mut fx.sends));
         if writes.is_empty() {
             self.deliver(fx);
             return None;
@@ -357,23 +362,30 @@ impl Driver {
             events: committed_events(&writes),
             writes: writes.len(),
             started: Instant::now(),
-            commit: self.attempt(writes, Duration::ZERO),
+            commit: self.attempt(writes, unread.clone(), Duration::ZERO),
+            unread,
             failing: None,
             fx,
         })
     }
 
-    /// One commit attempt after `pause`, on its own task. The store consumes what it commits,
-    /// so it gets a copy (made off the driver's thread); a failure hands the writes back for
-    /// the next attempt.
-    fn attempt(&self, writes: Vec<Write>, pause: Duration) -> JoinHandle<CommitResult> {
+    /// One commit attempt after `pause`, on its own task, then the read of the bodies its
+    /// assignments still lack (`unread`). The store consumes what it commits, so it gets a
+    /// copy (made off the driver's thread); a failure hands the writes back for the next
+    /// attempt.
+    fn attempt(
+        &self,
+        writes: Vec<Write>,
+        unread: Arc<Vec<TaskId>>,
+        pause: Duration,
+    ) -> JoinHandle<CommitResult> {
         let store = self.store.clone();
         tokio::spawn(async move {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
             match store.commit(writes.clone()).await {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(read_bodies(&*store, &unread).await),
                 Err(e) => Err((e, writes)),
             }
         })
@@ -403,7 +415,15 @@ impl Driver {
             anyhow::anyhow!("commit task failed: {e}")
         })?;
         match r {
-            Ok(()) => {
+            Ok(read) => {
+                let unsent = bodies::fill(&mut f.fx.sends, &read);
+                if !unsent.is_empty() {
+                    tracing::error!(
+                        count = unsent.len(),
+                        "assignments whose task bodies could not be read are not sent; \
+                         their leases run out and the tasks are retried"
+                    );
+                }
                 if let Some(failing) = &f.failing {
                     tracing::warn!(
                         attempts = failing.attempts + 1,
@@ -420,7 +440,7 @@ impl Driver {
             }
             Err((e, writes)) => {
                 let pause = self.failed(&mut f.failing, &e)?;
-                f.commit = self.attempt(writes, pause);
+                f.commit = self.attempt(writes, f.unread.clone(), pause);
                 Ok(Some(f))
             }
         }
@@ -497,6 +517,8 @@ impl Driver {
         let mut cancels: HashMap<SessionId, Vec<proto::AttemptRef>> = HashMap::new();
         for (session, msg) in fx.sends {
             match msg {
+                // Its body could not be read (logged by `finish`).
+                ToWorker::Assign(a) if a.def.spec.is_in_store() => {}
                 ToWorker::Assign(a) => {
                     let msg = self.assignment(&a);
                     assigns.entry(session).or_default().push(msg);
@@ -563,14 +585,32 @@ impl Driver {
     }
 }
 
-/// How a commit attempt ended: a failure hands the writes back for the next attempt.
-type CommitResult = Result<(), (StoreError, Vec<Write>)>;
+/// How a commit attempt ended: the bodies read for its assignments, or a failure that hands
+/// the writes back for the next attempt.
+type CommitResult = Result<HashMap<TaskId, Arc<TaskDef>>, (StoreError, Vec<Write>)>;
+
+/// The stored definitions of `ids`. A failed read is logged and leaves them out: the commit
+/// stands, and the assignments without a body are not sent (their leases reclaim them).
+async fn read_bodies(store: &dyn Store, ids: &[TaskId]) -> HashMap<TaskId, Arc<TaskDef>> {
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    match store.task_defs(ids).await {
+        Ok(defs) => defs.into_iter().collect(),
+        Err(e) => {
+            tracing::error!(error = %e, count = ids.len(), "reading task bodies for assignments failed");
+            HashMap::new()
+        }
+    }
+}
 
 /// A batch whose writes are being committed, and what to deliver once they are.
 struct InFlight {
     events: Vec<Event>,
     commit: JoinHandle<CommitResult>,
     fx: Effects,
+    /// Tasks whose bodies are read once the batch commits.
+    unread: Arc<Vec<TaskId>>,
     writes: usize,
     /// The first attempt's start.
     started: Instant,
@@ -649,6 +689,7 @@ fn request_id(input: &Input) -> Option<RequestId> {
     }
 }
 
+mod bodies;
 #[cfg(test)]
 mod bounded;
 #[cfg(test)]

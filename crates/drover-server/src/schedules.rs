@@ -67,7 +67,7 @@ fn view(s: &ScheduleSummary) -> ScheduleView {
         queue: r.spec.template.queue.clone(),
         argv: match &r.spec.template.spec {
             TaskSpec::Exec { argv, .. } => argv.clone(),
-            TaskSpec::Noop | TaskSpec::Handler { .. } => vec![],
+            TaskSpec::Noop | TaskSpec::Handler { .. } | TaskSpec::InStore { .. } => vec![],
         },
         created_at: rfc3339(r.created_at),
     }

@@ -2,11 +2,15 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use drover_core::dag::WorkflowRecord;
 use drover_core::{
-    AttemptRecord, Event, FlowRecord, LogChunk, QueueConfig, TaskId, TaskRecord, Write,
+    AttemptRecord, Event, FlowRecord, LogChunk, QueueConfig, TaskDef, TaskId, TaskRecord, TaskSpec,
+    Write,
 };
+
+use crate::StoreError;
 
 /// How a task's record reaches the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,9 +61,10 @@ impl Batch {
                     match task_ix.entry(record.id) {
                         Entry::Occupied(e) => {
                             let slot = &mut b.tasks[*e.get()];
-                            slot.0 = record;
-                            if op == RowOp::Insert {
-                                slot.1 = op;
+                            let inserted = slot.1 == RowOp::Insert || op == RowOp::Insert;
+                            slot.0 = with_body_of(&slot.0, record);
+                            if inserted {
+                                slot.1 = RowOp::Insert;
                             }
                         }
                         Entry::Vacant(e) => {
@@ -91,6 +96,75 @@ impl Batch {
                 Write::WorkerDrain { name, drained } => b.drains.push((name, drained)),
             }
         }
+        b.fill_copies_from_batch(&task_ix);
         b
     }
+
+    /// Broadcast copies inserted without a body (`TaskSpec::InStore`: the core does not
+    /// keep bodies) whose task's insert is in this batch get its body here.
+    fn fill_copies_from_batch(&mut self, task_ix: &HashMap<TaskId, usize>) {
+        for i in 0..self.tasks.len() {
+            let Some(group) = self.missing_body(i) else {
+                continue;
+            };
+            let source = task_ix.get(&group).map(|&j| &self.tasks[j].0.def.spec);
+            if let Some(spec) = source.filter(|s| !s.is_in_store()).cloned() {
+                Arc::make_mut(&mut self.tasks[i].0.def).spec = spec;
+            }
+        }
+    }
+
+    /// The broadcast task of the `i`th record, if it is an insert still without a body.
+    fn missing_body(&self, i: usize) -> Option<TaskId> {
+        let (rec, op) = &self.tasks[i];
+        if *op != RowOp::Insert || !rec.def.spec.is_in_store() {
+            return None;
+        }
+        Some(rec.def.placement.shard.as_ref().map_or(rec.id, |s| s.group))
+    }
+
+    /// The tasks whose stored bodies this batch's inserts copy (broadcast copies made after
+    /// their task was committed): the backend reads them and hands them to `fill_copies`.
+    pub fn copy_sources(&self) -> Vec<TaskId> {
+        let mut ids: Vec<TaskId> = (0..self.tasks.len())
+            .filter_map(|i| self.missing_body(i))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Gives every insert without a body the body its source has in the store; refuses the
+    /// batch (nothing written) if one is unknown.
+    pub fn fill_copies(&mut self, bodies: &HashMap<TaskId, TaskSpec>) -> Result<(), StoreError> {
+        for i in 0..self.tasks.len() {
+            let Some(group) = self.missing_body(i) else {
+                continue;
+            };
+            let spec = bodies.get(&group).ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "new task {} has no body: task {group} is not stored",
+                    self.tasks[i].0.id
+                ))
+            })?;
+            Arc::make_mut(&mut self.tasks[i].0.def).spec = spec.clone();
+        }
+        Ok(())
+    }
+}
+
+/// `later` (a task's last record in the batch) with the body `first` had: the core writes a
+/// task's body only with its first record (its insert), every later one without.
+fn with_body_of(first: &TaskRecord, mut later: TaskRecord) -> TaskRecord {
+    if later.def.spec.is_in_store() && !first.def.spec.is_in_store() {
+        later.def = if later.def.placement == first.def.placement {
+            first.def.clone()
+        } else {
+            Arc::new(TaskDef {
+                placement: later.def.placement.clone(),
+                ..(*first.def).clone()
+            })
+        };
+    }
+    later
 }

@@ -8,12 +8,13 @@
 //! (tests, simulation); the same conformance suite (`tests/conformance.rs`) runs against each.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use drover_core::dag::WorkflowRecord;
 use drover_core::{
-    AttemptRecord, Event, FlowRecord, LogChunk, Micros, QueueConfig, Scoped, Snapshot, TaskId,
-    TaskRecord, TaskState, Write,
+    AttemptRecord, Event, FlowRecord, LogChunk, Micros, QueueConfig, Scoped, Snapshot, TaskDef,
+    TaskId, TaskRecord, TaskState, Write,
 };
 
 pub mod audit;
@@ -107,12 +108,18 @@ pub struct DeliveryRecord {
 /// Everything the server stores. Its `Leadership` part decides which server may commit.
 #[async_trait]
 pub trait Store: Leadership + Send + Sync + 'static {
-    /// Non-terminal tasks with their current attempt, and the next sequence numbers.
+    /// Non-terminal tasks with their current attempt, and the next sequence numbers. A
+    /// task's body is its stand-in (`TaskSpec::InStore`): the core keeps none.
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Applies the whole batch atomically and durably (group commit). Within a batch, later
     /// writes of the same task or attempt replace earlier ones. Fenced: fails with
     /// `StoreError::Fenced`, changing nothing, unless this store's epoch leads.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+
+    /// The whole definitions of these tasks, bodies included (ids not stored are left
+    /// out): the core keeps none of a task's body, so the driver reads it here when it
+    /// assigns the task.
+    async fn task_defs(&self, ids: &[TaskId]) -> Result<Vec<(TaskId, Arc<TaskDef>)>, StoreError>;
 
     // Read side, for the API; never used by the core.
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;

@@ -172,7 +172,12 @@ impl Store for MemStore {
             .tasks
             .values()
             .filter(|t| !t.state.is_terminal())
-            .map(|t| (t.clone(), g.attempts.get(&(t.id, t.attempt)).cloned()))
+            .map(|t| {
+                (
+                    snapshot_record(t),
+                    g.attempts.get(&(t.id, t.attempt)).cloned(),
+                )
+            })
             .collect();
         Ok(Snapshot {
             tasks,
@@ -212,12 +217,29 @@ impl Store for MemStore {
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let batch = Batch::new(writes);
+        let mut batch = Batch::new(writes);
         let mut g = self.lock();
         self.solo.check()?;
+        let bodies = batch
+            .copy_sources()
+            .into_iter()
+            .filter_map(|id| Some((id, g.tasks.get(&id)?.def.spec.clone())))
+            .collect();
+        batch.fill_copies(&bodies)?;
         g.check(&batch)?;
         g.apply(batch);
         Ok(())
+    }
+
+    async fn task_defs(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, std::sync::Arc<drover_core::TaskDef>)>, StoreError> {
+        let g = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some((*id, g.tasks.get(id)?.def.clone())))
+            .collect())
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -614,4 +636,14 @@ fn update_state(old: &mut TaskRecord, rec: TaskRecord) {
         d.placement = def.placement.clone();
         old.def = Arc::new(d);
     }
+}
+
+/// A task as the snapshot has it: its body replaced by the stand-in, as the SQL stores read it.
+fn snapshot_record(t: &TaskRecord) -> TaskRecord {
+    let mut t = t.clone();
+    t.def = std::sync::Arc::new(drover_core::TaskDef {
+        spec: t.def.spec.stand_in(),
+        ..(*t.def).clone()
+    });
+    t
 }

@@ -328,8 +328,20 @@ impl Store for PgStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let batch = Batch::new(writes);
-        commit::commit_batch(&mut self.write_client().await?, &self.fence, batch).await
+        let mut batch = Batch::new(writes);
+        let mut client = self.write_client().await?;
+        let sources = batch.copy_sources();
+        if !sources.is_empty() {
+            batch.fill_copies(&tasks::bodies(&client, &sources).await?)?;
+        }
+        commit::commit_batch(&mut client, &self.fence, batch).await
+    }
+
+    async fn task_defs(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, std::sync::Arc<drover_core::TaskDef>)>, StoreError> {
+        tasks::defs(&self.read_client().await?, ids).await
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {

@@ -355,6 +355,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn task_defs(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, std::sync::Arc<drover_core::TaskDef>)>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |c| tasks::defs(c, &ids)).await
+    }
+
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         self.read(move |c| tasks::task(c, id)).await
     }

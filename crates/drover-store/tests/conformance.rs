@@ -132,6 +132,9 @@ macro_rules! suite {
                 tokens_round_trip,
                 namespaces_keep_names_apart,
                 leadership_fences_writes,
+                lean_updates_keep_the_body,
+                copies_take_their_tasks_body,
+                task_defs_read_bodies,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,6 +157,8 @@ macro_rules! suite {
                 use super::audit_cases::*;
                 #[allow(unused_imports)]
                 use super::leadership_cases::*;
+                #[allow(unused_imports)]
+                use super::body_cases::*;
                 super::run(f, |s| async move { $case(s.as_ref()).await }).await;
             }
         )*
@@ -288,6 +293,16 @@ pub fn task_event(seq: u64, t: &TaskRecord, reason: Option<&str>) -> Event {
             result_bytes: None,
         },
     }
+}
+
+/// `t` as a snapshot has it: its body replaced by the stand-in.
+pub fn stand_in(t: &TaskRecord) -> TaskRecord {
+    let mut t = t.clone();
+    t.def = Arc::new(TaskDef {
+        spec: t.def.spec.stand_in(),
+        ..(*t.def).clone()
+    });
+    t
 }
 
 pub fn new(t: &TaskRecord) -> Write {
@@ -537,7 +552,7 @@ pub mod cases {
             BTreeMap::from([(TaskState::Running, 1)])
         );
         let snap = s.load_snapshot().await.unwrap();
-        assert_eq!(snap.tasks, vec![(running.clone(), Some(a1_started))]);
+        assert_eq!(snap.tasks, vec![(stand_in(&running), Some(a1_started))]);
 
         // Several updates of an existing task in one batch: the last wins.
         let done = TaskRecord {
@@ -625,6 +640,7 @@ pub mod cases {
         let mut snap = s.load_snapshot().await.unwrap();
         snap.tasks.sort_by_key(|(t, _)| t.id);
         want.sort_by_key(|(t, _)| t.id);
+        let want: Vec<_> = want.into_iter().map(|(t, a)| (stand_in(&t), a)).collect();
         assert_eq!(snap.tasks, want);
         assert_eq!(want.len(), 4);
         assert_eq!(snap.next_task_seq, 10 * 10 + 3 + 1);
@@ -2075,7 +2091,7 @@ mod sqlite_only {
         for _ in 0..2 {
             let s = SqliteStore::open(&path).unwrap();
             let snap = s.load_snapshot().await.unwrap();
-            assert_eq!(snap.tasks, vec![(t.clone(), Some(a.clone()))]);
+            assert_eq!(snap.tasks, vec![(stand_in(&t), Some(a.clone()))]);
             assert_eq!(snap.next_task_seq, 43);
             assert_eq!(snap.next_event_seq, 10);
             assert_eq!(s.task(done.id).await.unwrap(), Some(done.clone()));
@@ -2363,7 +2379,7 @@ mod postgres_only {
         for _ in 0..2 {
             let s = PgStore::connect_with(schema.url(), 1).await.unwrap();
             let snap = s.load_snapshot().await.unwrap();
-            assert_eq!(snap.tasks, vec![(t.clone(), Some(a.clone()))]);
+            assert_eq!(snap.tasks, vec![(stand_in(&t), Some(a.clone()))]);
             assert_eq!(snap.next_task_seq, 43);
             assert_eq!(snap.next_event_seq, 10);
             assert_eq!(s.task(done.id).await.unwrap(), Some(done.clone()));
@@ -2540,5 +2556,85 @@ mod postgres_only {
             c.batch_execute("ROLLBACK").await.unwrap();
         })
         .await;
+    }
+}
+
+/// The core keeps no task body: its writes after a task's insert carry the stand-in, and
+/// broadcast copies made later are inserted with it.
+pub mod body_cases {
+    use super::*;
+    use drover_core::Shard;
+
+    fn lean(t: &TaskRecord) -> TaskRecord {
+        TaskRecord {
+            def: Arc::new(t.def.lean()),
+            ..t.clone()
+        }
+    }
+
+    pub async fn lean_updates_keep_the_body<S: Store>(s: &S) {
+        // Inserted and updated in one batch, then updated in another.
+        let t = task(tid(1), 0, exec_def("q"), TaskState::Queued);
+        let assigned = TaskRecord {
+            state: TaskState::Assigned,
+            attempt: 1,
+            worker: Some("w".into()),
+            lease: Some(LeaseToken(9)),
+            ..lean(&t)
+        };
+        s.commit(vec![new(&t), upd(&assigned)]).await.unwrap();
+        let running = TaskRecord {
+            state: TaskState::Running,
+            ..assigned.clone()
+        };
+        s.commit(vec![upd(&running)]).await.unwrap();
+        let want = TaskRecord {
+            def: t.def.clone(),
+            ..running
+        };
+        assert_eq!(s.task(tid(1)).await.unwrap(), Some(want));
+    }
+
+    fn copy_of(group: &TaskRecord, id: TaskId, index: u32) -> TaskRecord {
+        let mut def = group.def.lean();
+        def.placement.shard = Some(Shard {
+            group: group.id,
+            index,
+            count: 3,
+            worker: format!("w{index}"),
+        });
+        task(id, u64::from(index) + 10, def, TaskState::Queued)
+    }
+
+    pub async fn copies_take_their_tasks_body<S: Store>(s: &S) {
+        let parent = task(tid(1), 0, exec_def("q"), TaskState::Queued);
+        // A copy in the batch of its task's insert, and one in a later batch.
+        let first = copy_of(&parent, tid(2), 1);
+        s.commit(vec![new(&parent), new(&first)]).await.unwrap();
+        let second = copy_of(&parent, tid(3), 2);
+        s.commit(vec![new(&second)]).await.unwrap();
+        for copy in [first, second] {
+            let stored = s.task(copy.id).await.unwrap().expect("stored");
+            assert_eq!(stored.def.spec, parent.def.spec);
+            assert_eq!(stored.def.placement, copy.def.placement);
+        }
+        // A copy of a task the store does not have is refused, and nothing of its batch
+        // is written.
+        let stranger = task(tid(8), 5, exec_def("q"), TaskState::Queued);
+        let orphan = copy_of(&stranger, tid(9), 1);
+        let other = task(tid(4), 6, exec_def("q"), TaskState::Queued);
+        assert!(s.commit(vec![new(&other), new(&orphan)]).await.is_err());
+        assert_eq!(s.task(tid(4)).await.unwrap(), None);
+        assert_eq!(s.task(tid(9)).await.unwrap(), None);
+    }
+
+    pub async fn task_defs_read_bodies<S: Store>(s: &S) {
+        let a = task(tid(1), 0, exec_def("q"), TaskState::Queued);
+        let b = task(tid(2), 1, noop_def("q"), TaskState::Queued);
+        s.commit(vec![new(&a), new(&b)]).await.unwrap();
+        let mut defs = s.task_defs(&[tid(2), tid(7), tid(1)]).await.unwrap();
+        defs.sort_by_key(|(id, _)| *id);
+        assert_eq!(defs, vec![(tid(1), a.def.clone()), (tid(2), b.def.clone())]);
+        assert!(s.task_defs(&[]).await.unwrap().is_empty());
     }
 }

@@ -17,6 +17,8 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 mod fleet;
+mod queued;
+mod server_proc;
 mod sim;
 
 use super::local::{self, LocalCluster};
@@ -76,6 +78,9 @@ fn is_fleet(args: &BenchArgs) -> bool {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     check(&args)?;
+    if let Some(n) = args.queued {
+        return run_queued(args, n).await;
+    }
     if is_fleet(&args) {
         return run_fleet(args).await;
     }
@@ -482,6 +487,40 @@ async fn run_fleet(args: BenchArgs) -> anyhow::Result<u8> {
     }
     report.fleet = Some(fr);
     finish(&args, report)
+}
+
+/// `--queued N` (`queued.rs`): memory, restart and first dispatch with a large backlog.
+async fn run_queued(args: BenchArgs, n: usize) -> anyhow::Result<u8> {
+    if args.output == Format::Text {
+        eprintln!(
+            "drover bench: {n} queued tasks × {} run(s), a server process on a fresh SQLite store per run",
+            args.runs
+        );
+    }
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        let r = queued::run(&args, n, run).await?;
+        if args.output == Format::Text {
+            output::text(&format!(
+                "run {run}: submitted in {} s; RSS {} MiB idle, {} MiB queued ({} B/task); \
+                 restart {} s, then {} MiB; first dispatch {} ms\n",
+                r.submit_secs,
+                r.rss_idle_mib,
+                r.rss_queued_mib,
+                r.bytes_per_queued_task,
+                r.restart_secs,
+                r.rss_restarted_mib,
+                r.first_dispatch_ms,
+            ))?;
+        }
+        runs.push(r);
+    }
+    let report = queued::QueuedReport::new(n, runs);
+    match args.output {
+        Format::Text => output::text(&report.text())?,
+        _ => output::json(&report)?,
+    }
+    Ok(0)
 }
 
 /// Every task of a queue, following the pages.

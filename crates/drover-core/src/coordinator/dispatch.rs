@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use rand_chacha::ChaCha20Rng;
 
-use super::io::{CoreConfig, Effects, NewTask, Write};
+use super::io::{CoreConfig, Effects, NewTask};
 use super::placer::{spec_from_def, strategy_for, Placer};
 use super::ready::Ready;
-use super::tasks::{task_event, ActiveTask, ReadyKey, Tasks};
+use super::tasks::{task_event, ReadyKey, Tasks};
 use super::workers::Workers;
 use super::{ms, Coordinator};
 use crate::model::{Micros, Scoped, TaskDef, TaskId, TaskRecord, TaskState};
@@ -233,11 +233,7 @@ impl Coordinator {
         let seq = self.take_task_seq();
         let rec = TaskRecord::new(cid, seq, def, TaskState::Queued, None, now);
         let ev = task_event(&rec, Some(reason));
-        fx.writes.push(Write::Task {
-            record: rec.clone(),
-            is_new: true,
-        });
-        self.tasks.insert(ActiveTask::new(rec, None));
+        self.insert_record(rec, fx);
         self.placer.set_spec(cid, spec);
         // Through the queue's gates, like any task that becomes queued.
         self.enqueue(cid);

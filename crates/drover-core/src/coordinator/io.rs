@@ -184,10 +184,19 @@ pub struct Assignment {
     pub task_id: TaskId,
     pub attempt: u32,
     pub lease: LeaseToken,
+    /// Its definition; the body is `TaskSpec::InStore` unless the driver resolved it.
     pub def: Arc<TaskDef>,
-    /// A handler task's succeeded workflow upstreams: (node name, result or output). A
-    /// command gets them in its env instead (`DROVER_UPSTREAM_<NODE>_OUTPUT`).
-    pub upstream: Vec<(String, String)>,
+    pub upstream: Upstream,
+}
+
+/// What an attempt gets from its succeeded workflow upstreams.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Upstream {
+    /// A handler task's: (node name, result or output).
+    pub results: Vec<(String, String)>,
+    /// A command's, added to its environment: `DROVER_UPSTREAM_<NODE>_OUTPUT` (an output too
+    /// large for an environment variable, `MAX_ENV_OUTPUT`, is left out).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

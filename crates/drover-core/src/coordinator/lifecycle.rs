@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::deps::Next;
 use super::flow::{FlowRecord, FlowTask};
-use super::io::{CancelError, Effects, NewTask, SubmitError, ToWorker, Write};
-use super::tasks::{ActiveTask, ReadyKey};
+use super::io::{CancelError, Effects, NewTask, SubmitError, ToWorker, Upstream, Write};
+use super::tasks::ReadyKey;
 use super::{ms, Coordinator};
 use crate::dag::WorkflowRecord;
 use crate::model::{AttemptOutcome, AttemptRecord, Micros, TaskDef, TaskId, TaskRecord, TaskState};
@@ -176,11 +176,7 @@ impl Coordinator {
         }
         let ev =
             super::tasks::task_event(&rec, blocked.then(|| "waiting for upstream tasks".into()));
-        fx.writes.push(Write::Task {
-            record: rec.clone(),
-            is_new: true,
-        });
-        self.tasks.insert(ActiveTask::new(rec, None));
+        self.insert_record(rec, fx);
         if state == TaskState::Queued {
             self.enqueue(id);
         }
@@ -260,30 +256,35 @@ impl Coordinator {
         self.emit(now, ev, fx);
     }
 
-    /// The definition an attempt is sent with, and a handler's upstream results. A command
-    /// gets `DROVER_UPSTREAM_<NODE>_OUTPUT` for each upstream output (one that is too large
-    /// for an environment variable, `MAX_ENV_OUTPUT`, is left out); a handler gets them all.
-    fn assignment_def(&mut self, id: TaskId) -> (Arc<TaskDef>, Vec<(String, String)>) {
+    /// The definition an attempt is sent with, and what it gets of its upstreams: a handler
+    /// their results, a command `DROVER_UPSTREAM_<NODE>_OUTPUT` variables.
+    fn assignment_def(&mut self, id: TaskId) -> (Arc<TaskDef>, Upstream) {
         let def = self.tasks.expect(&id).rec.def.clone();
         self.deps.new_attempt(&id);
         let outputs = self.deps.upstream_outputs(&id);
         if outputs.is_empty() {
-            return (def, Vec::new());
+            return (def, Upstream::default());
         }
         if def.spec.is_handler() {
-            return (def, outputs.to_vec());
+            let upstream = Upstream {
+                results: outputs.to_vec(),
+                env: Vec::new(),
+            };
+            return (def, upstream);
         }
-        let mut d = (*def).clone();
-        if let crate::model::TaskSpec::Exec { env, .. } = &mut d.spec {
-            for (node, out) in outputs {
-                if out.len() > super::deps::MAX_ENV_OUTPUT {
-                    continue;
-                }
+        let env = outputs
+            .iter()
+            .filter(|(_, out)| out.len() <= super::deps::MAX_ENV_OUTPUT)
+            .map(|(node, out)| {
                 let name = format!("DROVER_UPSTREAM_{}_OUTPUT", crate::dag::env_name(node));
-                env.push((name, out.clone()));
-            }
-        }
-        (Arc::new(d), Vec::new())
+                (name, out.clone())
+            })
+            .collect();
+        let upstream = Upstream {
+            results: Vec::new(),
+            env,
+        };
+        (def, upstream)
     }
 
     /// A pending task's timer fired: it queues unless it still waits for upstreams.

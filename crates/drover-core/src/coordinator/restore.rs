@@ -10,8 +10,12 @@ use crate::model::{Micros, TaskId, TaskState};
 impl Coordinator {
     pub(super) fn restore(&mut self, now: Micros, snap: Snapshot) {
         let grace = now + ms(self.cfg.restart_grace_ms);
-        for (rec, attempt) in snap.tasks {
+        for (mut rec, attempt) in snap.tasks {
             debug_assert!(!rec.state.is_terminal());
+            // The SQL stores load only the stand-in; a whole definition is trimmed here.
+            if !rec.def.spec.is_in_store() {
+                rec.def = std::sync::Arc::new(rec.def.lean());
+            }
             let mut t = ActiveTask::new(rec, attempt);
             match t.rec.state {
                 // Enqueued below, in submission order, once the gates are known.

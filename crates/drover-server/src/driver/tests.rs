@@ -61,6 +61,12 @@ impl Store for Flaky {
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
         self.inner.load_snapshot().await
     }
+    async fn task_defs(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<(TaskId, std::sync::Arc<drover_core::TaskDef>)>, StoreError> {
+        self.inner.task_defs(ids).await
+    }
     async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         self.inner.task(id).await
     }

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 pub(super) use crate::sqlite::codec::corrupt;
-use crate::sqlite::codec::{placement_from_json, spec_from_json};
+use crate::sqlite::codec::{placement_from_json, spec_from_column};
 use crate::StoreError;
 
 /// The columns of `tasks`, in the order `task_from_row` reads them.
@@ -115,7 +115,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
         kind: get(row, 3)?,
         priority: i32::try_from(priority)
             .map_err(|_| corrupt(format!("priority {priority} is not an i32")))?,
-        spec: spec_from_json(get(row, 5)?)?,
+        spec: spec_from_column(get(row, 5)?)?,
         max_attempts: get_u32(row, 6)?,
         backoff_ms: get::<i64>(row, 7)? as u64,
         timeout_ms: get_opt_u64(row, 8)?,

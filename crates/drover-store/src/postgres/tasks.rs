@@ -2,10 +2,11 @@
 //! the batch's size: the rows travel as arrays and `UNNEST` turns them back into rows) and the
 //! API's reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Transaction};
-use drover_core::{AttemptRecord, TaskId, TaskRecord, TaskState};
+use drover_core::{AttemptRecord, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -288,6 +289,36 @@ pub(super) async fn task(
         .map_err(db_err)?;
     let row = c.query_opt(&st, &[&uuid(id)]).await.map_err(db_err)?;
     row.as_ref().map(task_from_row).transpose()
+}
+
+/// The whole definitions of those of `ids` that are stored.
+pub(super) async fn defs(
+    c: &impl GenericClient,
+    ids: &[TaskId],
+) -> Result<Vec<(TaskId, Arc<TaskDef>)>, StoreError> {
+    let st = c
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE id = ANY($1::uuid[])"
+        ))
+        .await
+        .map_err(db_err)?;
+    let keys: Vec<Uuid> = ids.iter().map(|id| uuid(*id)).collect();
+    let rows = c.query(&st, &[&keys]).await.map_err(db_err)?;
+    rows.iter()
+        .map(|row| task_from_row(row).map(|rec| (rec.id, rec.def)))
+        .collect()
+}
+
+/// The stored bodies of `ids` (for broadcast copies, `Batch::fill_copies`).
+pub(super) async fn bodies(
+    c: &impl GenericClient,
+    ids: &[TaskId],
+) -> Result<HashMap<TaskId, TaskSpec>, StoreError> {
+    Ok(defs(c, ids)
+        .await?
+        .into_iter()
+        .map(|(id, def)| (id, def.spec.clone()))
+        .collect())
 }
 
 pub(super) async fn attempts(

@@ -117,6 +117,8 @@ pub(crate) fn spec_to_json(spec: &TaskSpec) -> String {
         TaskSpec::Noop => json!({ "type": "noop" }),
         // The payload's JSON text, as a string: stored and read back byte for byte.
         TaskSpec::Handler { payload } => json!({ "type": "handler", "payload": &**payload }),
+        // Never written: `Batch` fills or refuses an insert without a body. Reads as corrupt.
+        TaskSpec::InStore { .. } => json!({ "type": "in_store" }),
     };
     v.to_string()
 }
@@ -149,6 +151,16 @@ fn sealed_pairs(list: &Value) -> Result<Vec<(String, Sealed)>, StoreError> {
             },
         )
         .collect()
+}
+
+/// A spec column as read: the stored JSON, or (a snapshot's lean read, `LEAN_SPEC`) only its
+/// type, which becomes the core's stand-in for the body.
+pub(crate) fn spec_from_column(s: &str) -> Result<TaskSpec, StoreError> {
+    match s {
+        "handler" => Ok(TaskSpec::InStore { handler: true }),
+        "exec" | "noop" => Ok(TaskSpec::InStore { handler: false }),
+        _ => spec_from_json(s),
+    }
 }
 
 pub(crate) fn spec_from_json(s: &str) -> Result<TaskSpec, StoreError> {
@@ -307,7 +319,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
         queue: get(row, 2)?,
         kind: get(row, 3)?,
         priority: get(row, 4)?,
-        spec: spec_from_json(&spec)?,
+        spec: spec_from_column(&spec)?,
         max_attempts: get_u32(row, 6)?,
         backoff_ms: u64_from_sql(get(row, 7)?),
         timeout_ms: get::<Option<i64>>(row, 8)?.map(u64_from_sql),

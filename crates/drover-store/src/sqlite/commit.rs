@@ -1,4 +1,5 @@
-//! The commit hot path: a batch in one transaction, cached statements, no reads.
+//! The commit hot path: a batch in one transaction, cached statements, no reads (but the
+//! bodies of broadcast copies made after their task was committed).
 
 use rusqlite::Connection;
 
@@ -6,8 +7,12 @@ use super::{begin, db_err, deps, drains, events, logs, queues, schedules, tasks,
 use crate::batch::Batch;
 use crate::StoreError;
 
-pub(super) fn commit_batch(conn: &mut Connection, batch: Batch) -> Result<(), StoreError> {
+pub(super) fn commit_batch(conn: &mut Connection, mut batch: Batch) -> Result<(), StoreError> {
     let tx = begin(conn)?;
+    let sources = batch.copy_sources();
+    if !sources.is_empty() {
+        batch.fill_copies(&tasks::bodies(&tx, &sources)?)?;
+    }
     tasks::write(&tx, &batch.tasks)?;
     tasks::write_attempts(&tx, &batch.attempts)?;
     events::write(&tx, &batch.events)?;

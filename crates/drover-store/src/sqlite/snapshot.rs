@@ -45,12 +45,13 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
 }
 
 /// The non-terminal tasks joined with their current attempt (`TASK_COLS`, then
-/// `ATTEMPT_COLS`, NULL when there is none).
+/// `ATTEMPT_COLS`, NULL when there is none). Lean: of a task's body only its type is read
+/// (the core keeps no body; `spec_from_column`).
 pub(super) fn active_tasks_sql() -> String {
     format!(
         "SELECT {}, {} FROM tasks t LEFT JOIN attempts a \
          ON a.task_id = t.id AND a.attempt = t.attempt WHERE t.state IN ({})",
-        prefixed(TASK_COLS, "t."),
+        prefixed(TASK_COLS, "t.").replacen("t.spec,", "json_extract(t.spec, '$.type'),", 1),
         prefixed(ATTEMPT_COLS, "a."),
         states_sql(false),
     )

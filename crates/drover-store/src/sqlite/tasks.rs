@@ -1,8 +1,9 @@
 //! Tasks and their attempts: the commit's writes and the API's reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use drover_core::{AttemptRecord, TaskId, TaskRecord, TaskState};
+use drover_core::{AttemptRecord, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, Transaction};
 
@@ -180,6 +181,43 @@ pub(super) fn task(c: &Connection, id: TaskId) -> Result<Option<TaskRecord>, Sto
         Some(row) => task_from_row(row).map(Some),
         None => Ok(None),
     }
+}
+
+/// Ids per `IN (…)` read: far below SQLite's limit of bound parameters.
+const IDS_PER_READ: usize = 500;
+
+/// The whole definitions of those of `ids` that are stored.
+pub(super) fn defs(
+    c: &Connection,
+    ids: &[TaskId],
+) -> Result<Vec<(TaskId, Arc<TaskDef>)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_READ) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut stmt = c
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLS} FROM tasks WHERE id IN ({marks})"
+            ))
+            .map_err(db_err)?;
+        let keys = chunk.iter().map(|id| id_bytes(*id).to_vec());
+        let mut rows = stmt.query(params_from_iter(keys)).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let rec = task_from_row(row)?;
+            out.push((rec.id, rec.def));
+        }
+    }
+    Ok(out)
+}
+
+/// The stored bodies of `ids` (for broadcast copies, `Batch::fill_copies`).
+pub(super) fn bodies(
+    c: &Connection,
+    ids: &[TaskId],
+) -> Result<HashMap<TaskId, TaskSpec>, StoreError> {
+    Ok(defs(c, ids)?
+        .into_iter()
+        .map(|(id, def)| (id, def.spec.clone()))
+        .collect())
 }
 
 pub(super) fn attempts(c: &Connection, id: TaskId) -> Result<Vec<AttemptRecord>, StoreError> {

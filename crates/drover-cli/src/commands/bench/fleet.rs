@@ -26,6 +26,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
 
+use super::server_proc::{cpu_time, rss_kib, ServerProc};
 use super::sim::SimWorker;
 use super::{one_run, RunResult, REQUEST_TIMEOUT};
 use crate::cli::BenchArgs;
@@ -149,94 +150,6 @@ pub fn raise_open_files(need: u64) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The server process of one run.
-struct ServerProc {
-    child: tokio::process::Child,
-    pid: i32,
-    url: String,
-    token: Option<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl ServerProc {
-    async fn start(workers: u32) -> anyhow::Result<ServerProc> {
-        let dir = tempfile::Builder::new()
-            .prefix("drover-bench-fleet-")
-            .tempdir()?;
-        let db = super::local::sqlite_url(&dir.path().join("drover.db"))?;
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let exe = std::env::current_exe().context("locating this drover binary")?;
-        let max_conns = (u64::from(workers) * 2 + 256).to_string();
-        let mut child = tokio::process::Command::new(exe)
-            .args(["server", "--listen", "127.0.0.1:0", "--store", &db])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--rate-limit", "0", "--max-connections", &max_conns])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the server process")?;
-        let pid = child.id().context("the server's pid")? as i32;
-        let mut lines = BufReader::new(child.stdout.take().context("its stdout")?).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(l) = lines.next_line().await? {
-                if let Some(u) = l.split_whitespace().find(|w| w.starts_with("http://")) {
-                    return Ok(u.to_string());
-                }
-            }
-            bail!(
-                "the server exited; see {}",
-                dir.path().join("server.log").display()
-            )
-        })
-        .await
-        .context("the server did not start within 30 s")??;
-        // Keep reading its stdout so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let token = std::fs::read_to_string(dir.path().join("admin.token"))
-            .ok()
-            .map(|s| s.trim().to_string());
-        Ok(ServerProc {
-            child,
-            pid,
-            url,
-            token,
-            _dir: dir,
-        })
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-/// RSS of a process, in KiB (`VmRSS` of /proc/PID/status).
-fn rss_kib(pid: i32) -> anyhow::Result<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/PID/status")
-}
-
-/// CPU time of a process so far (user + system), from /proc/PID/stat.
-fn cpu_time(pid: i32) -> anyhow::Result<Duration> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command name (which may hold spaces) in parentheses.
-    let rest = s.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
-        .filter(|t| *t > 0)
-        .unwrap_or(100) as u64;
-    Ok(Duration::from_secs_f64(ticks as f64 / per_sec as f64))
 }
 
 /// Connects `n` simulated workers named `prefix-1..n`, `CONNECTING` at a time.

@@ -3,7 +3,8 @@
 //! finished for every assignment), without an agent behind it: a no-op completes the moment
 //! it arrives. Thousands fit in one process; the server cannot tell them from real workers.
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use drover_api::proto::{
@@ -18,6 +19,8 @@ use tonic::transport::Endpoint;
 /// A connected simulated worker; dropping `stop` (or sending `true`) ends its session.
 pub struct SimWorker {
     pub name: String,
+    /// When its first assignments arrived.
+    pub first_assignment: Arc<OnceLock<Instant>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -65,9 +68,16 @@ impl SimWorker {
         };
         let (stop, stopped) = watch::channel(false);
         let (started, up) = oneshot::channel();
-        let task = tokio::spawn(session(inbound, tx, every, stopped, started));
+        let first_assignment = Arc::new(OnceLock::new());
+        let first = first_assignment.clone();
+        let task = tokio::spawn(session(inbound, tx, every, stopped, (started, first)));
         let _ = up.await;
-        Ok(SimWorker { name, stop, task })
+        Ok(SimWorker {
+            name,
+            first_assignment,
+            stop,
+            task,
+        })
     }
 
     /// Ends the session (closes the stream) and waits for it.
@@ -88,7 +98,7 @@ async fn session(
     tx: mpsc::Sender<WorkerMessage>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
-    up: oneshot::Sender<()>,
+    (up, first): (oneshot::Sender<()>, Arc<OnceLock<Instant>>),
 ) {
     let _ = up.send(());
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -98,6 +108,7 @@ async fn session(
             m = inbound.message() => match m {
                 Ok(Some(m)) => {
                     if let Some(server_message::Body::Assignments(a)) = m.body {
+                        let _ = first.set(Instant::now());
                         let refs: Vec<AttemptRef> =
                             a.assignments.into_iter().filter_map(|a| a.attempt).collect();
                         if tx.send(done(refs)).await.is_err() {
