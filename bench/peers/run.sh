@@ -41,10 +41,11 @@ command -v redis-server >/dev/null || { say "installing redis-server"; apt_insta
 command -v node >/dev/null && command -v npm >/dev/null || { say "installing nodejs, npm"; apt_install nodejs npm; }
 python3 -c 'import venv, ensurepip' 2>/dev/null || { say "installing python3-venv"; apt_install python3-venv; }
 
-if [ ! -f "$here/node_modules/bullmq/package.json" ] \
-   || ! cmp -s "$here/package-lock.json" "$here/node_modules/.package-lock.json" 2>/dev/null; then
+lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$here/node_modules/.peers-lock" 2>/dev/null)" != "$lock_sum" ]; then
   say "npm ci (BullMQ)"
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+  echo "$lock_sum" >"$here/node_modules/.peers-lock"
 fi
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import celery, drover, redis' 2>/dev/null; then
