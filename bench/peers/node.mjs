@@ -251,6 +251,7 @@ async function drover() {
     return out;
   } finally {
     agent.destroy();
+    for (const c of children) if (c !== server) process.kill(c.pid, "SIGKILL"); // workers first
     process.kill(server.pid, "SIGKILL");
     await new Promise((r) => (server.exitCode !== null ? r() : server.once("exit", r)));
     rmSync(dir, { recursive: true, force: true });

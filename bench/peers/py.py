@@ -51,7 +51,7 @@ def start(argv, **kw):
 
 
 def end_children():
-    for c in CHILDREN:
+    for c in reversed(CHILDREN):  # workers before their server
         if c.poll() is None:
             c.kill()
             c.wait()
