@@ -16,10 +16,10 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::model::{EventKind, Micros, TaskId, TaskRecord, TaskState, WorkerEventState};
 use crate::placement::Ranker;
-use std::sync::Arc;
 
 mod attempts;
 mod backlog;
+mod defs;
 mod deps;
 mod dispatch;
 mod fires;
@@ -88,6 +88,8 @@ pub struct Coordinator {
     workers: Workers,
     liveness: Liveness,
     placer: Placer,
+    /// The shared lean definitions of the active tasks.
+    defs: defs::Defs,
     /// Terminal transitions whose hooks have not run yet: a worklist, so skips cascade
     /// through dependencies without recursion.
     ended: Vec<Ended>,
@@ -117,6 +119,7 @@ impl Coordinator {
             workers: Workers::default(),
             liveness: Liveness::default(),
             placer: Placer::new(&cfg),
+            defs: defs::Defs::default(),
             ended: Vec::new(),
             ending: false,
             last_dispatch: now,
@@ -274,9 +277,10 @@ impl Coordinator {
     }
 
     /// A new task: its whole record goes to the store, the active set keeps it without its
-    /// body (`TaskDef::lean`), which the driver reads back when it assigns the task.
+    /// body (`TaskDef::lean`, shared with the tasks of the same shape), which the driver reads
+    /// back when it assigns the task.
     fn insert_record(&mut self, mut rec: TaskRecord, fx: &mut Effects) {
-        let lean = Arc::new(rec.def.lean());
+        let lean = self.defs.intern(rec.def.lean());
         fx.writes.push(Write::Task {
             record: rec.clone(),
             is_new: true,

@@ -109,7 +109,8 @@ pub struct DeliveryRecord {
 #[async_trait]
 pub trait Store: Leadership + Send + Sync + 'static {
     /// Non-terminal tasks with their current attempt, and the next sequence numbers. A
-    /// task's body is its stand-in (`TaskSpec::InStore`): the core keeps none.
+    /// task's definition is lean (`TaskDef::lean`: the body's stand-in, no idempotency key,
+    /// which `Snapshot::idempotency_keys` has): the core keeps no more.
     async fn load_snapshot(&self) -> Result<Snapshot, StoreError>;
     /// Applies the whole batch atomically and durably (group commit). Within a batch, later
     /// writes of the same task or attempt replace earlier ones. Fenced: fails with

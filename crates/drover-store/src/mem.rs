@@ -638,12 +638,10 @@ fn update_state(old: &mut TaskRecord, rec: TaskRecord) {
     }
 }
 
-/// A task as the snapshot has it: its body replaced by the stand-in, as the SQL stores read it.
+/// A task as the snapshot has it: its definition lean (`TaskDef::lean`), as the SQL stores
+/// read it.
 fn snapshot_record(t: &TaskRecord) -> TaskRecord {
     let mut t = t.clone();
-    t.def = std::sync::Arc::new(drover_core::TaskDef {
-        spec: t.def.spec.stand_in(),
-        ..(*t.def).clone()
-    });
+    t.def = std::sync::Arc::new(t.def.lean());
     t
 }

@@ -42,7 +42,7 @@ mod logs;
 pub(crate) mod queues;
 mod retention;
 pub(crate) mod schedules;
-mod snapshot;
+pub(crate) mod snapshot;
 mod tasks;
 mod tokens;
 mod webhooks;

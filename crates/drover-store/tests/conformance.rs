@@ -295,13 +295,10 @@ pub fn task_event(seq: u64, t: &TaskRecord, reason: Option<&str>) -> Event {
     }
 }
 
-/// `t` as a snapshot has it: its body replaced by the stand-in.
+/// `t` as a snapshot has it: its definition lean.
 pub fn stand_in(t: &TaskRecord) -> TaskRecord {
     let mut t = t.clone();
-    t.def = Arc::new(TaskDef {
-        spec: t.def.spec.stand_in(),
-        ..(*t.def).clone()
-    });
+    t.def = Arc::new(t.def.lean());
     t
 }
 

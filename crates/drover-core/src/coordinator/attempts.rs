@@ -39,7 +39,7 @@ impl Coordinator {
         let t = self.tasks.set_state(&r.task_id, TaskState::Running, now);
         if let Some(a) = t.attempt.as_mut() {
             a.started_at = Some(now);
-            fx.writes.push(Write::Attempt(a.clone()));
+            fx.writes.push(Write::Attempt((**a).clone()));
         }
         let ev = t.event(None);
         self.write_task(r.task_id, false, fx);
@@ -80,7 +80,7 @@ impl Coordinator {
             a.outcome = Some(o.kind);
             a.exit_code = o.exit_code;
             a.error = o.error.clone();
-            fx.writes.push(Write::Attempt(a.clone()));
+            fx.writes.push(Write::Attempt((**a).clone()));
         }
         let retries_left = attempt_no < t.rec.def.max_attempts;
         let terminal = match o.kind {

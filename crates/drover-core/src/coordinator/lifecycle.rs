@@ -199,7 +199,7 @@ impl Coordinator {
             if let Some(a) = t.attempt.as_mut() {
                 a.finished_at = Some(now);
                 a.outcome = Some(AttemptOutcome::Cancelled);
-                fx.writes.push(Write::Attempt(a.clone()));
+                fx.writes.push(Write::Attempt((**a).clone()));
             }
             // The worker keeps the attempt in `held` until it reports back, so its credit
             // stays honest while the process is being killed.
@@ -234,7 +234,7 @@ impl Coordinator {
             exit_code: None,
             error: None,
         };
-        t.attempt = Some(a.clone());
+        t.attempt = Some(Box::new(a.clone()));
         let attempt = t.rec.attempt;
         let ev = t.event(None);
         let w = self
@@ -369,7 +369,7 @@ impl Coordinator {
             a.finished_at = Some(now);
             a.outcome = Some(AttemptOutcome::Lost);
             a.error = Some("lease expired".into());
-            fx.writes.push(Write::Attempt(a.clone()));
+            fx.writes.push(Write::Attempt((**a).clone()));
         }
         t.rec.lost += 1;
         if t.rec.lost >= self.cfg.max_lost {

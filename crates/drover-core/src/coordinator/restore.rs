@@ -12,10 +12,8 @@ impl Coordinator {
         let grace = now + ms(self.cfg.restart_grace_ms);
         for (mut rec, attempt) in snap.tasks {
             debug_assert!(!rec.state.is_terminal());
-            // The SQL stores load only the stand-in; a whole definition is trimmed here.
-            if !rec.def.spec.is_in_store() {
-                rec.def = std::sync::Arc::new(rec.def.lean());
-            }
+            // Shared by shape, without a body (the SQL stores load only its stand-in).
+            rec.def = self.defs.share(&rec.def);
             let mut t = ActiveTask::new(rec, attempt);
             match t.rec.state {
                 // Enqueued below, in submission order, once the gates are known.

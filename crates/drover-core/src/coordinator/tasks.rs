@@ -14,7 +14,8 @@ pub(super) type ReadyKey = (Reverse<i32>, u64, TaskId);
 #[derive(Debug)]
 pub(super) struct ActiveTask {
     pub(super) rec: TaskRecord,
-    pub(super) attempt: Option<AttemptRecord>,
+    /// Boxed: a queued task has none, and should not pay for one.
+    pub(super) attempt: Option<Box<AttemptRecord>>,
     /// When the current lease ends (in memory only: after a restart every lease gets
     /// `restart_grace_ms`). `None` unless leased.
     pub(super) lease_expires: Option<Micros>,
@@ -42,7 +43,7 @@ impl ActiveTask {
     pub(super) fn new(rec: TaskRecord, attempt: Option<AttemptRecord>) -> Self {
         ActiveTask {
             rec,
-            attempt,
+            attempt: attempt.map(Box::new),
             lease_expires: None,
             log_kept: LogKept::default(),
         }
@@ -118,7 +119,9 @@ pub(super) fn task_event(rec: &TaskRecord, reason: Option<String>) -> EventKind 
 /// all: what `backlog.rs` decides a submit's admission by, in O(1).
 #[derive(Debug, Default)]
 pub(super) struct Tasks {
-    by_id: BTreeMap<TaskId, ActiveTask>,
+    /// Boxed: a B-tree node then moves small entries (a million queued tasks fill its nodes
+    /// about half), not whole records.
+    by_id: BTreeMap<TaskId, Box<ActiveTask>>,
     /// Waiting tasks per queue; a queue with none has no entry (unique names leave nothing).
     waiting: HashMap<Scoped, u64>,
     waiting_total: u64,
@@ -126,20 +129,20 @@ pub(super) struct Tasks {
 
 impl Tasks {
     pub(super) fn get(&self, id: &TaskId) -> Option<&ActiveTask> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|t| &**t)
     }
 
     pub(super) fn get_mut(&mut self, id: &TaskId) -> Option<&mut ActiveTask> {
-        self.by_id.get_mut(id)
+        self.by_id.get_mut(id).map(|t| &mut **t)
     }
 
     /// A task the caller knows is active.
     pub(super) fn expect(&self, id: &TaskId) -> &ActiveTask {
-        self.by_id.get(id).expect("an active task")
+        self.get(id).expect("an active task")
     }
 
     pub(super) fn expect_mut(&mut self, id: &TaskId) -> &mut ActiveTask {
-        self.by_id.get_mut(id).expect("an active task")
+        self.get_mut(id).expect("an active task")
     }
 
     pub(super) fn contains(&self, id: &TaskId) -> bool {
@@ -150,7 +153,7 @@ impl Tasks {
         if t.is_waiting() {
             self.count(t.rec.def.queue_key(), true);
         }
-        if let Some(old) = self.by_id.insert(t.rec.id, t) {
+        if let Some(old) = self.by_id.insert(t.rec.id, Box::new(t)) {
             if old.is_waiting() {
                 self.count(old.rec.def.queue_key(), false);
             }
@@ -162,7 +165,7 @@ impl Tasks {
         if t.is_waiting() {
             self.count(t.rec.def.queue_key(), false);
         }
-        Some(t)
+        Some(*t)
     }
 
     /// Moves an active task to `state` (not terminal: `finish` takes it out first), keeping
@@ -181,7 +184,7 @@ impl Tasks {
             let queue = t.rec.def.queue_key();
             self.count(queue, is);
         }
-        self.by_id.get_mut(id).expect("an active task")
+        self.expect_mut(id)
     }
 
     fn count(&mut self, queue: Scoped, up: bool) {
@@ -226,11 +229,11 @@ impl Tasks {
     }
 
     pub(super) fn values(&self) -> impl Iterator<Item = &ActiveTask> {
-        self.by_id.values()
+        self.by_id.values().map(|t| &**t)
     }
 
     pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut ActiveTask> {
-        self.by_id.values_mut()
+        self.by_id.values_mut().map(|t| &mut **t)
     }
 
     pub(super) fn ids(&self) -> impl Iterator<Item = &TaskId> {

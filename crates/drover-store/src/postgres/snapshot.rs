@@ -21,10 +21,11 @@ pub(super) async fn load(client: &mut Client) -> Result<Snapshot, StoreError> {
         .await
         .map_err(db_err)?;
     let rows = tx.query(&active_tasks_sql(), &[]).await.map_err(db_err)?;
-    let tasks = rows
-        .iter()
-        .map(task_with_attempt_from_row)
-        .collect::<Result<_, _>>()?;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let t = task_with_attempt_from_row(row)?;
+        tasks.push(crate::sqlite::snapshot::share_def(&tasks, t));
+    }
     let next_task: i64 = get(
         &tx.query_one("SELECT value FROM meta WHERE key = 'next_task_seq'", &[])
             .await
@@ -50,12 +51,15 @@ pub(super) async fn load(client: &mut Client) -> Result<Snapshot, StoreError> {
 
 /// The non-terminal tasks joined with their current attempt (`TASK_COLS`, then
 /// `ATTEMPT_COLS`, NULL when there is none). Lean: of a task's body only its type is read
-/// (the core keeps no body; `spec_from_column`).
+/// (the core keeps no body; `spec_from_column`), and no idempotency key (the snapshot's
+/// `idempotency_keys` has them).
 pub(super) fn active_tasks_sql() -> String {
     format!(
         "SELECT {}, {} FROM tasks t LEFT JOIN attempts a \
          ON a.task_id = t.id AND a.attempt = t.attempt WHERE t.state IN ({})",
-        prefixed(TASK_COLS, "t.").replacen("t.spec,", "(t.spec::json ->> 'type'),", 1),
+        prefixed(TASK_COLS, "t.")
+            .replacen("t.spec,", "(t.spec::json ->> 'type'),", 1)
+            .replacen("t.idempotency_key,", "NULL,", 1),
         prefixed(ATTEMPT_COLS, "a."),
         states_sql(false),
     )

@@ -238,6 +238,10 @@ pub(crate) fn placement_to_json(p: &PlacementSpec) -> String {
 }
 
 pub(crate) fn placement_from_json(s: &str) -> Result<PlacementSpec, StoreError> {
+    // Most tasks have the default: no parse (a restart reads a million of them).
+    if s == "{}" {
+        return Ok(PlacementSpec::default());
+    }
     let v: Value = serde_json::from_str(s).map_err(|e| corrupt(format!("placement JSON: {e}")))?;
     let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let bad = |what: &str, e: String| corrupt(format!("placement {what}: {e}"));

@@ -1,7 +1,7 @@
 //! The state the core starts from (`Store::load_snapshot`): the active tasks with their
 //! current attempts, the sequence numbers, flows, queues, schedules, drains and keys.
 
-use drover_core::{Scoped, Snapshot, TaskId};
+use drover_core::{AttemptRecord, Scoped, Snapshot, TaskId, TaskRecord};
 use rusqlite::Connection;
 
 use super::codec::{corrupt, task_with_attempt_from_row, ATTEMPT_COLS, TASK_COLS};
@@ -17,7 +17,7 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
         let mut stmt = tx.prepare(&active_tasks_sql()).map_err(db_err)?;
         let mut rows = stmt.query([]).map_err(db_err)?;
         while let Some(row) = rows.next().map_err(db_err)? {
-            tasks.push(task_with_attempt_from_row(row)?);
+            tasks.push(share_def(&tasks, task_with_attempt_from_row(row)?));
         }
     }
     let next_task: i64 = tx
@@ -44,14 +44,32 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     Ok(snap)
 }
 
+/// `t` with the previous task's definition if the two are equal: the rows of a backlog
+/// mostly are (a lean read has no body and no idempotency key), so a large snapshot holds a
+/// few definitions, not one per task, until the core shares them by shape.
+pub(crate) fn share_def(
+    tasks: &[(TaskRecord, Option<AttemptRecord>)],
+    mut t: (TaskRecord, Option<AttemptRecord>),
+) -> (TaskRecord, Option<AttemptRecord>) {
+    if let Some((prev, _)) = tasks.last() {
+        if prev.def == t.0.def {
+            t.0.def = prev.def.clone();
+        }
+    }
+    t
+}
+
 /// The non-terminal tasks joined with their current attempt (`TASK_COLS`, then
 /// `ATTEMPT_COLS`, NULL when there is none). Lean: of a task's body only its type is read
-/// (the core keeps no body; `spec_from_column`).
+/// (the core keeps no body; `spec_from_column`), and no idempotency key (the snapshot's
+/// `idempotency_keys` has them).
 pub(super) fn active_tasks_sql() -> String {
     format!(
         "SELECT {}, {} FROM tasks t LEFT JOIN attempts a \
          ON a.task_id = t.id AND a.attempt = t.attempt WHERE t.state IN ({})",
-        prefixed(TASK_COLS, "t.").replacen("t.spec,", "json_extract(t.spec, '$.type'),", 1),
+        prefixed(TASK_COLS, "t.")
+            .replacen("t.spec,", "json_extract(t.spec, '$.type'),", 1)
+            .replacen("t.idempotency_key,", "NULL,", 1),
         prefixed(ATTEMPT_COLS, "a."),
         states_sql(false),
     )

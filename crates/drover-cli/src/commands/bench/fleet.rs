@@ -14,7 +14,6 @@
 //!    that vanishes with assignments on the wire has them reclaimed after a lease, by design
 //!    (RECLAIM_BY_LEASE), which says nothing about dispatch.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +22,6 @@ use anyhow::{bail, Context};
 use drover_api::rest::parse_rfc3339;
 use drover_client::{Client, TaskView};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
 
 use super::server_proc::{cpu_time, rss_kib, ServerProc};
