@@ -80,6 +80,8 @@ impl Outbox {
 pub enum Command {
     /// A core input; a reply, if any, goes to `reply`.
     Input(Input, Option<oneshot::Sender<Reply>>),
+    /// A core input whose reply also carries the tasks it created, as committed.
+    Committed(Input, oneshot::Sender<Answer>),
     /// A worker connection opened: where to send its messages. Precedes its `WorkerJoin`.
     Attach(SessionId, Outbox),
     Workers(oneshot::Sender<Vec<WorkerSummary>>),
@@ -142,6 +144,24 @@ impl DriverHandle {
         rx.await.map_err(|_| DriverError::Unanswered)
     }
 
+    /// `request`, answered with the tasks the input created as they were committed too (a
+    /// submit's reply then needs no read of the store).
+    pub async fn request_committed(
+        &self,
+        make: impl FnOnce(RequestId) -> Input,
+    ) -> Result<Answer, DriverError> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Committed(make(self.next_id()), tx);
+        self.tx
+            .send_timeout(cmd, self.admit_wait)
+            .await
+            .map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => DriverError::Busy,
+                SendTimeoutError::Closed(_) => DriverError::Gone,
+            })?;
+        rx.await.map_err(|_| DriverError::Unanswered)
+    }
+
     /// Reads the core's live state: `f` runs on the driver, between batches.
     pub async fn query<T: Send + 'static>(
         &self,
@@ -167,7 +187,9 @@ pub struct Driver {
     store: Arc<dyn Store>,
     rx: mpsc::Receiver<Command>,
     outboxes: HashMap<SessionId, Outbox>,
-    waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
+    waiting: HashMap<RequestId, Waiter>,
+    /// The created tasks of the batch being delivered that `Committed` waiters are told.
+    created: Created,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<Arc<Event>>,
     /// Opens secret env for assignments (none: assignments carry no secret env).
@@ -213,6 +235,7 @@ impl Driver {
             rx,
             outboxes: HashMap::new(),
             waiting: HashMap::new(),
+            created: Created::new(),
             metrics,
             events,
             secrets: None,
@@ -324,7 +347,13 @@ impl Driver {
                         self.outboxes.remove(session);
                     }
                     if let (Some(tx), Some(req)) = (reply, request_id(&input)) {
-                        self.waiting.insert(req, tx);
+                        self.waiting.insert(req, Waiter::Reply(tx));
+                    }
+                    self.core.handle(now, input, fx);
+                }
+                Command::Committed(input, tx) => {
+                    if let Some(req) = request_id(&input) {
+                        self.waiting.insert(req, Waiter::Committed(tx));
                     }
                     self.core.handle(now, input, fx);
                 }
@@ -355,6 +384,7 @@ impl Driver {
         }
         Some(InFlight {
             events: committed_events(&writes),
+            created: committed::collect(&self.waiting, &fx.replies, &writes),
             writes: writes.len(),
             started: Instant::now(),
             commit: self.attempt(writes, Duration::ZERO),
@@ -415,6 +445,7 @@ impl Driver {
                 }
                 self.metrics.record_commit(f.writes, f.started.elapsed());
                 self.publish(f.events);
+                self.created = f.created;
                 self.deliver(f.fx);
                 Ok(None)
             }
@@ -526,10 +557,11 @@ impl Driver {
             }
         }
         for (req, reply) in fx.replies {
-            if let Some(tx) = self.waiting.remove(&req) {
-                let _ = tx.send(reply);
+            if let Some(w) = self.waiting.remove(&req) {
+                w.answer(reply, &mut self.created, &self.core);
             }
         }
+        self.created.clear();
     }
 
     fn push(&mut self, session: SessionId, body: Body) {
@@ -569,6 +601,8 @@ type CommitResult = Result<(), (StoreError, Vec<Write>)>;
 /// A batch whose writes are being committed, and what to deliver once they are.
 struct InFlight {
     events: Vec<Event>,
+    /// The new tasks `Committed` waiters are told about.
+    created: Created,
     commit: JoinHandle<CommitResult>,
     fx: Effects,
     writes: usize,
@@ -648,6 +682,10 @@ fn request_id(input: &Input) -> Option<RequestId> {
         _ => None,
     }
 }
+
+mod committed;
+pub use committed::{Answer, CommittedTask};
+use committed::{Created, Waiter};
 
 #[cfg(test)]
 mod bounded;
