@@ -53,7 +53,10 @@ async fn main() {
         let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2000);
         return fsync(&args[1], n);
     }
-    let url = args.first().cloned().unwrap_or("http://127.0.0.1:7070".into());
+    let url = args
+        .first()
+        .cloned()
+        .unwrap_or("http://127.0.0.1:7070".into());
     let token = args.get(1).cloned().filter(|t| !t.is_empty());
     let tasks: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3000);
     let clients: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);

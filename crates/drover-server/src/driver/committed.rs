@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use drover_core::{AttemptRecord, Coordinator, Reply, RequestId, TaskId, TaskRecord, TaskState};
 use drover_core::Write;
+use drover_core::{AttemptRecord, Coordinator, Reply, RequestId, TaskId, TaskRecord, TaskState};
 use tokio::sync::oneshot;
 
 /// A reply, and the tasks the request created as they were committed.

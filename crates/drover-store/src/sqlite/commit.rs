@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use super::{begin, db_err, deps, rows, drains, events, logs, queues, schedules, tasks, workflows};
+use super::{begin, db_err, deps, drains, events, logs, queues, rows, schedules, tasks, workflows};
 use crate::batch::Batch;
 use crate::StoreError;
 

@@ -13,8 +13,9 @@ use crate::StoreError;
 const PRUNE_BATCH: i64 = 5_000;
 
 const INSERT_EVENTS: Shape = Shape {
-    head: "INSERT INTO events (seq, at, type, task_id, queue, state, attempt, worker, reason, \
-           worker_name, worker_state, workflow, schedule, namespace, result_bytes) VALUES ",
+    head: "INSERT OR FAIL INTO events (seq, at, type, task_id, queue, state, attempt, worker, \
+           reason, worker_name, worker_state, workflow, schedule, namespace, result_bytes) \
+           VALUES ",
     row: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     tail: "",
 };
@@ -41,7 +42,11 @@ pub(super) fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreE
     })
     .map_err(|e| {
         db_err_in(e, || {
-            format!("inserting {} events (from seq {})", events.len(), events[0].seq)
+            format!(
+                "inserting {} events (from seq {})",
+                events.len(),
+                events[0].seq
+            )
         })
     })?;
     Ok(())

@@ -21,7 +21,8 @@ pub(super) struct Shape {
 
 impl Shape {
     fn sql(&self, rows: usize) -> String {
-        let mut s = String::with_capacity(self.head.len() + self.tail.len() + rows * (self.row.len() + 2));
+        let mut s =
+            String::with_capacity(self.head.len() + self.tail.len() + rows * (self.row.len() + 2));
         s.push_str(self.head);
         for i in 0..rows {
             if i > 0 {

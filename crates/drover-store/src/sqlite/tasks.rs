@@ -43,8 +43,8 @@ const UPDATE_TASKS: Shape = Shape {
 const BUMP_TASK_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_task_seq'";
 
 const UPSERT_ATTEMPTS: Shape = Shape {
-    head: "INSERT INTO attempts (task_id, attempt, worker, assigned_at, started_at, finished_at, \
-           outcome, exit_code, error) VALUES ",
+    head: "INSERT OR FAIL INTO attempts (task_id, attempt, worker, assigned_at, started_at, \
+           finished_at, outcome, exit_code, error) VALUES ",
     row: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
     tail: " ON CONFLICT (task_id, attempt) DO UPDATE SET worker = excluded.worker, \
            assigned_at = excluded.assigned_at, started_at = excluded.started_at, \
@@ -76,7 +76,11 @@ pub(super) fn write(tx: &Transaction<'_>, tasks: &[(TaskRecord, RowOp)]) -> Resu
     if !inserts.is_empty() {
         rows::write(tx, &INSERT_TASKS, &inserts, |b, t| bind_insert(b, t)).map_err(|e| {
             db_err_in(e, || {
-                format!("inserting {} tasks (the first {})", inserts.len(), inserts[0].id)
+                format!(
+                    "inserting {} tasks (the first {})",
+                    inserts.len(),
+                    inserts[0].id
+                )
             })
         })?;
         let next = inserts.iter().map(|t| t.seq.saturating_add(1)).max();
@@ -85,8 +89,8 @@ pub(super) fn write(tx: &Transaction<'_>, tasks: &[(TaskRecord, RowOp)]) -> Resu
             .map_err(db_err)?;
     }
     if !updates.is_empty() {
-        let n = rows::write(tx, &UPDATE_TASKS, &updates, |b, t| bind_update(b, t))
-            .map_err(db_err)?;
+        let n =
+            rows::write(tx, &UPDATE_TASKS, &updates, |b, t| bind_update(b, t)).map_err(db_err)?;
         if n != updates.len() {
             let ids: Vec<String> = updates.iter().map(|t| t.id.to_string()).collect();
             return Err(StoreError::Backend(format!(
