@@ -63,13 +63,15 @@ impl AuditLog {
 async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<AuditRecord>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let until = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            let room = BATCH - batch.len();
-            match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
-                Ok(n) if n > 0 => {}
-                // Every sender is gone (write the rest), or the time is up.
-                _ => break,
+        // Let the records of the next `LINGER` gather without waking this task for each,
+        // then take them all.
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
             }
         }
         let records = std::mem::take(&mut batch);
