@@ -24,7 +24,12 @@ use crate::http::{ApiQuery, ApiResult, AppState, Caller};
 /// Records waiting for the writer before requests wait for it.
 const QUEUE: usize = 8192;
 /// Most records written in one transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
+/// How long the writer gathers records after the first before it writes them: the audit log
+/// costs the store one transaction (one sync to disk, and the writer's lock, which the
+/// scheduler's commits wait for) per `LINGER` at most, not one per request. Records are
+/// written after their request was answered anyway; this only widens that window.
+const LINGER: Duration = Duration::from_millis(50);
 
 /// Who made a request, as the auth guard found it; it puts this in the response's extensions
 /// (refusals included) so the log can name the token.
@@ -58,6 +63,17 @@ impl AuditLog {
 async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<AuditRecord>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Let the records of the next `LINGER` gather without waking this task for each,
+        // then take them all.
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
         let records = std::mem::take(&mut batch);
         // A store hiccup must not lose the records: retry until they are written.
         let mut delay = Duration::from_millis(50);

@@ -32,7 +32,6 @@ use drover_store::{Store, StoreError};
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::clock::now_micros;
 use crate::health::StoreHealth;
@@ -80,6 +79,8 @@ impl Outbox {
 pub enum Command {
     /// A core input; a reply, if any, goes to `reply`.
     Input(Input, Option<oneshot::Sender<Reply>>),
+    /// A core input whose reply also carries the tasks it created, as committed.
+    Committed(Input, oneshot::Sender<Answer>),
     /// A worker connection opened: where to send its messages. Precedes its `WorkerJoin`.
     Attach(SessionId, Outbox),
     Workers(oneshot::Sender<Vec<WorkerSummary>>),
@@ -142,6 +143,24 @@ impl DriverHandle {
         rx.await.map_err(|_| DriverError::Unanswered)
     }
 
+    /// `request`, answered with the tasks the input created as they were committed too (a
+    /// submit's reply then needs no read of the store).
+    pub async fn request_committed(
+        &self,
+        make: impl FnOnce(RequestId) -> Input,
+    ) -> Result<Answer, DriverError> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Committed(make(self.next_id()), tx);
+        self.tx
+            .send_timeout(cmd, self.admit_wait)
+            .await
+            .map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => DriverError::Busy,
+                SendTimeoutError::Closed(_) => DriverError::Gone,
+            })?;
+        rx.await.map_err(|_| DriverError::Unanswered)
+    }
+
     /// Reads the core's live state: `f` runs on the driver, between batches.
     pub async fn query<T: Send + 'static>(
         &self,
@@ -167,7 +186,9 @@ pub struct Driver {
     store: Arc<dyn Store>,
     rx: mpsc::Receiver<Command>,
     outboxes: HashMap<SessionId, Outbox>,
-    waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
+    waiting: HashMap<RequestId, Waiter>,
+    /// The created tasks of the batch being delivered that `Committed` waiters are told.
+    created: Created,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<Arc<Event>>,
     /// Opens secret env for assignments (none: assignments carry no secret env).
@@ -215,6 +236,7 @@ impl Driver {
             rx,
             outboxes: HashMap::new(),
             waiting: HashMap::new(),
+            created: Created::new(),
             metrics,
             events,
             secrets: None,
@@ -327,7 +349,13 @@ impl Driver {
                         self.outboxes.remove(session);
                     }
                     if let (Some(tx), Some(req)) = (reply, request_id(&input)) {
-                        self.waiting.insert(req, tx);
+                        self.waiting.insert(req, Waiter::Reply(tx));
+                    }
+                    self.core.handle(now, input, fx);
+                }
+                Command::Committed(input, tx) => {
+                    if let Some(req) = request_id(&input) {
+                        self.waiting.insert(req, Waiter::Committed(tx));
                     }
                     self.core.handle(now, input, fx);
                 }
@@ -360,6 +388,7 @@ impl Driver {
         }
         Some(InFlight {
             events: committed_events(&writes),
+            created: committed::collect(&self.waiting, &fx.replies, &writes),
             writes: writes.len(),
             started: Instant::now(),
             commit: self.attempt(writes, unread.clone(), Duration::ZERO),
@@ -369,18 +398,15 @@ impl Driver {
         })
     }
 
-    /// One commit attempt after `pause`, on its own task, then the read of the bodies its
-    /// assignments still lack (`unread`). The store consumes what it commits, so it gets a
-    /// copy (made off the driver's thread); a failure hands the writes back for the next
-    /// attempt.
-    fn attempt(
-        &self,
-        writes: Vec<Write>,
-        unread: Arc<Vec<TaskId>>,
-        pause: Duration,
-    ) -> JoinHandle<CommitResult> {
+    /// One commit attempt after `pause`, then the read of the bodies its assignments still
+    /// lack (`unread`). The store consumes what it commits, so it gets a copy; a failure hands
+    /// the writes back for the next attempt. A large batch (or a retry) commits on its own
+    /// task, its copy made off the driver's thread; a small one is polled by the driver
+    /// itself, which spares a request on an idle server two task wake-ups.
+    fn attempt(&self, writes: Vec<Write>, unread: Arc<Vec<TaskId>>, pause: Duration) -> Commit {
         let store = self.store.clone();
-        tokio::spawn(async move {
+        let inline = pause.is_zero() && writes.len() <= INLINE_COMMIT;
+        let run = async move {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
@@ -388,7 +414,12 @@ impl Driver {
                 Ok(()) => Ok(read_bodies(&*store, &unread).await),
                 Err(e) => Err((e, writes)),
             }
-        })
+        };
+        if inline {
+            Box::pin(async move { Ok(run.await) })
+        } else {
+            Box::pin(tokio::spawn(run))
+        }
     }
 
     /// Waits for a batch to commit, through its retries (at shutdown).
@@ -435,6 +466,7 @@ impl Driver {
                 }
                 self.metrics.record_commit(f.writes, f.started.elapsed());
                 self.publish(f.events);
+                self.created = f.created;
                 self.deliver(f.fx);
                 Ok(None)
             }
@@ -548,10 +580,11 @@ impl Driver {
             }
         }
         for (req, reply) in fx.replies {
-            if let Some(tx) = self.waiting.remove(&req) {
-                let _ = tx.send(reply);
+            if let Some(w) = self.waiting.remove(&req) {
+                w.answer(reply, &mut self.created, &self.core);
             }
         }
+        self.created.clear();
     }
 
     fn push(&mut self, session: SessionId, body: Body) {
@@ -604,10 +637,20 @@ async fn read_bodies(store: &dyn Store, ids: &[TaskId]) -> HashMap<TaskId, Arc<T
     }
 }
 
+/// A commit attempt in flight (on its own task, or polled by the driver).
+type Commit = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<CommitResult, tokio::task::JoinError>> + Send>,
+>;
+
+/// Batches of at most this many writes commit without a task of their own (`attempt`).
+const INLINE_COMMIT: usize = 256;
+
 /// A batch whose writes are being committed, and what to deliver once they are.
 struct InFlight {
     events: Vec<Event>,
-    commit: JoinHandle<CommitResult>,
+    /// The new tasks `Committed` waiters are told about.
+    created: Created,
+    commit: Commit,
     fx: Effects,
     /// Tasks whose bodies are read once the batch commits.
     unread: Arc<Vec<TaskId>>,
@@ -690,6 +733,10 @@ fn request_id(input: &Input) -> Option<RequestId> {
 }
 
 mod bodies;
+mod committed;
+pub use committed::{Answer, CommittedTask};
+use committed::{Created, Waiter};
+
 #[cfg(test)]
 mod bounded;
 #[cfg(test)]

@@ -8,9 +8,11 @@ use drover_api::secret::Seal;
 use drover_api::{ApiError, ErrorCode};
 use drover_core::dag::WorkflowRecord;
 use drover_core::{
-    FlowSpec, FlowTask, Input, Micros, NewTask, QueueFull, Reply, SubmitError, TaskId, TaskState,
+    FlowSpec, FlowTask, Input, Micros, NewTask, QueueFull, Reply, RequestId, SubmitError, TaskId,
+    TaskState,
 };
 
+use crate::driver::{Answer, CommittedTask, DriverError};
 use crate::http::{unexpected, ApiResult, AppState};
 use crate::ids::task_id_at;
 
@@ -53,15 +55,22 @@ pub fn new_flow_task(
 /// Submits tasks: the plain path when none has flow options, else `SubmitFlow` with the
 /// stored states of upstreams outside the batch (an unknown one is 404).
 pub async fn submit_all(s: &AppState, tasks: Vec<(NewTask, FlowSpec)>) -> ApiResult<Vec<TaskId>> {
+    Ok(submit_tasks(s, tasks, false).await?.0)
+}
+
+/// `submit_all`; with `committed`, also the tasks it created as they were committed (those
+/// a repeated idempotency key names are not among them).
+pub async fn submit_tasks(
+    s: &AppState,
+    tasks: Vec<(NewTask, FlowSpec)>,
+    committed: bool,
+) -> ApiResult<(Vec<TaskId>, Vec<CommittedTask>)> {
     let n = tasks.len();
     if tasks.iter().all(|(_, f)| f.is_default()) {
         let plain: Vec<NewTask> = tasks.into_iter().map(|(t, _)| t).collect();
-        return match s
-            .driver
-            .request(|req| Input::Submit { req, tasks: plain })
-            .await?
-        {
-            Reply::Submitted(ids) if ids.len() == n => Ok(ids),
+        let answer = ask(s, committed, |req| Input::Submit { req, tasks: plain }).await?;
+        return match answer.reply {
+            Reply::Submitted(ids) if ids.len() == n => Ok((ids, answer.tasks)),
             Reply::SubmitRefused(SubmitError::QueueFull(full)) => Err(queue_full(&full).into()),
             other => Err(unexpected(other)),
         };
@@ -74,16 +83,41 @@ pub async fn submit_all(s: &AppState, tasks: Vec<(NewTask, FlowSpec)>) -> ApiRes
             upstream_states: vec![],
         })
         .collect();
-    submit_flow(s, flow_tasks, None).await
+    submit_flow_as(s, flow_tasks, None, committed).await
+}
+
+/// Sends a request to the driver; with `committed`, the answer carries the created tasks.
+async fn ask(
+    s: &AppState,
+    committed: bool,
+    make: impl FnOnce(RequestId) -> Input,
+) -> Result<Answer, DriverError> {
+    if committed {
+        return s.driver.request_committed(make).await;
+    }
+    let reply = s.driver.request(make).await?;
+    Ok(Answer {
+        reply,
+        tasks: Vec::new(),
+    })
 }
 
 /// Sends a `SubmitFlow`, filling in upstream states from the store; retries when an
 /// upstream finished between the store read and the core's decision.
 pub async fn submit_flow(
     s: &AppState,
-    mut tasks: Vec<FlowTask>,
+    tasks: Vec<FlowTask>,
     workflow: Option<WorkflowRecord>,
 ) -> ApiResult<Vec<TaskId>> {
+    Ok(submit_flow_as(s, tasks, workflow, false).await?.0)
+}
+
+async fn submit_flow_as(
+    s: &AppState,
+    mut tasks: Vec<FlowTask>,
+    workflow: Option<WorkflowRecord>,
+    committed: bool,
+) -> ApiResult<(Vec<TaskId>, Vec<CommittedTask>)> {
     let n = tasks.len();
     for attempt in 0..UPSTREAM_RETRIES {
         let states = upstream_states(s, &tasks).await?;
@@ -97,16 +131,14 @@ pub async fn submit_flow(
         }
         let batch = tasks.clone();
         let wf = workflow.clone();
-        match s
-            .driver
-            .request(|req| Input::SubmitFlow {
-                req,
-                tasks: batch,
-                workflow: wf,
-            })
-            .await?
-        {
-            Reply::Submitted(ids) if ids.len() == n => return Ok(ids),
+        let answer = ask(s, committed, |req| Input::SubmitFlow {
+            req,
+            tasks: batch,
+            workflow: wf,
+        })
+        .await?;
+        match answer.reply {
+            Reply::Submitted(ids) if ids.len() == n => return Ok((ids, answer.tasks)),
             Reply::SubmitRefused(SubmitError::UnknownUpstream(u)) => {
                 tracing::debug!(upstream = %u, attempt, "upstream finished meanwhile; retrying");
             }

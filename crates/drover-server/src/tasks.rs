@@ -16,7 +16,7 @@ use crate::clock::now_micros;
 use crate::http::{
     after_commit, unexpected, ApiJson, ApiQuery, ApiResult, AppState, Caller, HttpError,
 };
-use crate::submit::{new_flow_task, submit_all};
+use crate::submit::{new_flow_task, submit_all, submit_tasks};
 
 /// The OpenAPI part of these endpoints, merged into `/openapi.json`.
 #[derive(utoipa::OpenApi)]
@@ -109,10 +109,19 @@ async fn submit(
         req.namespace.as_deref(),
     )?)?;
     let task = new_flow_task(&req, now_micros(), s.secrets.as_ref())?;
-    let ids = submit_all(&s, vec![task]).await?;
-    let view = load_view(&s, ids[0])
-        .await
-        .map_err(|e| after_commit(e, &format!("task {}", ids[0])))?;
+    let (ids, created) = submit_tasks(&s, vec![task], true).await?;
+    // The task as its batch committed it; a task named by a repeated idempotency key (not
+    // created now) is read from the store.
+    let view = match created.into_iter().find(|c| c.record.id == ids[0]) {
+        Some(c) => {
+            let mut view = TaskView::detailed(&c.record, &c.attempts);
+            view.waiting_reason = c.waiting_reason;
+            view
+        }
+        None => load_view(&s, ids[0])
+            .await
+            .map_err(|e| after_commit(e, &format!("task {}", ids[0])))?,
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 

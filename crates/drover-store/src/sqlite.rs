@@ -41,6 +41,7 @@ mod events;
 mod logs;
 pub(crate) mod queues;
 mod retention;
+mod rows;
 pub(crate) mod schedules;
 pub(crate) mod snapshot;
 mod tasks;

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use drover_core::{Coordinator, Input, Reply, RequestId, WorkerSummary};
 
-use crate::driver::{DriverError, DriverHandle};
+use crate::driver::{Answer, DriverError, DriverHandle};
 
 #[derive(Clone, Default)]
 pub struct DriverSlot(Arc<RwLock<Option<DriverHandle>>>);
@@ -29,6 +29,13 @@ impl DriverSlot {
         make: impl FnOnce(RequestId) -> Input,
     ) -> Result<Reply, DriverError> {
         self.current()?.request(make).await
+    }
+
+    pub async fn request_committed(
+        &self,
+        make: impl FnOnce(RequestId) -> Input,
+    ) -> Result<Answer, DriverError> {
+        self.current()?.request_committed(make).await
     }
 
     pub async fn query<T: Send + 'static>(

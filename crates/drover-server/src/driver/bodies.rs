@@ -91,7 +91,7 @@ fn assignments(sends: &mut [(SessionId, ToWorker)]) -> impl Iterator<Item = &mut
 
 /// The core's definition (`lean`) with the stored body: the core's placement wins, since a
 /// broadcast's fan-out sets its shard after the insert.
-fn with_body(lean: &Arc<TaskDef>, whole: &Arc<TaskDef>) -> Arc<TaskDef> {
+pub(super) fn with_body(lean: &Arc<TaskDef>, whole: &Arc<TaskDef>) -> Arc<TaskDef> {
     if lean.placement == whole.placement {
         return whole.clone();
     }

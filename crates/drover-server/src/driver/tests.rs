@@ -14,6 +14,7 @@ use drover_store::{
     AuditQuery, AuditRecord, ClusterView, DeliveryRecord, Epoch, Leadership, MemStore, Member,
     PrunedTasks, TaskQuery, TokenRecord, WebhookRecord,
 };
+use tokio::task::JoinHandle;
 
 use super::*;
 

@@ -3,11 +3,12 @@
 
 use rusqlite::Connection;
 
-use super::{begin, db_err, deps, drains, events, logs, queues, schedules, tasks, workflows};
+use super::{begin, db_err, deps, drains, events, logs, queues, rows, schedules, tasks, workflows};
 use crate::batch::Batch;
 use crate::StoreError;
 
 pub(super) fn commit_batch(conn: &mut Connection, mut batch: Batch) -> Result<(), StoreError> {
+    trace_counts(&batch);
     let tx = begin(conn)?;
     let sources = batch.copy_sources();
     if !sources.is_empty() {
@@ -23,4 +24,33 @@ pub(super) fn commit_batch(conn: &mut Connection, mut batch: Batch) -> Result<()
     schedules::write(&tx, &batch.schedules)?;
     drains::write(&tx, &batch.drains)?;
     tx.commit().map_err(db_err)
+}
+
+/// Rows and statements of a commit's hot kinds of write, at `trace` level (`RUST_LOG=
+/// drover_store::sqlite::commit=trace`): what docs/benchmarks.md counts per task.
+fn trace_counts(batch: &Batch) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    let inserts = batch
+        .tasks
+        .iter()
+        .filter(|(_, op)| *op == crate::batch::RowOp::Insert)
+        .count();
+    let updates = batch.tasks.len() - inserts;
+    let (a, e) = (batch.attempts.len(), batch.events.len());
+    let statements = [inserts, updates, a, e]
+        .iter()
+        .map(|n| rows::statements(*n))
+        .sum::<usize>()
+        + usize::from(inserts > 0);
+    tracing::trace!(
+        inserts,
+        updates,
+        attempts = a,
+        events = e,
+        rows = inserts + updates + a + e,
+        statements,
+        "commit"
+    );
 }

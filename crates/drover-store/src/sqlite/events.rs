@@ -4,6 +4,7 @@ use drover_core::{Event, Micros};
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 use super::codec::{event_from_row, event_to_row, u64_to_sql, EVENT_COLS};
+use super::rows::{self, Shape};
 use super::{db_err, db_err_in};
 use crate::StoreError;
 
@@ -11,37 +12,43 @@ use crate::StoreError;
 /// (and with it the commits) for long.
 const PRUNE_BATCH: i64 = 5_000;
 
-const INSERT_EVENT: &str = "INSERT INTO events (seq, at, type, task_id, queue, state, attempt, \
-     worker, reason, worker_name, worker_state, workflow, schedule, namespace, result_bytes) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+const INSERT_EVENTS: Shape = Shape {
+    head: "INSERT OR FAIL INTO events (seq, at, type, task_id, queue, state, attempt, worker, \
+           reason, worker_name, worker_state, workflow, schedule, namespace, result_bytes) \
+           VALUES ",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tail: "",
+};
 
+/// Appends the events, several per statement (`rows.rs`).
 pub(super) fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(db_err)?;
-    for e in events {
+    rows::write(tx, &INSERT_EVENTS, events, |b, e| {
         let r = event_to_row(e);
-        insert
-            .execute(params![
-                r.seq,
-                r.at,
-                r.kind,
-                r.task_id.as_ref().map(|b| &b[..]),
-                r.queue,
-                r.state,
-                r.attempt,
-                r.worker,
-                r.reason,
-                r.worker_name,
-                r.worker_state,
-                r.workflow,
-                r.schedule,
-                r.namespace,
-                r.result_bytes.map(u64_to_sql),
-            ])
-            .map_err(|e| db_err_in(e, || format!("inserting event {}", r.seq)))?;
-    }
+        b.bind(r.seq)?;
+        b.bind(r.at)?;
+        b.bind(r.kind)?;
+        b.bind(r.task_id.as_ref().map(|b| &b[..]))?;
+        b.bind(r.queue)?;
+        b.bind(r.state)?;
+        b.bind(r.attempt)?;
+        b.bind(r.worker)?;
+        b.bind(r.reason)?;
+        b.bind(r.worker_name)?;
+        b.bind(r.worker_state)?;
+        b.bind(r.workflow)?;
+        b.bind(r.schedule)?;
+        b.bind(r.namespace)?;
+        b.bind(r.result_bytes.map(u64_to_sql))
+    })
+    .map_err(|e| {
+        db_err_in(e, || {
+            format!(
+                "inserting {} events (from seq {})",
+                events.len(),
+                events[0].seq
+            )
+        })
+    })?;
     Ok(())
 }
 

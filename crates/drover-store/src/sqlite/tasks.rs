@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use drover_core::{AttemptRecord, TaskDef, TaskId, TaskRecord, TaskSpec, TaskState};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, Transaction};
+use rusqlite::{params_from_iter, Connection, Transaction};
 
 use super::codec::{
     attempt_from_row, id_bytes, lease_to_sql, outcome_to_sql, placement_to_json, spec_to_json,
     task_from_row, u64_to_sql, ATTEMPT_COLS, TASK_COLS,
 };
+use super::rows::{self, Binder, Shape};
 use super::{db_err, db_err_in};
 use crate::batch::RowOp;
 use crate::{StoreError, TaskQuery};
@@ -18,28 +19,39 @@ use crate::{StoreError, TaskQuery};
 // `OR FAIL` on the task statements: any error rolls back the whole transaction anyway, so a
 // statement need not be undoable on its own. That spares SQLite a statement journal per
 // statement (the `state_counts` triggers would otherwise need one), a large share of the cost
-// of a commit.
-const INSERT_TASK: &str = "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, \
-     max_attempts, backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, \
-     lost, not_before, worker, lease, created_at, updated_at, started_at, finished_at, \
-     exit_code, error, namespace, concurrency_key, max_concurrent, result) VALUES (?1, ?2, ?3, \
-     ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
-     ?23, ?24, ?25, ?26, ?27)";
+// of a commit. Each is a multi-row statement (`rows.rs`): one per chunk of a batch's rows.
+const INSERT_TASKS: Shape = Shape {
+    head: "INSERT OR FAIL INTO tasks (id, seq, queue, kind, priority, spec, max_attempts, \
+           backoff_ms, timeout_ms, idempotency_key, placement, state, attempt, lost, not_before, \
+           worker, lease, created_at, updated_at, started_at, finished_at, exit_code, error, \
+           namespace, concurrency_key, max_concurrent, result) VALUES ",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tail: "",
+};
 
-/// Only the mutable state: the definition is written once, by the insert.
-const UPDATE_TASK: &str = "UPDATE OR FAIL tasks SET state = ?2, attempt = ?3, lost = ?4, \
-     not_before = ?5, worker = ?6, lease = ?7, updated_at = ?8, started_at = ?9, \
-     finished_at = ?10, exit_code = ?11, error = ?12, placement = COALESCE(?13, placement), \
-     result = COALESCE(?14, result) WHERE id = ?1";
+/// Only the mutable state: the definition is written once, by the insert. The rows' columns
+/// are `column1` (the id) to `column14`.
+const UPDATE_TASKS: Shape = Shape {
+    head: "UPDATE OR FAIL tasks SET state = v.column2, attempt = v.column3, lost = v.column4, \
+           not_before = v.column5, worker = v.column6, lease = v.column7, updated_at = v.column8, \
+           started_at = v.column9, finished_at = v.column10, exit_code = v.column11, \
+           error = v.column12, placement = COALESCE(v.column13, tasks.placement), \
+           result = COALESCE(v.column14, tasks.result) FROM (VALUES ",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tail: ") AS v WHERE tasks.id = v.column1",
+};
 
 const BUMP_TASK_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_task_seq'";
 
-const UPSERT_ATTEMPT: &str = "INSERT INTO attempts (task_id, attempt, worker, assigned_at, \
-     started_at, finished_at, outcome, exit_code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-     ?8, ?9) ON CONFLICT (task_id, attempt) DO UPDATE SET worker = excluded.worker, \
-     assigned_at = excluded.assigned_at, started_at = excluded.started_at, \
-     finished_at = excluded.finished_at, outcome = excluded.outcome, \
-     exit_code = excluded.exit_code, error = excluded.error";
+const UPSERT_ATTEMPTS: Shape = Shape {
+    head: "INSERT OR FAIL INTO attempts (task_id, attempt, worker, assigned_at, started_at, \
+           finished_at, outcome, exit_code, error) VALUES ",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tail: " ON CONFLICT (task_id, attempt) DO UPDATE SET worker = excluded.worker, \
+           assigned_at = excluded.assigned_at, started_at = excluded.started_at, \
+           finished_at = excluded.finished_at, outcome = excluded.outcome, \
+           exit_code = excluded.exit_code, error = excluded.error",
+};
 
 /// `'a', 'b', …`: the task states that are terminal (or not), for an `IN (…)`.
 pub(super) fn states_sql(terminal: bool) -> String {
@@ -54,121 +66,110 @@ pub(super) fn states_sql(terminal: bool) -> String {
 /// Inserts the batch's new tasks, updates the others, and moves the task sequence past the
 /// new ones.
 pub(super) fn write(tx: &Transaction<'_>, tasks: &[(TaskRecord, RowOp)]) -> Result<(), StoreError> {
-    let mut next_task_seq: Option<u64> = None;
-    {
-        let mut insert = tx.prepare_cached(INSERT_TASK).map_err(db_err)?;
-        let mut update = tx.prepare_cached(UPDATE_TASK).map_err(db_err)?;
-        for (t, op) in tasks {
-            if *op == RowOp::Insert {
-                next_task_seq = next_task_seq.max(Some(t.seq.saturating_add(1)));
-                insert_task(&mut insert, t)?;
-            } else {
-                update_task(&mut update, t)?;
-            }
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    for (t, op) in tasks {
+        match op {
+            RowOp::Insert => inserts.push(t),
+            RowOp::Update => updates.push(t),
         }
     }
-    if let Some(next) = next_task_seq {
+    if !inserts.is_empty() {
+        rows::write(tx, &INSERT_TASKS, &inserts, |b, t| bind_insert(b, t)).map_err(|e| {
+            db_err_in(e, || {
+                format!(
+                    "inserting {} tasks (the first {})",
+                    inserts.len(),
+                    inserts[0].id
+                )
+            })
+        })?;
+        let next = inserts.iter().map(|t| t.seq.saturating_add(1)).max();
         tx.prepare_cached(BUMP_TASK_SEQ)
-            .and_then(|mut st| st.execute([u64_to_sql(next)]))
+            .and_then(|mut st| st.execute([next.map(u64_to_sql)]))
             .map_err(db_err)?;
     }
-    Ok(())
-}
-
-fn insert_task(
-    insert: &mut rusqlite::CachedStatement<'_>,
-    t: &TaskRecord,
-) -> Result<(), StoreError> {
-    let d = &t.def;
-    insert
-        .execute(params![
-            &id_bytes(t.id)[..],
-            u64_to_sql(t.seq),
-            d.queue,
-            d.kind,
-            d.priority,
-            spec_to_json(&d.spec),
-            d.max_attempts,
-            u64_to_sql(d.backoff_ms),
-            d.timeout_ms.map(u64_to_sql),
-            d.idempotency_key,
-            placement_to_json(&d.placement),
-            t.state.as_str(),
-            t.attempt,
-            t.lost,
-            t.not_before,
-            t.worker,
-            lease_to_sql(t.lease),
-            t.created_at,
-            t.updated_at,
-            t.started_at,
-            t.finished_at,
-            t.exit_code,
-            t.error,
-            d.namespace,
-            d.concurrency.as_ref().map(|c| c.key.as_str()),
-            d.concurrency.as_ref().map(|c| i64::from(c.max)),
-            t.result.as_deref(),
-        ])
-        .map_err(|e| db_err_in(e, || format!("inserting task {}", t.id)))?;
-    Ok(())
-}
-
-fn update_task(
-    update: &mut rusqlite::CachedStatement<'_>,
-    t: &TaskRecord,
-) -> Result<(), StoreError> {
-    let n = update
-        .execute(params![
-            &id_bytes(t.id)[..],
-            t.state.as_str(),
-            t.attempt,
-            t.lost,
-            t.not_before,
-            t.worker,
-            lease_to_sql(t.lease),
-            t.updated_at,
-            t.started_at,
-            t.finished_at,
-            t.exit_code,
-            t.error,
-            // Placement changes only when a broadcast fans out (its shard).
-            (!t.def.placement.is_default()).then(|| placement_to_json(&t.def.placement)),
-            t.result.as_deref(),
-        ])
-        .map_err(db_err)?;
-    if n != 1 {
-        return Err(StoreError::Backend(format!(
-            "update of unknown task {}",
-            t.id
-        )));
+    if !updates.is_empty() {
+        let n =
+            rows::write(tx, &UPDATE_TASKS, &updates, |b, t| bind_update(b, t)).map_err(db_err)?;
+        if n != updates.len() {
+            let ids: Vec<String> = updates.iter().map(|t| t.id.to_string()).collect();
+            return Err(StoreError::Backend(format!(
+                "update of unknown task: {} of {} rows updated (tasks {})",
+                n,
+                updates.len(),
+                ids.join(", ")
+            )));
+        }
     }
     Ok(())
+}
+
+fn bind_insert(b: &mut Binder<'_, '_>, t: &TaskRecord) -> rusqlite::Result<()> {
+    let d = &t.def;
+    b.bind(&id_bytes(t.id)[..])?;
+    b.bind(u64_to_sql(t.seq))?;
+    b.bind(&d.queue)?;
+    b.bind(&d.kind)?;
+    b.bind(d.priority)?;
+    b.bind(spec_to_json(&d.spec))?;
+    b.bind(d.max_attempts)?;
+    b.bind(u64_to_sql(d.backoff_ms))?;
+    b.bind(d.timeout_ms.map(u64_to_sql))?;
+    b.bind(&d.idempotency_key)?;
+    b.bind(placement_to_json(&d.placement))?;
+    b.bind(t.state.as_str())?;
+    b.bind(t.attempt)?;
+    b.bind(t.lost)?;
+    b.bind(t.not_before)?;
+    b.bind(&t.worker)?;
+    b.bind(lease_to_sql(t.lease))?;
+    b.bind(t.created_at)?;
+    b.bind(t.updated_at)?;
+    b.bind(t.started_at)?;
+    b.bind(t.finished_at)?;
+    b.bind(t.exit_code)?;
+    b.bind(&t.error)?;
+    b.bind(&d.namespace)?;
+    b.bind(d.concurrency.as_ref().map(|c| c.key.as_str()))?;
+    b.bind(d.concurrency.as_ref().map(|c| i64::from(c.max)))?;
+    b.bind(t.result.as_deref())
+}
+
+fn bind_update(b: &mut Binder<'_, '_>, t: &TaskRecord) -> rusqlite::Result<()> {
+    b.bind(&id_bytes(t.id)[..])?;
+    b.bind(t.state.as_str())?;
+    b.bind(t.attempt)?;
+    b.bind(t.lost)?;
+    b.bind(t.not_before)?;
+    b.bind(&t.worker)?;
+    b.bind(lease_to_sql(t.lease))?;
+    b.bind(t.updated_at)?;
+    b.bind(t.started_at)?;
+    b.bind(t.finished_at)?;
+    b.bind(t.exit_code)?;
+    b.bind(&t.error)?;
+    // Placement changes only when a broadcast fans out (its shard).
+    b.bind((!t.def.placement.is_default()).then(|| placement_to_json(&t.def.placement)))?;
+    b.bind(t.result.as_deref())
 }
 
 pub(super) fn write_attempts(
     tx: &Transaction<'_>,
     attempts: &[AttemptRecord],
 ) -> Result<(), StoreError> {
-    if attempts.is_empty() {
-        return Ok(());
-    }
-    let mut upsert = tx.prepare_cached(UPSERT_ATTEMPT).map_err(db_err)?;
-    for a in attempts {
-        upsert
-            .execute(params![
-                &id_bytes(a.task_id)[..],
-                a.attempt,
-                a.worker,
-                a.assigned_at,
-                a.started_at,
-                a.finished_at,
-                outcome_to_sql(a.outcome),
-                a.exit_code,
-                a.error,
-            ])
-            .map_err(db_err)?;
-    }
+    rows::write(tx, &UPSERT_ATTEMPTS, attempts, |b, a| {
+        b.bind(&id_bytes(a.task_id)[..])?;
+        b.bind(a.attempt)?;
+        b.bind(&a.worker)?;
+        b.bind(a.assigned_at)?;
+        b.bind(a.started_at)?;
+        b.bind(a.finished_at)?;
+        b.bind(outcome_to_sql(a.outcome))?;
+        b.bind(a.exit_code)?;
+        b.bind(&a.error)
+    })
+    .map_err(db_err)?;
     Ok(())
 }
 
