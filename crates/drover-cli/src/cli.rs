@@ -781,6 +781,18 @@ pub struct BenchArgs {
     /// workers join and leave.
     #[arg(long, conflicts_with_all = ["server", "store", "exec"])]
     pub fleet: bool,
+    /// Paced latency: submit one task per request (`POST /v1/tasks`) at R tasks per second
+    /// and report enqueue (the client's clock before the request) to start (the server's)
+    /// p50/p99/max.
+    #[arg(long, value_name = "R", conflicts_with_all = ["fleet", "sequential"])]
+    pub rate: Option<f64>,
+    /// One task per request, back to back, each waiting for its acknowledgement: tasks/s and
+    /// request latency, against the time of one fdatasync in the data directory.
+    #[arg(long, conflicts_with = "fleet")]
+    pub sequential: bool,
+    /// Concurrent submitting clients of --rate (sharing the rate) or --sequential.
+    #[arg(long, default_value_t = 1, value_name = "C")]
+    pub clients: usize,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,
