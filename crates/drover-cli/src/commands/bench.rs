@@ -308,6 +308,9 @@ impl Local {
         };
         let mut cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), store);
         cfg.data_dir = Some(dir.path().to_path_buf());
+        // The bench measures the path, not the per-client limit of requests (100/s by
+        // default), which one-task-per-request modes would hit at once.
+        cfg.edge.rate_per_sec = 0;
         let workers = (1..=args.workers)
             .map(|i| {
                 let mut w = WorkerConfig::new(Vec::new(), format!("bench-{i}"));
