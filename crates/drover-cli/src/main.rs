@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
 mod cli_auth;
+mod cli_bench;
 mod commands;
 mod exit;
 mod output;

@@ -3,21 +3,25 @@
 //! shutdown, or once the task's main process has exited.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 use drover_api::proto::Outcome;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::sys;
+use crate::sys::{self, Launch, Stage};
 
 pub(crate) const STDOUT: u32 = 1;
 pub(crate) const STDERR: u32 = 2;
@@ -111,31 +115,19 @@ pub(crate) async fn execute(
     let Some(program) = req.argv.first() else {
         return ExecResult::failed("exec spec has an empty argv".into());
     };
-    let mut child = match command(&req, program).spawn() {
-        Ok(child) => child,
-        Err(e) => return ExecResult::failed(spawn_error(&req, &e)),
+    let (mut child, pipes) = match spawn(&req, program) {
+        Ok(started) => started,
+        Err(e) => return ExecResult::failed(e),
     };
-    let Some(pid) = child.id() else {
-        // Only possible once reaped, which nobody did yet.
-        return ExecResult::failed("spawned process has no pid".into());
-    };
+    let pid = child.pid as u32;
     // Kills the group if this future is dropped half-way (runtime shutting down).
-    let group = GroupGuard(Pid::from_raw(pid as i32));
+    let group = GroupGuard(Pid::from_raw(child.pid));
     sink(ExecEvent::Started { pid });
 
-    let mut pumps: Vec<JoinHandle<()>> = [
-        child
-            .stdout
-            .take()
-            .map(|out| pump(out, STDOUT, &req, &sink)),
-        child
-            .stderr
-            .take()
-            .map(|err| pump(err, STDERR, &req, &sink)),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut pumps: Vec<JoinHandle<()>> = [(pipes.0, STDOUT), (pipes.1, STDERR)]
+        .into_iter()
+        .map(|(fd, stream)| pump(fd, stream, &req, &sink))
+        .collect();
 
     let timeout = async {
         match req.timeout {
@@ -170,45 +162,128 @@ pub(crate) async fn execute(
     result
 }
 
-/// The attempt's process: its argv, environment and directory, in a process group of its
-/// own that dies with the worker, stdin closed, output piped.
+/// Starts the attempt's process: its argv, environment and directory, in a process group of
+/// its own that dies with the worker (`sys::spawn`), stdin from `/dev/null`, output piped.
 ///
 /// The environment starts clean: `PATH`, `HOME` and `LANG` and the `--pass-env` names from
 /// the worker's own, then the task's env and secret env, then the task's identity
 /// (`DROVER_TASK_ID`, ...), which the spec cannot override. Nothing else of the worker's
 /// (its token, its cloud credentials) reaches a task.
-fn command(req: &ExecRequest, program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_clear();
+fn spawn(req: &ExecRequest, program: &str) -> Result<(Child, (OwnedFd, OwnedFd)), String> {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    let mut set = |k: &OsStr, v: Option<&OsStr>| {
+        env.retain(|(name, _)| name != k);
+        if let Some(v) = v {
+            env.push((k.to_os_string(), v.to_os_string()));
+        }
+    };
     for name in BASE_ENV
         .iter()
         .copied()
         .chain(req.pass_env.iter().map(String::as_str))
     {
         if let Some(v) = std::env::var_os(name) {
-            cmd.env(name, v);
+            set(name.as_ref(), Some(&v));
         }
     }
-    cmd.args(&req.argv[1..])
-        .envs(&req.env)
-        .envs(&req.secret_env.0)
-        .env("DROVER_TASK_ID", &req.task_id)
-        .env("DROVER_ATTEMPT", req.attempt.to_string());
-    match &req.idempotency_key {
-        Some(key) => cmd.env("DROVER_IDEMPOTENCY_KEY", key),
-        // Never leak the worker's own value (a worker started from inside a task).
-        None => cmd.env_remove("DROVER_IDEMPOTENCY_KEY"),
-    };
-    if let Some(cwd) = &req.cwd {
-        cmd.current_dir(cwd);
+    for (k, v) in req.env.iter().chain(&req.secret_env.0) {
+        set(k.as_ref(), Some(v.as_ref()));
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    sys::die_with_worker(&mut cmd);
-    cmd
+    set("DROVER_TASK_ID".as_ref(), Some(req.task_id.as_ref()));
+    set(
+        "DROVER_ATTEMPT".as_ref(),
+        Some(req.attempt.to_string().as_ref()),
+    );
+    // Never leak the worker's own value (a worker started from inside a task).
+    set(
+        "DROVER_IDEMPOTENCY_KEY".as_ref(),
+        req.idempotency_key.as_deref().map(OsStr::new),
+    );
+    let args: Vec<OsString> = req.argv[1..].iter().map(OsString::from).collect();
+    let cwd = req.cwd.as_deref().map(OsStr::new);
+    let launch = Launch::new(program.as_ref(), &args, &env, cwd)
+        .map_err(|e| format!("failed to start {program:?}: {e}"))?;
+    let started = sys::spawn(&launch).map_err(|(stage, e)| spawn_error(req, stage, &e))?;
+    let pidfd = sys::pidfd(started.pid).ok();
+    let child = Child {
+        pid: started.pid,
+        pidfd,
+        waiter: None,
+        reaped: false,
+    };
+    Ok((child, (started.stdout, started.stderr)))
+}
+
+/// The attempt's process until it is reaped: woken by its pidfd when it exits (without one, a
+/// blocking thread waits for it). Dropped unreaped, it is killed and reaped.
+struct Child {
+    pid: i32,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    waiter: Option<JoinHandle<io::Result<ExitStatus>>>,
+    reaped: bool,
+}
+
+impl Child {
+    /// Waits for the process to exit and reaps it. Cancel-safe.
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            match &self.pidfd {
+                Some(fd) => fd.readable().await?.clear_ready(),
+                None => {
+                    let pid = self.pid;
+                    let waiter = self.waiter.get_or_insert_with(|| {
+                        tokio::task::spawn_blocking(move || reap(pid, WaitPidFlag::empty()))
+                    });
+                    let status = waiter.await.map_err(io::Error::other);
+                    self.waiter = None;
+                    self.reaped = true;
+                    return status?;
+                }
+            }
+        }
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.waiter.is_some() {
+            return Ok(None);
+        }
+        match reap(self.pid, WaitPidFlag::WNOHANG) {
+            Ok(status) => {
+                self.reaped = true;
+                Ok(Some(status))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.reaped || self.waiter.is_some() {
+            return;
+        }
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        if self.try_wait().ok().flatten().is_none() {
+            let pid = self.pid;
+            std::thread::spawn(move || reap(pid, WaitPidFlag::empty()));
+        }
+    }
+}
+
+/// `waitpid` for `pid`: its exit status, or `WouldBlock` while it runs (with `WNOHANG`).
+fn reap(pid: i32, flags: WaitPidFlag) -> io::Result<ExitStatus> {
+    match waitpid(Pid::from_raw(pid), Some(flags)) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(ExitStatus::from_raw((code & 0xff) << 8)),
+        Ok(WaitStatus::Signaled(_, sig, core)) => Ok(ExitStatus::from_raw(
+            sig as i32 | if core { 0x80 } else { 0 },
+        )),
+        Ok(_) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The result of an attempt killed on request (`None`: the kill sender was dropped).
@@ -253,7 +328,7 @@ impl Drop for GroupGuard {
     }
 }
 
-fn spawn_error(req: &ExecRequest, e: &io::Error) -> String {
+fn spawn_error(req: &ExecRequest, stage: Stage, e: &io::Error) -> String {
     if let Some(cwd) = &req.cwd {
         if let Err(ce) = std::fs::metadata(cwd).and_then(|m| {
             if m.is_dir() {
@@ -263,6 +338,9 @@ fn spawn_error(req: &ExecRequest, e: &io::Error) -> String {
             }
         }) {
             return format!("cannot use working directory {cwd:?}: {ce}");
+        }
+        if stage == Stage::Chdir {
+            return format!("cannot use working directory {cwd:?}: {e}");
         }
     }
     format!("failed to start {:?}: {e}", req.argv[0])
@@ -298,13 +376,13 @@ fn from_status(status: io::Result<ExitStatus>) -> ExecResult {
 
 /// Forwards one pipe to the sink until end of file: at most `max_output_bytes`, then one marker
 /// line, then it keeps reading (and discarding) so the process never blocks on a full pipe.
-fn pump<R>(mut pipe: R, stream: u32, req: &ExecRequest, sink: &Sink) -> JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
+fn pump(fd: OwnedFd, stream: u32, req: &ExecRequest, sink: &Sink) -> JoinHandle<()> {
     let limit = req.max_output_bytes;
     let sink = sink.clone();
     tokio::spawn(async move {
+        let Ok(mut pipe) = pipe::Receiver::from_owned_fd(fd) else {
+            return;
+        };
         let mut buf = vec![0u8; READ_CHUNK];
         let mut sent = 0usize;
         let mut truncated = false;
@@ -687,6 +765,101 @@ mod tests {
             String::from_utf8(output(&events, STDERR)).unwrap(),
             want_err
         );
+    }
+
+    #[tokio::test]
+    async fn the_last_output_before_exit_is_never_lost() {
+        // The process exits right after writing; its output must all arrive, every time,
+        // including a last line without a newline, on both streams.
+        for i in 0..50 {
+            let script = format!(
+                "i=0; while [ $i -lt 20 ]; do echo line$i; i=$((i+1)); done; \
+                 printf 'err{i}' >&2; printf 'last{i}'"
+            );
+            let (result, events) = run(req(&["sh", "-c", &script])).await;
+            assert_eq!(result, succeeded());
+            let want: String = (0..20).map(|n| format!("line{n}\n")).collect();
+            assert_eq!(stdout(&events), format!("{want}last{i}"));
+            assert_eq!(output(&events, STDERR), format!("err{i}").into_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_descendant_that_left_the_group_is_read_until_the_grace_ends() {
+        // A grandchild in a session of its own outlives the task's group kill and keeps the
+        // pipes open: what it writes within the drain grace is captured; the attempt ends at
+        // most a grace after its main process, with its exit code.
+        let started = Instant::now();
+        let (result, events) = run(req(&[
+            "sh",
+            "-c",
+            "setsid sh -c 'echo $$; sleep 0.3; echo from-grandchild; exec sleep 30' & \
+             sleep 0.1; echo parent; exit 3",
+        ]))
+        .await;
+        let out = stdout(&events);
+        let lines: Vec<&str> = out.lines().collect();
+        let _ = kill(Pid::from_raw(lines[0].parse().unwrap()), Signal::SIGKILL);
+        assert_eq!(result.exit_code, Some(3));
+        assert_eq!(lines[1..], ["parent", "from-grandchild"]);
+        assert!(started.elapsed() < DRAIN_GRACE + Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_grandchild_in_the_group_goes_with_the_task() {
+        // The main process exits first; its background child (same group) is killed with the
+        // group, so its later output never comes, and the attempt does not wait for it.
+        let started = Instant::now();
+        let (result, events) =
+            run(req(&["sh", "-c", "(sleep 2; echo too-late) & echo parent"])).await;
+        assert_eq!(result, succeeded());
+        assert_eq!(stdout(&events), "parent\n");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_process_dies_with_the_thread_that_started_it() {
+        // PR_SET_PDEATHSIG: the worker never reaps or kills this one; the kernel does when
+        // the starting thread ends.
+        let launch = Launch::new("sleep".as_ref(), &["30".into()], &[path_env()], None).unwrap();
+        let pid = std::thread::spawn(move || {
+            let s = sys::spawn(&launch).map_err(|(_, e)| e).unwrap();
+            s.pid
+        })
+        .join()
+        .unwrap();
+        let status = reap(pid, WaitPidFlag::empty()).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+
+    fn path_env() -> (OsString, OsString) {
+        ("PATH".into(), std::env::var_os("PATH").unwrap())
+    }
+
+    #[test]
+    fn programs_are_found_as_execvp_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("no-shebang");
+        std::fs::write(&script, "echo ran by sh\n").unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // In PATH (an empty entry is the working directory), without a `#!` line: run by sh.
+        let mut r = req(&["no-shebang"]);
+        r.env.insert("PATH".into(), "/nonexistent:".into());
+        r.cwd = Some(dir.path().to_str().unwrap().into());
+        let (result, events) = rt.block_on(run(r));
+        assert_eq!(result, succeeded());
+        assert_eq!(stdout(&events), "ran by sh\n");
+        // Not in PATH at all.
+        let mut r = req(&["no-shebang"]);
+        r.env.insert("PATH".into(), "/nonexistent".into());
+        let (result, _) = rt.block_on(run(r));
+        assert!(result.error.unwrap().contains("No such file"));
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@
 //! - `exec`: one attempt as a child process (argv, env, cwd, process group, timeout, output);
 //! - `handler`, `worker`: tasks as functions, the SDK: [`Worker::builder`] with handlers by
 //!   kind (serde payloads and results), their [`Ctx`] (task id, attempt, cancellation, log);
-//! - `sys`: the one `unsafe` hook (parent-death signal for children).
+//! - `sys`: the one `unsafe` module: starting a process without copying the worker
+//!   (`clone(CLONE_VM | CLONE_VFORK)`), in its own group, with a parent-death signal.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -17,6 +17,8 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 mod fleet;
+mod floor;
+mod paced;
 mod queued;
 mod server_proc;
 mod sim;
@@ -30,7 +32,7 @@ use crate::stats::{median, percentile, round};
 /// A run that makes no progress this long is abandoned.
 const STALL: Duration = Duration::from_secs(60);
 /// Bound on one request (a batch of 10,000 under load can take a while).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The figures of one run.
 #[derive(Clone, Debug, Serialize)]
@@ -45,6 +47,13 @@ pub struct RunResult {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// `--exec`: `true` processes per second with no scheduler at the same concurrency
+    /// (workers × slots), measured just before this run (`floor.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spawn_floor_tasks_per_sec: Option<f64>,
+    /// End to end / the spawn floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_spawn_floor: Option<f64>,
 }
 
 /// The report: the median of the runs at the top, every run below.
@@ -62,6 +71,11 @@ pub struct Report {
     pub end_to_end_tasks_per_sec: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// `--exec`, in-process: medians of the runs' spawn floors and ratios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spawn_floor_tasks_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_spawn_floor: Option<f64>,
     pub failures: usize,
     pub runs: Vec<RunResult>,
     /// With `--workers` ≥ 100 (or `--fleet`): the fleet's figures (`runs` are then the fleet's
@@ -80,6 +94,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     check(&args)?;
     if let Some(n) = args.queued {
         return run_queued(args, n).await;
+    }
+    if args.rate.is_some() || args.sequential {
+        paced::check(&args).map_err(|e| usage(e.to_string()))?;
+        return paced::run(args).await;
     }
     if is_fleet(&args) {
         return run_fleet(args).await;
@@ -102,6 +120,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         end_to_end_tasks_per_sec: 0.0,
         latency_p50_ms: 0.0,
         latency_p99_ms: 0.0,
+        spawn_floor_tasks_per_sec: None,
+        ratio_to_spawn_floor: None,
         failures: 0,
         runs: Vec::new(),
         fleet: None,
@@ -171,6 +191,19 @@ impl Report {
         self.end_to_end_tasks_per_sec = round(pick(|r| r.end_to_end_tasks_per_sec), 1);
         self.latency_p50_ms = round(pick(|r| r.latency_p50_ms), 3);
         self.latency_p99_ms = round(pick(|r| r.latency_p99_ms), 3);
+        if self
+            .runs
+            .iter()
+            .all(|r| r.spawn_floor_tasks_per_sec.is_some())
+            && !self.runs.is_empty()
+        {
+            self.spawn_floor_tasks_per_sec = Some(round(
+                pick(|r| r.spawn_floor_tasks_per_sec.unwrap_or(0.0)),
+                1,
+            ));
+            self.ratio_to_spawn_floor =
+                Some(round(pick(|r| r.ratio_to_spawn_floor.unwrap_or(0.0)), 3));
+        }
         self.failures = self.runs.iter().map(|r| r.failures).sum();
     }
 }
@@ -180,12 +213,16 @@ fn print_summary(args: &BenchArgs, report: &Report) -> anyhow::Result<()> {
     match args.output {
         Format::Json => output::json(report)?,
         Format::Text if args.runs > 1 => output::text(&format!(
-            "median of {} runs: submit {} tasks/s · end to end {} tasks/s · latency p50 {} ms, p99 {} ms · {} failures\n",
+            "median of {} runs: submit {} tasks/s · end to end {} tasks/s · latency p50 {} ms, p99 {} ms{} · {} failures\n",
             args.runs,
             thousands(report.submit_tasks_per_sec),
             thousands(report.end_to_end_tasks_per_sec),
             report.latency_p50_ms,
             report.latency_p99_ms,
+            match (report.spawn_floor_tasks_per_sec, report.ratio_to_spawn_floor) {
+                (Some(f), Some(r)) => format!(" · floor {} tasks/s, ratio {r}", thousands(f)),
+                _ => String::new(),
+            },
             report.failures
         ))?,
         Format::Text => {}
@@ -222,44 +259,100 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// One run on a fresh server and workers in this process, on a fresh temporary store.
 async fn in_process(args: &BenchArgs, prefetch: u32, run: u32) -> anyhow::Result<RunResult> {
-    let dir = tempfile::Builder::new()
-        .prefix("drover-bench-")
-        .tempdir()
-        .context("creating a temporary data directory")?;
-    let schema = match &args.store {
-        Some(url) => Some(
-            TempSchema::create(url)
-                .await
-                .with_context(|| format!("creating a schema for the run in {url}"))?,
-        ),
-        None => None,
+    // The floor, in the same run: the same concurrency spawning `true` with no scheduler.
+    let floor = if args.exec {
+        let (n, c) = (args.tasks, (args.workers * args.slots) as usize);
+        Some(
+            tokio::task::spawn_blocking(move || floor::spawn_true(n, c))
+                .await?
+                .context("spawning `true` with no scheduler")?,
+        )
+    } else {
+        None
     };
-    let store = match &schema {
-        Some(s) => s.url().to_string(),
-        None => local::sqlite_url(&dir.path().join("drover.db"))?,
-    };
-    let mut cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), store);
-    cfg.data_dir = Some(dir.path().to_path_buf());
-    let workers = (1..=args.workers)
-        .map(|i| {
-            let mut w = WorkerConfig::new(Vec::new(), format!("bench-{i}"));
-            w.slots = args.slots;
-            w.prefetch = prefetch;
-            w
-        })
-        .collect();
-    let cluster = LocalCluster::start(cfg, workers).await?;
+    let local = Local::start(args, prefetch).await?;
     let result = async {
-        let client = Client::with_timeout(&cluster.url, cluster.admin_token(), REQUEST_TIMEOUT)?;
-        wait_for_workers(&client, args.workers as usize).await?;
-        Ok(one_run(&client, args, run).await?.0)
+        let client = local.client()?;
+        let mut r = one_run(&client, args, run).await?.0;
+        if let Some(f) = floor {
+            r.spawn_floor_tasks_per_sec = Some(round(f, 1));
+            r.ratio_to_spawn_floor = Some(round(r.end_to_end_tasks_per_sec / f, 3));
+        }
+        Ok(r)
     }
     .await;
-    cluster.shutdown().await?;
-    if let Some(s) = schema {
-        s.drop_schema().await?;
-    }
+    local.stop().await?;
     result
+}
+
+/// A fresh in-process server (on a fresh temporary store) with `--workers` workers connected.
+pub(super) struct Local {
+    cluster: LocalCluster,
+    /// The server's data directory (SQLite's file, when it is the store).
+    pub dir: tempfile::TempDir,
+    schema: Option<TempSchema>,
+}
+
+impl Local {
+    pub(super) async fn start(args: &BenchArgs, prefetch: u32) -> anyhow::Result<Local> {
+        let dir = tempfile::Builder::new()
+            .prefix("drover-bench-")
+            .tempdir()
+            .context("creating a temporary data directory")?;
+        let schema = match &args.store {
+            Some(url) => Some(
+                TempSchema::create(url)
+                    .await
+                    .with_context(|| format!("creating a schema for the run in {url}"))?,
+            ),
+            None => None,
+        };
+        let store = match &schema {
+            Some(s) => s.url().to_string(),
+            None => local::sqlite_url(&dir.path().join("drover.db"))?,
+        };
+        let mut cfg = ServerConfig::new(([127, 0, 0, 1], 0).into(), store);
+        cfg.data_dir = Some(dir.path().to_path_buf());
+        // The bench measures the path, not the per-client limit of requests (100/s by
+        // default), which one-task-per-request modes would hit at once.
+        cfg.edge.rate_per_sec = 0;
+        let workers = (1..=args.workers)
+            .map(|i| {
+                let mut w = WorkerConfig::new(Vec::new(), format!("bench-{i}"));
+                w.slots = args.slots;
+                w.prefetch = prefetch;
+                w
+            })
+            .collect();
+        let cluster = LocalCluster::start(cfg, workers).await?;
+        let local = Local {
+            cluster,
+            dir,
+            schema,
+        };
+        if let Err(e) = wait_for_workers(&local.client()?, args.workers as usize).await {
+            local.stop().await?;
+            return Err(e);
+        }
+        Ok(local)
+    }
+
+    /// A client of its own (its own connections) with the admin token.
+    pub(super) fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::with_timeout(
+            &self.cluster.url,
+            self.cluster.admin_token(),
+            REQUEST_TIMEOUT,
+        )?)
+    }
+
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
+        self.cluster.shutdown().await?;
+        if let Some(s) = self.schema {
+            s.drop_schema().await?;
+        }
+        Ok(())
+    }
 }
 
 async fn wait_for_workers(client: &Client, n: usize) -> anyhow::Result<()> {
@@ -278,7 +371,7 @@ async fn wait_for_workers(client: &Client, n: usize) -> anyhow::Result<()> {
 
 /// One run's figures, and its tasks as read back.
 /// One of the run's tasks: `true` with `--exec`, else a no-op.
-fn bench_task(args: &BenchArgs, queue: &str) -> SubmitRequest {
+pub(super) fn bench_task(args: &BenchArgs, queue: &str) -> SubmitRequest {
     if args.exec {
         SubmitRequest {
             queue: Some(queue.to_string()),
@@ -404,27 +497,38 @@ pub fn figures(
         latency_p50_ms: round(percentile(&latencies, 50.0).unwrap_or(0.0), 3),
         latency_p99_ms: round(percentile(&latencies, 99.0).unwrap_or(0.0), 3),
         latency_max_ms: round(latencies.last().copied().unwrap_or(0.0), 3),
+        spawn_floor_tasks_per_sec: None,
+        ratio_to_spawn_floor: None,
     }
 }
 
 fn run_text(r: &RunResult) -> String {
-    format!(
-        "run {run}: {tasks} tasks\n  \
+    let floor = match (r.spawn_floor_tasks_per_sec, r.ratio_to_spawn_floor) {
+        (Some(f), Some(ratio)) => format!(
+            "  floor        {:>10} tasks/s   (`true` spawned with no scheduler, same concurrency) \
+             · ratio end to end / floor {ratio}\n",
+            thousands(f)
+        ),
+        _ => String::new(),
+    };
+    floor
+        + &format!(
+            "run {run}: {tasks} tasks\n  \
          submit       {st:>10} tasks/s   ({ss:.3} s until the last submit was acknowledged)\n  \
          end to end   {et:>10} tasks/s   ({es:.3} s from the first submit to the last finish)\n  \
          latency      p50 {p50} ms · p99 {p99} ms · max {max} ms   (enqueue to start)\n  \
          failures     {f}\n",
-        run = r.run,
-        tasks = r.tasks,
-        st = thousands(r.submit_tasks_per_sec),
-        ss = r.submit_secs,
-        et = thousands(r.end_to_end_tasks_per_sec),
-        es = r.end_to_end_secs,
-        p50 = r.latency_p50_ms,
-        p99 = r.latency_p99_ms,
-        max = r.latency_max_ms,
-        f = r.failures,
-    )
+            run = r.run,
+            tasks = r.tasks,
+            st = thousands(r.submit_tasks_per_sec),
+            ss = r.submit_secs,
+            et = thousands(r.end_to_end_tasks_per_sec),
+            es = r.end_to_end_secs,
+            p50 = r.latency_p50_ms,
+            p99 = r.latency_p99_ms,
+            max = r.latency_max_ms,
+            f = r.failures,
+        )
 }
 
 /// `--workers N` at fleet scale: a server process and N simulated workers per run.
@@ -451,6 +555,8 @@ async fn run_fleet(args: BenchArgs) -> anyhow::Result<u8> {
         end_to_end_tasks_per_sec: 0.0,
         latency_p50_ms: 0.0,
         latency_p99_ms: 0.0,
+        spawn_floor_tasks_per_sec: None,
+        ratio_to_spawn_floor: None,
         failures: 0,
         runs: Vec::new(),
         fleet: None,
@@ -524,7 +630,7 @@ async fn run_queued(args: BenchArgs, n: usize) -> anyhow::Result<u8> {
 }
 
 /// Every task of a queue, following the pages.
-async fn list_queue(client: &Client, queue: &str) -> anyhow::Result<Vec<TaskView>> {
+pub(super) async fn list_queue(client: &Client, queue: &str) -> anyhow::Result<Vec<TaskView>> {
     let mut q = ListQuery {
         queue: Some(queue.into()),
         limit: Some(drover_api::limits::MAX_PAGE),
@@ -541,7 +647,7 @@ async fn list_queue(client: &Client, queue: &str) -> anyhow::Result<Vec<TaskView
     }
 }
 
-fn terminal(s: &StatsView) -> u64 {
+pub(super) fn terminal(s: &StatsView) -> u64 {
     s.tasks_by_state
         .iter()
         .filter(|(state, _)| is_terminal(state))
@@ -550,20 +656,20 @@ fn terminal(s: &StatsView) -> u64 {
 }
 
 /// Fails a run whose count of finished tasks has not moved for [`STALL`].
-struct Stall {
+pub(super) struct Stall {
     done: u64,
     since: Instant,
 }
 
 impl Stall {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Stall {
             done: 0,
             since: Instant::now(),
         }
     }
 
-    fn check(&mut self, done: u64, n: usize, workers: u32) -> anyhow::Result<()> {
+    pub(super) fn check(&mut self, done: u64, n: usize, workers: u32) -> anyhow::Result<()> {
         if done != self.done {
             self.done = done;
             self.since = Instant::now();
@@ -578,7 +684,7 @@ impl Stall {
 }
 
 /// `12345.6` as `12,346`.
-fn thousands(x: f64) -> String {
+pub(super) fn thousands(x: f64) -> String {
     let s = format!("{:.0}", x.max(0.0));
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
