@@ -412,12 +412,14 @@ impl Tracker {
 
     /// A task of `name` became active: its interned name.
     fn enter(&mut self, name: &str) -> Arc<str> {
-        let e = self
-            .queues
-            .entry(name.to_string())
-            .or_insert_with(|| (Arc::from(name), 0));
-        e.1 += 1;
-        e.0.clone()
+        // No allocation for a known queue: a restart enters every active task.
+        if let Some(e) = self.queues.get_mut(name) {
+            e.1 += 1;
+            return e.0.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.queues.insert(name.to_string(), (name.clone(), 1));
+        name
     }
 
     /// A task of `name` ended: the queue's series go with its last task, unless configured.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use drover_core::{Coordinator, Event};
+use drover_core::{Coordinator, Event, Snapshot};
 use drover_store::{Epoch, Store};
 use tokio::sync::broadcast;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -55,14 +55,10 @@ impl Term {
         slot: &super::DriverSlot,
     ) -> anyhow::Result<Term> {
         let store = &parts.store;
-        let mut snapshot = store
-            .load_snapshot()
-            .await
-            .context("loading the active tasks")?;
-        snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
-            .await
-            .context("loading the workflows in progress")?;
+        let started = std::time::Instant::now();
+        let snapshot = load(store).await?;
         let active = snapshot.tasks.len();
+        let loaded = started.elapsed();
         // Everything committed before the driver starts is in the snapshot; the tracker
         // follows the events after it.
         let tracker = Tracker::new(parts.metrics.clone(), &snapshot.tasks);
@@ -120,6 +116,8 @@ impl Term {
         tracing::info!(
             epoch,
             active_tasks = active,
+            snapshot_ms = loaded.as_millis() as u64,
+            ready_ms = started.elapsed().as_millis() as u64,
             "leading: the scheduler runs here"
         );
         Ok(Term {
@@ -165,4 +163,16 @@ impl Term {
             }
         }
     }
+}
+
+/// Everything any earlier epoch committed that the core starts from.
+async fn load(store: &Arc<dyn Store>) -> anyhow::Result<Snapshot> {
+    let mut snapshot = store
+        .load_snapshot()
+        .await
+        .context("loading the active tasks")?;
+    snapshot.workflows_ended = flows::ended_nodes(store.as_ref(), &snapshot)
+        .await
+        .context("loading the workflows in progress")?;
+    Ok(snapshot)
 }

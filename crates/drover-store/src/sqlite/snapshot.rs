@@ -59,6 +59,13 @@ pub(crate) fn share_def(
     t
 }
 
+/// A body's type without parsing its JSON: in a spec's text an unescaped `"type":"…"` can
+/// only be its own top-level key (strings inside it are escaped, and it nests no objects).
+/// Any other text is read whole, and refused as corrupt.
+const LEAN_SPEC: &str = "CASE WHEN instr(t.spec, '\"type\":\"exec\"') > 0 THEN 'exec' \
+     WHEN instr(t.spec, '\"type\":\"handler\"') > 0 THEN 'handler' \
+     WHEN instr(t.spec, '\"type\":\"noop\"') > 0 THEN 'noop' ELSE t.spec END,";
+
 /// The non-terminal tasks joined with their current attempt (`TASK_COLS`, then
 /// `ATTEMPT_COLS`, NULL when there is none). Lean: of a task's body only its type is read
 /// (the core keeps no body; `spec_from_column`), and no idempotency key (the snapshot's
@@ -68,7 +75,7 @@ pub(super) fn active_tasks_sql() -> String {
         "SELECT {}, {} FROM tasks t LEFT JOIN attempts a \
          ON a.task_id = t.id AND a.attempt = t.attempt WHERE t.state IN ({})",
         prefixed(TASK_COLS, "t.")
-            .replacen("t.spec,", "json_extract(t.spec, '$.type'),", 1)
+            .replacen("t.spec,", LEAN_SPEC, 1)
             .replacen("t.idempotency_key,", "NULL,", 1),
         prefixed(ATTEMPT_COLS, "a."),
         states_sql(false),
