@@ -280,7 +280,7 @@ impl Coordinator {
     /// body (`TaskDef::lean`, shared with the tasks of the same shape), which the driver reads
     /// back when it assigns the task.
     fn insert_record(&mut self, mut rec: TaskRecord, fx: &mut Effects) {
-        let lean = self.defs.intern(rec.def.lean());
+        let lean = self.defs.share(&rec.def);
         fx.writes.push(Write::Task {
             record: rec.clone(),
             is_new: true,

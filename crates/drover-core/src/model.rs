@@ -278,6 +278,19 @@ impl TaskDef {
         Scoped::new(&self.namespace, key)
     }
 
+    /// `lean` (the core's definition of a task, without its body) with the body of `whole`
+    /// (the same task's stored definition). The lean one's placement wins: a broadcast's
+    /// fan-out sets its shard after the insert.
+    pub fn with_body(lean: &Arc<TaskDef>, whole: &Arc<TaskDef>) -> Arc<TaskDef> {
+        if lean.placement == whole.placement {
+            return whole.clone();
+        }
+        Arc::new(TaskDef {
+            placement: lean.placement.clone(),
+            ..(**whole).clone()
+        })
+    }
+
     /// The definition without its body (`TaskSpec::InStore`): what the active set keeps.
     pub fn lean(&self) -> TaskDef {
         TaskDef {

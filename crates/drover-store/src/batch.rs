@@ -157,14 +157,7 @@ impl Batch {
 /// task's body only with its first record (its insert), every later one without.
 fn with_body_of(first: &TaskRecord, mut later: TaskRecord) -> TaskRecord {
     if later.def.spec.is_in_store() && !first.def.spec.is_in_store() {
-        later.def = if later.def.placement == first.def.placement {
-            first.def.clone()
-        } else {
-            Arc::new(TaskDef {
-                placement: later.def.placement.clone(),
-                ..(*first.def).clone()
-            })
-        };
+        later.def = TaskDef::with_body(&later.def, &first.def);
     }
     later
 }

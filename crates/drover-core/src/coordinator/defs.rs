@@ -23,34 +23,24 @@ pub(super) struct Defs {
 }
 
 impl Defs {
-    /// The shared definition equal to `def` (which must be lean), made if none is.
-    pub(super) fn intern(&mut self, def: TaskDef) -> Arc<TaskDef> {
-        self.intern_with(&def, || Arc::new(def.clone()))
-    }
-
-    /// The shared lean definition of `def`: `def` itself if lean and not yet known (a
-    /// snapshot's definitions are lean already; no copy is made).
+    /// The shared lean definition of `def` (`TaskDef::lean`): `def` itself if it is lean and
+    /// none equal is known yet (a snapshot's definitions are lean already: no copy is made).
     pub(super) fn share(&mut self, def: &Arc<TaskDef>) -> Arc<TaskDef> {
-        if def.spec.is_in_store() && def.idempotency_key.is_none() {
-            self.intern_with(def, || def.clone())
+        let def = if def.spec.is_in_store() && def.idempotency_key.is_none() {
+            def.clone()
         } else {
-            self.intern(def.lean())
-        }
-    }
-
-    fn intern_with(&mut self, def: &TaskDef, make: impl FnOnce() -> Arc<TaskDef>) -> Arc<TaskDef> {
-        debug_assert!(def.spec.is_in_store() && def.idempotency_key.is_none());
-        let bucket = self.by_shape.entry(shape(def)).or_default();
-        if let Some(d) = bucket.iter().find(|d| ***d == *def) {
+            Arc::new(def.lean())
+        };
+        let bucket = self.by_shape.entry(shape(&def)).or_default();
+        if let Some(d) = bucket.iter().find(|d| **d == def) {
             return d.clone();
         }
-        let d = make();
-        bucket.push(d.clone());
+        bucket.push(def.clone());
         self.len += 1;
         if self.len >= self.sweep_at.max(FIRST_SWEEP) {
             self.sweep();
         }
-        d
+        def
     }
 
     /// Forgets the definitions only this table holds (their tasks ended).
@@ -107,12 +97,16 @@ mod tests {
         }
     }
 
+    fn share(defs: &mut Defs, def: TaskDef) -> Arc<TaskDef> {
+        defs.share(&Arc::new(def))
+    }
+
     #[test]
     fn equal_shapes_share_one_definition() {
         let mut defs = Defs::default();
-        let a = defs.intern(lean("q", None));
-        let b = defs.intern(lean("q", None));
-        let c = defs.intern(lean("q", Some("customer-42")));
+        let a = share(&mut defs, lean("q", None));
+        let b = share(&mut defs, lean("q", None));
+        let c = share(&mut defs, lean("q", Some("customer-42")));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(*c, lean("q", Some("customer-42")));
@@ -121,11 +115,11 @@ mod tests {
     #[test]
     fn definitions_no_task_holds_are_swept() {
         let mut defs = Defs::default();
-        let kept = defs.intern(lean("kept", None));
+        let kept = share(&mut defs, lean("kept", None));
         for i in 0..FIRST_SWEEP * 3 {
-            defs.intern(lean(&format!("gone-{i}"), None));
+            share(&mut defs, lean(&format!("gone-{i}"), None));
         }
         assert!(defs.len() < FIRST_SWEEP * 2, "{} kept", defs.len());
-        assert!(Arc::ptr_eq(&kept, &defs.intern(lean("kept", None))));
+        assert!(Arc::ptr_eq(&kept, &share(&mut defs, lean("kept", None))));
     }
 }

@@ -57,7 +57,7 @@ impl Bodies {
         let mut missing = Vec::new();
         for a in assignments(sends) {
             match self.defs.remove(&a.task_id) {
-                Some(def) => a.def = with_body(&a.def, &def),
+                Some(def) => a.def = TaskDef::with_body(&a.def, &def),
                 None => missing.push(a.task_id),
             }
         }
@@ -74,7 +74,7 @@ pub fn fill(
     let mut unresolved = Vec::new();
     for a in assignments(sends) {
         match read.get(&a.task_id) {
-            Some(def) => a.def = with_body(&a.def, def),
+            Some(def) => a.def = TaskDef::with_body(&a.def, def),
             None => unresolved.push(a.task_id),
         }
     }
@@ -86,18 +86,6 @@ fn assignments(sends: &mut [(SessionId, ToWorker)]) -> impl Iterator<Item = &mut
     sends.iter_mut().filter_map(|(_, msg)| match msg {
         ToWorker::Assign(a) if a.def.spec.is_in_store() => Some(a),
         _ => None,
-    })
-}
-
-/// The core's definition (`lean`) with the stored body: the core's placement wins, since a
-/// broadcast's fan-out sets its shard after the insert.
-pub(super) fn with_body(lean: &Arc<TaskDef>, whole: &Arc<TaskDef>) -> Arc<TaskDef> {
-    if lean.placement == whole.placement {
-        return whole.clone();
-    }
-    Arc::new(TaskDef {
-        placement: lean.placement.clone(),
-        ..(**whole).clone()
     })
 }
 

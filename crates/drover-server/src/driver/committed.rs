@@ -92,7 +92,7 @@ pub(super) fn collect(
 fn with_body_of(earlier: Option<TaskRecord>, record: &TaskRecord) -> TaskRecord {
     match earlier {
         Some(e) if record.def.spec.is_in_store() && !e.def.spec.is_in_store() => TaskRecord {
-            def: super::bodies::with_body(&record.def, &e.def),
+            def: drover_core::TaskDef::with_body(&record.def, &e.def),
             ..record.clone()
         },
         _ => record.clone(),
